@@ -1,0 +1,58 @@
+//! Pluggable pattern matchers for the rhospace tuple space.
+//!
+//! A [`Match`] implementation decides whether a pattern `P` accepts a datum `A` and, if so,
+//! returns a match result: bindings, a transformed value, a score. The space is generic over the
+//! matcher, so the same space code serves exact equality, structural wildcard patterns and
+//! similarity search.
+//!
+//! | matcher | pattern | result | cost |
+//! |---|---|---|---|
+//! | [`ExactMatch`] | a value of the datum's type | `()` | one `Eq`; hash-indexed in the space |
+//!
+//! ```
+//! use rhospace_matchers::{ExactMatch, Match};
+//! assert_eq!(ExactMatch.get(&5u32, &5u32), Some(()));
+//! assert_eq!(ExactMatch.get(&5u32, &6u32), None);
+//! ```
+#![deny(unsafe_code)]
+
+mod exact;
+
+pub use exact::ExactMatch;
+
+/// A pattern matcher: decides whether `pattern` accepts `datum`.
+///
+/// Implementations must be **pure and deterministic**: the same pattern and datum give the same
+/// answer on every call, thread and machine. The space relies on this for complete join matching
+/// (it may call `get` more than once for one pair) and for replay.
+///
+/// ```
+/// use rhospace_matchers::Match;
+/// /// Accepts any datum greater than the pattern; returns the difference.
+/// struct Above;
+/// impl Match<i64, i64> for Above {
+///     type Output = i64;
+///     fn get(&self, pattern: &i64, datum: &i64) -> Option<i64> {
+///         (datum > pattern).then(|| datum - pattern)
+///     }
+/// }
+/// assert_eq!(Above.get(&3, &10), Some(7));
+/// assert_eq!(Above.get(&3, &1), None);
+/// ```
+pub trait Match<P, A>: Send + Sync {
+    /// What a successful match yields (bindings, a transformed value, a score).
+    type Output: Clone + core::fmt::Debug + Send + Sync;
+
+    /// Matches `datum` against `pattern`; `None` when it does not match.
+    fn get(&self, pattern: &P, datum: &A) -> Option<Self::Output>;
+
+    /// When `pattern` accepts exactly the data equal to one value, returns that value.
+    ///
+    /// The space uses it to find candidates through a hash index instead of scanning every
+    /// stored datum. Contract: if this returns `Some(k)`, then `get(pattern, a).is_some()` holds
+    /// exactly when `a == k`. The default, `None`, always scans, which is always correct.
+    fn exact_key<'p>(&self, pattern: &'p P) -> Option<&'p A> {
+        let _ = pattern;
+        None
+    }
+}

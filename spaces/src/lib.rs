@@ -1,0 +1,1 @@
+//! rhospace-spaces (core arrives next).

@@ -1,0 +1,1 @@
+//! Embedding storage and similarity search for rhospace. The store and kernels arrive with their issue.
