@@ -8,17 +8,37 @@
 //! | matcher | pattern | result | cost |
 //! |---|---|---|---|
 //! | [`ExactMatch`] | a value of the datum's type | `()` | one `Eq`; hash-indexed in the space |
+//! | [`StructuralMatch`] | a [`Pattern`] over [`Term`]s | [`Bindings`] | one walk of the pattern; literal patterns hash-indexed via [`Match::exact_key`] |
+//!
+//! The structural matcher's data are [`Term`]s (integers, strings, bytes, booleans, lists,
+//! tuples, records in canonical key order); its patterns have wildcards, binders (a repeated
+//! binder must bind equal terms), literals, nested shapes with rest binders, and the
+//! combinators and / or / not / predicate. See [`structural`] for its algorithm and cost table.
 //!
 //! ```
 //! use rhospace_matchers::{ExactMatch, Match};
 //! assert_eq!(ExactMatch.get(&5u32, &5u32), Some(()));
 //! assert_eq!(ExactMatch.get(&5u32, &6u32), None);
+//!
+//! use rhospace_matchers::{Pattern, StructuralMatch, Term};
+//! // [x, _, x]
+//! let p = Pattern::list([Pattern::bind("x"), Pattern::wildcard(), Pattern::bind("x")]);
+//! let b = StructuralMatch.get(&p, &Term::list([7, 0, 7])).unwrap();
+//! assert_eq!(b.get("x"), Some(&Term::int(7)));
+//! assert!(StructuralMatch.get(&p, &Term::list([7, 0, 8])).is_none());
 //! ```
 #![deny(unsafe_code)]
 
 mod exact;
+pub mod pattern;
+mod print;
+pub mod structural;
+pub mod term;
 
 pub use exact::ExactMatch;
+pub use pattern::{Pattern, PatternTooDeep, Predicate, Rest, MAX_PATTERN_DEPTH};
+pub use structural::{Bindings, StructuralMatch};
+pub use term::{Record, Term};
 
 /// A pattern matcher: decides whether `pattern` accepts `datum`.
 ///
