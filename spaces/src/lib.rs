@@ -1,1 +1,76 @@
-//! rhospace-spaces (core arrives next).
+//! The rhospace tuple space: produce, consume and joins over pluggable matchers, six
+//! collection kinds, and O(1) soft checkpoints.
+//!
+//! Processes `produce` data on channels and `consume` it with patterns, joining several
+//! channels at once; when a consume's patterns are all met the space fires one COMM: the
+//! continuation together with the data that satisfied it. The behaviour contract is the
+//! project's SPEC (§1–§5, §6 soft checkpoints, §9's `Send + Sync` shape).
+//!
+//! ```
+//! use rhospace_spaces::{Space, SpaceConfig};
+//! use rhospace_matchers::ExactMatch;
+//!
+//! let space: Space<&str, u32, u32, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+//! // A join waits on two channels at once.
+//! assert!(space.consume(["left", "right"], [1, 2], "pair", false, &[]).unwrap().is_none());
+//! assert!(space.produce("left", 1, false).unwrap().is_none());
+//! let comm = space.produce("right", 2, false).unwrap().expect("the join fires");
+//! assert_eq!(comm.continuation, "pair");
+//! assert!(space.is_empty());
+//! ```
+//!
+//! # Guarantees
+//! - **At most one COMM per call**, and after every call no COMM is possible among stored
+//!   items (but see *Limits*). Joins are matched completely: if any assignment of data meets
+//!   the patterns, one is found (a depth-first search, not greedy first-fit).
+//! - **Determinism**: candidates are tried oldest first (data and continuations), join groups in
+//!   creation order, installed continuations first; the first assignment in that order wins.
+//!   Hash maps are only looked up, never iterated into a result.
+//! - **Errors change nothing** and hand the caller's value back.
+//! - **Soft checkpoints** are O(1): the state lives in persistent maps (`imbl`) with structural
+//!   sharing, and a write to an unshared node mutates it in place.
+//! - `Space` is `Send + Sync`; operations run under one lock, so they are linearizable.
+//!
+//! # Costs
+//!
+//! | operation | time |
+//! |---|---|
+//! | `produce`, no waiting continuation on the channel | O(log n) in channels, in place |
+//! | `produce` meeting waiting continuations | one join search per continuation examined |
+//! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
+//! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
+//! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(1) |
+//! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
+//!
+//! Persistent maps cost more per lookup than `std`'s `HashMap` (a HAMT walk against one probe);
+//! that is the price of O(1) checkpoints, measured in the `produce_consume_cycle` benchmark.
+//!
+//! # Limits
+//! - On head-only kinds (Queue, Stack, PriorityQueue), a COMM that takes the head can expose a
+//!   next item that a waiting continuation would accept. Since a call fires at most one COMM,
+//!   that continuation does not fire in the same call; it fires when a later consume or
+//!   produce meets it. SPEC §1's invariant therefore holds for Bag, Set and Cell channels only.
+//! - Joins have at most [`MAX_JOIN`] channels.
+#![deny(unsafe_code)]
+
+mod comm;
+mod conts;
+mod data;
+mod error;
+mod join;
+mod kind;
+mod seq;
+mod space;
+mod sync;
+
+pub use comm::{Comm, MatchedDatum};
+pub use conts::{Peeks, WaitingContinuation};
+pub use data::StoredDatum;
+pub use error::{ConsumeError, ErrorKind, ProduceError};
+pub use kind::{ContKind, DataKind, SpaceConfig};
+pub use space::{SoftCheckpoint, Space, MAX_JOIN};
+
+/// The persistent hash map used for state: `imbl`'s HAMT with a fast hasher. Its iteration
+/// order is never used for a result.
+pub(crate) type PMap<K, V> =
+    imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;

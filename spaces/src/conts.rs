@@ -1,0 +1,110 @@
+//! `ContStore`: the continuations waiting on one channel list, kept by its [`ContKind`].
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::kind::ContKind;
+use crate::seq::SeqItems;
+
+/// Positions of a consume that peek, ascending and without repeats.
+pub type Peeks = SmallVec<[usize; 2]>;
+
+/// A continuation as stored under its channel list.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rhospace_spaces::WaitingContinuation;
+/// let w = WaitingContinuation {
+///     patterns: Arc::from(vec![1u8]),
+///     continuation: "k",
+///     persist: false,
+///     peeks: Default::default(),
+/// };
+/// assert_eq!(w.patterns.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WaitingContinuation<P, K> {
+    /// One pattern per channel, in the consume's order.
+    pub patterns: Arc<[P]>,
+    /// What runs when the patterns are met.
+    pub continuation: K,
+    /// Whether it stays after it fires.
+    pub persist: bool,
+    /// Positions that peek.
+    pub peeks: Peeks,
+}
+
+/// Continuations of one join group (one exact channel list).
+#[derive(Clone, Debug)]
+pub(crate) struct ContStore<P: Clone, K: Clone> {
+    kind: ContKind,
+    items: SeqItems<WaitingContinuation<P, K>>,
+}
+
+impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
+    pub(crate) fn new(kind: ContKind) -> Self {
+        Self {
+            kind,
+            items: SeqItems::default(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Stores `w`; for a Set store, returns false (and stores nothing) when an equal one waits.
+    pub(crate) fn push(&mut self, w: WaitingContinuation<P, K>) -> bool {
+        if self.kind == ContKind::Set && self.items.iter().any(|(_, x)| *x == w) {
+            return false;
+        }
+        self.items.push(w);
+        true
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, seq: u64) -> Option<&WaitingContinuation<P, K>> {
+        self.items.get(seq)
+    }
+
+    pub(crate) fn take(&mut self, seq: u64) -> Option<WaitingContinuation<P, K>> {
+        let w = self.items.take(seq)?;
+        if self.items.wants_compaction() {
+            self.items.compact();
+        }
+        Some(w)
+    }
+
+    /// Offers the continuations that may fire, in order.
+    pub(crate) fn for_each<'s>(
+        &'s self,
+        mut f: impl FnMut(u64, &'s WaitingContinuation<P, K>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        match self.kind {
+            ContKind::Queue => {
+                if let Some((s, w)) = self.items.first() {
+                    f(s, w)?;
+                }
+            }
+            ContKind::Stack => {
+                if let Some((s, w)) = self.items.last() {
+                    f(s, w)?;
+                }
+            }
+            ContKind::Bag | ContKind::Set => {
+                for (s, w) in self.items.iter() {
+                    f(s, w)?;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// All waiting continuations, oldest first.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &WaitingContinuation<P, K>> + '_ {
+        self.items.iter().map(|(_, w)| w)
+    }
+}

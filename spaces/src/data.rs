@@ -1,0 +1,319 @@
+//! `DataStore`: one channel's data, kept by its [`DataKind`], with an exact-match index.
+//!
+//! Bag, Set, Queue, Stack and Cell keep items in a [`SeqItems`] (arrival order, stable
+//! numbers); PriorityQueue keeps an `imbl::OrdMap` keyed by (priority descending, arrival).
+//! Everything is persistent: cloning a store is O(1).
+//!
+//! **Exact index.** Bag and Set stores with at least [`INDEX_MIN`] items build, on first need, a
+//! persistent hash index from value to the numbers of the live items equal to it, kept in step
+//! from then on. A pattern with an exact key ([`rhospace_matchers::Match::exact_key`]) then finds
+//! its candidates in O(1) expected instead of scanning. The index is derived state: it never
+//! changes a result, only how fast it is found.
+
+use std::cmp::Reverse;
+use std::hash::Hash;
+use std::ops::ControlFlow;
+
+use imbl::OrdMap;
+use smallvec::SmallVec;
+
+use crate::kind::DataKind;
+use crate::seq::SeqItems;
+use crate::PMap;
+
+/// Stores with fewer items than this are scanned; at or above it, an exact index is built.
+pub(crate) const INDEX_MIN: usize = 16;
+
+/// A datum as stored on a channel.
+///
+/// ```
+/// use rhospace_spaces::StoredDatum;
+/// let d = StoredDatum { value: 7u8, persist: false, priority: 0 };
+/// assert!(!d.persist);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoredDatum<A> {
+    /// The datum.
+    pub value: A,
+    /// Whether it stays after it is matched.
+    pub persist: bool,
+    /// Its priority (PriorityQueue channels; 0 elsewhere). Higher is taken first.
+    pub priority: i64,
+}
+
+/// Where an item sits in its store. Ordered as the store hands items out for PriorityQueue;
+/// for the other kinds `prio` is 0 and `seq` is the arrival number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct ItemKey {
+    prio: Reverse<i64>,
+    seq: u64,
+}
+
+impl ItemKey {
+    #[inline]
+    fn seq(seq: u64) -> Self {
+        Self {
+            prio: Reverse(0),
+            seq,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Items<A: Clone> {
+    Seq(SeqItems<StoredDatum<A>>),
+    Prio {
+        map: OrdMap<ItemKey, StoredDatum<A>>,
+        next: u64,
+    },
+}
+
+/// One channel's data. Invariant: `index`, when present, maps each value to the ascending
+/// numbers of exactly the live items equal to it (Bag and Set only).
+#[derive(Clone, Debug)]
+pub(crate) struct DataStore<A: Clone + Hash + Eq> {
+    kind: DataKind,
+    items: Items<A>,
+    index: Option<PMap<A, SmallVec<[u64; 2]>>>,
+}
+
+impl<A: Clone + Hash + Eq> DataStore<A> {
+    pub(crate) fn new(kind: DataKind) -> Self {
+        let items = match kind {
+            DataKind::PriorityQueue => Items::Prio {
+                map: OrdMap::new(),
+                next: 0,
+            },
+            _ => Items::Seq(SeqItems::default()),
+        };
+        Self {
+            kind,
+            items,
+            index: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn kind(&self) -> DataKind {
+        self.kind
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        match &self.items {
+            Items::Seq(s) => s.len(),
+            Items::Prio { map, .. } => map.len(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key the next pushed item with `priority` would get.
+    #[inline]
+    pub(crate) fn next_key(&self, priority: i64) -> ItemKey {
+        match &self.items {
+            Items::Seq(s) => ItemKey::seq(s.next_seq()),
+            Items::Prio { next, .. } => ItemKey {
+                prio: Reverse(priority),
+                seq: *next,
+            },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: ItemKey) -> Option<&StoredDatum<A>> {
+        match &self.items {
+            Items::Seq(s) => s.get(key.seq),
+            Items::Prio { map, .. } => map.get(&key),
+        }
+    }
+
+    pub(crate) fn push(&mut self, datum: StoredDatum<A>) -> ItemKey {
+        match &mut self.items {
+            Items::Seq(s) => {
+                let seq = s.next_seq();
+                if let Some(index) = &mut self.index {
+                    index.entry(datum.value.clone()).or_default().push(seq);
+                }
+                s.push(datum);
+                // Set checks for duplicates on every produce, so its index is kept from the
+                // start; Bag builds one lazily, when an exact pattern first needs it.
+                if self.index.is_none() && self.kind == DataKind::Set && s.len() >= INDEX_MIN {
+                    self.build_index();
+                }
+                ItemKey::seq(seq)
+            }
+            Items::Prio { map, next } => {
+                let key = ItemKey {
+                    prio: Reverse(datum.priority),
+                    seq: *next,
+                };
+                *next += 1;
+                map.insert(key, datum);
+                key
+            }
+        }
+    }
+
+    pub(crate) fn take(&mut self, key: ItemKey) -> Option<StoredDatum<A>> {
+        match &mut self.items {
+            Items::Seq(s) => {
+                let d = s.take(key.seq)?;
+                if let Some(index) = &mut self.index {
+                    let now_empty = match index.get_mut(&d.value) {
+                        Some(seqs) => {
+                            seqs.retain(|q| *q != key.seq);
+                            seqs.is_empty()
+                        }
+                        None => false,
+                    };
+                    if now_empty {
+                        index.remove(&d.value);
+                    }
+                }
+                Some(d)
+            }
+            Items::Prio { map, .. } => map.remove(&key),
+        }
+    }
+
+    /// Compacts tombstones when they dominate; rebuilds the index then.
+    pub(crate) fn tidy(&mut self) {
+        let Items::Seq(s) = &mut self.items else {
+            return;
+        };
+        if s.is_empty() {
+            self.index = None;
+        } else if s.wants_compaction() {
+            s.compact();
+            if self.index.is_some() {
+                self.build_index();
+            }
+        }
+    }
+
+    /// Whether an exact lookup should build the index first.
+    #[inline]
+    pub(crate) fn wants_index(&self) -> bool {
+        self.index.is_none() && self.indexable() && self.len() >= INDEX_MIN
+    }
+
+    /// Builds the index if [`wants_index`](Self::wants_index).
+    pub(crate) fn ensure_index(&mut self) {
+        if self.wants_index() {
+            self.build_index();
+        }
+    }
+
+    fn indexable(&self) -> bool {
+        matches!(self.kind, DataKind::Bag | DataKind::Set)
+    }
+
+    fn build_index(&mut self) {
+        if !self.indexable() {
+            return;
+        }
+        if let Items::Seq(s) = &self.items {
+            let mut index: PMap<A, SmallVec<[u64; 2]>> = PMap::default();
+            for (seq, d) in s.iter() {
+                index.entry(d.value.clone()).or_default().push(seq);
+            }
+            self.index = Some(index);
+        }
+    }
+
+    /// Whether an item equal to `value` is stored (Set's duplicate check). Exact, by `Eq`.
+    pub(crate) fn contains_value(&self, value: &A) -> bool {
+        if let Some(index) = &self.index {
+            return index.contains_key(value);
+        }
+        match &self.items {
+            Items::Seq(s) => s.iter().any(|(_, d)| d.value == *value),
+            Items::Prio { map, .. } => map.values().any(|d| d.value == *value),
+        }
+    }
+
+    /// Whether a produced item with key `key` could be taken when it is the only item of this
+    /// channel a COMM takes (no stored item ahead of it is used up).
+    pub(crate) fn new_item_is_head(&self, key: ItemKey) -> bool {
+        match self.kind {
+            DataKind::Bag | DataKind::Set | DataKind::Stack => true,
+            DataKind::Queue | DataKind::Cell => self.is_empty(),
+            DataKind::PriorityQueue => match &self.items {
+                Items::Prio { map, .. } => map.keys().next().is_none_or(|k| key < *k),
+                Items::Seq(_) => true,
+            },
+        }
+    }
+
+    /// Offers candidates in the order this kind hands them out, with an optional produced item
+    /// `extra` (not yet stored, key `extra.0`) at its place. `hint` is an exact key: when the
+    /// index exists, only items equal to it are offered. `f` returns `Break` to stop.
+    pub(crate) fn for_each_candidate<'s>(
+        &'s self,
+        hint: Option<&A>,
+        extra: Option<(ItemKey, &'s StoredDatum<A>)>,
+        mut f: impl FnMut(ItemKey, &'s StoredDatum<A>, bool) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        match (&self.items, self.kind) {
+            (Items::Seq(s), DataKind::Stack) => {
+                if let Some((k, d)) = extra {
+                    f(k, d, true)?;
+                }
+                for (seq, d) in s.iter().rev() {
+                    f(ItemKey::seq(seq), d, false)?;
+                }
+            }
+            (Items::Seq(s), _) => {
+                match (hint, &self.index) {
+                    (Some(h), Some(index)) => {
+                        if let Some(seqs) = index.get(h) {
+                            for &seq in seqs {
+                                if let Some(d) = s.get(seq) {
+                                    f(ItemKey::seq(seq), d, false)?;
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        for (seq, d) in s.iter() {
+                            f(ItemKey::seq(seq), d, false)?;
+                        }
+                    }
+                }
+                if let Some((k, d)) = extra {
+                    f(k, d, true)?;
+                }
+            }
+            (Items::Prio { map, .. }, _) => {
+                let mut extra = extra;
+                for (k, d) in map.iter() {
+                    if let Some((ek, ed)) = extra {
+                        if ek < *k {
+                            extra = None;
+                            f(ek, ed, true)?;
+                        }
+                    }
+                    f(*k, d, false)?;
+                }
+                if let Some((ek, ed)) = extra {
+                    f(ek, ed, true)?;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The stored items in the order this kind hands them out.
+    pub(crate) fn ordered(&self) -> Vec<StoredDatum<A>> {
+        let mut out = Vec::with_capacity(self.len());
+        let _ = self.for_each_candidate(None, None, |_, d, _| {
+            out.push(d.clone());
+            ControlFlow::Continue(())
+        });
+        out
+    }
+}

@@ -1,0 +1,176 @@
+//! Typed errors. Each operation's error hands back the value the caller gave it.
+
+use std::fmt;
+
+/// Why an operation was refused. Every refusal leaves the space exactly as it was.
+///
+/// ```
+/// use rhospace_spaces::ErrorKind;
+/// assert_eq!(ErrorKind::EmptyChannels.to_string(), "a consume needs at least one channel");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A consume or install named no channel.
+    EmptyChannels,
+    /// Channels and patterns of different lengths.
+    LengthMismatch {
+        /// Number of channels given.
+        channels: usize,
+        /// Number of patterns given.
+        patterns: usize,
+    },
+    /// A peek position past the end of the channel list.
+    PeekOutOfRange {
+        /// The position given.
+        index: usize,
+        /// Number of channels.
+        channels: usize,
+    },
+    /// More channels in one join than [`MAX_JOIN`](crate::MAX_JOIN).
+    TooManyChannels {
+        /// Number of channels given.
+        channels: usize,
+    },
+    /// Install over stored data that the continuation would match.
+    InstallWouldMatch,
+    /// A produce on a Cell channel that already holds a datum.
+    CellFull,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::EmptyChannels => f.write_str("a consume needs at least one channel"),
+            ErrorKind::LengthMismatch { channels, patterns } => write!(
+                f,
+                "{channels} channels but {patterns} patterns: they must pair up"
+            ),
+            ErrorKind::PeekOutOfRange { index, channels } => {
+                write!(
+                    f,
+                    "peek position {index} is out of range for {channels} channels"
+                )
+            }
+            ErrorKind::TooManyChannels { channels } => write!(
+                f,
+                "{channels} channels in one join; at most {} are allowed",
+                crate::MAX_JOIN
+            ),
+            ErrorKind::InstallWouldMatch => {
+                f.write_str("install refused: stored data would match the continuation")
+            }
+            ErrorKind::CellFull => f.write_str("the cell already holds a datum"),
+        }
+    }
+}
+
+/// A refused produce; hands the datum back.
+///
+/// ```
+/// use rhospace_spaces::{DataKind, ErrorKind, Space, SpaceConfig};
+/// use rhospace_matchers::ExactMatch;
+/// let space: Space<u8, u8, u8, u8, ExactMatch> =
+///     Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::Cell));
+/// space.produce(0, 1, false).unwrap();
+/// let err = space.produce(0, 2, false).unwrap_err();
+/// assert_eq!(err.kind(), &ErrorKind::CellFull);
+/// assert_eq!(err.into_inner(), 2);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProduceError<A> {
+    kind: ErrorKind,
+    datum: A,
+}
+
+impl<A> ProduceError<A> {
+    pub(crate) fn new(kind: ErrorKind, datum: A) -> Self {
+        Self { kind, datum }
+    }
+    /// Why it was refused.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{DataKind, ErrorKind, Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// # let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::Cell));
+    /// # s.produce(0, 1, false).unwrap();
+    /// assert_eq!(s.produce(0, 1, false).unwrap_err().kind(), &ErrorKind::CellFull);
+    /// ```
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+    /// The datum, handed back.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{DataKind, Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// # let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::Cell));
+    /// # s.produce(0, 1, false).unwrap();
+    /// assert_eq!(s.produce(0, 9, false).unwrap_err().into_inner(), 9);
+    /// ```
+    pub fn into_inner(self) -> A {
+        self.datum
+    }
+}
+
+impl<A> fmt::Display for ProduceError<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "produce refused: {}", self.kind)
+    }
+}
+
+impl<A: fmt::Debug> std::error::Error for ProduceError<A> {}
+
+/// A refused consume or install; hands the continuation back.
+///
+/// ```
+/// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
+/// use rhospace_matchers::ExactMatch;
+/// let space: Space<u8, u8, u8, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+/// let err = space.consume([0u8, 1], [5u8], "k", false, &[]).unwrap_err();
+/// assert_eq!(err.kind(), &ErrorKind::LengthMismatch { channels: 2, patterns: 1 });
+/// assert_eq!(err.into_inner(), "k");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumeError<K> {
+    kind: ErrorKind,
+    continuation: K,
+}
+
+impl<K> ConsumeError<K> {
+    pub(crate) fn new(kind: ErrorKind, continuation: K) -> Self {
+        Self { kind, continuation }
+    }
+    /// Why it was refused.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// # let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let e = s.consume(Vec::<u8>::new(), Vec::<u8>::new(), 0, false, &[]).unwrap_err();
+    /// assert_eq!(e.kind(), &ErrorKind::EmptyChannels);
+    /// ```
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+    /// The continuation, handed back.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// # let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let e = s.consume([1u8], [1u8], 42, false, &[3]).unwrap_err();
+    /// assert_eq!(e.into_inner(), 42);
+    /// ```
+    pub fn into_inner(self) -> K {
+        self.continuation
+    }
+}
+
+impl<K> fmt::Display for ConsumeError<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "consume refused: {}", self.kind)
+    }
+}
+
+impl<K: fmt::Debug> std::error::Error for ConsumeError<K> {}

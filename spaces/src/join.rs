@@ -1,0 +1,239 @@
+//! Complete join matching: depth-first search over candidate assignments.
+//!
+//! **Algorithm.** Positions are filled in the consume's order; each position tries its
+//! channel's candidates in the order the channel's [`DataKind`] hands them out (oldest first for
+//! Bag/Set/Queue, newest first for Stack, priority order for PriorityQueue) and backtracks on
+//! failure. The first complete assignment in that lexicographic order is chosen, so the result
+//! is deterministic, and no valid assignment is missed (SPEC §3).
+//!
+//! **Reuse rule.** A persistent datum may fill any number of positions. A non-persistent datum
+//! fills at most one position, except that several *peeking* positions may share it (it stays,
+//! as a persistent one does). A datum that one position consumes cannot also be peeked by
+//! another.
+//!
+//! **Head-only kinds.** On a Queue, Stack, PriorityQueue or Cell channel, an item is offered
+//! only when every item ahead of it has been used up (consumed) by an earlier position of the
+//! same COMM.
+//!
+//! **Produce mode.** A produced datum not yet stored is offered at its place in its channel's
+//! order, and an assignment counts only if it uses that datum.
+//!
+//! **Limits.** Worst-case cost is exponential in the join's arity (it is a complete search);
+//! joins are capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded.
+//! With exact patterns on indexed channels each position's candidates come from the index.
+
+use std::hash::Hash;
+use std::ops::ControlFlow;
+
+use rhospace_matchers::Match;
+use smallvec::SmallVec;
+
+use crate::data::{DataStore, ItemKey, StoredDatum};
+
+/// A produced datum offered to a search before it is stored.
+pub(crate) struct Incoming<'a, A> {
+    /// Canonical channel id (see [`Join::cids`]) of the channel it was produced on.
+    pub(crate) cid: usize,
+    /// The key it would get when stored.
+    pub(crate) key: ItemKey,
+    pub(crate) datum: &'a StoredDatum<A>,
+    /// Whether its channel appears at exactly one position of the join.
+    pub(crate) alone: bool,
+    /// Whether it may be taken when it is the only item of its channel used (see
+    /// [`DataStore::new_item_is_head`]).
+    pub(crate) head: bool,
+}
+
+impl<A> Clone for Incoming<'_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A> Copy for Incoming<'_, A> {}
+
+/// What a position picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pick {
+    pub(crate) key: ItemKey,
+    /// True when it is the incoming (produced, unstored) datum.
+    pub(crate) incoming: bool,
+}
+
+/// The channels of a join, resolved once per search.
+pub(crate) struct Join<'a, A: Clone + Hash + Eq> {
+    /// Per position: an id shared by equal channels (the first position holding that channel).
+    pub(crate) cids: SmallVec<[usize; 4]>,
+    /// Per position: the channel's store, if it has one.
+    pub(crate) stores: SmallVec<[Option<&'a DataStore<A>>; 4]>,
+}
+
+/// A found assignment: one pick and one match result per position.
+pub(crate) struct Found<R> {
+    pub(crate) picks: SmallVec<[Pick; 4]>,
+    pub(crate) results: SmallVec<[R; 4]>,
+}
+
+struct Dfs<'j, 'a, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> {
+    matcher: &'m M,
+    join: &'j Join<'a, A>,
+    patterns: &'j [P],
+    peeks: &'j [usize],
+    incoming: Option<Incoming<'j, A>>,
+    /// Last position on the incoming datum's channel; past it, an unused incoming fails.
+    last_incoming_pos: usize,
+    picks: SmallVec<[Pick; 4]>,
+    results: SmallVec<[M::Output; 4]>,
+    /// Matcher calls made (matching work, for metering).
+    pub(crate) examined: u64,
+}
+
+impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A, P, M> {
+    #[inline]
+    fn peeks_at(&self, pos: usize) -> bool {
+        self.peeks.contains(&pos)
+    }
+
+    /// Earlier positions' use of the item (`cid`, `pick`): (used at all, used by a non-peek).
+    #[inline]
+    fn prior_use(&self, pos: usize, cid: usize, pick: Pick) -> (bool, bool) {
+        let mut any = false;
+        let mut consuming = false;
+        for q in 0..pos {
+            if self.join.cids[q] == cid && self.picks[q] == pick {
+                any = true;
+                consuming |= !self.peeks_at(q);
+            }
+        }
+        (any, consuming)
+    }
+
+    fn incoming_used(&self) -> bool {
+        self.picks.iter().any(|p| p.incoming)
+    }
+
+    fn go(&mut self, pos: usize) -> bool {
+        if pos == self.join.cids.len() {
+            return self.incoming.is_none() || self.incoming_used();
+        }
+        if let Some(inc) = self.incoming {
+            if pos > self.last_incoming_pos && !self.incoming_used() {
+                return false;
+            }
+            if inc.alone && self.join.cids[pos] == inc.cid {
+                // The produced datum must sit here: stored data on this channel cannot help.
+                if !inc.head {
+                    return false;
+                }
+                return self.try_candidate(pos, inc.key, inc.datum, true).is_break();
+            }
+        }
+        let cid = self.join.cids[pos];
+        let store: Option<&'j DataStore<A>> = self.join.stores[pos];
+        let restricted = store.is_some_and(|s| s.kind().head_only());
+        let extra = match self.incoming {
+            Some(inc) if inc.cid == cid => Some((inc.key, inc.datum)),
+            _ => None,
+        };
+        let hint = self.matcher.exact_key(&self.patterns[pos]);
+        let flow = match store {
+            Some(s) => s.for_each_candidate(hint, extra, |key, d, incoming| {
+                self.offer(pos, cid, key, d, incoming, restricted)
+            }),
+            None => match extra {
+                Some((key, d)) => self.offer(pos, cid, key, d, true, false),
+                None => ControlFlow::Continue(()),
+            },
+        };
+        flow.is_break() && self.picks.len() == self.join.cids.len()
+    }
+
+    /// Tries one candidate; `Break` ends the scan (found, or a head-only channel blocked).
+    fn offer(
+        &mut self,
+        pos: usize,
+        cid: usize,
+        key: ItemKey,
+        d: &'j StoredDatum<A>,
+        incoming: bool,
+        restricted: bool,
+    ) -> ControlFlow<()> {
+        let pick = Pick { key, incoming };
+        let (used, consumed) = self.prior_use(pos, cid, pick);
+        if !d.persist && consumed {
+            // Used up by an earlier position: skip it, the next item is reachable.
+            return ControlFlow::Continue(());
+        }
+        let usable = d.persist || !used || self.peeks_at(pos);
+        if usable && self.try_candidate(pos, key, d, incoming).is_break() {
+            return ControlFlow::Break(());
+        }
+        if restricted {
+            // Not used up, so nothing behind it may be taken.
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn try_candidate(
+        &mut self,
+        pos: usize,
+        key: ItemKey,
+        d: &'j StoredDatum<A>,
+        incoming: bool,
+    ) -> ControlFlow<()> {
+        self.examined += 1;
+        if let Some(r) = self.matcher.get(&self.patterns[pos], &d.value) {
+            self.picks.push(Pick { key, incoming });
+            self.results.push(r);
+            if self.go(pos + 1) {
+                return ControlFlow::Break(());
+            }
+            self.picks.pop();
+            self.results.pop();
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
+/// given. Returns the assignment and the number of matcher calls made.
+pub(crate) fn search<'j, 'a: 'j, A, P, M>(
+    matcher: &M,
+    join: &'j Join<'a, A>,
+    patterns: &'j [P],
+    peeks: &'j [usize],
+    incoming: Option<Incoming<'j, A>>,
+) -> (Option<Found<M::Output>>, u64)
+where
+    A: Clone + Hash + Eq,
+    M: Match<P, A>,
+{
+    let last_incoming_pos = match incoming {
+        Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
+        None => usize::MAX,
+    };
+    let mut dfs = Dfs {
+        matcher,
+        join,
+        patterns,
+        peeks,
+        incoming,
+        last_incoming_pos,
+        picks: SmallVec::new(),
+        results: SmallVec::new(),
+        examined: 0,
+    };
+    let found = dfs.go(0);
+    let examined = dfs.examined;
+    if found {
+        (
+            Some(Found {
+                picks: dfs.picks,
+                results: dfs.results,
+            }),
+            examined,
+        )
+    } else {
+        (None, examined)
+    }
+}

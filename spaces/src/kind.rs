@@ -1,0 +1,182 @@
+//! Collection kinds and the space's configuration.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// How a channel keeps its data, and which stored datum a pattern may take (SPEC §4).
+///
+/// | kind | what may match | produce of an item already present |
+/// |---|---|---|
+/// | `Bag` | any datum, oldest first | stored again (multiset) |
+/// | `Queue` | only the oldest | stored |
+/// | `Stack` | only the newest | stored |
+/// | `Set` | any datum, oldest first | ignored when an equal datum (`Eq`) is stored |
+/// | `Cell` | the one datum | error `CellFull` when a datum is stored |
+/// | `PriorityQueue` | only the head: highest priority, FIFO within a level | stored |
+///
+/// For the ordered kinds (`Queue`, `Stack`, `PriorityQueue`) a consume that reads the same
+/// channel at several positions takes items in collection order: the second position may take
+/// the second item only because the first position used the first one up.
+///
+/// ```
+/// use rhospace_spaces::DataKind;
+/// assert_eq!(DataKind::default(), DataKind::Bag);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DataKind {
+    /// Multiset: any datum may match; duplicates kept. The default.
+    #[default]
+    Bag,
+    /// FIFO: only the oldest datum may match.
+    Queue,
+    /// LIFO: only the newest datum may match.
+    Stack,
+    /// Duplicates by `Eq` are ignored, exactly (never by a lossy hash).
+    Set,
+    /// At most one datum; producing a second one is an error and changes nothing.
+    Cell,
+    /// Produce carries a priority; highest priority first, FIFO within a level.
+    PriorityQueue,
+}
+
+impl DataKind {
+    /// Whether only the head of the collection may be taken (Queue, Stack, PriorityQueue, Cell).
+    #[inline]
+    pub(crate) fn head_only(self) -> bool {
+        matches!(
+            self,
+            DataKind::Queue | DataKind::Stack | DataKind::PriorityQueue | DataKind::Cell
+        )
+    }
+}
+
+/// How a channel list keeps its waiting continuations, and which one a produce may fire.
+///
+/// | kind | which waiting continuation may fire |
+/// |---|---|
+/// | `Bag` | any, oldest first |
+/// | `Queue` | only the oldest |
+/// | `Stack` | only the newest |
+/// | `Set` | any, oldest first; a consume equal (`Eq` on patterns, continuation, persist, peeks) to a waiting one is not stored again |
+///
+/// ```
+/// use rhospace_spaces::ContKind;
+/// assert_eq!(ContKind::default(), ContKind::Bag);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ContKind {
+    /// Any waiting continuation may fire, oldest first. The default.
+    #[default]
+    Bag,
+    /// Only the oldest waiting continuation may fire.
+    Queue,
+    /// Only the newest waiting continuation may fire.
+    Stack,
+    /// Duplicates are not stored; any may fire, oldest first.
+    Set,
+}
+
+/// A space's configuration: the data kind (per space, optionally per channel) and the
+/// continuation kind. Fixed when the space is built.
+///
+/// ```
+/// use rhospace_spaces::{DataKind, ContKind, SpaceConfig};
+/// let config = SpaceConfig::new()
+///     .data_kind(DataKind::Bag)
+///     .channel_kind("jobs", DataKind::Queue)
+///     .cont_kind(ContKind::Bag);
+/// assert_eq!(config.kind_of(&"jobs"), DataKind::Queue);
+/// assert_eq!(config.kind_of(&"other"), DataKind::Bag);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SpaceConfig<C> {
+    data_kind: DataKind,
+    cont_kind: ContKind,
+    // Looked up, never iterated: its order cannot reach a result.
+    per_channel: HashMap<C, DataKind>,
+}
+
+impl<C: Hash + Eq> Default for SpaceConfig<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Hash + Eq> SpaceConfig<C> {
+    /// Bag data and Bag continuations everywhere.
+    ///
+    /// ```
+    /// let c = rhospace_spaces::SpaceConfig::<u32>::new();
+    /// assert_eq!(c.kind_of(&1), rhospace_spaces::DataKind::Bag);
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            data_kind: DataKind::Bag,
+            cont_kind: ContKind::Bag,
+            per_channel: HashMap::new(),
+        }
+    }
+
+    /// Sets the data kind of every channel without its own kind.
+    ///
+    /// ```
+    /// use rhospace_spaces::{DataKind, SpaceConfig};
+    /// let c = SpaceConfig::<u32>::new().data_kind(DataKind::Queue);
+    /// assert_eq!(c.kind_of(&9), DataKind::Queue);
+    /// ```
+    pub fn data_kind(mut self, kind: DataKind) -> Self {
+        self.data_kind = kind;
+        self
+    }
+
+    /// Gives one channel its own data kind.
+    ///
+    /// ```
+    /// use rhospace_spaces::{DataKind, SpaceConfig};
+    /// let c = SpaceConfig::new().channel_kind(7u32, DataKind::Cell);
+    /// assert_eq!(c.kind_of(&7), DataKind::Cell);
+    /// ```
+    pub fn channel_kind(mut self, channel: C, kind: DataKind) -> Self {
+        self.per_channel.insert(channel, kind);
+        self
+    }
+
+    /// Sets the continuation kind.
+    ///
+    /// ```
+    /// use rhospace_spaces::{ContKind, SpaceConfig};
+    /// let c = SpaceConfig::<u32>::new().cont_kind(ContKind::Queue);
+    /// assert_eq!(c.continuation_kind(), ContKind::Queue);
+    /// ```
+    pub fn cont_kind(mut self, kind: ContKind) -> Self {
+        self.cont_kind = kind;
+        self
+    }
+
+    /// The data kind of `channel`.
+    ///
+    /// ```
+    /// let c = rhospace_spaces::SpaceConfig::<u8>::new();
+    /// assert_eq!(c.kind_of(&0), rhospace_spaces::DataKind::Bag);
+    /// ```
+    #[inline]
+    pub fn kind_of(&self, channel: &C) -> DataKind {
+        if self.per_channel.is_empty() {
+            return self.data_kind;
+        }
+        self.per_channel
+            .get(channel)
+            .copied()
+            .unwrap_or(self.data_kind)
+    }
+
+    /// The continuation kind.
+    ///
+    /// ```
+    /// let c = rhospace_spaces::SpaceConfig::<u8>::new();
+    /// assert_eq!(c.continuation_kind(), rhospace_spaces::ContKind::Bag);
+    /// ```
+    pub fn continuation_kind(&self) -> ContKind {
+        self.cont_kind
+    }
+}

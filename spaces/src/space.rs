@@ -1,0 +1,902 @@
+//! The tuple space: produce, consume, install, views and soft checkpoints.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use imbl::Vector;
+use rhospace_matchers::Match;
+use smallvec::SmallVec;
+
+use crate::comm::{Comm, MatchedDatum};
+use crate::conts::{ContStore, Peeks, WaitingContinuation};
+use crate::data::{DataStore, StoredDatum};
+use crate::error::{ConsumeError, ErrorKind, ProduceError};
+use crate::join::{search, Found, Incoming, Join};
+use crate::kind::{DataKind, SpaceConfig};
+use crate::sync::Mutex;
+use crate::PMap;
+
+/// The most channels one consume or install may join. Joins are matched by a complete search
+/// whose recursion depth is the arity, so the arity is bounded.
+pub const MAX_JOIN: usize = 64;
+
+/// One channel: its data and the join groups (channel lists) it takes part in, oldest first.
+/// Invariant: a channel with no data and no join group has no entry.
+#[derive(Clone, Debug)]
+struct ChannelState<C, A: Clone + Hash + Eq> {
+    data: DataStore<A>,
+    joins: Vector<Arc<[C]>>,
+}
+
+/// Everything a checkpoint captures. Cloning is O(1): both maps are persistent HAMTs.
+/// Invariant: `joins` holds only non-empty stores, and every channel of a key in `joins` lists
+/// that key in its `ChannelState::joins`, and no other keys.
+#[derive(Clone, Debug)]
+pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+    channels: PMap<C, ChannelState<C, A>>,
+    joins: PMap<Arc<[C]>, ContStore<P, K>>,
+}
+
+impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
+    fn default() -> Self {
+        Self {
+            channels: PMap::default(),
+            joins: PMap::default(),
+        }
+    }
+}
+
+/// Installed continuations: outside checkpointed state, so revert, reset and clear keep them.
+/// Invariant: `by_channel[c]` lists, ascending, the entries whose channel list contains `c`.
+#[derive(Debug)]
+struct Installed<C, P, K> {
+    entries: Vec<(Arc<[C]>, WaitingContinuation<P, K>)>,
+    // Looked up, never iterated.
+    by_channel: HashMap<C, SmallVec<[usize; 2]>>,
+}
+
+#[derive(Debug)]
+struct Inner<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+    state: State<C, P, A, K>,
+    installed: Installed<C, P, K>,
+}
+
+/// A captured space state (data, continuations, joins). Immutable: later operations on the
+/// space never change it, and it can be reverted to any number of times.
+///
+/// Time: O(1) to create, clone and revert to, whatever the number of channels and items.
+///
+/// ```
+/// use rhospace_spaces::{Space, SpaceConfig};
+/// use rhospace_matchers::ExactMatch;
+/// let space: Space<u32, u32, u32, u32, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+/// space.produce(1, 10, false).unwrap();
+/// let cp = space.create_soft_checkpoint();
+/// space.consume([1], [10], 0, false, &[]).unwrap();
+/// assert!(space.data(&1).is_empty());
+/// space.revert_to_soft_checkpoint(&cp);
+/// assert_eq!(space.data(&1).len(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+    state: State<C, P, A, K>,
+}
+
+/// Which waiting continuation a produce fires.
+enum Source<C> {
+    Installed(usize),
+    Stored(Arc<[C]>, u64),
+}
+
+/// A Rholang-style tuple space, generic over channel `C`, pattern `P`, datum `A`,
+/// continuation `K` and matcher `M` (see the crate docs for the model and costs).
+///
+/// Every operation takes `&self`; the space is `Send + Sync` when its parts are. Operations are
+/// linearizable: each runs under the space's lock.
+///
+/// ```
+/// use rhospace_spaces::{Space, SpaceConfig};
+/// use rhospace_matchers::ExactMatch;
+/// let space: Space<&str, i32, i32, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+/// assert!(space.consume(["a", "b"], [1, 2], "both", false, &[]).unwrap().is_none());
+/// assert!(space.produce("a", 1, false).unwrap().is_none());
+/// let comm = space.produce("b", 2, false).unwrap().unwrap();
+/// assert_eq!(comm.continuation, "both");
+/// assert_eq!(comm.matches.iter().map(|m| m.datum).collect::<Vec<_>>(), vec![1, 2]);
+/// ```
+pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone, M> {
+    matcher: M,
+    config: SpaceConfig<C>,
+    inner: Mutex<Inner<C, P, A, K>>,
+}
+
+impl<C, P, A, K, M> std::fmt::Debug for Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq,
+    P: Clone,
+    A: Clone + Hash + Eq,
+    K: Clone,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Space").finish_non_exhaustive()
+    }
+}
+
+fn resolve<'s, C: Clone + Hash + Eq, A: Clone + Hash + Eq>(
+    channels: &'s PMap<C, ChannelState<C, A>>,
+    list: &[C],
+) -> Join<'s, A> {
+    let mut cids = SmallVec::with_capacity(list.len());
+    let mut stores = SmallVec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let first = list[..i].iter().position(|x| x == c).unwrap_or(i);
+        cids.push(first);
+        stores.push(if first == i {
+            channels.get(c).map(|cs| &cs.data)
+        } else {
+            stores[first]
+        });
+    }
+    Join { cids, stores }
+}
+
+fn normalise_peeks(peeks: &[usize], arity: usize) -> Result<Peeks, ErrorKind> {
+    let mut out = Peeks::new();
+    for &p in peeks {
+        if p >= arity {
+            return Err(ErrorKind::PeekOutOfRange {
+                index: p,
+                channels: arity,
+            });
+        }
+        if let Err(at) = out.binary_search(&p) {
+            out.insert(at, p);
+        }
+    }
+    Ok(out)
+}
+
+fn validate<C, P>(channels: &[C], patterns: &[P], peeks: &[usize]) -> Result<Peeks, ErrorKind> {
+    if channels.is_empty() {
+        return Err(ErrorKind::EmptyChannels);
+    }
+    if channels.len() != patterns.len() {
+        return Err(ErrorKind::LengthMismatch {
+            channels: channels.len(),
+            patterns: patterns.len(),
+        });
+    }
+    if channels.len() > MAX_JOIN {
+        return Err(ErrorKind::TooManyChannels {
+            channels: channels.len(),
+        });
+    }
+    normalise_peeks(peeks, channels.len())
+}
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq,
+    P: Clone + Eq,
+    A: Clone + Hash + Eq,
+    K: Clone + Eq,
+    M: Match<P, A>,
+{
+    /// An empty space with `matcher` and `config`.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert!(s.is_empty());
+    /// ```
+    pub fn new(matcher: M, config: SpaceConfig<C>) -> Self {
+        Self {
+            matcher,
+            config,
+            inner: Mutex::new(Inner {
+                state: State::default(),
+                installed: Installed {
+                    entries: Vec::new(),
+                    by_channel: HashMap::new(),
+                },
+            }),
+        }
+    }
+
+    /// The matcher.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert_eq!(*s.matcher(), ExactMatch);
+    /// ```
+    pub fn matcher(&self) -> &M {
+        &self.matcher
+    }
+
+    /// The configuration.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{DataKind, Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert_eq!(s.config().kind_of(&3), DataKind::Bag);
+    /// ```
+    pub fn config(&self) -> &SpaceConfig<C> {
+        &self.config
+    }
+
+    /// Sends `datum` on `channel` (priority 0). Fires at most one COMM (SPEC §1): the first
+    /// waiting continuation, in join-creation order and then the continuation kind's order,
+    /// whose patterns are all met using this datum. Installed continuations are offered first,
+    /// in install order. Otherwise the datum is stored (a Set ignores an equal one already
+    /// stored).
+    ///
+    /// Errors: `CellFull` on a Cell channel that holds a datum. Nothing changes on error.
+    ///
+    /// Time: O(1) expected with no waiting continuation; otherwise the join search (see
+    /// the crate's complexity table).
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<&str, u8, u8, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert!(s.produce("ch", 7, false).unwrap().is_none());
+    /// assert_eq!(s.data(&"ch")[0].value, 7);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn produce(
+        &self,
+        channel: C,
+        datum: A,
+        persist: bool,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>> {
+        self.produce_with_priority(channel, datum, persist, 0)
+    }
+
+    /// Sends `datum` on `channel` with a priority (used by PriorityQueue channels: higher is
+    /// taken first, FIFO within a level; ignored by other kinds, which store 0). Otherwise as
+    /// [`produce`](Self::produce).
+    ///
+    /// ```
+    /// use rhospace_spaces::{DataKind, Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> =
+    ///     Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::PriorityQueue));
+    /// s.produce_with_priority(0, 1, false, 1).unwrap();
+    /// s.produce_with_priority(0, 9, false, 5).unwrap();
+    /// assert_eq!(s.data(&0)[0].value, 9);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn produce_with_priority(
+        &self,
+        channel: C,
+        datum: A,
+        persist: bool,
+        priority: i64,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>> {
+        let kind = self.config.kind_of(&channel);
+        let priority = if kind == DataKind::PriorityQueue {
+            priority
+        } else {
+            0
+        };
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if let Some(cs) = inner.state.channels.get(&channel) {
+            match kind {
+                DataKind::Cell if !cs.data.is_empty() => {
+                    return Err(ProduceError::new(ErrorKind::CellFull, datum));
+                }
+                DataKind::Set if cs.data.contains_value(&datum) => return Ok(None),
+                _ => {}
+            }
+        }
+        let incoming = StoredDatum {
+            value: datum,
+            persist,
+            priority,
+        };
+        Self::index_partners(&mut inner.state, &channel);
+        let (source, found) = match self.find_for_produce(inner, &channel, kind, &incoming) {
+            Some(x) => x,
+            None => {
+                Self::channel_mut(&mut inner.state, &self.config, &channel)
+                    .data
+                    .push(incoming);
+                return Ok(None);
+            }
+        };
+        Ok(Some(Self::fire_produce(
+            inner, &channel, incoming, source, found,
+        )))
+    }
+
+    /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it.
+    fn index_partners(state: &mut State<C, P, A, K>, channel: &C) {
+        let Some(cs) = state.channels.get(channel) else {
+            return;
+        };
+        let mut todo: SmallVec<[C; 2]> = SmallVec::new();
+        for jk in cs.joins.iter().filter(|jk| jk.len() > 1) {
+            for c in jk.iter() {
+                if let Some(other) = state.channels.get(c) {
+                    if other.data.wants_index() && !todo.contains(c) {
+                        todo.push(c.clone());
+                    }
+                }
+            }
+        }
+        for c in todo {
+            if let Some(cs) = state.channels.get_mut(&c) {
+                cs.data.ensure_index();
+            }
+        }
+    }
+
+    fn find_for_produce(
+        &self,
+        inner: &Inner<C, P, A, K>,
+        channel: &C,
+        kind: DataKind,
+        incoming: &StoredDatum<A>,
+    ) -> Option<(Source<C>, Found<M::Output>)> {
+        let store = inner.state.channels.get(channel).map(|cs| &cs.data);
+        let key = match store {
+            Some(s) => s.next_key(incoming.priority),
+            None => DataStore::<A>::new(kind).next_key(incoming.priority),
+        };
+        let head = store.is_none_or(|s| s.new_item_is_head(key));
+        let offer = |list: &[C], w: &WaitingContinuation<P, K>| {
+            let join = resolve(&inner.state.channels, list);
+            let cid = list.iter().position(|c| c == channel)?;
+            let alone = list.iter().filter(|c| *c == channel).count() == 1;
+            let inc = Incoming {
+                cid,
+                key,
+                datum: incoming,
+                alone,
+                head,
+            };
+            search(&self.matcher, &join, &w.patterns, &w.peeks, Some(inc)).0
+        };
+        if let Some(ids) = inner.installed.by_channel.get(channel) {
+            for &i in ids {
+                let (list, w) = &inner.installed.entries[i];
+                if let Some(found) = offer(list, w) {
+                    return Some((Source::Installed(i), found));
+                }
+            }
+        }
+        let cs = inner.state.channels.get(channel)?;
+        for jk in cs.joins.iter() {
+            let Some(conts) = inner.state.joins.get(jk) else {
+                continue;
+            };
+            let mut hit = None;
+            let _ = conts.for_each(|seq, w| match offer(jk, w) {
+                Some(found) => {
+                    hit = Some((seq, found));
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            });
+            if let Some((seq, found)) = hit {
+                return Some((Source::Stored(jk.clone(), seq), found));
+            }
+        }
+        None
+    }
+
+    fn fire_produce(
+        inner: &mut Inner<C, P, A, K>,
+        channel: &C,
+        incoming: StoredDatum<A>,
+        source: Source<C>,
+        found: Found<M::Output>,
+    ) -> Comm<C, P, A, K, M::Output> {
+        let (list, w) = match source {
+            Source::Installed(i) => {
+                let (list, w) = &inner.installed.entries[i];
+                (list.clone(), w.clone())
+            }
+            Source::Stored(jk, seq) => {
+                let w = Self::take_or_clone_cont(&mut inner.state, &jk, seq);
+                (jk, w)
+            }
+        };
+        // The incoming datum is used up when a non-peeking position takes it and it is not
+        // persistent; otherwise it is handed back through `reissue`.
+        let uses = found.picks.iter().filter(|p| p.incoming).count();
+        let consumed_here = !incoming.persist
+            && found
+                .picks
+                .iter()
+                .enumerate()
+                .any(|(pos, p)| p.incoming && !w.peeks.contains(&pos));
+        let mut incoming = Some(incoming);
+        let mut left = uses;
+        let matches = Self::collect_matches(&mut inner.state, &list, &w.peeks, found, |_| {
+            left -= 1;
+            let d = if left == 0 {
+                incoming.take()
+            } else {
+                incoming.clone()
+            };
+            d.map(|d| (d.value, d.persist))
+        });
+        let _ = channel;
+        Comm {
+            continuation: w.continuation,
+            channels: list,
+            patterns: w.patterns,
+            persistent: w.persist,
+            peeks: w.peeks,
+            matches,
+            reissue: !consumed_here,
+        }
+    }
+
+    /// Builds each position's report, taking consumed data out of their stores.
+    fn collect_matches(
+        state: &mut State<C, P, A, K>,
+        list: &[C],
+        peeks: &Peeks,
+        found: Found<M::Output>,
+        mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
+    ) -> SmallVec<[MatchedDatum<A, M::Output>; 2]> {
+        let mut out = SmallVec::with_capacity(list.len());
+        let mut touched: SmallVec<[usize; 4]> = SmallVec::new();
+        for (pos, (pick, result)) in found.picks.into_iter().zip(found.results).enumerate() {
+            let taken = if pick.incoming {
+                incoming(pos)
+            } else {
+                let peek = peeks.contains(&pos);
+                state.channels.get_mut(&list[pos]).and_then(|cs| {
+                    let stored = cs.data.get(pick.key)?;
+                    if stored.persist || peek {
+                        Some((stored.value.clone(), stored.persist))
+                    } else {
+                        if !touched.iter().any(|&t| list[t] == list[pos]) {
+                            touched.push(pos);
+                        }
+                        cs.data.take(pick.key).map(|d| (d.value, d.persist))
+                    }
+                })
+            };
+            // A found assignment names live items only, so `taken` is always present; a
+            // missing one would be a bug, and is skipped rather than panicking.
+            if let Some((datum, persistent)) = taken {
+                out.push(MatchedDatum {
+                    result,
+                    datum,
+                    persistent,
+                });
+            }
+        }
+        for pos in touched {
+            Self::tidy_channel(state, &list[pos]);
+        }
+        out
+    }
+
+    fn tidy_channel(state: &mut State<C, P, A, K>, channel: &C) {
+        let remove = match state.channels.get_mut(channel) {
+            Some(cs) => {
+                cs.data.tidy();
+                cs.data.is_empty() && cs.joins.is_empty()
+            }
+            None => false,
+        };
+        if remove {
+            state.channels.remove(channel);
+        }
+    }
+
+    fn take_or_clone_cont(
+        state: &mut State<C, P, A, K>,
+        jk: &Arc<[C]>,
+        seq: u64,
+    ) -> WaitingContinuation<P, K> {
+        let (w, now_empty) = match state.joins.get_mut(jk) {
+            Some(store) => match store.get(seq) {
+                Some(w) if w.persist => (Some(w.clone()), false),
+                Some(_) => {
+                    let w = store.take(seq);
+                    (w, store.is_empty())
+                }
+                None => (None, false),
+            },
+            None => (None, false),
+        };
+        if now_empty {
+            state.joins.remove(jk);
+            for (i, c) in jk.iter().enumerate() {
+                if jk[..i].contains(c) {
+                    continue;
+                }
+                if let Some(cs) = state.channels.get_mut(c) {
+                    if let Some(at) = cs.joins.iter().position(|k| k == jk) {
+                        cs.joins.remove(at);
+                    }
+                }
+                Self::tidy_channel(state, c);
+            }
+        }
+        // `seq` came from a search over this very state under the same lock, so `w` is present.
+        match w {
+            Some(w) => w,
+            None => unreachable_cont(),
+        }
+    }
+
+    fn channel_mut<'s>(
+        state: &'s mut State<C, P, A, K>,
+        config: &SpaceConfig<C>,
+        channel: &C,
+    ) -> &'s mut ChannelState<C, A> {
+        state
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(|| ChannelState {
+                data: DataStore::new(config.kind_of(channel)),
+                joins: Vector::new(),
+            })
+    }
+
+    /// Waits on `channels` with `patterns` (one per channel; a channel may repeat). Fires at
+    /// most one COMM: the first assignment of stored data, in candidate order, that meets all
+    /// patterns at once (complete search, SPEC §3). Otherwise the continuation is stored under
+    /// the exact channel list, and each channel records the join group. `peeks` lists positions
+    /// whose datum stays in place.
+    ///
+    /// A persistent consume that fires at once is not stored: the COMM's `reissue` says so.
+    ///
+    /// Errors (nothing changes): `EmptyChannels`, `LengthMismatch`, `PeekOutOfRange`,
+    /// `TooManyChannels`.
+    ///
+    /// Time: O(arity) with an exact pattern on an indexed channel; the join search otherwise.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<&str, u8, u8, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce("x", 1, false).unwrap();
+    /// // Peek at position 0: the datum stays.
+    /// let comm = s.consume(["x"], [1], "k", false, &[0]).unwrap().unwrap();
+    /// assert_eq!(comm.matches[0].datum, 1);
+    /// assert_eq!(s.data(&"x").len(), 1);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn consume(
+        &self,
+        channels: impl Into<Arc<[C]>>,
+        patterns: impl Into<Arc<[P]>>,
+        continuation: K,
+        persist: bool,
+        peeks: &[usize],
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
+        let channels = channels.into();
+        let patterns = patterns.into();
+        let peeks = match validate(&channels, &patterns, peeks) {
+            Ok(p) => p,
+            Err(kind) => return Err(ConsumeError::new(kind, continuation)),
+        };
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let found = self.find_for_consume(&mut inner.state, &channels, &patterns, &peeks);
+        match found {
+            Some(found) => {
+                let matches =
+                    Self::collect_matches(&mut inner.state, &channels, &peeks, found, |_| None);
+                Ok(Some(Comm {
+                    continuation,
+                    channels,
+                    patterns,
+                    persistent: persist,
+                    peeks,
+                    matches,
+                    reissue: persist,
+                }))
+            }
+            None => {
+                let w = WaitingContinuation {
+                    patterns,
+                    continuation,
+                    persist,
+                    peeks,
+                };
+                self.store_continuation(&mut inner.state, channels, w);
+                Ok(None)
+            }
+        }
+    }
+
+    fn find_for_consume(
+        &self,
+        state: &mut State<C, P, A, K>,
+        channels: &[C],
+        patterns: &[P],
+        peeks: &[usize],
+    ) -> Option<Found<M::Output>> {
+        for (c, p) in channels.iter().zip(patterns.iter()) {
+            if self.matcher.exact_key(p).is_some() {
+                if let Some(cs) = state.channels.get(c) {
+                    if cs.data.wants_index() {
+                        if let Some(cs) = state.channels.get_mut(c) {
+                            cs.data.ensure_index();
+                        }
+                    }
+                }
+            }
+        }
+        let join = resolve(&state.channels, channels);
+        search(&self.matcher, &join, patterns, peeks, None).0
+    }
+
+    fn store_continuation(
+        &self,
+        state: &mut State<C, P, A, K>,
+        channels: Arc<[C]>,
+        w: WaitingContinuation<P, K>,
+    ) {
+        if let Some(store) = state.joins.get_mut(&channels) {
+            store.push(w);
+            return;
+        }
+        let mut store = ContStore::new(self.config.continuation_kind());
+        store.push(w);
+        state.joins.insert(channels.clone(), store);
+        for (i, c) in channels.iter().enumerate() {
+            if channels[..i].contains(c) {
+                continue;
+            }
+            Self::channel_mut(state, &self.config, c)
+                .joins
+                .push_back(channels.clone());
+        }
+    }
+
+    /// Stores a persistent continuation that never leaves the space: not by firing, not by
+    /// [`clear`](Self::clear) or a revert. Meant for start-up. Installed continuations are
+    /// offered to a produce before any stored one, in install order.
+    ///
+    /// Errors (nothing changes): those of [`consume`](Self::consume), and `InstallWouldMatch`
+    /// when stored data already meet its patterns.
+    ///
+    /// Limit: the check is made at install time. Reverting to a checkpoint taken before the
+    /// install can bring back data it would match; such data stay stored until a call moves
+    /// them.
+    ///
+    /// ```
+    /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.install([0], [1], "service").unwrap();
+    /// let comm = s.produce(0, 1, false).unwrap().unwrap();
+    /// assert_eq!(comm.continuation, "service");
+    /// s.clear();
+    /// assert_eq!(s.continuations(&[0]).len(), 1);
+    /// s.produce(1, 2, false).unwrap();
+    /// assert_eq!(s.install([1], [2], "late").unwrap_err().kind(), &ErrorKind::InstallWouldMatch);
+    /// ```
+    pub fn install(
+        &self,
+        channels: impl Into<Arc<[C]>>,
+        patterns: impl Into<Arc<[P]>>,
+        continuation: K,
+    ) -> Result<(), ConsumeError<K>> {
+        let channels = channels.into();
+        let patterns = patterns.into();
+        if let Err(kind) = validate(&channels, &patterns, &[]) {
+            return Err(ConsumeError::new(kind, continuation));
+        }
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        if self
+            .find_for_consume(&mut inner.state, &channels, &patterns, &[])
+            .is_some()
+        {
+            return Err(ConsumeError::new(
+                ErrorKind::InstallWouldMatch,
+                continuation,
+            ));
+        }
+        let id = inner.installed.entries.len();
+        for (i, c) in channels.iter().enumerate() {
+            if channels[..i].contains(c) {
+                continue;
+            }
+            inner
+                .installed
+                .by_channel
+                .entry(c.clone())
+                .or_default()
+                .push(id);
+        }
+        inner.installed.entries.push((
+            channels,
+            WaitingContinuation {
+                patterns,
+                continuation,
+                persist: true,
+                peeks: Peeks::new(),
+            },
+        ));
+        Ok(())
+    }
+
+    /// The data stored on `channel`, in the order its kind hands them out (oldest first for
+    /// Bag, Set and Queue; newest first for Stack; priority order for PriorityQueue).
+    ///
+    /// Time: O(n) in the channel's data.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(0, 1, false).unwrap();
+    /// s.produce(0, 2, true).unwrap();
+    /// let d = s.data(&0);
+    /// assert_eq!((d[0].value, d[1].value, d[1].persist), (1, 2, true));
+    /// ```
+    pub fn data(&self, channel: &C) -> Vec<StoredDatum<A>> {
+        let guard = self.inner.lock();
+        guard
+            .state
+            .channels
+            .get(channel)
+            .map(|cs| cs.data.ordered())
+            .unwrap_or_default()
+    }
+
+    /// The continuations waiting on exactly `channels` (installed ones first), oldest first.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.consume([1, 2], [0, 0], 7, false, &[]).unwrap();
+    /// assert_eq!(s.continuations(&[1, 2])[0].continuation, 7);
+    /// assert!(s.continuations(&[2, 1]).is_empty());
+    /// ```
+    pub fn continuations(&self, channels: &[C]) -> Vec<WaitingContinuation<P, K>> {
+        let guard = self.inner.lock();
+        let mut out: Vec<WaitingContinuation<P, K>> = guard
+            .installed
+            .entries
+            .iter()
+            .filter(|(list, _)| &list[..] == channels)
+            .map(|(_, w)| w.clone())
+            .collect();
+        if let Some(store) = guard.state.joins.get(channels) {
+            out.extend(store.all().cloned());
+        }
+        out
+    }
+
+    /// The join groups (channel lists with waiting continuations) that `channel` takes part
+    /// in: installed ones in install order, then the others in creation order.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.consume([1, 2], [0, 0], 7, false, &[]).unwrap();
+    /// assert_eq!(&*s.joins(&2)[0], &[1, 2]);
+    /// ```
+    pub fn joins(&self, channel: &C) -> Vec<Arc<[C]>> {
+        let guard = self.inner.lock();
+        let mut out: Vec<Arc<[C]>> = Vec::new();
+        if let Some(ids) = guard.installed.by_channel.get(channel) {
+            for &i in ids {
+                let list = &guard.installed.entries[i].0;
+                if !out.contains(list) {
+                    out.push(list.clone());
+                }
+            }
+        }
+        if let Some(cs) = guard.state.channels.get(channel) {
+            for jk in cs.joins.iter() {
+                if !out.contains(jk) {
+                    out.push(jk.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether no datum and no (non-installed) continuation is stored.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert!(s.is_empty());
+    /// s.produce(0, 0, false).unwrap();
+    /// assert!(!s.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        let guard = self.inner.lock();
+        guard.state.channels.is_empty()
+    }
+
+    /// Number of channels holding data or taking part in a (non-installed) join group.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.consume([1, 2], [0, 0], 0, false, &[]).unwrap();
+    /// assert_eq!(s.channel_count(), 2);
+    /// ```
+    pub fn channel_count(&self) -> usize {
+        self.inner.lock().state.channels.len()
+    }
+
+    /// Captures the whole state (data, continuations, joins) in O(1).
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let empty = s.create_soft_checkpoint();
+    /// s.produce(0, 0, false).unwrap();
+    /// s.revert_to_soft_checkpoint(&empty);
+    /// assert!(s.is_empty());
+    /// ```
+    pub fn create_soft_checkpoint(&self) -> SoftCheckpoint<C, P, A, K> {
+        SoftCheckpoint {
+            state: self.inner.lock().state.clone(),
+        }
+    }
+
+    /// Restores the state captured by `checkpoint`, in O(1). Installed continuations stay. The
+    /// checkpoint is not consumed and can be reverted to again. A checkpoint taken from another
+    /// space brings that space's stores, with their kinds.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(0, 1, false).unwrap();
+    /// let cp = s.create_soft_checkpoint();
+    /// for _ in 0..2 {
+    ///     s.consume([0], [1], 0, false, &[]).unwrap();
+    ///     s.revert_to_soft_checkpoint(&cp);
+    ///     assert_eq!(s.data(&0).len(), 1);
+    /// }
+    /// ```
+    pub fn revert_to_soft_checkpoint(&self, checkpoint: &SoftCheckpoint<C, P, A, K>) {
+        let state = checkpoint.state.clone();
+        let old = std::mem::replace(&mut self.inner.lock().state, state);
+        // Dropping the old state can free a large tree: do it outside the lock.
+        drop(old);
+    }
+
+    /// Empties the space of data and continuations; installed continuations stay.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(0, 1, false).unwrap();
+    /// s.clear();
+    /// assert!(s.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        let old = std::mem::take(&mut self.inner.lock().state);
+        drop(old);
+    }
+}
+
+#[cold]
+fn unreachable_cont<T>() -> T {
+    // Only reachable if the state broke its own invariant under the lock; there is no
+    // input that leads here. Abort loudly rather than return a wrong COMM.
+    panic!("rhospace invariant broken: a found continuation vanished under the lock")
+}
