@@ -1,1 +1,102 @@
-//! Embedding storage and similarity search for rhospace. The store and kernels arrive with their issue.
+//! Embedding storage and exact (plus optional quantized) similarity search for rhospace.
+//!
+//! # Algorithms
+//!
+//! * **Storage** ([`VectorStore`]): vectors of one fixed dimension in append-only *chunks* of
+//!   [`CHUNK_CAPACITY`] rows, each chunk one flat row-major `f32` buffer behind an `Arc`
+//!   (copy-on-write). Ids ([`VectorId`]) come from a counter in insertion order and are never
+//!   reused; removal is a tombstone, [`VectorStore::compact`] reclaims the space and keeps ids.
+//! * **Kernels** ([`kernels`]): cosine, dot and squared L2 on f32, f16 and i8, Hamming and
+//!   Jaccard on bit-packed vectors, through `simsimd` (run-time SIMD dispatch); a scalar
+//!   reference for each in [`kernels::scalar`].
+//! * **Single queries**: an exhaustive scan, one SIMD dot (or L2) per row. Cosine uses a
+//!   pre-normalised query and each row's stored inverse norm (`cos = (q/‖q‖)·v · 1/‖v‖`), which
+//!   measured faster than the cosine kernel. Top-k keeps a bounded heap of the k best.
+//! * **Batch queries** ([`VectorStore::batch_top_k`], [`VectorStore::similarity_matrix`]): a
+//!   blocked GEMM (`matrixmultiply::sgemm`) per fixed tile of [`TILE_ROWS`] rows, tiles spread
+//!   over rayon above [`PARALLEL_MIN_WORK`].
+//! * **Quantized search** ([`VectorStore::top_k_quantized`]): a store created with
+//!   [`VectorStore::new_quantized`] also keeps each vector as i8 codes with one scale
+//!   (`v ≈ scale · code`, symmetric, codes in ±127; of the unit vector for cosine). A query scans
+//!   the codes with the i8 dot kernel (4× less memory traffic), keeps a shortlist, and rescores
+//!   it exactly in f32. Returned scores are always exact; only recall is approximate.
+//!
+//! # Scores
+//!
+//! Every query returns [`Hit`]s with a *score where higher is better*: cosine similarity for
+//! [`Metric::Cosine`], the dot product for [`Metric::Dot`], the **negated** squared distance for
+//! [`Metric::L2Squared`]. Threshold searches keep `score >= threshold`.
+//!
+//! # Guarantees
+//!
+//! * **Deterministic order**: results are sorted by score descending, then id ascending (a
+//!   total order, [`Hit::rank_cmp`]); no hash-map order, clock or randomness is involved.
+//! * **Thread-count independence**: batch results are identical for serial and parallel
+//!   execution with any number of rayon threads (fixed tiling, order-independent merging).
+//! * **Validation**: every insert and query is checked (dimension, NaN/±∞ components, zero
+//!   vectors under cosine, `k = 0`, a dimension of 0); a failed call changes nothing. No public
+//!   input panics.
+//! * **Snapshots**: `clone()` shares every chunk; later writes to either copy never show in the
+//!   other.
+//!
+//! # Limits
+//!
+//! * Search is exhaustive (no graph or IVF index): cost is linear in the number of rows.
+//! * Floating-point scores come from SIMD kernels whose summation order depends on the CPU
+//!   backend chosen at run time: two machines with different SIMD widths may disagree in the
+//!   last bits of a score, and so may order two hits whose scores are that close differently.
+//!   Batch (GEMM) and single-query scores of the same pair may also differ in the last bits.
+//! * A dot product whose true value overflows `f32` becomes `±inf` (or `-inf` if undefined).
+//!
+//! # Complexity
+//!
+//! n = live rows, t = tombstones, d = dimension, m = queries in a batch, p = threads,
+//! C = [`CHUNK_CAPACITY`].
+//!
+//! | operation | time | notes |
+//! |---|---|---|
+//! | [`VectorStore::clone`] | O((n + t) / C) | one `Arc` increment per chunk; no vector data copied |
+//! | [`VectorStore::insert`] | O(d) amortised | + O(C · d) once if the last chunk is shared with a clone |
+//! | [`VectorStore::remove`] | O(log n) | tombstone; + O(C · d) once if the chunk is shared |
+//! | [`VectorStore::get`], [`VectorStore::score`] | O(log n), O(d + log n) | binary search on ids |
+//! | [`VectorStore::compact`] | O(d · rows of chunks with tombstones) | untouched chunks stay shared |
+//! | [`VectorStore::top_k`] | O((n + t) · d + n log k) | one thread |
+//! | [`VectorStore::above`] | O((n + t) · d + h log h) | h = hits |
+//! | [`VectorStore::top_k_quantized`] | O((n + t) · d) on bytes + O(s · (d + log n)) | s = shortlist |
+//! | [`VectorStore::batch_top_k`] | O(m · (n + t) · d / p + m · n log k) | GEMM tiles |
+//! | [`VectorStore::similarity_matrix`] | O(m · (n + t) · d / p) | O(m · n) output |
+//!
+//! Comparative note: a flat `Vec<f32>` without chunks would clone in O(n · d); the chunked layout
+//! pays one extra indirection per 1,024 rows in scans (not measurable) to make snapshots cheap.
+//!
+//! # Example
+//!
+//! ```
+//! use rhospace_vectordb::{Metric, VectorStore};
+//! let mut store = VectorStore::new(3, Metric::Cosine)?;
+//! let red = store.insert(&[1.0, 0.0, 0.0])?;
+//! let pink = store.insert(&[1.0, 0.4, 0.4])?;
+//! store.insert(&[0.0, 0.0, 1.0])?;
+//!
+//! let hits = store.top_k(&[0.9, 0.2, 0.1], 2)?;
+//! assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [red, pink]);
+//! assert!(hits[0].score > 0.97 && hits[0].score <= 1.0);
+//!
+//! let close = store.above(&[0.9, 0.2, 0.1], 0.9)?;
+//! assert_eq!(close.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(unsafe_code)]
+
+mod batch;
+mod error;
+#[allow(unsafe_code)]
+pub mod kernels;
+mod store;
+mod topk;
+
+pub use batch::{Execution, ScoreMatrix, PARALLEL_MIN_WORK, TILE_ROWS};
+pub use error::{ConfigError, QueryError, VectorError};
+pub use store::{Metric, VectorId, VectorStore, CHUNK_CAPACITY};
+pub use topk::Hit;

@@ -1,0 +1,264 @@
+//! Every SIMD kernel against its scalar reference, on seeded random data and odd dimensions.
+//!
+//! Tolerances (stated once, used below):
+//! * f32 dot / L2: `|simd - ref| <= 1e-5 · Σ|terms| + 1e-6` (f32 accumulation vs f64 reference).
+//! * f32 cosine: `1e-5` absolute.
+//! * f16 dot / L2: `2e-3 · Σ|terms| + 1e-3`; f16 cosine: `2e-3` absolute (half-precision
+//!   arithmetic may be used on CPUs with native FP16).
+//! * i8 dot / L2: exact. i8 cosine: `2e-3` absolute (approximate reciprocal square root).
+//! * Hamming: exact. Jaccard: `1e-6` absolute.
+
+mod common;
+
+use common::{Rng, DIMS};
+use rhospace_vectordb::kernels::{self, scalar, LengthMismatch, F16};
+
+fn close(simd: f32, reference: f32, tol: f32, what: &str, dim: usize) {
+    assert!(
+        (simd - reference).abs() <= tol,
+        "{what} dim {dim}: simd {simd} vs reference {reference} (tol {tol})"
+    );
+}
+
+fn abs_terms(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum()
+}
+
+fn abs_sq_terms(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+#[test]
+fn f32_kernels_match_reference() {
+    let mut rng = Rng::new(1);
+    for &dim in DIMS {
+        for _ in 0..4 {
+            let a = rng.vec_f32(dim);
+            let b = rng.vec_f32(dim);
+            let tol = 1e-5 * abs_terms(&a, &b) + 1e-6;
+            close(
+                kernels::dot_f32(&a, &b).unwrap(),
+                scalar::dot_f32(&a, &b).unwrap(),
+                tol,
+                "dot_f32",
+                dim,
+            );
+            let tol = 1e-5 * abs_sq_terms(&a, &b) + 1e-6;
+            close(
+                kernels::l2sq_f32(&a, &b).unwrap(),
+                scalar::l2sq_f32(&a, &b).unwrap(),
+                tol,
+                "l2sq_f32",
+                dim,
+            );
+            close(
+                kernels::cosine_f32(&a, &b).unwrap(),
+                scalar::cosine_f32(&a, &b).unwrap(),
+                1e-5,
+                "cosine_f32",
+                dim,
+            );
+            // A vector with itself: cosine 1, distance 0.
+            close(kernels::cosine_f32(&a, &a).unwrap(), 1.0, 1e-5, "self cos", dim);
+            assert_eq!(kernels::l2sq_f32(&a, &a).unwrap(), 0.0);
+        }
+    }
+}
+
+#[test]
+fn f16_kernels_match_reference() {
+    let mut rng = Rng::new(2);
+    for &dim in DIMS {
+        for _ in 0..4 {
+            let a: Vec<F16> = rng.vec_f32(dim).into_iter().map(F16::from_f32).collect();
+            let b: Vec<F16> = rng.vec_f32(dim).into_iter().map(F16::from_f32).collect();
+            let (fa, fb): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|x| x.to_f32()).collect(),
+                b.iter().map(|x| x.to_f32()).collect(),
+            );
+            close(
+                kernels::dot_f16(&a, &b).unwrap(),
+                scalar::dot_f16(&a, &b).unwrap(),
+                2e-3 * abs_terms(&fa, &fb) + 1e-3,
+                "dot_f16",
+                dim,
+            );
+            close(
+                kernels::l2sq_f16(&a, &b).unwrap(),
+                scalar::l2sq_f16(&a, &b).unwrap(),
+                2e-3 * abs_sq_terms(&fa, &fb) + 1e-3,
+                "l2sq_f16",
+                dim,
+            );
+            close(
+                kernels::cosine_f16(&a, &b).unwrap(),
+                scalar::cosine_f16(&a, &b).unwrap(),
+                2e-3,
+                "cosine_f16",
+                dim,
+            );
+        }
+    }
+}
+
+#[test]
+fn i8_kernels_match_reference() {
+    let mut rng = Rng::new(3);
+    for &dim in DIMS {
+        for _ in 0..4 {
+            let a = rng.vec_i8(dim);
+            let b = rng.vec_i8(dim);
+            assert_eq!(
+                kernels::dot_i8(&a, &b),
+                scalar::dot_i8(&a, &b),
+                "dot_i8 dim {dim}"
+            );
+            assert_eq!(
+                kernels::l2sq_i8(&a, &b),
+                scalar::l2sq_i8(&a, &b),
+                "l2sq_i8 dim {dim}"
+            );
+            close(
+                kernels::cosine_i8(&a, &b).unwrap(),
+                scalar::cosine_i8(&a, &b).unwrap(),
+                2e-3,
+                "cosine_i8",
+                dim,
+            );
+        }
+    }
+    // Extremes, including -128 (outside the symmetric code range the store uses).
+    let a = vec![-128i8; 385];
+    let b = vec![127i8; 385];
+    assert_eq!(kernels::dot_i8(&a, &b), scalar::dot_i8(&a, &b));
+    assert_eq!(kernels::l2sq_i8(&a, &b), scalar::l2sq_i8(&a, &b));
+    assert_eq!(kernels::dot_i8(&a, &a), scalar::dot_i8(&a, &a));
+}
+
+#[test]
+fn binary_kernels_match_reference() {
+    let mut rng = Rng::new(4);
+    for &bytes in DIMS {
+        for _ in 0..4 {
+            let a = rng.vec_u8(bytes);
+            let mut b = rng.vec_u8(bytes);
+            // Sparser sets too, so intersections are small.
+            if bytes % 2 == 0 {
+                for x in &mut b {
+                    *x &= 0x11;
+                }
+            }
+            assert_eq!(
+                kernels::hamming(&a, &b),
+                scalar::hamming(&a, &b),
+                "hamming {bytes}"
+            );
+            close(
+                kernels::jaccard(&a, &b).unwrap(),
+                scalar::jaccard(&a, &b).unwrap(),
+                1e-6,
+                "jaccard",
+                bytes,
+            );
+        }
+    }
+    let zero = vec![0u8; 17];
+    assert_eq!(kernels::jaccard(&zero, &zero), Ok(1.0));
+    assert_eq!(scalar::jaccard(&zero, &zero), Ok(1.0));
+    let ones = vec![0xffu8; 17];
+    assert_eq!(kernels::jaccard(&zero, &ones), Ok(0.0));
+    assert_eq!(kernels::hamming(&zero, &ones), Ok(17 * 8));
+}
+
+#[test]
+fn zero_vector_conventions_agree() {
+    let z = [0.0f32; 9];
+    let x = [1.0f32; 9];
+    assert_eq!(kernels::cosine_f32(&z, &z), Ok(1.0));
+    assert_eq!(scalar::cosine_f32(&z, &z), Ok(1.0));
+    assert_eq!(kernels::cosine_f32(&z, &x), Ok(0.0));
+    assert_eq!(scalar::cosine_f32(&z, &x), Ok(0.0));
+    let zi = [0i8; 9];
+    let xi = [3i8; 9];
+    assert_eq!(kernels::cosine_i8(&zi, &zi), scalar::cosine_i8(&zi, &zi));
+    assert_eq!(kernels::cosine_i8(&zi, &xi), scalar::cosine_i8(&zi, &xi));
+    // Opposite vectors: exactly -1 after clamping.
+    let y: Vec<f32> = x.iter().map(|v| -v).collect();
+    close(kernels::cosine_f32(&x, &y).unwrap(), -1.0, 1e-5, "opposite", 9);
+    assert!(kernels::cosine_f32(&x, &y).unwrap() >= -1.0);
+}
+
+#[test]
+fn every_kernel_rejects_length_mismatch() {
+    let e = Err(LengthMismatch { left: 2, right: 3 });
+    let (a, b) = ([1.0f32; 2], [1.0f32; 3]);
+    assert_eq!(kernels::dot_f32(&a, &b), e);
+    assert_eq!(kernels::cosine_f32(&a, &b), e);
+    assert_eq!(kernels::l2sq_f32(&a, &b), e);
+    assert_eq!(scalar::dot_f32(&a, &b), e);
+    assert_eq!(scalar::cosine_f32(&a, &b), e);
+    assert_eq!(scalar::l2sq_f32(&a, &b), e);
+    let (a, b) = ([F16(0); 2], [F16(0); 3]);
+    assert_eq!(kernels::dot_f16(&a, &b), e);
+    assert_eq!(kernels::cosine_f16(&a, &b), e);
+    assert_eq!(kernels::l2sq_f16(&a, &b), e);
+    assert_eq!(scalar::dot_f16(&a, &b), e);
+    assert_eq!(scalar::cosine_f16(&a, &b), e);
+    assert_eq!(scalar::l2sq_f16(&a, &b), e);
+    let (a, b) = ([1i8; 2], [1i8; 3]);
+    assert_eq!(kernels::dot_i8(&a, &b), e);
+    assert_eq!(kernels::cosine_i8(&a, &b), e);
+    assert_eq!(kernels::l2sq_i8(&a, &b), e);
+    assert_eq!(scalar::dot_i8(&a, &b), e);
+    assert_eq!(scalar::cosine_i8(&a, &b), e);
+    assert_eq!(scalar::l2sq_i8(&a, &b), e);
+    let (a, b) = ([1u8; 2], [1u8; 3]);
+    assert_eq!(kernels::hamming(&a, &b), Err(LengthMismatch { left: 2, right: 3 }));
+    assert_eq!(kernels::jaccard(&a, &b), e);
+    assert_eq!(scalar::hamming(&a, &b), Err(LengthMismatch { left: 2, right: 3 }));
+    assert_eq!(scalar::jaccard(&a, &b), e);
+    // Empty slices are fine.
+    assert_eq!(kernels::dot_f32(&[], &[]), Ok(0.0));
+}
+
+#[test]
+fn f16_round_trips_every_half() {
+    for bits in 0..=u16::MAX {
+        let h = F16(bits);
+        let f = h.to_f32();
+        if f.is_nan() {
+            assert!(F16::from_f32(f).to_f32().is_nan());
+            continue;
+        }
+        assert_eq!(F16::from_f32(f), h, "bits {bits:#06x} -> {f}");
+    }
+}
+
+#[test]
+fn f16_rounds_to_nearest_even() {
+    // 1 + 2^-11 is halfway between 1 and the next half (1 + 2^-10): ties to even (1.0).
+    assert_eq!(F16::from_f32(1.0 + 1.0 / 2048.0).to_f32(), 1.0);
+    // 1 + 3·2^-11 is halfway between 1+2^-10 (odd) and 1+2^-9 (even): rounds up.
+    assert_eq!(
+        F16::from_f32(1.0 + 3.0 / 2048.0).to_f32(),
+        1.0 + 2.0 / 1024.0
+    );
+    // Just above halfway rounds up.
+    assert_eq!(
+        F16::from_f32(1.0 + 1.0 / 2048.0 + 1.0 / 65536.0).to_f32(),
+        1.0 + 1.0 / 1024.0
+    );
+    // Largest finite half, overflow, smallest subnormal, underflow to zero.
+    assert_eq!(F16::from_f32(65504.0).0, 0x7bff);
+    assert_eq!(F16::from_f32(1e6).to_f32(), f32::INFINITY);
+    assert_eq!(F16::from_f32(5.960_464_5e-8).0, 0x0001);
+    assert_eq!(F16::from_f32(2.0e-8).0, 0x0000);
+    assert_eq!(F16::from_f32(-0.0).0, 0x8000);
+    // Agrees with simsimd's own conversion on random values in the finite half range (simsimd
+    // 6.5's software conversion turns overflow into a NaN pattern, ours into infinity).
+    let mut rng = Rng::new(5);
+    for _ in 0..10_000 {
+        let x = rng.unit() * 65_000.0;
+        assert_eq!(F16::from_f32(x).0, simsimd::f16::from_f32(x).0, "{x}");
+    }
+}
