@@ -193,7 +193,8 @@ pub(crate) enum Node {
 ///
 /// **Binders.** A name bound twice in one pattern must bind equal terms: `[x, x]` matches
 /// `[1, 1]`, not `[1, 2]`. Matching runs left to right, depth first (record fields in key
-/// order), and a binder met again is an equality test against its first binding.
+/// order; within one shape its literal parts are checked first, which cannot change the result),
+/// and a binder met again is an equality test against its first binding.
 /// **`or`** tries its branches in order and commits to the first that matches the sub-term
 /// (given the bindings made so far); its bindings are that branch's, and a later failure
 /// elsewhere does not retry the other branches. **`not`** keeps no bindings: a name bound
@@ -411,9 +412,7 @@ impl Pattern {
                 .map(|(k, p)| p.as_literal().map(|t| (k.clone(), t.clone())))
                 .collect();
             if let Some(lits) = lits {
-                return Pattern::lit(Term::Record(crate::term::Record::from_sorted(
-                    lits.into(),
-                )));
+                return Pattern::lit(Term::Record(crate::term::Record::from_sorted(lits.into())));
             }
         }
         Pattern::new(Node::Record(fs.into(), rest))
@@ -457,6 +456,9 @@ impl Pattern {
     /// assert!(StructuralMatch.get(&p, &Term::int(1)).is_some());
     /// assert!(StructuralMatch.get(&p, &Term::int(0)).is_none());
     /// ```
+    // Named after the combinator it builds (and, or, not); `std::ops::Not` is implemented
+    // too, so `!p` works as well.
+    #[allow(clippy::should_implement_trait)]
     pub fn not(p: Pattern) -> Self {
         Pattern::new(Node::Not(Arc::new(p)))
     }
@@ -601,6 +603,61 @@ impl fmt::Display for PatternTooDeep {
 }
 
 impl std::error::Error for PatternTooDeep {}
+
+/// `!p`, the same as [`Pattern::not`].
+///
+/// ```
+/// use rhospace_matchers::Pattern;
+/// assert_eq!(!Pattern::lit(0), Pattern::not(Pattern::lit(0)));
+/// ```
+impl core::ops::Not for Pattern {
+    type Output = Pattern;
+    fn not(self) -> Pattern {
+        Pattern::not(self)
+    }
+}
+
+/// The parts of an `and` (flattened) or `or` (flattened), or the pattern itself.
+fn parts(p: Pattern, or: bool) -> Vec<Pattern> {
+    match (&p.node, or) {
+        (Node::And(ps), false) | (Node::Or(ps), true) => ps.to_vec(),
+        _ => vec![p],
+    }
+}
+
+/// `p & q`, the same as [`Pattern::and`]; chains flatten (`a & b & c` is one `and` of three
+/// parts, which matches the same terms with the same bindings as the nested form).
+///
+/// ```
+/// use rhospace_matchers::Pattern;
+/// let (a, b, c) = (Pattern::bind("a"), Pattern::bind("b"), Pattern::bind("c"));
+/// assert_eq!(a.clone() & b.clone() & c.clone(), Pattern::and([a, b, c]));
+/// ```
+impl core::ops::BitAnd for Pattern {
+    type Output = Pattern;
+    fn bitand(self, rhs: Pattern) -> Pattern {
+        let mut ps = parts(self, false);
+        ps.extend(parts(rhs, false));
+        Pattern::and(ps)
+    }
+}
+
+/// `p | q`, the same as [`Pattern::or`]; chains flatten (the first matching part still wins,
+/// in left-to-right order).
+///
+/// ```
+/// use rhospace_matchers::Pattern;
+/// let (a, b) = (Pattern::lit(1), Pattern::lit(2));
+/// assert_eq!(a.clone() | b.clone(), Pattern::or([a, b]));
+/// ```
+impl core::ops::BitOr for Pattern {
+    type Output = Pattern;
+    fn bitor(self, rhs: Pattern) -> Pattern {
+        let mut ps = parts(self, true);
+        ps.extend(parts(rhs, true));
+        Pattern::or(ps)
+    }
+}
 
 /// A literal pattern.
 impl From<Term> for Pattern {

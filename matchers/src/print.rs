@@ -75,7 +75,11 @@ impl<'a> Printer<'a> {
                     Rest::Ignore => write!(f, "{sep}.."),
                     Rest::Bind(name) => write!(f, "{sep}..{name}"),
                 }?;
-                f.write_str(if matches!(kind, Kind::PList(_)) { "]" } else { "}" })
+                f.write_str(if matches!(kind, Kind::PList(_)) {
+                    "]"
+                } else {
+                    "}"
+                })
             }
         }
     }

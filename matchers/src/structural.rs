@@ -3,7 +3,9 @@
 //! # Algorithm
 //!
 //! A depth-first walk of the pattern over the term, left to right (record fields in key order),
-//! recursing once per **pattern** level. The walk is only started for patterns of depth at most
+//! recursing once per **pattern** level. Within each list, tuple or record node the literal parts
+//! are compared first, then the rest: literals bind nothing, so this never changes a result, and
+//! it makes the usual rejection (a literal mismatch, e.g. another `topic`) cheap. The walk is only started for patterns of depth at most
 //! [`MAX_PATTERN_DEPTH`](crate::MAX_PATTERN_DEPTH) (a deeper pattern matches nothing), so its
 //! stack use is bounded whatever the input; term depth never adds recursion, because literals
 //! and repeated binders compare terms with the iterative `==`. A 100,000-deep term is matched,
@@ -143,7 +145,7 @@ impl Bindings {
     /// let v: Vec<(&str, &Term)> = b.iter().collect();
     /// assert_eq!(v, [("x", &Term::int(2)), ("y", &Term::int(1))]);
     /// ```
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Term)> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &Term)> + ExactSizeIterator + '_ {
         self.entries.iter().map(|(k, t)| (&**k, t))
     }
 
@@ -154,7 +156,7 @@ impl Bindings {
     /// let b = StructuralMatch.get(&Pattern::bind("n"), &Term::int(0)).unwrap();
     /// assert_eq!(b.names().collect::<Vec<_>>(), ["n"]);
     /// ```
-    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+    pub fn names(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + '_ {
         self.entries.iter().map(|(k, _)| &**k)
     }
 
@@ -246,7 +248,10 @@ impl Match<Pattern, Term> for StructuralMatch {
 /// Binds `name` to `t`, or checks `t` against an existing binding of `name`.
 #[inline]
 fn bind(name: &Arc<str>, t: &Term, b: &mut Entries) -> bool {
-    match b.iter().find(|(k, _)| Arc::ptr_eq(k, name) || **k == **name) {
+    match b
+        .iter()
+        .find(|(k, _)| Arc::ptr_eq(k, name) || **k == **name)
+    {
         Some((_, old)) => old == t,
         None => {
             b.push((name.clone(), t.clone()));
@@ -281,7 +286,7 @@ fn walk(p: &Pattern, t: &Term, b: &mut Entries) -> bool {
                 Rest::Exact => xs.len() == n,
                 Rest::Ignore | Rest::Bind(_) => xs.len() >= n,
             };
-            if !len_ok || !items.iter().zip(xs.iter()).all(|(p, x)| walk(p, x, b)) {
+            if !len_ok || !literals_hold(items, xs) || !walk_items(items, xs, b) {
                 return false;
             }
             match rest {
@@ -292,7 +297,7 @@ fn walk(p: &Pattern, t: &Term, b: &mut Entries) -> bool {
         }
         Node::Tuple(items) => {
             let Term::Tuple(xs) = t else { return false };
-            xs.len() == items.len() && items.iter().zip(xs.iter()).all(|(p, x)| walk(p, x, b))
+            xs.len() == items.len() && literals_hold(items, xs) && walk_items(items, xs, b)
         }
         Node::Record(fields, rest) => {
             let Term::Record(r) = t else { return false };
@@ -319,6 +324,23 @@ fn walk(p: &Pattern, t: &Term, b: &mut Entries) -> bool {
     }
 }
 
+/// Pass 1 over a list or tuple: its literal elements only (see `walk_record`).
+#[inline]
+fn literals_hold(items: &[Pattern], xs: &[Term]) -> bool {
+    items
+        .iter()
+        .zip(xs)
+        .all(|(p, x)| p.as_literal().is_none_or(|k| k == x))
+}
+
+/// Pass 2 over a list or tuple: the non-literal elements, left to right.
+fn walk_items(items: &[Pattern], xs: &[Term], b: &mut Entries) -> bool {
+    items
+        .iter()
+        .zip(xs)
+        .all(|(p, x)| p.as_literal().is_some() || walk(p, x, b))
+}
+
 fn walk_record(fields: &[(Arc<str>, Pattern)], rest: &Rest, r: &Record, b: &mut Entries) -> bool {
     let have = r.as_slice();
     match rest {
@@ -326,9 +348,23 @@ fn walk_record(fields: &[(Arc<str>, Pattern)], rest: &Rest, r: &Record, b: &mut 
         _ if have.len() < fields.len() => return false,
         _ => {}
     }
-    // Both sides are sorted by key: search each pattern key in what remains after the last hit.
+    // Pass 1: literal fields only (they bind nothing, so checking them first cannot change
+    // the result; it makes the common rejection, a literal mismatch, cheap and allocation-free).
+    for (key, p) in fields {
+        if let Some(k) = p.as_literal() {
+            match have.binary_search_by(|(f, _)| (**f).cmp(&**key)) {
+                Ok(i) if have[i].1 == *k => {}
+                _ => return false,
+            }
+        }
+    }
+    // Pass 2: the other fields, in key order. Both sides are sorted by key: search each pattern
+    // key in what remains after the last hit.
     let mut from = 0;
     for (key, p) in fields {
+        if p.as_literal().is_some() {
+            continue;
+        }
         let Some(tail) = have.get(from..) else {
             return false;
         };
@@ -346,11 +382,7 @@ fn walk_record(fields: &[(Arc<str>, Pattern)], rest: &Rest, r: &Record, b: &mut 
             || {
                 let others: Vec<(Arc<str>, Term)> = have
                     .iter()
-                    .filter(|(k, _)| {
-                        fields
-                            .binary_search_by(|(f, _)| (**f).cmp(&**k))
-                            .is_err()
-                    })
+                    .filter(|(k, _)| fields.binary_search_by(|(f, _)| (**f).cmp(&**k)).is_err())
                     .cloned()
                     .collect();
                 Term::Record(Record::from_sorted(others.into()))
@@ -387,7 +419,9 @@ mod tests {
             Pattern::tuple([Pattern::bind("x"), Pattern::lit(0)]),
             Pattern::tuple([Pattern::wildcard(), Pattern::bind("y")]),
         ]);
-        let b = StructuralMatch.get(&p, &Term::tuple([1, 2])).expect("second branch");
+        let b = StructuralMatch
+            .get(&p, &Term::tuple([1, 2]))
+            .expect("second branch");
         assert_eq!(b.names().collect::<Vec<_>>(), ["y"]);
     }
 
@@ -399,7 +433,10 @@ mod tests {
         );
         let t = Term::record([("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]);
         let b = StructuralMatch.get(&p, &t).expect("matches");
-        assert_eq!(b.get("r"), Some(&Term::record([("a", 1), ("c", 3), ("e", 5)])));
+        assert_eq!(
+            b.get("r"),
+            Some(&Term::record([("a", 1), ("c", 3), ("e", 5)]))
+        );
         assert_eq!(b.get("vb"), Some(&Term::int(2)));
     }
 }

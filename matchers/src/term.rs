@@ -175,7 +175,7 @@ impl Record {
     /// let v: Vec<(&str, &Term)> = r.iter().collect();
     /// assert_eq!(v, [("a", &Term::int(1)), ("b", &Term::int(2))]);
     /// ```
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Term)> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &Term)> + ExactSizeIterator + '_ {
         self.0.iter().map(|(k, t)| (&**k, t))
     }
 
