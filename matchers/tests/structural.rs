@@ -615,6 +615,53 @@ fn model_match(m: &Model, t: &Term, env: Env) -> Option<Env> {
     }
 }
 
+/// A term shaped to fit `m` (it may still fail on repeated binders, `not` or predicates),
+/// steered by `c` and drawing free sub-terms from `pool`.
+fn witness(m: &Model, c: &mut impl Iterator<Item = u8>, pool: &[Term]) -> Term {
+    let pick =
+        |c: &mut dyn Iterator<Item = u8>| pool[c.next().unwrap_or(0) as usize % pool.len()].clone();
+    match m {
+        Model::Any | Model::Bind(_, None) => pick(c),
+        // Fitting the inner pattern (most of the time with a slip somewhere, see `Lit`)
+        // exercises partial matches inside `not`.
+        Model::Not(inner) if c.next().unwrap_or(0) % 2 == 0 => witness(inner, c, pool),
+        Model::Not(_) => pick(c),
+        // Occasionally a slip, so that a shape fits only partly.
+        Model::Lit(_) if c.next().unwrap_or(0) % 4 == 0 => pick(c),
+        Model::IsInt => Term::int(i64::from(c.next().unwrap_or(0) % 3)),
+        Model::Lit(t) => t.clone(),
+        Model::Bind(_, Some(s)) => witness(s, c, pool),
+        Model::List(ps, rest) => {
+            let mut v: Vec<Term> = ps.iter().map(|p| witness(p, c, pool)).collect();
+            if !matches!(rest, Rest::Exact) {
+                for _ in 0..c.next().unwrap_or(0) % 3 {
+                    v.push(pick(c));
+                }
+            }
+            Term::list(v)
+        }
+        Model::Tuple(ps) => Term::tuple(ps.iter().map(|p| witness(p, c, pool)).collect::<Vec<_>>()),
+        Model::Record(fs, rest) => {
+            let mut v: Vec<(String, Term)> = fs
+                .iter()
+                .map(|(k, p)| (k.clone(), witness(p, c, pool)))
+                .collect();
+            if !matches!(rest, Rest::Exact) && c.next().unwrap_or(0) % 2 == 0 {
+                v.insert(0, ("m".to_string(), pick(c)));
+            }
+            Term::record(v)
+        }
+        Model::And(ps) => match ps.first() {
+            Some(p) => witness(p, c, pool),
+            None => pick(c),
+        },
+        Model::Or(ps) => match ps.len() {
+            0 => pick(c),
+            n => witness(&ps[c.next().unwrap_or(0) as usize % n], c, pool),
+        },
+    }
+}
+
 fn as_map(b: &Bindings) -> Env {
     b.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
@@ -678,9 +725,22 @@ proptest! {
     }
 
     /// The matcher agrees with the naive reference model on random patterns and terms,
-    /// bindings included.
+    /// bindings included. Half the terms are built to fit the pattern's shape, so that
+    /// matches (and the binding rules) are exercised, not only rejections.
     #[test]
-    fn agrees_with_reference_model(m in arb_model(), t in arb_term()) {
+    fn agrees_with_reference_model(
+        m in arb_model(),
+        t in arb_term(),
+        fit in any::<bool>(),
+        choices in prop::collection::vec(any::<u8>(), 64),
+        pool in prop::collection::vec(arb_term(), 1..4),
+    ) {
+        let t = if fit {
+            let mut c = choices.iter().copied().cycle();
+            witness(&m, &mut c, &pool)
+        } else {
+            t
+        };
         let p = to_pattern(&m);
         let real = get(&p, &t).map(|b| as_map(&b));
         let model = model_match(&m, &t, Env::new());
