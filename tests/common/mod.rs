@@ -1,0 +1,64 @@
+//! Test-only helpers shared by the integration tests: a small predicate matcher over `i64`.
+#![allow(dead_code)]
+
+use rhospace_matchers::Match;
+
+/// A pattern over integers. Several data can match one pattern, which makes joins interesting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pred {
+    /// Any integer.
+    Any,
+    /// Even integers.
+    Even,
+    /// Odd integers.
+    Odd,
+    /// Integers strictly greater than `n`.
+    Gt(i64),
+    /// Exactly `n` (reported to the space as an exact key, so indexed lookups are exercised).
+    Eq(i64),
+}
+
+impl Pred {
+    /// Whether the pattern accepts `d`.
+    pub fn accepts(&self, d: i64) -> bool {
+        match *self {
+            Pred::Any => true,
+            Pred::Even => d % 2 == 0,
+            Pred::Odd => d % 2 != 0,
+            Pred::Gt(n) => d > n,
+            Pred::Eq(n) => d == n,
+        }
+    }
+}
+
+/// Matches `Pred` patterns against `i64` data; the result is the datum times ten plus a tag of
+/// the pattern kind, so a test can tell that the result really comes from the matcher.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PredMatch;
+
+/// The result the matcher returns for `pattern` on `datum` (when it matches).
+pub fn result_of(pattern: &Pred, datum: i64) -> i64 {
+    let tag = match pattern {
+        Pred::Any => 0,
+        Pred::Even => 1,
+        Pred::Odd => 2,
+        Pred::Gt(_) => 3,
+        Pred::Eq(_) => 4,
+    };
+    datum * 10 + tag
+}
+
+impl Match<Pred, i64> for PredMatch {
+    type Output = i64;
+
+    fn get(&self, pattern: &Pred, datum: &i64) -> Option<i64> {
+        pattern.accepts(*datum).then(|| result_of(pattern, *datum))
+    }
+
+    fn exact_key<'p>(&self, pattern: &'p Pred) -> Option<&'p i64> {
+        match pattern {
+            Pred::Eq(n) => Some(n),
+            _ => None,
+        }
+    }
+}
