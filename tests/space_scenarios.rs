@@ -1,0 +1,1137 @@
+//! SPEC §1–§5 scenarios against the core space: joins in every arrival order, repeated
+//! channels, persistence and the re-issue contract, peeks, install, every collection kind's
+//! selection rule, complete join matching, every error with the state checked unchanged, and
+//! soft checkpoints (§6).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{result_of, Pred, PredMatch};
+use rhospace_matchers::ExactMatch;
+use rhospace_spaces::{
+    Comm, ContKind, DataKind, ErrorKind, Space, SpaceConfig, StoredDatum, WaitingContinuation,
+    MAX_JOIN,
+};
+
+type Ch = &'static str;
+type ES = Space<Ch, i64, i64, &'static str, ExactMatch>;
+type PS = Space<Ch, Pred, i64, &'static str, PredMatch>;
+type PComm = Comm<Ch, Pred, i64, &'static str, i64>;
+
+use Pred::{Any, Even, Gt, Odd};
+
+fn exact() -> ES {
+    Space::new(ExactMatch, SpaceConfig::new())
+}
+
+fn preds() -> PS {
+    Space::new(PredMatch, SpaceConfig::new())
+}
+
+fn preds_with(config: SpaceConfig<Ch>) -> PS {
+    Space::new(PredMatch, config)
+}
+
+fn eq(n: i64) -> Pred {
+    Pred::Eq(n)
+}
+
+fn values<P: Clone + Eq, K: Clone + Eq, M: rhospace_matchers::Match<P, i64>>(
+    s: &Space<Ch, P, i64, K, M>,
+    c: Ch,
+) -> Vec<i64> {
+    s.data(&c).iter().map(|d| d.value).collect()
+}
+
+fn matched<C, P, K, R>(comm: &Comm<C, P, i64, K, R>) -> Vec<i64> {
+    comm.matches.iter().map(|m| m.datum).collect()
+}
+
+fn conts<P: Clone + Eq, K: Clone + Eq, M: rhospace_matchers::Match<P, i64>>(
+    s: &Space<Ch, P, i64, K, M>,
+    list: &[Ch],
+) -> Vec<K> {
+    s.continuations(list)
+        .into_iter()
+        .map(|w| w.continuation)
+        .collect()
+}
+
+/// Every observable view over the given channels and channel lists.
+#[derive(Debug, PartialEq)]
+struct Views<C, P, K> {
+    data: Vec<Vec<StoredDatum<i64>>>,
+    conts: Vec<Vec<WaitingContinuation<P, K>>>,
+    joins: Vec<Vec<Arc<[C]>>>,
+    empty: bool,
+    count: usize,
+}
+
+fn views<C, P, K, M>(s: &Space<C, P, i64, K, M>, chans: &[C], lists: &[Vec<C>]) -> Views<C, P, K>
+where
+    C: Clone + Eq + std::hash::Hash,
+    P: Clone + Eq,
+    K: Clone + Eq,
+    M: rhospace_matchers::Match<P, i64>,
+{
+    Views {
+        data: chans.iter().map(|c| s.data(c)).collect(),
+        conts: lists.iter().map(|l| s.continuations(l)).collect(),
+        joins: chans.iter().map(|c| s.joins(c)).collect(),
+        empty: s.is_empty(),
+        count: s.channel_count(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §1 Operations and joins
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn single_channel_either_order() {
+    let s = exact();
+    assert!(s.produce("a", 1, false).unwrap().is_none());
+    assert_eq!(values(&s, "a"), vec![1]);
+    let comm = s.consume(["a"], [1], "k", false, &[]).unwrap().unwrap();
+    assert_eq!(comm.continuation, "k");
+    assert_eq!(&*comm.channels, &["a"]);
+    assert_eq!(&*comm.patterns, &[1]);
+    assert_eq!(matched(&comm), vec![1]);
+    assert!(!comm.persistent && !comm.reissue && !comm.matches[0].persistent);
+    assert!(s.is_empty());
+
+    assert!(s.consume(["a"], [2], "k2", false, &[]).unwrap().is_none());
+    assert_eq!(conts(&s, &["a"]), vec!["k2"]);
+    assert_eq!(s.joins(&"a").len(), 1);
+    // A datum the pattern rejects is stored beside the waiting continuation.
+    assert!(s.produce("a", 3, false).unwrap().is_none());
+    let comm = s.produce("a", 2, false).unwrap().unwrap();
+    assert_eq!(comm.continuation, "k2");
+    assert_eq!(matched(&comm), vec![2]);
+    assert!(!comm.reissue);
+    assert_eq!(values(&s, "a"), vec![3]);
+    assert!(conts(&s, &["a"]).is_empty());
+    assert!(s.joins(&"a").is_empty());
+}
+
+#[test]
+fn two_channel_join_both_orders() {
+    for first_a in [true, false] {
+        let s = exact();
+        assert!(s
+            .consume(["a", "b"], [1, 2], "k", false, &[])
+            .unwrap()
+            .is_none());
+        assert_eq!(s.joins(&"a").len(), 1);
+        assert_eq!(s.joins(&"b").len(), 1);
+        let (c1, d1, c2, d2) = if first_a {
+            ("a", 1, "b", 2)
+        } else {
+            ("b", 2, "a", 1)
+        };
+        assert!(s.produce(c1, d1, false).unwrap().is_none());
+        let comm = s.produce(c2, d2, false).unwrap().expect("join fires");
+        assert_eq!(&*comm.channels, &["a", "b"]);
+        assert_eq!(matched(&comm), vec![1, 2], "matches in the consume's order");
+        assert!(s.is_empty());
+        assert_eq!(s.channel_count(), 0);
+    }
+}
+
+/// All 24 orders of three produces and the consume: the COMM fires exactly on the last
+/// arrival, with matches in the consume's order, and leaves nothing behind.
+#[test]
+fn three_way_join_every_arrival_order() {
+    #[derive(Clone, Copy, Debug)]
+    enum Ev {
+        P(Ch, i64),
+        C,
+    }
+    let events = [Ev::P("a", 10), Ev::P("b", 20), Ev::P("c", 30), Ev::C];
+    let mut orders = Vec::new();
+    permutations(&mut events.to_vec(), 0, &mut orders);
+    assert_eq!(orders.len(), 24);
+    for order in orders {
+        let s = preds();
+        for (i, ev) in order.iter().enumerate() {
+            let got = match *ev {
+                Ev::P(c, d) => s.produce(c, d, false).unwrap(),
+                Ev::C => s
+                    .consume(["a", "b", "c"], [Gt(5), Gt(15), Gt(25)], "abc", false, &[])
+                    .unwrap(),
+            };
+            if i < 3 {
+                assert!(got.is_none(), "{order:?}: fired early at {i}");
+            } else {
+                let comm = got.unwrap_or_else(|| panic!("{order:?}: did not fire"));
+                assert_eq!(comm.continuation, "abc");
+                assert_eq!(matched(&comm), vec![10, 20, 30], "{order:?}");
+                let results: Vec<i64> = comm.matches.iter().map(|m| m.result).collect();
+                assert_eq!(results, vec![103, 203, 303], "matcher results reported");
+                assert!(!comm.reissue);
+            }
+        }
+        assert!(s.is_empty(), "{order:?}");
+    }
+}
+
+fn permutations<T: Clone>(v: &mut Vec<T>, k: usize, out: &mut Vec<Vec<T>>) {
+    if k == v.len() {
+        out.push(v.clone());
+        return;
+    }
+    for i in k..v.len() {
+        v.swap(k, i);
+        permutations(v, k + 1, out);
+        v.swap(k, i);
+    }
+}
+
+#[test]
+fn join_waits_for_the_right_data() {
+    let s = preds();
+    assert!(s
+        .consume(["a", "b"], [Even, Odd], "k", false, &[])
+        .unwrap()
+        .is_none());
+    // Wrong parity on both channels: stored.
+    assert!(s.produce("a", 1, false).unwrap().is_none());
+    assert!(s.produce("b", 2, false).unwrap().is_none());
+    // An even datum on a, but b holds no odd one yet: still stored.
+    assert!(s.produce("a", 4, false).unwrap().is_none());
+    let comm = s.produce("b", 3, false).unwrap().unwrap();
+    assert_eq!(matched(&comm), vec![4, 3]);
+    assert_eq!(values(&s, "a"), vec![1]);
+    assert_eq!(values(&s, "b"), vec![2]);
+}
+
+#[test]
+fn repeated_channel_needs_two_data() {
+    let s = exact();
+    assert!(s.produce("a", 1, false).unwrap().is_none());
+    // One non-persistent datum cannot fill two positions.
+    assert!(s
+        .consume(["a", "a"], [1, 1], "k", false, &[])
+        .unwrap()
+        .is_none());
+    assert_eq!(values(&s, "a"), vec![1]);
+    assert_eq!(
+        s.joins(&"a").len(),
+        1,
+        "a repeated channel records the join once"
+    );
+    let comm = s
+        .produce("a", 1, false)
+        .unwrap()
+        .expect("second datum completes the join");
+    assert_eq!(matched(&comm), vec![1, 1]);
+    assert!(!comm.reissue);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn repeated_channel_consume_takes_distinct_data() {
+    let s = preds();
+    s.produce("a", 1, false).unwrap();
+    s.produce("a", 2, false).unwrap();
+    s.produce("a", 3, false).unwrap();
+    let comm = s
+        .consume(["a", "a"], [Any, Any], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![1, 2], "oldest first, distinct");
+    assert_eq!(values(&s, "a"), vec![3]);
+}
+
+#[test]
+fn persistent_datum_reused_within_one_consume() {
+    let s = exact();
+    assert!(s.produce("a", 5, true).unwrap().is_none());
+    let comm = s
+        .consume(["a", "a", "a"], [5, 5, 5], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![5, 5, 5]);
+    assert!(comm.matches.iter().all(|m| m.persistent));
+    assert!(!comm.reissue);
+    // It stays after matching, and keeps matching.
+    assert_eq!(
+        s.data(&"a"),
+        vec![StoredDatum {
+            value: 5,
+            persist: true,
+            priority: 0
+        }]
+    );
+    assert!(s.consume(["a"], [5], "k2", false, &[]).unwrap().is_some());
+    assert_eq!(values(&s, "a"), vec![5]);
+}
+
+#[test]
+fn persistent_datum_meets_waiting_join_on_produce() {
+    let s = exact();
+    assert!(s
+        .consume(["a", "a"], [7, 7], "k", false, &[])
+        .unwrap()
+        .is_none());
+    // A persistent produced datum may fill both positions; it fired, so it is re-issued, not
+    // stored.
+    let comm = s.produce("a", 7, true).unwrap().unwrap();
+    assert_eq!(matched(&comm), vec![7, 7]);
+    assert!(comm.matches.iter().all(|m| m.persistent));
+    assert!(comm.reissue);
+    assert!(s.data(&"a").is_empty());
+    assert!(s.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// §2 Persistence, peek and the re-issue contract
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn persistent_produce_that_fires_is_reissued_not_stored() {
+    let s = exact();
+    s.consume(["a"], [1], "k", false, &[]).unwrap();
+    let comm = s.produce("a", 1, true).unwrap().unwrap();
+    assert!(comm.reissue);
+    assert!(comm.matches[0].persistent);
+    assert!(
+        s.data(&"a").is_empty(),
+        "a fired persistent produce is not stored"
+    );
+    assert!(s.is_empty());
+    // Re-issuing it with nothing waiting stores it.
+    assert!(s.produce("a", 1, true).unwrap().is_none());
+    assert_eq!(values(&s, "a"), vec![1]);
+}
+
+#[test]
+fn persistent_consume_that_fires_is_reissued_not_stored() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    let comm = s.consume(["a"], [1], "k", true, &[]).unwrap().unwrap();
+    assert!(comm.persistent);
+    assert!(comm.reissue);
+    assert!(s.continuations(&["a"]).is_empty());
+    assert!(s.is_empty());
+}
+
+#[test]
+fn stored_persistent_continuation_stays_after_firing() {
+    let s = exact();
+    assert!(s.consume(["a"], [1], "k", true, &[]).unwrap().is_none());
+    for _ in 0..3 {
+        let comm = s.produce("a", 1, false).unwrap().unwrap();
+        assert_eq!(comm.continuation, "k");
+        assert!(comm.persistent);
+        assert!(!comm.reissue, "the produced datum was used up");
+        assert_eq!(conts(&s, &["a"]), vec!["k"]);
+        assert!(s.data(&"a").is_empty());
+    }
+}
+
+#[test]
+fn persistent_datum_meets_persistent_consume_finitely() {
+    let s = exact();
+    s.produce("a", 1, true).unwrap();
+    let comm = s.consume(["a"], [1], "k", true, &[]).unwrap().unwrap();
+    assert!(comm.reissue && comm.persistent && comm.matches[0].persistent);
+    assert_eq!(values(&s, "a"), vec![1]);
+    assert!(s.continuations(&["a"]).is_empty());
+
+    let s = exact();
+    s.consume(["a"], [1], "k", true, &[]).unwrap();
+    let comm = s.produce("a", 1, true).unwrap().unwrap();
+    assert!(comm.reissue);
+    assert!(s.data(&"a").is_empty());
+    assert_eq!(conts(&s, &["a"]), vec!["k"]);
+}
+
+#[test]
+fn peek_leaves_stored_datum() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    s.produce("b", 2, false).unwrap();
+    let comm = s
+        .consume(["a", "b"], [1, 2], "k", false, &[0])
+        .unwrap()
+        .unwrap();
+    assert_eq!(&comm.peeks[..], &[0]);
+    assert!(!comm.reissue);
+    assert_eq!(values(&s, "a"), vec![1]);
+    assert!(s.data(&"b").is_empty());
+}
+
+#[test]
+fn peeks_are_normalised_in_the_comm() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    s.produce("b", 2, false).unwrap();
+    let comm = s
+        .consume(["a", "b"], [1, 2], "k", false, &[1, 0, 1])
+        .unwrap()
+        .unwrap();
+    assert_eq!(&comm.peeks[..], &[0, 1]);
+    assert_eq!(values(&s, "a"), vec![1]);
+    assert_eq!(values(&s, "b"), vec![2]);
+}
+
+#[test]
+fn produced_datum_only_peeked_is_reissued_not_stored() {
+    let s = exact();
+    s.consume(["a"], [1], "k", false, &[0]).unwrap();
+    let comm = s.produce("a", 1, false).unwrap().unwrap();
+    assert!(comm.reissue, "the produced datum was only peeked");
+    assert!(s.data(&"a").is_empty(), "and it is not stored");
+    assert!(s.is_empty());
+}
+
+#[test]
+fn several_peeking_positions_share_one_datum() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    let comm = s
+        .consume(["a", "a"], [1, 1], "k", false, &[0, 1])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![1, 1]);
+    assert_eq!(values(&s, "a"), vec![1]);
+}
+
+#[test]
+fn a_datum_cannot_be_both_peeked_and_consumed() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    assert!(s
+        .consume(["a", "a"], [1, 1], "k", false, &[0])
+        .unwrap()
+        .is_none());
+    assert_eq!(values(&s, "a"), vec![1]);
+    // With a second equal datum: position 0 peeks the oldest, position 1 consumes the other.
+    let comm = s.produce("a", 1, false).unwrap().unwrap();
+    assert_eq!(comm.continuation, "k");
+    assert!(!comm.reissue);
+    assert_eq!(values(&s, "a"), vec![1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// install
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn install_before_data_fires_and_stays() {
+    let s = exact();
+    s.install(["a"], [1], "svc").unwrap();
+    assert_eq!(conts(&s, &["a"]), vec!["svc"]);
+    for _ in 0..3 {
+        let comm = s.produce("a", 1, false).unwrap().unwrap();
+        assert_eq!(comm.continuation, "svc");
+        assert!(comm.persistent);
+        assert!(!comm.reissue);
+        assert!(s.data(&"a").is_empty());
+    }
+    assert_eq!(conts(&s, &["a"]), vec!["svc"]);
+    assert!(s.is_empty(), "installed continuations do not count");
+}
+
+#[test]
+fn install_after_matching_data_is_refused_and_changes_nothing() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    s.produce("b", 2, false).unwrap();
+    let chans = ["a", "b"];
+    let lists = vec![vec!["a"], vec!["b"], vec!["a", "b"]];
+    let before = views(&s, &chans, &lists);
+    let err = s.install(["a", "b"], [1, 2], "svc").unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::InstallWouldMatch);
+    assert_eq!(err.into_inner(), "svc");
+    assert_eq!(views(&s, &chans, &lists), before);
+    // Data that does not complete the join does not block install.
+    s.install(["a", "b"], [1, 3], "svc2").unwrap();
+    assert_eq!(conts(&s, &["a", "b"]), vec!["svc2"]);
+}
+
+#[test]
+fn installed_are_offered_before_stored_continuations() {
+    let s = exact();
+    assert!(s
+        .consume(["a"], [1], "stored", false, &[])
+        .unwrap()
+        .is_none());
+    s.install(["a"], [1], "svc").unwrap();
+    assert_eq!(
+        conts(&s, &["a"]),
+        vec!["svc", "stored"],
+        "installed first in the view"
+    );
+    let comm = s.produce("a", 1, false).unwrap().unwrap();
+    assert_eq!(comm.continuation, "svc");
+    assert_eq!(conts(&s, &["a"]), vec!["svc", "stored"]);
+    // Installed in install order.
+    s.install(["a"], [2], "svc-2a").unwrap();
+    s.install(["a"], [2], "svc-2b").unwrap();
+    assert_eq!(
+        s.produce("a", 2, false).unwrap().unwrap().continuation,
+        "svc-2a"
+    );
+}
+
+#[test]
+fn installed_survive_clear_and_revert() {
+    let s = exact();
+    let empty = s.create_soft_checkpoint();
+    s.install(["a", "b"], [1, 2], "svc").unwrap();
+    s.produce("a", 1, false).unwrap();
+    s.revert_to_soft_checkpoint(&empty);
+    assert!(s.data(&"a").is_empty());
+    assert_eq!(conts(&s, &["a", "b"]), vec!["svc"]);
+    assert_eq!(s.joins(&"b").len(), 1);
+    s.produce("a", 1, false).unwrap();
+    s.clear();
+    assert!(s.is_empty());
+    assert_eq!(conts(&s, &["a", "b"]), vec!["svc"]);
+    s.produce("a", 1, false).unwrap();
+    assert_eq!(
+        s.produce("b", 2, false).unwrap().unwrap().continuation,
+        "svc"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3 Complete matching and candidate order
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn complete_matching_where_greedy_fails_on_consume() {
+    let s = preds();
+    s.produce("a", 1, false).unwrap();
+    s.produce("a", 2, false).unwrap();
+    // Greedy: Any takes 1, then Eq(1) finds nothing. Complete: Any = 2, Eq(1) = 1.
+    let comm = s
+        .consume(["a", "a"], [Any, eq(1)], "k", false, &[])
+        .unwrap()
+        .expect("a complete search finds Any=2, Eq(1)=1");
+    assert_eq!(matched(&comm), vec![2, 1]);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn complete_matching_where_greedy_fails_across_channels() {
+    let s = preds();
+    s.produce("a", 4, false).unwrap();
+    s.produce("a", 3, false).unwrap();
+    s.produce("b", 3, false).unwrap();
+    // Greedy gives Any the oldest (4), and Even then finds nothing; complete: Any=3, Even=4.
+    let comm = s
+        .consume(["a", "a", "b"], [Any, Even, Odd], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![3, 4, 3]);
+}
+
+#[test]
+fn complete_matching_where_greedy_fails_on_produce() {
+    let s = preds();
+    s.produce("a", 1, false).unwrap();
+    assert!(s
+        .consume(["a", "a"], [Any, eq(1)], "k", false, &[])
+        .unwrap()
+        .is_none());
+    let comm = s.produce("a", 2, false).unwrap().unwrap();
+    assert_eq!(matched(&comm), vec![2, 1]);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn first_assignment_in_candidate_order_wins() {
+    let s = preds();
+    for d in [5, 3, 1, 2] {
+        s.produce("a", d, false).unwrap();
+    }
+    let comm = s.consume(["a"], [Odd], "k", false, &[]).unwrap().unwrap();
+    assert_eq!(matched(&comm), vec![5]);
+    assert_eq!(comm.matches[0].result, result_of(&Odd, 5));
+    let comm = s
+        .consume(["a", "a"], [Odd, Even], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![3, 2]);
+    assert_eq!(values(&s, "a"), vec![1]);
+}
+
+#[test]
+fn produce_offers_to_join_groups_in_creation_order() {
+    let s = preds();
+    s.produce("b", 9, false).unwrap();
+    assert!(s
+        .consume(["a", "b"], [Any, Any], "ab", false, &[])
+        .unwrap()
+        .is_none());
+    assert!(s.consume(["a"], [Any], "a", false, &[]).unwrap().is_none());
+    assert_eq!(
+        s.joins(&"a").iter().map(|l| l.to_vec()).collect::<Vec<_>>(),
+        vec![vec!["a", "b"], vec!["a"]]
+    );
+    assert_eq!(
+        s.produce("a", 1, false).unwrap().unwrap().continuation,
+        "ab"
+    );
+    // The [a, b] group left with its last continuation; re-created, it comes after [a].
+    s.produce("b", 9, false).unwrap();
+    assert!(s
+        .consume(["a", "b"], [Any, Any], "ab2", false, &[])
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.joins(&"a").iter().map(|l| l.to_vec()).collect::<Vec<_>>(),
+        vec![vec!["a"], vec!["a", "b"]]
+    );
+    assert_eq!(s.produce("a", 2, false).unwrap().unwrap().continuation, "a");
+    assert_eq!(
+        s.produce("a", 3, false).unwrap().unwrap().continuation,
+        "ab2"
+    );
+}
+
+#[test]
+fn bag_continuations_oldest_matching_fires() {
+    let s = preds();
+    s.consume(["a"], [eq(1)], "k1", false, &[]).unwrap();
+    s.consume(["a"], [Any], "k2", false, &[]).unwrap();
+    s.consume(["a"], [Any], "k3", false, &[]).unwrap();
+    assert_eq!(
+        s.produce("a", 2, false).unwrap().unwrap().continuation,
+        "k2"
+    );
+    assert_eq!(conts(&s, &["a"]), vec!["k1", "k3"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §4 Collection kinds
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bag_keeps_duplicates_oldest_first() {
+    let s = preds();
+    for d in [2, 1, 2] {
+        s.produce("a", d, false).unwrap();
+    }
+    assert_eq!(values(&s, "a"), vec![2, 1, 2]);
+    assert_eq!(
+        matched(&s.consume(["a"], [Any], "k", false, &[]).unwrap().unwrap()),
+        vec![2]
+    );
+    assert_eq!(values(&s, "a"), vec![1, 2]);
+}
+
+#[test]
+fn queue_only_oldest_matches() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::Queue));
+    s.produce("q", 1, false).unwrap();
+    s.produce("q", 2, false).unwrap();
+    assert!(s
+        .consume(["q"], [eq(2)], "k2", false, &[])
+        .unwrap()
+        .is_none());
+    assert_eq!(values(&s, "q"), vec![1, 2]);
+    // Two positions: the second may take the second item because the first used the head up.
+    let comm = s
+        .consume(["q", "q"], [eq(1), eq(2)], "k12", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![1, 2]);
+    assert!(s.produce("q", 3, false).unwrap().is_none());
+    // The reverse order cannot: Eq(4) at the head position blocks.
+    s.produce("q", 4, false).unwrap();
+    assert!(s
+        .consume(["q", "q"], [eq(4), eq(3)], "k43", false, &[])
+        .unwrap()
+        .is_none());
+    // Peeking the head does not use it up.
+    assert!(s
+        .consume(["q", "q"], [eq(3), eq(4)], "p", false, &[0])
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn queue_produce_behind_a_stored_head_does_not_fire() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::Queue));
+    s.produce("q", 1, false).unwrap();
+    assert!(s
+        .consume(["q"], [eq(2)], "k", false, &[])
+        .unwrap()
+        .is_none());
+    // 2 arrives behind 1: it is not the head, so k cannot take it.
+    assert!(s.produce("q", 2, false).unwrap().is_none());
+    assert_eq!(values(&s, "q"), vec![1, 2]);
+}
+
+#[test]
+fn stack_only_newest_matches() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::Stack));
+    s.produce("s", 1, false).unwrap();
+    s.produce("s", 2, false).unwrap();
+    assert_eq!(values(&s, "s"), vec![2, 1], "newest first");
+    assert!(s
+        .consume(["s"], [eq(1)], "k1", false, &[])
+        .unwrap()
+        .is_none());
+    let comm = s.consume(["s"], [Any], "k", false, &[]).unwrap().unwrap();
+    assert_eq!(matched(&comm), vec![2]);
+    // A produced datum is the newest: it may fire at once even with data stored.
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::Stack));
+    s.produce("s", 1, false).unwrap();
+    s.consume(["s"], [eq(5)], "k5", false, &[]).unwrap();
+    assert_eq!(
+        s.produce("s", 5, false).unwrap().unwrap().continuation,
+        "k5"
+    );
+    assert_eq!(values(&s, "s"), vec![1]);
+}
+
+#[test]
+fn set_ignores_equal_data() {
+    let s: Space<Ch, String, String, u8, ExactMatch> =
+        Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::Set));
+    assert!(s.produce("x", "a".to_string(), false).unwrap().is_none());
+    assert!(s.produce("x", "a".to_string(), true).unwrap().is_none());
+    assert!(s.produce("x", "b".to_string(), false).unwrap().is_none());
+    let d = s.data(&"x");
+    assert_eq!(
+        d.iter()
+            .map(|d| (d.value.as_str(), d.persist))
+            .collect::<Vec<_>>(),
+        vec![("a", false), ("b", false)]
+    );
+    // Many distinct values (past the index threshold) are all kept, exactly.
+    for i in 0..40 {
+        s.produce("y", format!("v{i}"), false).unwrap();
+        s.produce("y", format!("v{i}"), false).unwrap();
+    }
+    assert_eq!(s.data(&"y").len(), 40);
+    let comm = s
+        .consume(["y"], ["v17".to_string()], 1, false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(comm.matches[0].datum, "v17");
+    assert_eq!(s.data(&"y").len(), 39);
+    // Once taken, an equal value may be stored again.
+    assert!(s.produce("y", "v17".to_string(), false).unwrap().is_none());
+    assert_eq!(s.data(&"y").len(), 40);
+}
+
+#[test]
+fn cell_holds_one_datum() {
+    let s = preds_with(SpaceConfig::new().channel_kind("cell", DataKind::Cell));
+    s.produce("cell", 1, false).unwrap();
+    let lists = vec![vec!["cell"]];
+    let before = views(&s, &["cell"], &lists);
+    let err = s.produce("cell", 2, false).unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::CellFull);
+    assert_eq!(err.into_inner(), 2);
+    assert_eq!(views(&s, &["cell"], &lists), before);
+    // Equal datum: still full.
+    assert_eq!(
+        s.produce("cell", 1, true).unwrap_err().kind(),
+        &ErrorKind::CellFull
+    );
+    assert_eq!(views(&s, &["cell"], &lists), before);
+    // Other channels keep the default Bag.
+    s.produce("bag", 1, false).unwrap();
+    s.produce("bag", 2, false).unwrap();
+    assert_eq!(values(&s, "bag"), vec![1, 2]);
+    // Emptied, it accepts again.
+    assert!(s
+        .consume(["cell"], [Any], "k", false, &[])
+        .unwrap()
+        .is_some());
+    assert!(s.produce("cell", 2, false).unwrap().is_none());
+    assert_eq!(values(&s, "cell"), vec![2]);
+}
+
+#[test]
+fn priority_queue_highest_first_fifo_within_level() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::PriorityQueue));
+    for (d, p) in [(1, 1), (2, 5), (3, 5), (4, 0), (5, 1)] {
+        assert!(s
+            .produce_with_priority("pq", d, false, p)
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(values(&s, "pq"), vec![2, 3, 1, 5, 4]);
+    let prios: Vec<i64> = s.data(&"pq").iter().map(|d| d.priority).collect();
+    assert_eq!(prios, vec![5, 5, 1, 1, 0]);
+    // Head only: Eq(1) waits while 2 is the head.
+    assert!(s
+        .consume(["pq"], [eq(1)], "k1", false, &[])
+        .unwrap()
+        .is_none());
+    let mut got = Vec::new();
+    while let Some(c) = s.consume(["pq"], [Any], "k", false, &[]).unwrap() {
+        got.push(c.matches[0].datum);
+    }
+    assert_eq!(got, vec![2, 3, 1, 5, 4]);
+}
+
+#[test]
+fn priority_queue_produce_above_head_fires() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::PriorityQueue));
+    s.produce_with_priority("pq", 1, false, 3).unwrap();
+    s.consume(["pq"], [eq(9)], "k9", false, &[]).unwrap();
+    // Same level: behind the head, so not taken.
+    assert!(s
+        .produce_with_priority("pq", 9, false, 3)
+        .unwrap()
+        .is_none());
+    // Higher level: the new head.
+    let comm = s.produce_with_priority("pq", 9, false, 4).unwrap().unwrap();
+    assert_eq!(comm.continuation, "k9");
+    assert_eq!(values(&s, "pq"), vec![1, 9]);
+}
+
+#[test]
+fn priority_is_ignored_outside_priority_queues() {
+    let s = preds();
+    s.produce_with_priority("a", 1, false, 1).unwrap();
+    s.produce_with_priority("a", 2, false, 9).unwrap();
+    assert_eq!(
+        s.data(&"a")
+            .iter()
+            .map(|d| (d.value, d.priority))
+            .collect::<Vec<_>>(),
+        vec![(1, 0), (2, 0)]
+    );
+}
+
+#[test]
+fn documented_limit_head_only_exposed_item_waits_for_a_later_call() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::Queue));
+    s.produce("q", 1, false).unwrap();
+    s.produce("q", 2, false).unwrap();
+    assert!(s
+        .consume(["q"], [eq(2)], "k2", false, &[])
+        .unwrap()
+        .is_none());
+    let comm = s
+        .consume(["q"], [eq(1)], "k1", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(comm.continuation, "k1");
+    // One COMM per call: k2 still waits beside its now-head datum.
+    assert_eq!(values(&s, "q"), vec![2]);
+    assert_eq!(conts(&s, &["q"]), vec!["k2"]);
+}
+
+#[test]
+fn cont_kind_queue_only_oldest_may_fire() {
+    let s = preds_with(SpaceConfig::new().cont_kind(ContKind::Queue));
+    s.consume(["a"], [eq(1)], "k1", false, &[]).unwrap();
+    s.consume(["a"], [Any], "k2", false, &[]).unwrap();
+    assert!(
+        s.produce("a", 2, false).unwrap().is_none(),
+        "k2 is not the oldest"
+    );
+    assert_eq!(values(&s, "a"), vec![2]);
+    assert_eq!(
+        s.produce("a", 1, false).unwrap().unwrap().continuation,
+        "k1"
+    );
+    assert_eq!(conts(&s, &["a"]), vec!["k2"]);
+}
+
+#[test]
+fn cont_kind_stack_only_newest_may_fire() {
+    let s = preds_with(SpaceConfig::new().cont_kind(ContKind::Stack));
+    s.consume(["a"], [Any], "k1", false, &[]).unwrap();
+    s.consume(["a"], [eq(1)], "k2", false, &[]).unwrap();
+    assert!(
+        s.produce("a", 2, false).unwrap().is_none(),
+        "k1 is not the newest"
+    );
+    assert_eq!(
+        s.produce("a", 1, false).unwrap().unwrap().continuation,
+        "k2"
+    );
+    assert_eq!(conts(&s, &["a"]), vec!["k1"]);
+}
+
+#[test]
+fn cont_kind_bag_any_may_fire() {
+    let s = preds_with(SpaceConfig::new().cont_kind(ContKind::Bag));
+    s.consume(["a"], [eq(1)], "k1", false, &[]).unwrap();
+    s.consume(["a"], [Any], "k2", false, &[]).unwrap();
+    assert_eq!(
+        s.produce("a", 2, false).unwrap().unwrap().continuation,
+        "k2"
+    );
+}
+
+#[test]
+fn cont_kind_set_stores_equal_continuations_once() {
+    let s = preds_with(SpaceConfig::new().cont_kind(ContKind::Set));
+    for _ in 0..3 {
+        assert!(s
+            .consume(["a"], [eq(1)], "k", false, &[])
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(conts(&s, &["a"]), vec!["k"]);
+    // Differing in continuation, persistence or peeks: stored.
+    s.consume(["a"], [eq(1)], "k'", false, &[]).unwrap();
+    s.consume(["a"], [eq(1)], "k", true, &[]).unwrap();
+    s.consume(["a"], [eq(1)], "k", false, &[0]).unwrap();
+    assert_eq!(s.continuations(&["a"]).len(), 4);
+    // Any may fire, oldest first.
+    s.consume(["a"], [eq(2)], "k2", false, &[]).unwrap();
+    assert_eq!(
+        s.produce("a", 2, false).unwrap().unwrap().continuation,
+        "k2"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §5 Errors leave everything unchanged
+// ---------------------------------------------------------------------------------------------
+
+type US = Space<u32, i64, i64, &'static str, ExactMatch>;
+
+fn busy_space() -> (US, Vec<u32>, Vec<Vec<u32>>) {
+    let s: US = Space::new(
+        ExactMatch,
+        SpaceConfig::new()
+            .channel_kind(3, DataKind::Cell)
+            .channel_kind(4, DataKind::Queue),
+    );
+    s.produce(1, 10, false).unwrap();
+    s.produce(1, 11, true).unwrap();
+    s.produce(2, 20, false).unwrap();
+    s.produce(3, 30, false).unwrap();
+    s.produce(4, 40, false).unwrap();
+    s.produce(4, 41, false).unwrap();
+    s.consume([1, 2], [99, 20], "w12", false, &[]).unwrap();
+    s.consume([2], [98], "w2", true, &[0]).unwrap();
+    s.install([5], [50], "svc").unwrap();
+    let chans = vec![1, 2, 3, 4, 5, 6];
+    let lists = vec![vec![1], vec![2], vec![1, 2], vec![3], vec![4], vec![5]];
+    (s, chans, lists)
+}
+
+#[test]
+fn every_error_changes_nothing() {
+    let (s, chans, lists) = busy_space();
+    let before = views(&s, &chans, &lists);
+    let unchanged = |what: &str| assert_eq!(views(&s, &chans, &lists), before, "{what}");
+
+    let e = s
+        .consume(Vec::<u32>::new(), Vec::<i64>::new(), "k", false, &[])
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::EmptyChannels);
+    assert_eq!(e.into_inner(), "k");
+    unchanged("consume EmptyChannels");
+    let e = s
+        .install(Vec::<u32>::new(), Vec::<i64>::new(), "k")
+        .unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::EmptyChannels);
+    unchanged("install EmptyChannels");
+
+    let e = s.consume([1, 2], [10], "k", false, &[]).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::LengthMismatch {
+            channels: 2,
+            patterns: 1
+        }
+    );
+    unchanged("LengthMismatch");
+    let e = s.consume([1], [10, 20], "k", false, &[]).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::LengthMismatch {
+            channels: 1,
+            patterns: 2
+        }
+    );
+    let e = s.install([1], [10, 20], "k").unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::LengthMismatch {
+            channels: 1,
+            patterns: 2
+        }
+    );
+    unchanged("install LengthMismatch");
+
+    // A peek out of range is refused even though the consume would otherwise fire.
+    let e = s
+        .consume([1, 2], [10, 20], "k", false, &[0, 2])
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::PeekOutOfRange {
+            index: 2,
+            channels: 2
+        }
+    );
+    assert_eq!(e.into_inner(), "k");
+    unchanged("PeekOutOfRange");
+    let e = s.consume([1], [10], "k", true, &[usize::MAX]).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::PeekOutOfRange {
+            index: usize::MAX,
+            channels: 1
+        }
+    );
+    unchanged("PeekOutOfRange usize::MAX");
+
+    let many: Vec<u32> = (100..100 + MAX_JOIN as u32 + 1).collect();
+    let pats: Vec<i64> = vec![0; many.len()];
+    let e = s
+        .consume(many.clone(), pats.clone(), "k", false, &[])
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::TooManyChannels {
+            channels: MAX_JOIN + 1
+        }
+    );
+    unchanged("TooManyChannels");
+    let e = s.install(many, pats, "k").unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::TooManyChannels {
+            channels: MAX_JOIN + 1
+        }
+    );
+    unchanged("install TooManyChannels");
+
+    let e = s.install([1, 2], [10, 20], "svc2").unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::InstallWouldMatch);
+    assert_eq!(e.into_inner(), "svc2");
+    unchanged("InstallWouldMatch");
+    // Persistent datum, repeated channel.
+    let e = s.install([1, 1], [11, 11], "svc3").unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::InstallWouldMatch);
+    unchanged("InstallWouldMatch on a repeated channel");
+
+    let e = s.produce(3, 31, false).unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::CellFull);
+    assert_eq!(e.into_inner(), 31);
+    unchanged("CellFull");
+
+    // Display texts exist for every kind (no panic, non-empty).
+    for k in [
+        ErrorKind::EmptyChannels,
+        ErrorKind::LengthMismatch {
+            channels: 1,
+            patterns: 2,
+        },
+        ErrorKind::PeekOutOfRange {
+            index: 3,
+            channels: 1,
+        },
+        ErrorKind::TooManyChannels { channels: 65 },
+        ErrorKind::InstallWouldMatch,
+        ErrorKind::CellFull,
+    ] {
+        assert!(!k.to_string().is_empty());
+    }
+
+    // And the space still works normally afterwards.
+    let comm = s
+        .consume([1, 2], [10, 20], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched_u(&comm), vec![10, 20]);
+}
+
+fn matched_u(comm: &Comm<u32, i64, i64, &'static str, ()>) -> Vec<i64> {
+    comm.matches.iter().map(|m| m.datum).collect()
+}
+
+#[test]
+fn max_join_is_accepted() {
+    let s: US = Space::new(ExactMatch, SpaceConfig::new());
+    let chans: Vec<u32> = (0..MAX_JOIN as u32).collect();
+    let pats: Vec<i64> = chans.iter().map(|&c| c as i64).collect();
+    assert!(s
+        .consume(chans.clone(), pats, "wide", false, &[])
+        .unwrap()
+        .is_none());
+    for &c in &chans[..MAX_JOIN - 1] {
+        assert!(s.produce(c, c as i64, false).unwrap().is_none());
+    }
+    let last = chans[MAX_JOIN - 1];
+    let comm = s.produce(last, last as i64, false).unwrap().unwrap();
+    assert_eq!(comm.matches.len(), MAX_JOIN);
+    assert!(s.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// §6 Soft checkpoints
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn soft_checkpoint_is_immutable_and_revertible_twice() {
+    let s = preds();
+    s.produce("a", 1, false).unwrap();
+    s.produce("a", 2, true).unwrap();
+    s.consume(["a", "b"], [eq(1), Any], "ab", false, &[])
+        .unwrap();
+    let chans = ["a", "b", "c"];
+    let lists = vec![vec!["a"], vec!["b"], vec!["a", "b"], vec!["c"]];
+    let at_cp = views(&s, &chans, &lists);
+    let cp = s.create_soft_checkpoint();
+
+    // Later operations of every kind.
+    let comm = s.produce("b", 5, false).unwrap().unwrap();
+    assert_eq!(comm.continuation, "ab");
+    s.produce("c", 3, false).unwrap();
+    s.consume(["a"], [eq(2)], "k", false, &[]).unwrap();
+    s.consume(["c", "c"], [eq(7), Any], "cc", false, &[])
+        .unwrap();
+    let later = views(&s, &chans, &lists);
+    assert_ne!(later, at_cp);
+    let cp2 = s.create_soft_checkpoint();
+
+    s.revert_to_soft_checkpoint(&cp);
+    assert_eq!(views(&s, &chans, &lists), at_cp);
+    // The reverted state behaves as the original: b fires the same join again.
+    let comm2 = s.produce("b", 5, false).unwrap().unwrap();
+    assert_eq!(comm2, comm);
+    s.clear();
+    assert!(s.is_empty());
+
+    s.revert_to_soft_checkpoint(&cp);
+    assert_eq!(views(&s, &chans, &lists), at_cp, "second revert");
+    s.revert_to_soft_checkpoint(&cp2);
+    assert_eq!(views(&s, &chans, &lists), later);
+    s.revert_to_soft_checkpoint(&cp);
+    assert_eq!(views(&s, &chans, &lists), at_cp, "back again");
+}
+
+#[test]
+fn checkpoint_clone_is_independent_of_the_space() {
+    let s = exact();
+    let cp = s.create_soft_checkpoint();
+    let cp_clone = cp.clone();
+    for i in 0..100 {
+        s.produce("a", i, false).unwrap();
+    }
+    s.revert_to_soft_checkpoint(&cp_clone);
+    assert!(s.is_empty());
+    s.produce("a", 1, false).unwrap();
+    s.revert_to_soft_checkpoint(&cp);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn comm_type_alias_compiles() {
+    // Keeps the alias used: a COMM from the predicate space has i64 results.
+    let s = preds();
+    s.produce("a", 3, false).unwrap();
+    let c: PComm = s.consume(["a"], [Gt(2)], "k", false, &[]).unwrap().unwrap();
+    assert_eq!(c.matches[0].result, 33);
+}
