@@ -1,55 +1,60 @@
 //! The shared meter and its per-thread leases.
 //!
-//! # Algorithm: two counters, each changed by single-word CAS or fetch-add
+//! # Algorithm: one CAS-guarded counter, and a lease ledger behind a reader-writer lock
 //!
-//! The meter keeps two `u64` atomics next to each other:
-//!
-//! * `remaining` — phlogiston not yet charged and not leased out. A charge (or a lease draw) is a
-//!   `compare_exchange_weak` loop that subtracts only if the result stays `>= 0`, so the balance can
-//!   never go below zero and a refused charge writes nothing.
-//! * `committed` — phlogiston charged and not refunded, *as far as refunds may know*: a shared
-//!   charge adds to it after taking from `remaining`; a lease adds what it spent when it refills,
-//!   flushes or is returned. A refund is a CAS loop that subtracts from `committed` (never below
-//!   zero) and only then adds the amount back to `remaining`.
-//!
-//! Every operation moves phlogiston from one counter to the other (or to a lease's local
-//! allowance) so that, when nothing is in flight,
-//! `remaining + committed + Σ leased-and-unspent + Σ spent-in-leases-not-yet-committed == limit`.
-//! In between, each step is *conservative*: a charge takes from `remaining` before it credits
-//! `committed`, and a refund takes from `committed` before it credits `remaining`, so no
-//! interleaving can make a refund exceed what was charged, or `remaining` exceed `limit`.
+//! * `remaining` — an `AtomicU64`: phlogiston neither charged nor leased out. A charge is a single
+//!   `compare_exchange_weak` loop that subtracts only if the result stays `>= 0`. That is the
+//!   whole charge path: one RMW on one cache line, no lock, so a refused charge writes nothing.
+//! * `leased` — a `u64` behind an `RwLock`: phlogiston held by open [`Lease`]s (their unspent
+//!   allowance plus what they spent but have not yet *committed*). Only lease refills, flushes and
+//!   returns change it, under the write lock; all of them are amortised over a chunk.
+//! * What a refund may give back is `limit − remaining − leased`: everything charged through the
+//!   meter or committed by leases, minus earlier refunds. A refund holds the *read* lock, so
+//!   `leased` cannot move, and CAS-adds to `remaining` only if the amount fits under that bound
+//!   computed from the very value it replaces. Concurrent charges only lower `remaining` (raising
+//!   the bound by exactly what they charged) and concurrent refunds re-check in their own CAS, so
+//!   refunds run in parallel with charges and with each other, and are still exact.
 //!
 //! # Guarantees
 //!
 //! * **Exact totals.** `consumed() + remaining() == limit()` in every snapshot (`consumed` is
 //!   defined from the same load), and once every lease is returned,
-//!   `consumed() == Σ successful charges − Σ successful refunds`.
+//!   `consumed() == Σ successful charges − Σ successful refunds`, in every interleaving.
 //! * **Never negative, never above the limit.** Overdraws and over-refunds are refused with a
-//!   typed error and change nothing.
-//! * **Lock-free.** Every shared operation is a bounded number of atomic RMWs plus a CAS retry
-//!   loop that fails only when another thread made progress.
+//!   typed error and change nothing; refunds are never clamped.
+//! * **Progress.** Charges are lock-free (a CAS retries only because another operation on the
+//!   same counter succeeded). Refunds and lease refills/returns hold the lock for one CAS and a
+//!   few arithmetic operations; nothing inside can panic, and a poisoned lock is used as is.
 //! * **No allocation, no formatting** on any charge, refund, lease or return path.
 //!
 //! # Known limits
 //!
-//! * The shared [`PhlogistonMeter::charge`] touches one cache line with two RMWs; with many
-//!   threads charging at once that line bounces between cores. Use a [`Lease`] per thread or task
-//!   for hot loops: its charges are a local subtraction.
+//! * Many threads charging the shared meter at once serialise on its cache line. Use a [`Lease`]
+//!   per thread or task for hot loops: its charges are a local subtraction.
+//! * A refund costs a read-lock acquire and release on top of its CAS (about three RMWs), so it is
+//!   slower than a charge; refunds are expected once per COMM, not once per charge.
 //! * Phlogiston a lease holds but has not spent counts as consumed (it is not in `remaining`)
-//!   until the lease is returned, and a refund through the shared meter can only give back what
-//!   leases have *committed* (they commit on refill, [`Lease::flush`] and return). Refund through
-//!   the lease that charged, or flush first.
-//! * Not fair: under contention a CAS loop may retry; a thread is never blocked by a stalled one.
+//!   until the lease is returned, and what a lease spent becomes refundable *through the meter*
+//!   only when it commits (refill, [`Lease::flush`], return). Refund through the lease that
+//!   charged, or flush first.
+//! * Not fair: which of two racing charges gets the last phlogiston depends on timing.
 
 use core::ops::Deref;
+use std::sync::PoisonError;
 
 use crate::error::{OutOfPhlogiston, RefundExceedsCharged};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, RwLock};
+
+/// Keeps the hot counter on its own cache lines (128 bytes: adjacent-line prefetch pairs lines
+/// on x86), so refund and lease bookkeeping never false-share with charges.
+#[derive(Debug)]
+#[repr(align(128))]
+struct CachePadded<T>(T);
 
 /// A phlogiston (gas) meter with a fixed limit, charged by many threads at once through `&self`.
 ///
 /// Time: every method is O(1) (a CAS loop retries only when another thread changed the same
-/// counter). Size: one 128-byte-aligned block, so two meters never share a cache line.
+/// counter). `PhlogistonMeter` is `Send + Sync`.
 ///
 /// # Example
 /// ```
@@ -63,17 +68,16 @@ use crate::sync::{AtomicU64, Ordering};
 /// assert_eq!(meter.consumed() + meter.remaining(), meter.limit());
 /// ```
 #[derive(Debug)]
-#[repr(align(128))]
 pub struct PhlogistonMeter {
-    /// Phlogiston neither charged nor leased out. Plain counter, `0 ..= limit`.
-    /// Decreased only by a CAS that checks the result stays `>= 0` (charge, lease draw);
-    /// increased only by `fetch_add` of an amount that was first taken from `committed` (refund)
-    /// or out of a lease's own draw (lease return), which keeps it `<= limit`.
-    remaining: AtomicU64,
-    /// Phlogiston charged, not refunded, and visible to refunds. Plain counter, `0 ..= limit`.
-    /// Increased by `fetch_add` (Release) only after the matching decrease of `remaining`;
-    /// decreased only by a CAS (Acquire) that checks the result stays `>= 0` (refund).
-    committed: AtomicU64,
+    /// Phlogiston neither charged nor leased out; `0 ..= limit - leased`.
+    /// Decreased only by a CAS that checks the result stays `>= 0` (charge; lease draw, under
+    /// the write lock of `leased`). Increased only by a CAS under the read lock that checks the
+    /// result stays `<= limit - leased` (refund), or by a lease return under the write lock.
+    remaining: CachePadded<AtomicU64>,
+    /// Phlogiston held by open leases: the sum over leases of `Lease::drawn` (allowance plus
+    /// uncommitted spending). `0 ..= limit - remaining`. Changed only under the write lock, by
+    /// lease refills, commits and returns; refunds read it under the read lock.
+    leased: RwLock<u64>,
     /// The fixed total; never changes.
     limit: u64,
 }
@@ -92,9 +96,9 @@ pub struct PhlogistonMeter {
 pub struct Balance {
     /// The meter's fixed limit.
     pub limit: u64,
-    /// `limit - remaining`: charged and not refunded, plus what leases hold.
+    /// `limit - remaining`: charged and not refunded, plus what open leases hold.
     pub consumed: u64,
-    /// Not yet charged nor leased out.
+    /// Neither charged nor leased out.
     pub remaining: u64,
 }
 
@@ -114,8 +118,8 @@ impl PhlogistonMeter {
     /// ```
     pub fn new(limit: u64) -> Self {
         Self {
-            remaining: AtomicU64::new(limit),
-            committed: AtomicU64::new(0),
+            remaining: CachePadded(AtomicU64::new(limit)),
+            leased: RwLock::new(0),
             limit,
         }
     }
@@ -147,11 +151,11 @@ impl PhlogistonMeter {
     /// ```
     #[inline]
     pub fn remaining(&self) -> u64 {
-        // Relaxed: a snapshot of a bare counter; nothing is read on the strength of it.
-        self.remaining.load(Ordering::Relaxed)
+        // Relaxed: a snapshot of a bare counter; nothing else is read on the strength of it.
+        self.remaining.0.load(Ordering::Relaxed)
     }
 
-    /// `limit - remaining`: charged and not refunded, plus what outstanding leases hold.
+    /// `limit - remaining`: charged and not refunded, plus what open leases hold.
     ///
     /// Time: O(1).
     ///
@@ -189,10 +193,10 @@ impl PhlogistonMeter {
     }
 
     /// How much a [`refund`](Self::refund) could give back right now: charged through the meter
-    /// or committed by leases, minus refunds. Does not include what leases spent but have not yet
+    /// or committed by leases, minus refunds. Excludes what open leases spent but have not yet
     /// committed.
     ///
-    /// Time: O(1).
+    /// Time: O(1); takes the read lock.
     ///
     /// # Example
     /// ```
@@ -201,16 +205,22 @@ impl PhlogistonMeter {
     /// meter.charge(4).unwrap();
     /// assert_eq!(meter.refundable(), 4);
     /// ```
-    #[inline]
     pub fn refundable(&self) -> u64 {
-        // Relaxed: a snapshot of a bare counter; nothing is read on the strength of it.
-        self.committed.load(Ordering::Relaxed)
+        let leased = self.leased.read().unwrap_or_else(PoisonError::into_inner);
+        self.refundable_given(self.remaining(), *leased)
+    }
+
+    /// `limit - remaining - leased`, saturating (the invariant keeps it exact).
+    #[inline]
+    fn refundable_given(&self, remaining: u64, leased: u64) -> u64 {
+        self.limit.saturating_sub(remaining).saturating_sub(leased)
     }
 
     /// Charges `amount`, or fails with [`OutOfPhlogiston`] and changes nothing if fewer than
-    /// `amount` remain. `charge(0)` always succeeds. No allocation, no formatting.
+    /// `amount` remain. `charge(0)` always succeeds. No lock, no allocation, no formatting.
     ///
-    /// Time: O(1): a CAS loop (retries only on a concurrent change) and one `fetch_add`.
+    /// Time: O(1): one CAS loop (it retries only when a concurrent operation changed the
+    /// balance).
     ///
     /// # Example
     /// ```
@@ -223,26 +233,21 @@ impl PhlogistonMeter {
     /// ```
     #[inline]
     pub fn charge(&self, amount: u64) -> Result<(), OutOfPhlogiston> {
-        if amount == 0 {
-            return Ok(());
-        }
-        if let Err(remaining) = self.draw(amount, amount) {
-            return Err(OutOfPhlogiston {
+        match self.draw(amount, amount) {
+            Ok(_) => Ok(()),
+            Err(remaining) => Err(OutOfPhlogiston {
                 requested: amount,
                 remaining,
-            });
+            }),
         }
-        // Release: orders our decrement of `remaining` before any refund that Acquires this
-        // credit, so that refund's increment of `remaining` lands after it (never above limit).
-        self.committed.fetch_add(amount, Ordering::Release);
-        Ok(())
     }
 
     /// Gives back `amount` phlogiston charged earlier, or fails with [`RefundExceedsCharged`]
     /// and changes nothing if more is asked than is [`refundable`](Self::refundable). Refunds are
     /// never clamped. `refund(0)` always succeeds. No allocation, no formatting.
     ///
-    /// Time: O(1): a CAS loop (retries only on a concurrent change) and one `fetch_add`.
+    /// Time: O(1): a shared (read) lock around one CAS loop; refunds do not exclude each other
+    /// or charges, only lease refills and returns.
     ///
     /// # Example
     /// ```
@@ -253,42 +258,44 @@ impl PhlogistonMeter {
     /// assert_eq!(meter.remaining(), 10);
     /// assert!(meter.refund(1).is_err());
     /// ```
-    #[inline]
     pub fn refund(&self, amount: u64) -> Result<(), RefundExceedsCharged> {
         if amount == 0 {
             return Ok(());
         }
-        // Relaxed: a first guess for the CAS below, which re-checks it.
-        let mut current = self.committed.load(Ordering::Relaxed);
+        // The read lock pins `leased`: lease draws and returns (the only other writers of
+        // `remaining` besides charges and refunds) wait, so `limit - remaining - leased` is
+        // exactly what has been charged and not refunded, for whichever `remaining` we replace.
+        let leased = self.leased.read().unwrap_or_else(PoisonError::into_inner);
+        // Relaxed: a first guess for the CAS below, which re-checks it. Ordering against lease
+        // draws and returns comes from the lock (their writes happen-before our read lock).
+        let mut current = self.remaining.0.load(Ordering::Relaxed);
         loop {
-            if current < amount {
+            let refundable = self.refundable_given(current, *leased);
+            if amount > refundable {
                 return Err(RefundExceedsCharged {
                     requested: amount,
-                    refundable: current,
+                    refundable,
                 });
             }
-            match self.committed.compare_exchange_weak(
+            match self.remaining.0.compare_exchange_weak(
                 current,
-                current - amount,
-                // Acquire on success: synchronises with the Release that credited this amount,
-                // so the charge's decrement of `remaining` happens-before our increment below.
-                Ordering::Acquire,
-                // Relaxed on failure: we only retry (or report) with the value read.
+                // `amount <= limit - current - leased`, so this stays `<= limit`: no overflow.
+                current + amount,
+                // Relaxed both ways: the bound depends only on the value this CAS replaces and
+                // on `leased`, which the lock orders; no data is published through the counter.
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
         }
-        // Relaxed: ordered after the refunded charge by the Acquire above; publishes nothing.
-        self.remaining.fetch_add(amount, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Opens a [`Lease`] on this meter that draws `chunk` phlogiston at a time (or more, when a
     /// single charge needs more). Nothing is drawn until the first charge.
     ///
-    /// Time: O(1); no atomic operation.
+    /// Time: O(1); touches no shared memory.
     ///
     /// # Example
     /// ```
@@ -308,22 +315,22 @@ impl PhlogistonMeter {
     }
 
     /// Takes between `min` and `max` (`min <= max`) from `remaining`: as much as is there up to
-    /// `max`, provided at least `min` is. Returns what was taken, or the remaining balance that
-    /// was too small (nothing taken).
+    /// `max`, provided at least `min` is. Returns what was taken, or (taking nothing) the
+    /// remaining balance that was too small.
     #[inline]
     fn draw(&self, min: u64, max: u64) -> Result<u64, u64> {
         // Relaxed: a first guess for the CAS below, which re-checks it.
-        let mut current = self.remaining.load(Ordering::Relaxed);
+        let mut current = self.remaining.0.load(Ordering::Relaxed);
         loop {
             if current < min {
                 return Err(current);
             }
             let take = if current < max { current } else { max };
-            match self.remaining.compare_exchange_weak(
+            match self.remaining.0.compare_exchange_weak(
                 current,
                 current - take,
                 // Relaxed both ways: `remaining` is a bare counter and publishes no data; the
-                // never-below-zero check depends only on this atomic's modification order.
+                // never-below-zero check depends only on the value this CAS replaces.
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -333,23 +340,36 @@ impl PhlogistonMeter {
         }
     }
 
-    /// Makes `spent` (already taken from `remaining` by a lease draw) refundable.
-    #[inline]
-    fn commit(&self, spent: u64) {
+    /// Lease refill: commits `spent` of the lease's holding and draws between `min` and `max`
+    /// more, as one step under the write lock. On failure (returns the too-small remaining
+    /// balance) nothing changed, the commit included.
+    fn lease_refill(&self, spent: u64, min: u64, max: u64) -> Result<u64, u64> {
+        let mut leased = self.leased.write().unwrap_or_else(PoisonError::into_inner);
+        let got = self.draw(min, max)?;
+        // The lease's holding is part of `leased` (`spent <= drawn <= leased`), and
+        // `leased + got <= limit` since `got` came out of `remaining`: no wrap.
+        *leased = leased.saturating_sub(spent).saturating_add(got);
+        Ok(got)
+    }
+
+    /// Lease flush: `spent` of the lease's holding becomes refundable.
+    fn lease_commit(&self, spent: u64) {
         if spent != 0 {
-            // Release: orders the lease's draw from `remaining` before any refund that Acquires
-            // this credit (same edge as in `charge`).
-            self.committed.fetch_add(spent, Ordering::Release);
+            let mut leased = self.leased.write().unwrap_or_else(PoisonError::into_inner);
+            *leased = leased.saturating_sub(spent);
         }
     }
 
-    /// Returns a lease's unspent allowance (taken from `remaining` by that lease's own draws).
-    #[inline]
-    fn give_back(&self, unused: u64) {
-        if unused != 0 {
-            // Relaxed: the draw it undoes is sequenced before it in this thread, so coherence
-            // already orders the two; no data is published through this counter.
-            self.remaining.fetch_add(unused, Ordering::Relaxed);
+    /// Lease return: of the lease's holding `drawn`, the spent part becomes refundable and the
+    /// `unused` part goes back to `remaining`.
+    fn lease_return(&self, drawn: u64, unused: u64) {
+        if drawn != 0 {
+            let mut leased = self.leased.write().unwrap_or_else(PoisonError::into_inner);
+            // Relaxed: the write lock orders this against refunds (which read `leased`), and
+            // the draw it undoes precedes it in this lease's history; no data is published.
+            // `unused` came out of `remaining` in this lease's draws: stays `<= limit`.
+            self.remaining.0.fetch_add(unused, Ordering::Relaxed);
+            *leased = leased.saturating_sub(drawn);
         }
     }
 }
@@ -370,7 +390,7 @@ impl PhlogistonMeter {
 /// allowance). While a lease is open, its unspent allowance counts as consumed on the meter.
 ///
 /// Time: [`charge`](Self::charge) is O(1) and touches no shared memory unless the allowance runs
-/// out (then one CAS loop and one `fetch_add` on the meter, amortised over `chunk`).
+/// out (then the meter's write lock around one CAS loop, amortised over `chunk`).
 ///
 /// # Example
 /// ```
@@ -402,6 +422,9 @@ pub struct Lease<M: Deref<Target = PhlogistonMeter>> {
     /// Drawn from the meter and not yet committed or given back; `drawn - available` is what was
     /// spent (charges minus local refunds) since the last commit.
     drawn: u64,
+    /// Net spending this lease has already committed to the meter (updated only on the slow
+    /// paths: refill, flush, refund beyond the lease's own spending, return).
+    committed: u64,
 }
 
 impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
@@ -429,6 +452,7 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
             chunk,
             available: 0,
             drawn: 0,
+            committed: 0,
         }
     }
 
@@ -522,7 +546,8 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
         } else {
             shortfall
         };
-        let got = match self.meter.draw(shortfall, want) {
+        let spent = self.drawn - self.available;
+        let got = match self.meter.lease_refill(spent, shortfall, want) {
             Ok(got) => got,
             Err(meter_remaining) => {
                 return Err(OutOfPhlogiston {
@@ -531,9 +556,9 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
                 })
             }
         };
-        // Commit only after the draw succeeded, so a failed charge changes nothing.
-        self.meter.commit(self.drawn - self.available);
-        // All of these are bounded by the meter's limit, which is a u64: no overflow.
+        // The meter committed `spent` only because the draw succeeded: a failed charge changes
+        // nothing. All of these are bounded by the meter's limit, a u64: no overflow.
+        self.committed = self.committed.saturating_add(spent);
         self.available += got;
         self.drawn = self.available;
         self.available -= amount;
@@ -571,6 +596,7 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
             Ok(()) => {
                 // Local part: all of our uncommitted spending comes back to the allowance.
                 self.available = self.drawn;
+                self.committed = self.committed.saturating_sub(amount - spent);
                 Ok(())
             }
             Err(err) => Err(RefundExceedsCharged {
@@ -583,7 +609,7 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
     /// Commits what this lease spent so far to the meter, so that refunds through the meter (or
     /// other leases) can see it. Keeps the unspent allowance.
     ///
-    /// Time: O(1); one `fetch_add` if anything was spent.
+    /// Time: O(1); the meter's write lock, if anything was spent.
     ///
     /// # Example
     /// ```
@@ -598,14 +624,43 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
     /// ```
     #[inline]
     pub fn flush(&mut self) {
-        self.meter.commit(self.drawn - self.available);
+        self.commit();
+    }
+
+    /// Net phlogiston charged through this lease so far: its charges minus its refunds (floored
+    /// at 0 when it refunded others' charges through the meter), committed or not.
+    ///
+    /// Time: O(1).
+    ///
+    /// # Example
+    /// ```
+    /// # use rhospace_phlogiston::PhlogistonMeter;
+    /// let meter = PhlogistonMeter::new(100);
+    /// let mut lease = meter.lease(4);
+    /// for _ in 0..5 {
+    ///     lease.charge(3).unwrap();
+    /// }
+    /// lease.refund(2).unwrap();
+    /// assert_eq!(lease.spent(), 13);
+    /// ```
+    #[inline]
+    pub fn spent(&self) -> u64 {
+        self.committed.saturating_add(self.drawn - self.available)
+    }
+
+    /// Makes the uncommitted spending refundable through the meter.
+    #[inline]
+    fn commit(&mut self) {
+        let spent = self.drawn - self.available;
+        self.meter.lease_commit(spent);
+        self.committed = self.committed.saturating_add(spent);
         self.drawn = self.available;
     }
 
-    /// Commits the spending, gives the unused allowance back to the meter, and returns what this
-    /// lease spent since its last commit. Dropping a lease does the same.
+    /// Commits the spending, gives the unused allowance back to the meter, and returns the
+    /// lease's net spending ([`spent`](Self::spent)). Dropping a lease does the same.
     ///
-    /// Time: O(1); at most two `fetch_add`s.
+    /// Time: O(1); the meter's write lock and one `fetch_add`, if anything was drawn.
     ///
     /// # Example
     /// ```
@@ -623,12 +678,11 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
 
     /// Commits the spending and gives back the allowance; leaves the lease empty.
     fn settle(&mut self) -> u64 {
-        let spent = self.drawn - self.available;
-        self.meter.commit(spent);
-        self.meter.give_back(self.available);
+        self.meter.lease_return(self.drawn, self.available);
+        self.committed = self.committed.saturating_add(self.drawn - self.available);
         self.available = 0;
         self.drawn = 0;
-        spent
+        self.committed
     }
 }
 

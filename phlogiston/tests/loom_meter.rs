@@ -1,0 +1,191 @@
+//! Loom models of the meter: every interleaving of two or three threads charging, refunding and
+//! leasing one meter ends with exact totals, and no thread ever sees the balance below zero or
+//! above the limit.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p rhospace-phlogiston
+//! --release --test loom_meter`.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use rhospace_phlogiston::{Lease, OutOfPhlogiston, PhlogistonMeter, RefundExceedsCharged};
+
+/// Counts executions explored, outside loom (std's atomic), to prove each model branched.
+struct Executions(std::sync::atomic::AtomicUsize);
+
+impl Executions {
+    const fn new() -> Self {
+        Self(std::sync::atomic::AtomicUsize::new(0))
+    }
+    fn tick(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Net phlogiston a thread charged (successful charges minus successful refunds).
+type Net = i128;
+
+/// Checks a snapshot: never below zero, never above the limit, `consumed + remaining == limit`.
+fn check_bounds(meter: &PhlogistonMeter) {
+    let b = meter.balance();
+    assert!(b.remaining <= b.limit, "{b:?}");
+    assert_eq!(b.consumed + b.remaining, b.limit);
+}
+
+/// Charge `amount`; on success try to refund `refund`. Returns the net charged.
+fn charge_then_refund(meter: &PhlogistonMeter, amount: u64, refund: u64) -> Net {
+    let mut net = 0;
+    match meter.charge(amount) {
+        Ok(()) => net += Net::from(amount),
+        Err(OutOfPhlogiston {
+            requested,
+            remaining,
+        }) => {
+            assert_eq!(requested, amount);
+            assert!(remaining < amount);
+        }
+    }
+    check_bounds(meter);
+    match meter.refund(refund) {
+        Ok(()) => net -= Net::from(refund),
+        Err(RefundExceedsCharged {
+            requested,
+            refundable,
+        }) => {
+            assert_eq!(requested, refund);
+            assert!(refundable < refund);
+        }
+    }
+    check_bounds(meter);
+    net
+}
+
+#[test]
+fn two_threads_charge_and_refund() {
+    static EXECUTIONS: Executions = Executions::new();
+    loom::model(|| {
+        EXECUTIONS.tick();
+        let meter = Arc::new(PhlogistonMeter::new(5));
+        let other = {
+            let meter = Arc::clone(&meter);
+            // Refunds 4: more than it charged, so it succeeds only if the main thread's charge
+            // was already counted; exactness must hold either way.
+            thread::spawn(move || charge_then_refund(&meter, 3, 4))
+        };
+        let mine = charge_then_refund(&meter, 3, 1);
+        let theirs = other.join().unwrap();
+        let net = mine + theirs;
+        assert!(net >= 0);
+        assert_eq!(Net::from(meter.consumed()), net);
+        assert_eq!(Net::from(meter.refundable()), net);
+        check_bounds(&meter);
+    });
+    eprintln!("loom explored {} executions", EXECUTIONS.get());
+    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+}
+
+#[test]
+fn three_threads_race_for_the_last_phlogiston() {
+    static EXECUTIONS: Executions = Executions::new();
+    loom::model(|| {
+        EXECUTIONS.tick();
+        let meter = Arc::new(PhlogistonMeter::new(4));
+        let spawn = |amount, refund| {
+            let meter = Arc::clone(&meter);
+            thread::spawn(move || charge_then_refund(&meter, amount, refund))
+        };
+        let a = spawn(2, 1);
+        let b = spawn(3, 2);
+        let mine = match meter.charge(2) {
+            Ok(()) => 2,
+            Err(_) => 0,
+        };
+        check_bounds(&meter);
+        let net = mine + a.join().unwrap() + b.join().unwrap();
+        assert!(net >= 0);
+        assert_eq!(Net::from(meter.consumed()), net);
+        assert_eq!(Net::from(meter.refundable()), net);
+    });
+    eprintln!("loom explored {} executions", EXECUTIONS.get());
+    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+}
+
+#[test]
+fn lease_refill_and_return_against_shared_charges_and_refunds() {
+    static EXECUTIONS: Executions = Executions::new();
+    loom::model(|| {
+        EXECUTIONS.tick();
+        let meter = Arc::new(PhlogistonMeter::new(4));
+        let leaser = {
+            let meter = Arc::clone(&meter);
+            thread::spawn(move || {
+                let mut lease = Lease::new(meter, 2);
+                let mut net: Net = 0;
+                // Three charges of 1 with chunks of 2: the third needs a refill (commit + draw).
+                for _ in 0..3 {
+                    if lease.charge(1).is_ok() {
+                        net += 1;
+                    }
+                    check_bounds(lease.meter());
+                    assert!(lease.available() <= 2);
+                }
+                if lease.refund(1).is_ok() {
+                    net -= 1;
+                }
+                // `spent` floors at 0 if the refund went through the meter for others' charges.
+                assert_eq!(Net::from(lease.spent()), net.max(0));
+                let spent = lease.finish();
+                assert_eq!(Net::from(spent), net.max(0));
+                net
+            })
+        };
+        // The shared thread charges 2 and then refunds 3: one more than its own charge, which
+        // is only refundable once the lease has committed something.
+        let mine = charge_then_refund(&meter, 2, 3);
+        let theirs = leaser.join().unwrap();
+        let net = mine + theirs;
+        assert!(net >= 0);
+        assert_eq!(Net::from(meter.consumed()), net);
+        assert_eq!(Net::from(meter.refundable()), net);
+        check_bounds(&meter);
+    });
+    eprintln!("loom explored {} executions", EXECUTIONS.get());
+    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+}
+
+#[test]
+fn two_leases_and_a_refunder() {
+    static EXECUTIONS: Executions = Executions::new();
+    loom::model(|| {
+        EXECUTIONS.tick();
+        let meter = Arc::new(PhlogistonMeter::new(5));
+        let lease_thread = |cost| {
+            let meter = Arc::clone(&meter);
+            thread::spawn(move || {
+                let mut lease = Lease::new(meter, 3);
+                let mut net: Net = 0;
+                for _ in 0..2 {
+                    if lease.charge(cost).is_ok() {
+                        net += Net::from(cost);
+                    }
+                }
+                lease.flush();
+                net
+            })
+        };
+        let a = lease_thread(1);
+        let b = lease_thread(2);
+        // Refunding what leases committed: succeeds only after a flush or return.
+        let mine: Net = if meter.refund(1).is_ok() { -1 } else { 0 };
+        check_bounds(&meter);
+        let net = mine + a.join().unwrap() + b.join().unwrap();
+        assert!(net >= 0);
+        assert_eq!(Net::from(meter.consumed()), net);
+        assert_eq!(Net::from(meter.refundable()), net);
+    });
+    eprintln!("loom explored {} executions", EXECUTIONS.get());
+    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+}
