@@ -102,6 +102,14 @@ pub struct Balance {
     pub remaining: u64,
 }
 
+/// What a lease refill hands back: the lease's new holding (all of it unspent) and how much of
+/// its old spending the meter committed.
+#[derive(Debug, Clone, Copy)]
+struct Refill {
+    drawn: u64,
+    committed: u64,
+}
+
 impl PhlogistonMeter {
     /// A meter holding `limit` phlogiston, none of it consumed. Any `u64` is a valid limit,
     /// `0` included (every non-zero charge then fails).
@@ -340,16 +348,40 @@ impl PhlogistonMeter {
         }
     }
 
-    /// Lease refill: commits `spent` of the lease's holding and draws between `min` and `max`
-    /// more, as one step under the write lock. On failure (returns the too-small remaining
-    /// balance) nothing changed, the commit included.
-    fn lease_refill(&self, spent: u64, min: u64, max: u64) -> Result<u64, u64> {
+    /// Slow path of [`Lease::charge`] when `amount > available`: under the write lock, draw at
+    /// least the shortfall (preferably `chunk`) and commit what the lease spent so far. On
+    /// failure nothing changed, the commit included.
+    #[cold]
+    #[inline(never)]
+    fn lease_refill(
+        &self,
+        chunk: u64,
+        available: u64,
+        drawn: u64,
+        amount: u64,
+    ) -> Result<Refill, OutOfPhlogiston> {
+        // `amount > available` and `available <= drawn`: no underflow.
+        let shortfall = amount - available;
+        let spent = drawn - available;
+        let want = if shortfall < chunk { chunk } else { shortfall };
         let mut leased = self.leased.write().unwrap_or_else(PoisonError::into_inner);
-        let got = self.draw(min, max)?;
+        let got = match self.draw(shortfall, want) {
+            Ok(got) => got,
+            Err(meter_remaining) => {
+                return Err(OutOfPhlogiston {
+                    requested: amount,
+                    remaining: available.saturating_add(meter_remaining),
+                })
+            }
+        };
         // The lease's holding is part of `leased` (`spent <= drawn <= leased`), and
-        // `leased + got <= limit` since `got` came out of `remaining`: no wrap.
+        // `leased + got <= limit` since `got` came out of `remaining`: no wrap either way.
         *leased = leased.saturating_sub(spent).saturating_add(got);
-        Ok(got)
+        Ok(Refill {
+            // `available + got <= limit`: the lease's allowance came out of `remaining`.
+            drawn: available.saturating_add(got),
+            committed: spent,
+        })
     }
 
     /// Lease flush: `spent` of the lease's holding becomes refundable.
@@ -530,39 +562,17 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
             self.available -= amount;
             Ok(())
         } else {
-            self.refill_and_charge(amount)
+            // Values in, values out: the cold call never sees `&mut self`, so in a hot loop the
+            // allowance can stay in a register instead of round-tripping through memory.
+            let refill = self
+                .meter
+                .lease_refill(self.chunk, self.available, self.drawn, amount)?;
+            self.committed = self.committed.saturating_add(refill.committed);
+            self.drawn = refill.drawn;
+            // `refill.drawn >= amount` (the draw covered the shortfall): no underflow.
+            self.available = refill.drawn - amount;
+            Ok(())
         }
-    }
-
-    /// Slow path of [`charge`](Self::charge): draw at least the shortfall (preferably a chunk),
-    /// then commit the spending so far and charge locally. On failure nothing has changed.
-    #[cold]
-    #[inline(never)]
-    fn refill_and_charge(&mut self, amount: u64) -> Result<(), OutOfPhlogiston> {
-        // `amount > available` here, so the subtraction cannot underflow.
-        let shortfall = amount - self.available;
-        let want = if shortfall < self.chunk {
-            self.chunk
-        } else {
-            shortfall
-        };
-        let spent = self.drawn - self.available;
-        let got = match self.meter.lease_refill(spent, shortfall, want) {
-            Ok(got) => got,
-            Err(meter_remaining) => {
-                return Err(OutOfPhlogiston {
-                    requested: amount,
-                    remaining: self.available.saturating_add(meter_remaining),
-                })
-            }
-        };
-        // The meter committed `spent` only because the draw succeeded: a failed charge changes
-        // nothing. All of these are bounded by the meter's limit, a u64: no overflow.
-        self.committed = self.committed.saturating_add(spent);
-        self.available += got;
-        self.drawn = self.available;
-        self.available -= amount;
-        Ok(())
     }
 
     /// Gives back `amount` charged earlier. What this lease spent and has not yet committed is
@@ -677,6 +687,7 @@ impl<M: Deref<Target = PhlogistonMeter>> Lease<M> {
     }
 
     /// Commits the spending and gives back the allowance; leaves the lease empty.
+    #[inline]
     fn settle(&mut self) -> u64 {
         self.meter.lease_return(self.drawn, self.available);
         self.committed = self.committed.saturating_add(self.drawn - self.available);
