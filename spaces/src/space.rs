@@ -54,7 +54,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
 struct Installed<C, P, K> {
     entries: Vec<(Arc<[C]>, WaitingContinuation<P, K>)>,
     // Looked up, never iterated.
-    by_channel: HashMap<C, SmallVec<[usize; 2]>>,
+    by_channel: HashMap<C, SmallVec<[usize; 2]>, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug)]
@@ -200,7 +200,7 @@ where
                 state: State::default(),
                 installed: Installed {
                     entries: Vec::new(),
-                    by_channel: HashMap::new(),
+                    by_channel: HashMap::default(),
                 },
             }),
         }
@@ -287,6 +287,45 @@ where
         };
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
+        let installed_here = !inner.installed.entries.is_empty()
+            && inner.installed.by_channel.contains_key(&channel);
+        // Fast path: nothing waits on this channel, so the datum is stored (one map walk).
+        if !installed_here {
+            match inner.state.channels.get_mut(&channel) {
+                Some(cs) if cs.joins.is_empty() => {
+                    match kind {
+                        DataKind::Cell if !cs.data.is_empty() => {
+                            return Err(ProduceError::new(ErrorKind::CellFull, datum));
+                        }
+                        DataKind::Set if cs.data.contains_value(&datum) => return Ok(None),
+                        _ => {}
+                    }
+                    cs.data.push(StoredDatum {
+                        value: datum,
+                        persist,
+                        priority,
+                    });
+                    return Ok(None);
+                }
+                Some(_) => {}
+                None => {
+                    let mut data = DataStore::new(kind);
+                    data.push(StoredDatum {
+                        value: datum,
+                        persist,
+                        priority,
+                    });
+                    inner.state.channels.insert(
+                        channel,
+                        ChannelState {
+                            data,
+                            joins: Vector::new(),
+                        },
+                    );
+                    return Ok(None);
+                }
+            }
+        }
         if let Some(cs) = inner.state.channels.get(&channel) {
             match kind {
                 DataKind::Cell if !cs.data.is_empty() => {
@@ -450,23 +489,32 @@ where
         mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
     ) -> SmallVec<[MatchedDatum<A, M::Output>; 2]> {
         let mut out = SmallVec::with_capacity(list.len());
-        let mut touched: SmallVec<[usize; 4]> = SmallVec::new();
         for (pos, (pick, result)) in found.picks.into_iter().zip(found.results).enumerate() {
             let taken = if pick.incoming {
                 incoming(pos)
             } else {
                 let peek = peeks.contains(&pos);
-                state.channels.get_mut(&list[pos]).and_then(|cs| {
+                // Compaction renumbers items, so a channel is tidied only after its last
+                // position has taken what it picked.
+                let last_on_channel = !list[pos + 1..].contains(&list[pos]);
+                let mut now_empty = false;
+                let taken = state.channels.get_mut(&list[pos]).and_then(|cs| {
                     let stored = cs.data.get(pick.key)?;
                     if stored.persist || peek {
                         Some((stored.value.clone(), stored.persist))
                     } else {
-                        if !touched.iter().any(|&t| list[t] == list[pos]) {
-                            touched.push(pos);
+                        let d = cs.data.take(pick.key).map(|d| (d.value, d.persist));
+                        if last_on_channel {
+                            cs.data.tidy();
+                            now_empty = cs.data.is_empty() && cs.joins.is_empty();
                         }
-                        cs.data.take(pick.key).map(|d| (d.value, d.persist))
+                        d
                     }
-                })
+                });
+                if now_empty {
+                    state.channels.remove(&list[pos]);
+                }
+                taken
             };
             // A found assignment names live items only, so `taken` is always present; a
             // missing one would be a bug, and is skipped rather than panicking.
@@ -477,9 +525,6 @@ where
                     persistent,
                 });
             }
-        }
-        for pos in touched {
-            Self::tidy_channel(state, &list[pos]);
         }
         out
     }

@@ -1,0 +1,312 @@
+//! Criterion benchmarks of the tuple space, each group beside a baseline in the same run.
+//!
+//! Groups (names `<group>/<variant>/<size>`):
+//! - `checkpoint_operations`: soft create/revert at 10, 1,000, 100,000 channels, beside a
+//!   deep clone of an equivalent `std::collections::HashMap<u64, Vec<u64>>`.
+//! - `produce_consume_cycle`: `produce_only` (N data on one channel), `consume_immediate_match`
+//!   (N data on one channel, then N single-channel exact consumes, each building its channel list
+//!   and a `String` continuation), `produce_multi_channel` (N produces on N channels), beside a
+//!   plain `HashMap<u64, Vec<u64>>` doing the same bookkeeping.
+//! - `exact_match_indexed`: consume-then-reproduce one exact datum among 1 and 100,000 stored.
+//! - `fanout/1000_waiting`: one produce examined by 1,000 waiting structural patterns, only the
+//!   last accepting it.
+//! - `channel_index/lookup_shuffled`: reading one channel among N in shuffled order.
+//!
+//! Data are seeded; every result is checked after timing so the work cannot be optimised away.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rhospace_matchers::{ExactMatch, Pattern, StructuralMatch, Term};
+use rhospace_spaces::{Space, SpaceConfig};
+
+type ExactSpace = Space<u64, u64, u64, String, ExactMatch>;
+
+fn exact_space() -> ExactSpace {
+    Space::new(ExactMatch, SpaceConfig::new())
+}
+
+/// splitmix64: seeded, so every run sees the same data.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn checkpoint_operations(c: &mut Criterion) {
+    let mut g = c.benchmark_group("checkpoint_operations");
+    for &n in &[10u64, 1_000, 100_000] {
+        let space = exact_space();
+        let mut baseline: HashMap<u64, Vec<u64>> = HashMap::new();
+        for ch in 0..n {
+            space.produce(ch, mix(ch), false).expect("bag produce");
+            baseline.entry(ch).or_default().push(mix(ch));
+        }
+        g.bench_with_input(BenchmarkId::new("soft_create", n), &n, |b, _| {
+            b.iter(|| black_box(space.create_soft_checkpoint()))
+        });
+        let cp = space.create_soft_checkpoint();
+        g.bench_with_input(BenchmarkId::new("soft_revert", n), &n, |b, _| {
+            b.iter(|| space.revert_to_soft_checkpoint(black_box(&cp)))
+        });
+        if n <= 1_000 {
+            g.bench_with_input(BenchmarkId::new("baseline_deep_clone", n), &n, |b, _| {
+                b.iter(|| black_box(baseline.clone()))
+            });
+        } else {
+            g.sample_size(10);
+            g.bench_with_input(BenchmarkId::new("baseline_deep_clone", n), &n, |b, _| {
+                b.iter(|| black_box(baseline.clone()))
+            });
+            g.sample_size(100);
+        }
+        assert_eq!(space.channel_count() as u64, n);
+        assert_eq!(space.data(&(n - 1))[0].value, mix(n - 1));
+    }
+    g.finish();
+}
+
+fn produce_consume_cycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("produce_consume_cycle");
+    for &n in &[100u64, 1_000, 10_000] {
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::new("produce_only", n), &n, |b, &n| {
+            b.iter_batched(
+                exact_space,
+                |space| {
+                    for i in 0..n {
+                        let r = space.produce(7, i, false).expect("bag produce");
+                        debug_assert!(r.is_none());
+                    }
+                    space
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_with_input(BenchmarkId::new("baseline_produce_only", n), &n, |b, &n| {
+            b.iter_batched(
+                HashMap::<u64, Vec<u64>>::new,
+                |mut m| {
+                    for i in 0..n {
+                        m.entry(7).or_default().push(i);
+                    }
+                    m
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_with_input(
+            BenchmarkId::new("consume_immediate_match", n),
+            &n,
+            |b, &n| {
+                b.iter_batched(
+                    || {
+                        let space = exact_space();
+                        for i in 0..n {
+                            space.produce(7, i, false).expect("bag produce");
+                        }
+                        space
+                    },
+                    |space| {
+                        let mut fired = 0u64;
+                        for i in 0..n {
+                            let comm = space
+                                .consume([7u64], [i], String::from("k"), false, &[])
+                                .expect("valid consume");
+                            fired += u64::from(comm.is_some());
+                        }
+                        assert_eq!(fired, n);
+                        space
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("baseline_consume_immediate_match", n),
+            &n,
+            |b, &n| {
+                b.iter_batched(
+                    || {
+                        let mut m: HashMap<u64, HashMap<u64, usize>> = HashMap::new();
+                        for i in 0..n {
+                            *m.entry(7).or_default().entry(i).or_default() += 1;
+                        }
+                        m
+                    },
+                    |mut m| {
+                        let mut fired = 0u64;
+                        for i in 0..n {
+                            let chans = vec![7u64];
+                            let k = String::from("k");
+                            let slot = m.get_mut(&chans[0]).and_then(|d| d.remove(&i));
+                            fired += u64::from(slot.is_some());
+                            black_box(k);
+                        }
+                        assert_eq!(fired, n);
+                        m
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("produce_multi_channel", n), &n, |b, &n| {
+            b.iter_batched(
+                exact_space,
+                |space| {
+                    for i in 0..n {
+                        space.produce(i, i, false).expect("bag produce");
+                    }
+                    space
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_with_input(
+            BenchmarkId::new("baseline_produce_multi_channel", n),
+            &n,
+            |b, &n| {
+                b.iter_batched(
+                    HashMap::<u64, Vec<u64>>::new,
+                    |mut m| {
+                        for i in 0..n {
+                            m.entry(i).or_default().push(i);
+                        }
+                        m
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+    g.finish();
+}
+
+fn exact_match_indexed(c: &mut Criterion) {
+    let mut g = c.benchmark_group("exact_match_indexed");
+    for &n in &[1u64, 100_000] {
+        let space = exact_space();
+        for i in 0..n {
+            space.produce(7, mix(i), false).expect("bag produce");
+        }
+        let target = mix(n / 2);
+        let chans: Arc<[u64]> = Arc::from([7u64]);
+        let pats: Arc<[u64]> = Arc::from([target]);
+        g.bench_with_input(BenchmarkId::new("consume_and_reproduce", n), &n, |b, _| {
+            b.iter(|| {
+                let comm = space
+                    .consume(chans.clone(), pats.clone(), String::new(), false, &[])
+                    .expect("valid consume")
+                    .expect("the datum is there");
+                space
+                    .produce(7, comm.matches[0].datum, false)
+                    .expect("bag produce");
+            })
+        });
+        assert_eq!(space.data(&7).len() as u64, n);
+    }
+    g.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout");
+    let space: Space<u64, Pattern, Term, u64, StructuralMatch> =
+        Space::new(StructuralMatch, SpaceConfig::new());
+    const WAITING: u64 = 1_000;
+    for i in 0..WAITING {
+        let topic = format!("orders.eu.{i}");
+        let pat = Pattern::record([
+            ("topic", Pattern::lit(Term::str(topic.as_str()))),
+            ("body", Pattern::bind("b")),
+        ]);
+        // The last one is persistent so the state is the same after every iteration.
+        space
+            .consume([1u64], [pat], i, i == WAITING - 1, &[])
+            .expect("valid consume");
+    }
+    let datum = Term::record([
+        ("topic", Term::str(format!("orders.eu.{}", WAITING - 1))),
+        ("body", Term::int(42)),
+    ]);
+    g.throughput(Throughput::Elements(WAITING));
+    g.bench_function("1000_waiting", |b| {
+        b.iter(|| {
+            let comm = space
+                .produce(1, datum.clone(), false)
+                .expect("bag produce")
+                .expect("the last continuation fires");
+            black_box(comm);
+        })
+    });
+    // Baseline: the same 1,000 patterns checked in a plain Vec with the same matcher.
+    let pats: Vec<Pattern> = space
+        .continuations(&[1u64])
+        .into_iter()
+        .map(|w| w.patterns[0].clone())
+        .collect();
+    g.bench_function("baseline_vec_scan_1000", |b| {
+        use rhospace_matchers::Match;
+        b.iter(|| {
+            let hit = pats
+                .iter()
+                .position(|p| StructuralMatch.get(p, black_box(&datum)).is_some());
+            assert_eq!(hit, Some(WAITING as usize - 1));
+        })
+    });
+    assert_eq!(space.continuations(&[1u64]).len() as u64, WAITING);
+    g.finish();
+}
+
+fn channel_index(c: &mut Criterion) {
+    let mut g = c.benchmark_group("channel_index");
+    for &n in &[1_000u64, 100_000] {
+        let space = exact_space();
+        let mut baseline: HashMap<u64, Vec<u64>> = HashMap::new();
+        for ch in 0..n {
+            space.produce(mix(ch), ch, false).expect("bag produce");
+            baseline.entry(mix(ch)).or_default().push(ch);
+        }
+        let mut order: Vec<u64> = (0..n).map(mix).collect();
+        // Seeded Fisher-Yates.
+        for i in (1..order.len()).rev() {
+            let j = (mix(i as u64 ^ 0xABCD) % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let mut at = 0usize;
+        g.bench_with_input(BenchmarkId::new("lookup_shuffled", n), &n, |b, _| {
+            b.iter(|| {
+                at = (at + 1) % order.len();
+                let d = space.data(&order[at]);
+                assert_eq!(d.len(), 1);
+            })
+        });
+        let mut at = 0usize;
+        g.bench_with_input(
+            BenchmarkId::new("baseline_hashmap_lookup_shuffled", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    at = (at + 1) % order.len();
+                    let d = baseline.get(&order[at]).map(|v| v.to_vec());
+                    assert_eq!(d.map(|v| v.len()), Some(1));
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, channel_index
+}
+criterion_main!(benches);
