@@ -1,0 +1,148 @@
+//! A tour of rhospace: joins, persistence, peek, collection kinds, soft checkpoints.
+//!
+//! Run with `cargo run --example tour`.
+
+use rhospace::matchers::{Pattern, StructuralMatch, Term};
+use rhospace::{DataKind, ExactMatch, Match, Space, SpaceConfig};
+
+/// Accepts every datum: shows which one a collection kind hands out.
+struct Anything;
+
+impl Match<i64, i64> for Anything {
+    type Output = ();
+    fn get(&self, _pattern: &i64, _datum: &i64) -> Option<()> {
+        Some(())
+    }
+}
+
+fn main() {
+    // --- Joins: a continuation waits on two channels at once. -----------------------------
+    let space: Space<&str, i64, i64, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    let stored = space
+        .consume(["bid", "ask"], [100, 100], "trade", false, &[])
+        .expect("valid consume");
+    println!("consume on [bid, ask] stored: {}", stored.is_none());
+    space.produce("bid", 100, false).expect("produce");
+    let comm = space
+        .produce("ask", 100, false)
+        .expect("produce")
+        .expect("the join fires");
+    println!(
+        "produce on ask fired {:?} with data {:?}",
+        comm.continuation,
+        comm.matches.iter().map(|m| m.datum).collect::<Vec<_>>()
+    );
+
+    // --- Persistence and the re-issue contract. -------------------------------------------
+    space.produce("config", 7, true).expect("produce");
+    for round in 0..2 {
+        let comm = space
+            .consume(["config"], [7], "reader", false, &[])
+            .expect("valid consume")
+            .expect("persistent datum matches");
+        println!(
+            "round {round}: read persistent datum {} (still stored: {})",
+            comm.matches[0].datum,
+            space.data(&"config").len()
+        );
+    }
+    space
+        .consume(["jobs"], [1], "worker", true, &[])
+        .expect("valid consume");
+    let comm = space
+        .produce("jobs", 1, false)
+        .expect("produce")
+        .expect("fires");
+    println!(
+        "persistent worker fired and stays: {} waiting",
+        if comm.persistent {
+            space.continuations(&["jobs"]).len()
+        } else {
+            0
+        }
+    );
+
+    // --- Peek: the datum stays in place. ---------------------------------------------------
+    space.produce("flag", 1, false).expect("produce");
+    space
+        .consume(["flag"], [1], "peeker", false, &[0])
+        .expect("valid consume")
+        .expect("peek fires");
+    println!(
+        "after a peek, flag still holds {} datum",
+        space.data(&"flag").len()
+    );
+
+    // --- Collection kinds: the same produces, different selection rules. ------------------
+    for kind in [DataKind::Queue, DataKind::Stack, DataKind::PriorityQueue] {
+        let s: Space<&str, i64, i64, &str, Anything> =
+            Space::new(Anything, SpaceConfig::new().data_kind(kind));
+        for (value, priority) in [(1, 0), (2, 5), (3, 1)] {
+            s.produce_with_priority("c", value, false, priority)
+                .expect("produce");
+        }
+        let comm = s
+            .consume(["c"], [0], "k", false, &[])
+            .expect("valid consume")
+            .expect("fires");
+        println!(
+            "{kind:?}: a wildcard consume takes {}",
+            comm.matches[0].datum
+        );
+    }
+    let cell: Space<&str, i64, i64, &str, ExactMatch> =
+        Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::Cell));
+    cell.produce("c", 1, false).expect("produce");
+    let err = cell.produce("c", 2, false).expect_err("full cell");
+    let reason = err.to_string();
+    println!(
+        "Cell: second produce refused ({reason}); datum {} handed back",
+        err.into_inner()
+    );
+
+    // --- Structural patterns with binders. --------------------------------------------------
+    let broker: Space<&str, Pattern, Term, &str, StructuralMatch> =
+        Space::new(StructuralMatch, SpaceConfig::new());
+    broker
+        .consume(
+            ["orders"],
+            [Pattern::record([
+                ("topic", Pattern::lit("eu")),
+                ("qty", Pattern::bind("q")),
+            ])],
+            "eu-desk",
+            false,
+            &[],
+        )
+        .expect("valid consume");
+    let comm = broker
+        .produce(
+            "orders",
+            Term::record([("topic", Term::str("eu")), ("qty", Term::int(3))]),
+            false,
+        )
+        .expect("produce")
+        .expect("pattern matches");
+    println!(
+        "structural match bound q = {}",
+        comm.matches[0]
+            .result
+            .get("q")
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+
+    // --- Soft checkpoints: O(1) capture and revert. ----------------------------------------
+    let cp = space.create_soft_checkpoint();
+    space.produce("scratch", 1, false).expect("produce");
+    space.produce("scratch", 2, false).expect("produce");
+    println!(
+        "before revert: scratch holds {}",
+        space.data(&"scratch").len()
+    );
+    space.revert_to_soft_checkpoint(&cp);
+    println!(
+        "after revert:  scratch holds {}",
+        space.data(&"scratch").len()
+    );
+}
