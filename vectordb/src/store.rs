@@ -154,7 +154,10 @@ pub(crate) fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
         1.0
     };
     let inv = 1.0 / scale;
-    out.extend(v.iter().map(|&x| (x * inv).round().clamp(-127.0, 127.0) as i8));
+    out.extend(
+        v.iter()
+            .map(|&x| (x * inv).round().clamp(-127.0, 127.0) as i8),
+    );
     scale
 }
 
@@ -328,10 +331,10 @@ impl VectorStore {
     /// ```
     pub fn insert(&mut self, v: &[f32]) -> Result<VectorId, VectorError> {
         let norm = validate(v, self.dim, self.metric)?;
-        let need_new = self
-            .chunks
-            .last()
-            .map_or(true, |c| c.len() >= CHUNK_CAPACITY);
+        let need_new = match self.chunks.last() {
+            Some(c) => c.len() >= CHUNK_CAPACITY,
+            None => true,
+        };
         if need_new {
             self.chunks.push(Arc::new(Chunk::new()));
         }
@@ -462,7 +465,9 @@ impl VectorStore {
                 fresh.data.extend_from_slice(old.row(row, dim));
                 fresh.aux.push(old.aux[row]);
                 if !old.scales.is_empty() {
-                    fresh.codes.extend_from_slice(&old.codes[row * dim..(row + 1) * dim]);
+                    fresh
+                        .codes
+                        .extend_from_slice(&old.codes[row * dim..(row + 1) * dim]);
                     fresh.scales.push(old.scales[row]);
                 }
             }

@@ -59,7 +59,13 @@ fn f32_kernels_match_reference() {
                 dim,
             );
             // A vector with itself: cosine 1, distance 0.
-            close(kernels::cosine_f32(&a, &a).unwrap(), 1.0, 1e-5, "self cos", dim);
+            close(
+                kernels::cosine_f32(&a, &a).unwrap(),
+                1.0,
+                1e-5,
+                "self cos",
+                dim,
+            );
             assert_eq!(kernels::l2sq_f32(&a, &a).unwrap(), 0.0);
         }
     }
@@ -184,7 +190,13 @@ fn zero_vector_conventions_agree() {
     assert_eq!(kernels::cosine_i8(&zi, &xi), scalar::cosine_i8(&zi, &xi));
     // Opposite vectors: exactly -1 after clamping.
     let y: Vec<f32> = x.iter().map(|v| -v).collect();
-    close(kernels::cosine_f32(&x, &y).unwrap(), -1.0, 1e-5, "opposite", 9);
+    close(
+        kernels::cosine_f32(&x, &y).unwrap(),
+        -1.0,
+        1e-5,
+        "opposite",
+        9,
+    );
     assert!(kernels::cosine_f32(&x, &y).unwrap() >= -1.0);
 }
 
@@ -213,9 +225,15 @@ fn every_kernel_rejects_length_mismatch() {
     assert_eq!(scalar::cosine_i8(&a, &b), e);
     assert_eq!(scalar::l2sq_i8(&a, &b), e);
     let (a, b) = ([1u8; 2], [1u8; 3]);
-    assert_eq!(kernels::hamming(&a, &b), Err(LengthMismatch { left: 2, right: 3 }));
+    assert_eq!(
+        kernels::hamming(&a, &b),
+        Err(LengthMismatch { left: 2, right: 3 })
+    );
     assert_eq!(kernels::jaccard(&a, &b), e);
-    assert_eq!(scalar::hamming(&a, &b), Err(LengthMismatch { left: 2, right: 3 }));
+    assert_eq!(
+        scalar::hamming(&a, &b),
+        Err(LengthMismatch { left: 2, right: 3 })
+    );
     assert_eq!(scalar::jaccard(&a, &b), e);
     // Empty slices are fine.
     assert_eq!(kernels::dot_f32(&[], &[]), Ok(0.0));

@@ -198,7 +198,10 @@ fn batch_of_zero_queries_and_empty_store() {
     let q = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
     assert_eq!(store.batch_top_k(&q, 3).unwrap(), vec![vec![], vec![]]);
     assert_eq!(store.top_k(&q[..4], 3).unwrap(), vec![]);
-    assert_eq!(store.similarity_matrix(&q).unwrap().as_slice(), &[] as &[f32]);
+    assert_eq!(
+        store.similarity_matrix(&q).unwrap().as_slice(),
+        &[] as &[f32]
+    );
 }
 
 #[test]
@@ -406,7 +409,10 @@ fn quantized_top_k_has_high_recall_and_exact_scores() {
             let want = exact.top_k(q, k).unwrap();
             let got = quant.top_k_quantized(q, k, 4 * k).unwrap();
             assert_eq!(got.len(), k);
-            found += got.iter().filter(|h| want.iter().any(|w| w.id == h.id)).count();
+            found += got
+                .iter()
+                .filter(|h| want.iter().any(|w| w.id == h.id))
+                .count();
             // Scores are exact f32 scores, ordered by rank.
             for h in &got {
                 assert_eq!(Some(h.score), exact.score(q, h.id).unwrap());
