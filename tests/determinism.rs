@@ -153,12 +153,15 @@ fn same_calls_same_comms_and_state() {
     }
 }
 
+/// What one insertion order gave: data taken per consume, data left per channel, data drained.
+type Outcome = (Vec<Vec<i64>>, Vec<Vec<i64>>, Vec<i64>);
+
 /// Bag: producing one multiset in different orders, then consuming with exact patterns and
 /// finally draining, consumes the same multiset and leaves the same contents.
 #[test]
 fn bag_results_do_not_depend_on_insertion_order() {
     let base: Vec<(u64, i64)> = (0..60).map(|i| (i % 3, (i * 7 % 11) as i64)).collect();
-    let mut reference: Option<(Vec<Vec<i64>>, Vec<Vec<i64>>, Vec<i64>)> = None;
+    let mut reference: Option<Outcome> = None;
     for seed in 1..=6u64 {
         let mut items = base.clone();
         let mut r = Rng(seed * 7919);

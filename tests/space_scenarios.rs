@@ -1135,3 +1135,141 @@ fn comm_type_alias_compiles() {
     let c: PComm = s.consume(["a"], [Gt(2)], "k", false, &[]).unwrap().unwrap();
     assert_eq!(c.matches[0].result, 33);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Large channels: the exact index and tombstone compaction must not change any result.
+// ---------------------------------------------------------------------------------------------
+
+/// A Bag or Set channel whose oldest datum never leaves while hundreds of later ones are taken
+/// from the middle (so tombstones pile up and get compacted), checked against a plain `Vec`
+/// after every call, through joins with a second channel, and across a checkpoint.
+#[test]
+fn big_channels_with_index_and_compaction_agree_with_a_vec() {
+    for kind in [DataKind::Bag, DataKind::Set] {
+        let s: Space<u8, i64, i64, u32, ExactMatch> =
+            Space::new(ExactMatch, SpaceConfig::new().data_kind(kind));
+        let mut model: Vec<i64> = Vec::new();
+        let produce = |s: &Space<u8, i64, i64, u32, ExactMatch>, m: &mut Vec<i64>, v: i64| {
+            let got = s.produce(0, v, false).unwrap();
+            assert!(got.is_none());
+            if !(kind == DataKind::Set && m.contains(&v)) {
+                m.push(v);
+            }
+        };
+        produce(&s, &mut model, -1);
+        let mut x: u64 = 42;
+        let mut cp = None;
+        for step in 0..3000u32 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = ((x >> 33) % 400) as i64;
+            if step == 1500 {
+                cp = Some((s.create_soft_checkpoint(), model.clone()));
+            }
+            // Mostly produces first, then mostly consumes: tombstones outnumber live items.
+            let produce_percent = if step < 1200 { 80 } else { 25 };
+            if (x >> 20) % 100 < produce_percent {
+                produce(&s, &mut model, v);
+            } else {
+                let want = model.iter().position(|&d| d == v);
+                let got = if (x >> 25) % 2 == 0 {
+                    s.consume([0u8], [v], step, false, &[]).unwrap()
+                } else {
+                    // A join with a persistent datum on another channel.
+                    s.produce(1, 7, true).unwrap();
+                    s.consume([1u8, 0], [7, v], step, false, &[]).unwrap()
+                };
+                match want {
+                    Some(at) => {
+                        let comm = got.unwrap_or_else(|| {
+                            panic!("{kind:?} step {step}: {v} stored but not found")
+                        });
+                        assert_eq!(comm.matches.last().unwrap().datum, v);
+                        model.remove(at);
+                    }
+                    None => {
+                        assert!(got.is_none(), "{kind:?} step {step}: matched a missing {v}");
+                        // Satisfy the waiting continuation at once so it does not linger.
+                        let comm = s
+                            .produce(0, v, false)
+                            .unwrap()
+                            .expect("waiting consume fires");
+                        assert_eq!(comm.continuation, step);
+                    }
+                }
+            }
+            if step % 97 == 0 || step > 2900 {
+                assert_eq!(values_u(&s, 0), model, "{kind:?} step {step}");
+            }
+        }
+        assert_eq!(values_u(&s, 0), model);
+        let (cp, old) = cp.unwrap();
+        s.revert_to_soft_checkpoint(&cp);
+        assert_eq!(values_u(&s, 0), old, "{kind:?} after revert");
+        // Exact lookups still find each stored value (oldest first) after the revert.
+        for v in old
+            .iter()
+            .copied()
+            .filter(|v| *v >= 0)
+            .take(50)
+            .collect::<Vec<_>>()
+        {
+            let comm = s
+                .consume([0u8], [v], 0, false, &[])
+                .unwrap()
+                .expect("found");
+            assert_eq!(comm.matches[0].datum, v);
+        }
+    }
+}
+
+fn values_u(s: &Space<u8, i64, i64, u32, ExactMatch>, c: u8) -> Vec<i64> {
+    s.data(&c).iter().map(|d| d.value).collect()
+}
+
+#[test]
+fn priority_extremes_order_correctly() {
+    let s = preds_with(SpaceConfig::new().data_kind(DataKind::PriorityQueue));
+    for (d, p) in [(1, 0), (2, i64::MIN), (3, i64::MAX), (4, -1), (5, i64::MAX)] {
+        s.produce_with_priority("pq", d, false, p).unwrap();
+    }
+    assert_eq!(values(&s, "pq"), vec![3, 5, 1, 4, 2]);
+    let comm = s
+        .consume(["pq", "pq"], [Any, eq(5)], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(matched(&comm), vec![3, 5]);
+}
+
+/// A channel left with no data and no join group has no entry: `is_empty` and `channel_count`
+/// see it gone, also when the COMM's last position on that channel used the produced datum
+/// (waiting or installed continuation) or only peeked at it.
+#[test]
+fn emptied_channel_leaves_no_entry_after_a_produce_join() {
+    // Waiting continuation, produced datum at the last position on the channel.
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    s.consume(["a", "a"], [1, 2], "k", false, &[]).unwrap();
+    assert!(s.produce("a", 2, false).unwrap().is_some());
+    assert!(s.data(&"a").is_empty() && s.joins(&"a").is_empty());
+    assert_eq!(s.channel_count(), 0, "waiting join: stale entry for a");
+    assert!(s.is_empty());
+
+    // Installed continuation.
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    s.install(["a", "a"], [1, 2], "svc").unwrap();
+    assert!(s.produce("a", 2, false).unwrap().is_some());
+    assert_eq!(s.channel_count(), 0, "installed join: stale entry for a");
+    assert!(s.is_empty());
+
+    // The produced datum only peeked at the last position.
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    s.consume(["a", "a"], [1, 2], "k", false, &[1]).unwrap();
+    let comm = s.produce("a", 2, false).unwrap().unwrap();
+    assert!(comm.reissue);
+    assert_eq!(s.channel_count(), 0, "peeked join: stale entry for a");
+    assert!(s.is_empty());
+}
