@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rhospace_matchers::{ExactMatch, Pattern, StructuralMatch, Term};
-use rhospace_spaces::{Space, SpaceConfig};
+use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+use rhospace_spaces::{ChargingSpace, Space, SpaceConfig};
 
 type ExactSpace = Space<u64, u64, u64, String, ExactMatch>;
 
@@ -302,11 +303,62 @@ fn channel_index(c: &mut Criterion) {
     g.finish();
 }
 
+/// The charging space's overhead over the bare space on `consume_immediate_match` (target ≤ 15%).
+fn charging_overhead(c: &mut Criterion) {
+    let mut g = c.benchmark_group("charging_overhead");
+    const N: u64 = 1_000;
+    g.throughput(Throughput::Elements(N));
+    g.bench_function(BenchmarkId::new("consume_immediate_match/bare", N), |b| {
+        b.iter_batched(
+            || {
+                let space = exact_space();
+                for i in 0..N {
+                    space.produce(7, i, false).expect("bag produce");
+                }
+                space
+            },
+            |space| {
+                for i in 0..N {
+                    let comm = space.consume([7u64], [i], String::from("k"), false, &[]);
+                    assert!(matches!(comm, Ok(Some(_))));
+                }
+                space
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function(
+        BenchmarkId::new("consume_immediate_match/charged", N),
+        |b| {
+            b.iter_batched(
+                || {
+                    let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
+                    let space = ChargingSpace::new(exact_space(), meter, CostTable::default());
+                    for i in 0..N {
+                        space.produce(7, i, false).expect("bag produce");
+                    }
+                    space
+                },
+                |space| {
+                    for i in 0..N {
+                        let comm = space.consume([7u64], [i], String::from("k"), false, &[]);
+                        assert!(matches!(comm, Ok(Some(_))));
+                    }
+                    space
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, channel_index
+    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, channel_index,
+        charging_overhead
 }
 criterion_main!(benches);

@@ -22,5 +22,6 @@ pub use rhospace_vectordb as vectordb;
 
 pub use rhospace_matchers::{ExactMatch, Match, Pattern, StructuralMatch, Term};
 pub use rhospace_spaces::{
-    Comm, ContKind, DataKind, ErrorKind, SoftCheckpoint, Space, SpaceConfig, StoredDatum,
+    ChargingSpace, Comm, ContKind, DataKind, Encode, ErrorKind, SoftCheckpoint, Space, SpaceConfig,
+    StoredDatum,
 };

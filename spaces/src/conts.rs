@@ -56,9 +56,14 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
         self.items.is_empty()
     }
 
+    /// Whether [`push`](Self::push) would store `w` (false only for a Set holding an equal one).
+    pub(crate) fn would_store(&self, w: &WaitingContinuation<P, K>) -> bool {
+        self.kind != ContKind::Set || !self.items.iter().any(|(_, x)| x == w)
+    }
+
     /// Stores `w`; for a Set store, returns false (and stores nothing) when an equal one waits.
     pub(crate) fn push(&mut self, w: WaitingContinuation<P, K>) -> bool {
-        if self.kind == ContKind::Set && self.items.iter().any(|(_, x)| *x == w) {
+        if !self.would_store(&w) {
             return false;
         }
         self.items.push(w);

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     InstallWouldMatch,
     /// A produce on a Cell channel that already holds a datum.
     CellFull,
+    /// The operation's phlogiston charge would overdraw its meter.
+    OutOfPhlogiston(rhospace_phlogiston::OutOfPhlogiston),
 }
 
 impl fmt::Display for ErrorKind {
@@ -61,6 +63,7 @@ impl fmt::Display for ErrorKind {
                 f.write_str("install refused: stored data would match the continuation")
             }
             ErrorKind::CellFull => f.write_str("the cell already holds a datum"),
+            ErrorKind::OutOfPhlogiston(e) => write!(f, "{e}"),
         }
     }
 }

@@ -53,9 +53,12 @@
 //! - Joins have at most [`MAX_JOIN`] channels.
 #![deny(unsafe_code)]
 
+mod admission;
+mod charging;
 mod comm;
 mod conts;
 mod data;
+mod encode;
 mod error;
 mod join;
 mod kind;
@@ -63,9 +66,12 @@ mod seq;
 mod space;
 mod sync;
 
+pub use admission::{Admission, OpKind};
+pub use charging::ChargingSpace;
 pub use comm::{Comm, MatchedDatum};
 pub use conts::{Peeks, WaitingContinuation};
 pub use data::StoredDatum;
+pub use encode::{encode_varint, varint_len, Encode};
 pub use error::{ConsumeError, ErrorKind, ProduceError};
 pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use space::{SoftCheckpoint, Space, MAX_JOIN};

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use imbl::Vector;
 use rhospace_matchers::Match;
+use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
+use crate::admission::{Admission, OpKind};
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
@@ -279,6 +281,37 @@ where
         persist: bool,
         priority: i64,
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>> {
+        self.produce_admitted(channel, datum, persist, priority, |_| Ok(()))
+    }
+
+    /// [`produce_with_priority`](Self::produce_with_priority) with a gate: after the search and
+    /// before any change, `admit` sees what the produce will do; if it refuses, the produce
+    /// fails with `ErrorKind::OutOfPhlogiston` and nothing changes. The gate is not called for
+    /// a produce refused for another reason (a full Cell).
+    ///
+    /// ```
+    /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// use rhospace_phlogiston::OutOfPhlogiston;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let err = s
+    ///     .produce_admitted(0, 1, false, 0, |_| Err(OutOfPhlogiston { requested: 5, remaining: 0 }))
+    ///     .unwrap_err();
+    /// assert!(matches!(err.kind(), ErrorKind::OutOfPhlogiston(_)));
+    /// assert!(s.is_empty());
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn produce_admitted<F>(
+        &self,
+        channel: C,
+        datum: A,
+        persist: bool,
+        priority: i64,
+        admit: F,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>>
+    where
+        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+    {
         let kind = self.config.kind_of(&channel);
         let priority = if kind == DataKind::PriorityQueue {
             priority
@@ -293,22 +326,30 @@ where
         if !installed_here {
             match inner.state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
-                    match kind {
+                    let stores = match kind {
                         DataKind::Cell if !cs.data.is_empty() => {
                             return Err(ProduceError::new(ErrorKind::CellFull, datum));
                         }
-                        DataKind::Set if cs.data.contains_value(&datum) => return Ok(None),
-                        _ => {}
+                        DataKind::Set => !cs.data.contains_value(&datum),
+                        _ => true,
+                    };
+                    if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, stores)) {
+                        return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
-                    cs.data.push(StoredDatum {
-                        value: datum,
-                        persist,
-                        priority,
-                    });
+                    if stores {
+                        cs.data.push(StoredDatum {
+                            value: datum,
+                            persist,
+                            priority,
+                        });
+                    }
                     return Ok(None);
                 }
                 Some(_) => {}
                 None => {
+                    if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, true)) {
+                        return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
+                    }
                     let mut data = DataStore::new(kind);
                     data.push(StoredDatum {
                         value: datum,
@@ -331,7 +372,12 @@ where
                 DataKind::Cell if !cs.data.is_empty() => {
                     return Err(ProduceError::new(ErrorKind::CellFull, datum));
                 }
-                DataKind::Set if cs.data.contains_value(&datum) => return Ok(None),
+                DataKind::Set if cs.data.contains_value(&datum) => {
+                    if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
+                        return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
+                    }
+                    return Ok(None);
+                }
                 _ => {}
             }
         }
@@ -341,18 +387,86 @@ where
             priority,
         };
         Self::index_partners(&mut inner.state, &channel);
-        let (source, found) = match self.find_for_produce(inner, &channel, kind, &incoming) {
-            Some(x) => x,
-            None => {
-                Self::channel_mut(&mut inner.state, &self.config, &channel)
-                    .data
-                    .push(incoming);
-                return Ok(None);
+        let (examined, hit) = self.find_for_produce(inner, &channel, kind, &incoming);
+        let Some((source, found)) = hit else {
+            if let Err(e) = admit(&Admission::storing(OpKind::Produce, examined, true)) {
+                return Err(ProduceError::new(
+                    ErrorKind::OutOfPhlogiston(e),
+                    incoming.value,
+                ));
             }
+            Self::channel_mut(&mut inner.state, &self.config, &channel)
+                .data
+                .push(incoming);
+            return Ok(None);
         };
+        let verdict = {
+            let (list, w, freed_cont) = match &source {
+                Source::Installed(i) => {
+                    let (list, w) = &inner.installed.entries[*i];
+                    (&list[..], w, None)
+                }
+                Source::Stored(jk, seq) => {
+                    match inner.state.joins.get(jk).and_then(|s| s.get(*seq)) {
+                        Some(w) => (&jk[..], w, (!w.persist).then_some((&jk[..], w))),
+                        None => unreachable_cont(),
+                    }
+                }
+            };
+            let mut admission = Self::firing(
+                &inner.state,
+                OpKind::Produce,
+                examined,
+                list,
+                &w.peeks,
+                &found,
+            );
+            admission.freed_continuation = freed_cont;
+            admit(&admission)
+        };
+        if let Err(e) = verdict {
+            return Err(ProduceError::new(
+                ErrorKind::OutOfPhlogiston(e),
+                incoming.value,
+            ));
+        }
         Ok(Some(Self::fire_produce(
             inner, &channel, incoming, source, found,
         )))
+    }
+
+    /// The admission of a firing: the stored data it consumes.
+    fn firing<'s>(
+        state: &'s State<C, P, A, K>,
+        op: OpKind,
+        examined: u64,
+        list: &'s [C],
+        peeks: &Peeks,
+        found: &Found<M::Output>,
+    ) -> Admission<'s, C, P, A, K> {
+        let mut freed_data = SmallVec::new();
+        for (pos, pick) in found.picks.iter().enumerate() {
+            if pick.incoming || peeks.contains(&pos) {
+                continue;
+            }
+            if let Some(d) = state
+                .channels
+                .get(&list[pos])
+                .and_then(|cs| cs.data.get(pick.key))
+            {
+                if !d.persist {
+                    freed_data.push((&list[pos], d));
+                }
+            }
+        }
+        Admission {
+            op,
+            examined,
+            fires: Some(list.len()),
+            stores: false,
+            freed_data,
+            freed_continuation: None,
+        }
     }
 
     /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it.
@@ -383,6 +497,19 @@ where
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
+    ) -> (u64, Option<(Source<C>, Found<M::Output>)>) {
+        let mut examined = 0u64;
+        let hit = self.find_for_produce_counting(inner, channel, kind, incoming, &mut examined);
+        (examined, hit)
+    }
+
+    fn find_for_produce_counting(
+        &self,
+        inner: &Inner<C, P, A, K>,
+        channel: &C,
+        kind: DataKind,
+        incoming: &StoredDatum<A>,
+        examined: &mut u64,
     ) -> Option<(Source<C>, Found<M::Output>)> {
         let store = inner.state.channels.get(channel).map(|cs| &cs.data);
         let key = match store {
@@ -390,7 +517,7 @@ where
             None => DataStore::<A>::new(kind).next_key(incoming.priority),
         };
         let head = store.is_none_or(|s| s.new_item_is_head(key));
-        let offer = |list: &[C], w: &WaitingContinuation<P, K>| {
+        let mut offer = |list: &[C], w: &WaitingContinuation<P, K>| {
             let join = resolve(&inner.state.channels, list);
             let cid = list.iter().position(|c| c == channel)?;
             let alone = list.iter().filter(|c| *c == channel).count() == 1;
@@ -401,7 +528,9 @@ where
                 alone,
                 head,
             };
-            search(&self.matcher, &join, &w.patterns, &w.peeks, Some(inc)).0
+            let (found, n) = search(&self.matcher, &join, &w.patterns, &w.peeks, Some(inc));
+            *examined += n;
+            found
         };
         if let Some(ids) = inner.installed.by_channel.get(channel) {
             for &i in ids {
@@ -625,6 +754,41 @@ where
         persist: bool,
         peeks: &[usize],
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
+        self.consume_admitted(channels, patterns, continuation, persist, peeks, |_| Ok(()))
+    }
+
+    /// [`consume`](Self::consume) with a gate: after the search and before any change, `admit`
+    /// sees what the consume will do; if it refuses, the consume fails with
+    /// `ErrorKind::OutOfPhlogiston` and nothing changes. Invalid arguments are refused before
+    /// the gate is called.
+    ///
+    /// ```
+    /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// use rhospace_phlogiston::OutOfPhlogiston;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(0, 1, false).unwrap();
+    /// let err = s
+    ///     .consume_admitted([0u8], [1u8], 7, false, &[], |_| {
+    ///         Err(OutOfPhlogiston { requested: 9, remaining: 1 })
+    ///     })
+    ///     .unwrap_err();
+    /// assert_eq!(err.into_inner(), 7);
+    /// assert_eq!(s.data(&0).len(), 1);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn consume_admitted<F>(
+        &self,
+        channels: impl Into<Arc<[C]>>,
+        patterns: impl Into<Arc<[P]>>,
+        continuation: K,
+        persist: bool,
+        peeks: &[usize],
+        admit: F,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>>
+    where
+        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+    {
         let channels = channels.into();
         let patterns = patterns.into();
         let peeks = match validate(&channels, &patterns, peeks) {
@@ -633,9 +797,24 @@ where
         };
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let found = self.find_for_consume(&mut inner.state, &channels, &patterns, &peeks);
+        let (examined, found) =
+            self.find_for_consume(&mut inner.state, &channels, &patterns, &peeks);
         match found {
             Some(found) => {
+                let verdict = admit(&Self::firing(
+                    &inner.state,
+                    OpKind::Consume,
+                    examined,
+                    &channels,
+                    &peeks,
+                    &found,
+                ));
+                if let Err(e) = verdict {
+                    return Err(ConsumeError::new(
+                        ErrorKind::OutOfPhlogiston(e),
+                        continuation,
+                    ));
+                }
                 let matches =
                     Self::collect_matches(&mut inner.state, &channels, &peeks, found, |_| None);
                 Ok(Some(Comm {
@@ -655,7 +834,20 @@ where
                     persist,
                     peeks,
                 };
-                self.store_continuation(&mut inner.state, channels, w);
+                let stores = inner
+                    .state
+                    .joins
+                    .get(&channels)
+                    .is_none_or(|store| store.would_store(&w));
+                if let Err(e) = admit(&Admission::storing(OpKind::Consume, examined, stores)) {
+                    return Err(ConsumeError::new(
+                        ErrorKind::OutOfPhlogiston(e),
+                        w.continuation,
+                    ));
+                }
+                if stores {
+                    self.store_continuation(&mut inner.state, channels, w);
+                }
                 Ok(None)
             }
         }
@@ -667,7 +859,7 @@ where
         channels: &[C],
         patterns: &[P],
         peeks: &[usize],
-    ) -> Option<Found<M::Output>> {
+    ) -> (u64, Option<Found<M::Output>>) {
         for (c, p) in channels.iter().zip(patterns.iter()) {
             if self.matcher.exact_key(p).is_some() {
                 if let Some(cs) = state.channels.get(c) {
@@ -680,7 +872,8 @@ where
             }
         }
         let join = resolve(&state.channels, channels);
-        search(&self.matcher, &join, patterns, peeks, None).0
+        let (found, examined) = search(&self.matcher, &join, patterns, peeks, None);
+        (examined, found)
     }
 
     fn store_continuation(
@@ -735,6 +928,32 @@ where
         patterns: impl Into<Arc<[P]>>,
         continuation: K,
     ) -> Result<(), ConsumeError<K>> {
+        self.install_admitted(channels, patterns, continuation, |_| Ok(()))
+    }
+
+    /// [`install`](Self::install) with a gate, as [`consume_admitted`](Self::consume_admitted).
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// use rhospace_phlogiston::OutOfPhlogiston;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let refused = s.install_admitted([0u8], [1u8], 7, |_| {
+    ///     Err(OutOfPhlogiston { requested: 9, remaining: 1 })
+    /// });
+    /// assert!(refused.is_err());
+    /// assert!(s.continuations(&[0]).is_empty());
+    /// ```
+    pub fn install_admitted<F>(
+        &self,
+        channels: impl Into<Arc<[C]>>,
+        patterns: impl Into<Arc<[P]>>,
+        continuation: K,
+        admit: F,
+    ) -> Result<(), ConsumeError<K>>
+    where
+        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+    {
         let channels = channels.into();
         let patterns = patterns.into();
         if let Err(kind) = validate(&channels, &patterns, &[]) {
@@ -742,12 +961,16 @@ where
         }
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        if self
-            .find_for_consume(&mut inner.state, &channels, &patterns, &[])
-            .is_some()
-        {
+        let (examined, found) = self.find_for_consume(&mut inner.state, &channels, &patterns, &[]);
+        if found.is_some() {
             return Err(ConsumeError::new(
                 ErrorKind::InstallWouldMatch,
+                continuation,
+            ));
+        }
+        if let Err(e) = admit(&Admission::storing(OpKind::Install, examined, true)) {
+            return Err(ConsumeError::new(
+                ErrorKind::OutOfPhlogiston(e),
                 continuation,
             ));
         }
