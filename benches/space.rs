@@ -144,6 +144,8 @@ fn produce_consume_cycle(c: &mut Criterion) {
                     |mut m| {
                         let mut fired = 0u64;
                         for i in 0..n {
+                            // The peer's workload builds a channel list per consume.
+                            #[allow(clippy::useless_vec)]
                             let chans = vec![7u64];
                             let k = String::from("k");
                             let slot = m.get_mut(&chans[0]).and_then(|d| d.remove(&i));

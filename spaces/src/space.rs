@@ -50,11 +50,17 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
     }
 }
 
+/// One installed continuation with its channel list.
+type InstalledEntry<C, P, K> = (Arc<[C]>, WaitingContinuation<P, K>);
+
+/// What a produce's search found: the continuation to fire and the assignment.
+type ProduceHit<C, R> = (Source<C>, Found<R>);
+
 /// Installed continuations: outside checkpointed state, so revert, reset and clear keep them.
 /// Invariant: `by_channel[c]` lists, ascending, the entries whose channel list contains `c`.
 #[derive(Debug)]
 struct Installed<C, P, K> {
-    entries: Vec<(Arc<[C]>, WaitingContinuation<P, K>)>,
+    entries: Vec<InstalledEntry<C, P, K>>,
     // Looked up, never iterated.
     by_channel: HashMap<C, SmallVec<[usize; 2]>, foldhash::fast::RandomState>,
 }
@@ -497,7 +503,7 @@ where
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
-    ) -> (u64, Option<(Source<C>, Found<M::Output>)>) {
+    ) -> (u64, Option<ProduceHit<C, M::Output>>) {
         let mut examined = 0u64;
         let hit = self.find_for_produce_counting(inner, channel, kind, incoming, &mut examined);
         (examined, hit)
@@ -510,7 +516,7 @@ where
         kind: DataKind,
         incoming: &StoredDatum<A>,
         examined: &mut u64,
-    ) -> Option<(Source<C>, Found<M::Output>)> {
+    ) -> Option<ProduceHit<C, M::Output>> {
         let store = inner.state.channels.get(channel).map(|cs| &cs.data);
         let key = match store {
             Some(s) => s.next_key(incoming.priority),
@@ -618,6 +624,8 @@ where
         mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
     ) -> SmallVec<[MatchedDatum<A, M::Output>; 2]> {
         let mut out = SmallVec::with_capacity(list.len());
+        // First position of each channel that gave up an item and is not tidied yet.
+        let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
         for (pos, (pick, result)) in found.picks.into_iter().zip(found.results).enumerate() {
             let taken = if pick.incoming {
                 incoming(pos)
@@ -626,7 +634,7 @@ where
                 // Compaction renumbers items, so a channel is tidied only after its last
                 // position has taken what it picked.
                 let last_on_channel = !list[pos + 1..].contains(&list[pos]);
-                let mut now_empty = false;
+                let mut tidied = None;
                 let taken = state.channels.get_mut(&list[pos]).and_then(|cs| {
                     let stored = cs.data.get(pick.key)?;
                     if stored.persist || peek {
@@ -635,13 +643,24 @@ where
                         let d = cs.data.take(pick.key).map(|d| (d.value, d.persist));
                         if last_on_channel {
                             cs.data.tidy();
-                            now_empty = cs.data.is_empty() && cs.joins.is_empty();
+                            tidied = Some(cs.data.is_empty() && cs.joins.is_empty());
                         }
                         d
                     }
                 });
-                if now_empty {
-                    state.channels.remove(&list[pos]);
+                match tidied {
+                    Some(now_empty) => {
+                        untidy.retain(|p| list[*p] != list[pos]);
+                        if now_empty {
+                            state.channels.remove(&list[pos]);
+                        }
+                    }
+                    None => {
+                        let took = taken.is_some() && !peek && taken.as_ref().is_some_and(|t| !t.1);
+                        if took && !untidy.iter().any(|p| list[*p] == list[pos]) {
+                            untidy.push(pos);
+                        }
+                    }
                 }
                 taken
             };
@@ -654,6 +673,9 @@ where
                     persistent,
                 });
             }
+        }
+        for pos in untidy {
+            Self::tidy_channel(state, &list[pos]);
         }
         out
     }
