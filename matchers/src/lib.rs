@@ -15,6 +15,10 @@
 //! binder must bind equal terms), literals, nested shapes with rest binders, and the
 //! combinators and / or / not / predicate. See [`structural`] for its algorithm and cost table.
 //!
+//! Both have a stable, injective **canonical binary encoding** ([`Term::encode_canonical`],
+//! [`Pattern::encode_canonical`]), the bytes the space hashes for state roots and event ids;
+//! see [`canonical`] for the format.
+//!
 //! ```
 //! use rhospace_matchers::{ExactMatch, Match};
 //! assert_eq!(ExactMatch.get(&5u32, &5u32), Some(()));
@@ -29,6 +33,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod canonical;
 mod exact;
 pub mod pattern;
 mod print;

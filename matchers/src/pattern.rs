@@ -700,6 +700,21 @@ pub(crate) struct PTokens<'a> {
 }
 
 impl<'a> PTokens<'a> {
+    /// The number of children of the container whose opening token was returned by the latest
+    /// `next`: patterns of a `List`/`Tuple`/`And`/`Or`, fields of a `Record`, or, for a
+    /// `T(List | Tuple | Record)` token inside a literal, that term container's children.
+    /// Only meaningful right after such a token; used by the canonical encoding.
+    pub(crate) fn open_len(&self) -> usize {
+        if let Some(term) = &self.term {
+            return term.open_len();
+        }
+        match self.stack.last() {
+            Some(PFrame::Items(it)) => it.len(),
+            Some(PFrame::Fields(it)) => it.len(),
+            None => 0,
+        }
+    }
+
     fn open(&mut self, p: &'a Pattern) -> PTok<'a> {
         match &p.node {
             Node::Wildcard => PTok::Wildcard,

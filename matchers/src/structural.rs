@@ -6,7 +6,7 @@
 //! recursing once per **pattern** level. Within each list, tuple or record node the literal parts
 //! are compared first, then the rest: literals bind nothing, so this never changes a result, and
 //! it makes the usual rejection (a literal mismatch, e.g. another `topic`) cheap. The walk is only started for patterns of depth at most
-//! [`MAX_PATTERN_DEPTH`](crate::MAX_PATTERN_DEPTH) (a deeper pattern matches nothing), so its
+//! [`MAX_PATTERN_DEPTH`] (a deeper pattern matches nothing), so its
 //! stack use is bounded whatever the input; term depth never adds recursion, because literals
 //! and repeated binders compare terms with the iterative `==`. A 100,000-deep term is matched,
 //! compared and dropped without growing the stack.

@@ -491,6 +491,17 @@ pub(crate) struct Tokens<'a> {
 }
 
 impl<'a> Tokens<'a> {
+    /// The number of children (items, or fields) of the container whose opening token
+    /// (`List`, `Tuple`, `Record`) was returned by the latest `next`. Only meaningful right
+    /// after such a token; used by the canonical encoding to length-prefix containers.
+    pub(crate) fn open_len(&self) -> usize {
+        match self.stack.last() {
+            Some(Frame::List(it) | Frame::Tuple(it)) => it.len(),
+            Some(Frame::Record(it)) => it.len(),
+            None => 0,
+        }
+    }
+
     fn open(&mut self, t: &'a Term) -> Tok<'a> {
         match t {
             Term::Bool(b) => Tok::Bool(*b),
