@@ -233,6 +233,30 @@ impl<X: Encode, Y: Encode, Z: Encode> Encode for (X, Y, Z) {
     }
 }
 
+/// Structural terms encode with their own canonical format (`rhospace_matchers::canonical`).
+impl Encode for rhospace_matchers::Term {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_canonical(out);
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        rhospace_matchers::Term::encoded_len(self)
+    }
+}
+
+/// Structural patterns encode with their own canonical format (`rhospace_matchers::canonical`).
+impl Encode for rhospace_matchers::Pattern {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_canonical(out);
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        rhospace_matchers::Pattern::encoded_len(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +287,19 @@ mod tests {
             encode_varint(n, &mut out);
             assert_eq!(out.len(), varint_len(n), "n = {n}");
         }
+    }
+
+    #[test]
+    fn terms_and_patterns_use_the_matchers_format() {
+        use rhospace_matchers::{Pattern, Term};
+        let t = Term::record([("k", Term::int(1))]);
+        let mut want = Vec::new();
+        t.encode_canonical(&mut want);
+        assert_eq!(bytes(&t), want);
+        let p = Pattern::bind("x");
+        let mut want = Vec::new();
+        p.encode_canonical(&mut want);
+        assert_eq!(bytes(&p), want);
     }
 
     #[test]

@@ -1,0 +1,97 @@
+//! Allocation discipline (issue 2): a COMM on the exact-matcher path allocates no more than the
+//! returned COMM itself needs. Counted with a global allocator, not timed.
+//!
+//! The COMM of a consume owns its channel list and pattern list (`Arc<[C]>`, `Arc<[P]>`, one
+//! allocation each, made from the arrays the caller passes); its per-position results live
+//! inline (`SmallVec`). A produce that fires a stored continuation shares the stored lists, so
+//! it needs no allocation at all.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use rhospace_matchers::ExactMatch;
+use rhospace_spaces::{Space, SpaceConfig};
+
+struct Counting;
+
+thread_local! {
+    // Per thread, so tests running in parallel do not count each other's allocations.
+    // Const-initialised: touching them never allocates.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    static ON: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_alloc() {
+    if ON.with(Cell::get) {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+    }
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_alloc();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    ALLOCS.with(|a| a.set(0));
+    ON.with(|on| on.set(true));
+    let out = f();
+    ON.with(|on| on.set(false));
+    (out, ALLOCS.with(Cell::get))
+}
+
+type S = Space<u64, u64, u64, u64, ExactMatch>;
+
+#[test]
+fn consume_comm_allocates_only_its_two_lists() {
+    let space: S = Space::new(ExactMatch, SpaceConfig::new());
+    // Enough data for the exact index to exist, so the indexed path is what is measured.
+    for i in 0..1_000u64 {
+        space.produce(3, i, false).expect("produce");
+    }
+    // Warm: the first exact consume builds the index.
+    space
+        .consume([3u64], [0u64], 0, false, &[])
+        .expect("consume");
+    for i in 1..100u64 {
+        let (comm, allocs) = count(|| space.consume([3u64], [i], 9, false, &[]));
+        let comm = comm.expect("valid").expect("fires");
+        assert_eq!(comm.matches[0].datum, i);
+        assert!(
+            allocs <= 2,
+            "consume #{i} allocated {allocs} times (the COMM needs 2)"
+        );
+    }
+}
+
+#[test]
+fn produce_firing_a_stored_continuation_allocates_nothing() {
+    let space: S = Space::new(ExactMatch, SpaceConfig::new());
+    // A persistent continuation, so the state is the same after every firing.
+    space
+        .consume([5u64], [42u64], 7, true, &[])
+        .expect("consume");
+    space.produce(5, 42, false).expect("warm up");
+    for _ in 0..100 {
+        let (comm, allocs) = count(|| space.produce(5, 42, false));
+        let comm = comm.expect("valid").expect("fires");
+        assert_eq!(comm.continuation, 7);
+        assert_eq!(allocs, 0, "a produce COMM allocated {allocs} times");
+    }
+}
