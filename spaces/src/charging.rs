@@ -98,13 +98,23 @@ fn freed_storage<C: Encode, P: Encode, A: Encode, K: Encode>(
         refund = refund.saturating_add(table.datum_storage(c.encoded_len(), d.value.encoded_len()));
     }
     if let Some((channels, w)) = a.freed_continuation {
-        refund = refund.saturating_add(table.continuation_storage(
-            channels.iter().map(Encode::encoded_len).sum(),
-            w.patterns.iter().map(Encode::encoded_len).sum(),
-            w.continuation.encoded_len(),
-        ));
+        let (c, p, k) = join_sizes(channels, &w.patterns, &w.continuation);
+        refund = refund.saturating_add(table.continuation_storage(c, p, k));
     }
     refund
+}
+
+/// Encoded sizes of a join's channels and patterns (sums of their encodings) and continuation.
+fn join_sizes<C: Encode, P: Encode, K: Encode>(
+    channels: &[C],
+    patterns: &[P],
+    continuation: &K,
+) -> (usize, usize, usize) {
+    (
+        channels.iter().map(Encode::encoded_len).sum(),
+        patterns.iter().map(Encode::encoded_len).sum(),
+        continuation.encoded_len(),
+    )
 }
 
 fn to_usize(n: u64) -> usize {
@@ -296,9 +306,8 @@ where
         let channels: Arc<[C]> = channels.into();
         let patterns: Arc<[P]> = patterns.into();
         let arity = channels.len();
-        let channels_len: usize = channels.iter().map(Encode::encoded_len).sum();
-        let patterns_len: usize = patterns.iter().map(Encode::encoded_len).sum();
-        let continuation_len = continuation.encoded_len();
+        let (channels_len, patterns_len, continuation_len) =
+            join_sizes(&channels, &patterns, &continuation);
         let table = &self.table;
         let meter = &self.meter;
         let mut refund = 0u64;
@@ -348,9 +357,8 @@ where
         let channels: Arc<[C]> = channels.into();
         let patterns: Arc<[P]> = patterns.into();
         let arity = channels.len();
-        let channels_len: usize = channels.iter().map(Encode::encoded_len).sum();
-        let patterns_len: usize = patterns.iter().map(Encode::encoded_len).sum();
-        let continuation_len = continuation.encoded_len();
+        let (channels_len, patterns_len, continuation_len) =
+            join_sizes(&channels, &patterns, &continuation);
         let table = &self.table;
         let meter = &self.meter;
         self.space
