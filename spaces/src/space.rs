@@ -436,9 +436,7 @@ where
                 incoming.value,
             ));
         }
-        Ok(Some(Self::fire_produce(
-            inner, &channel, incoming, source, found,
-        )))
+        Ok(Some(Self::fire_produce(inner, incoming, source, found)))
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -568,7 +566,6 @@ where
 
     fn fire_produce(
         inner: &mut Inner<C, P, A, K>,
-        channel: &C,
         incoming: StoredDatum<A>,
         source: Source<C>,
         found: Found<M::Output>,
@@ -603,7 +600,6 @@ where
             };
             d.map(|d| (d.value, d.persist))
         });
-        let _ = channel;
         Comm {
             continuation: w.continuation,
             channels: list,
@@ -656,7 +652,8 @@ where
                         }
                     }
                     None => {
-                        let took = taken.is_some() && !peek && taken.as_ref().is_some_and(|t| !t.1);
+                        // Persistent and peeked items stay; only a taken one leaves its channel to tidy.
+                        let took = !peek && taken.as_ref().is_some_and(|t| !t.1);
                         if took && !untidy.iter().any(|p| list[*p] == list[pos]) {
                             untidy.push(pos);
                         }
