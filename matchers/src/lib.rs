@@ -37,6 +37,7 @@ pub mod canonical;
 mod exact;
 pub mod pattern;
 mod print;
+pub mod similarity;
 pub mod structural;
 pub mod term;
 

@@ -58,13 +58,17 @@ mod charging;
 mod comm;
 mod conts;
 mod data;
+mod decode;
 mod encode;
 mod error;
+mod history;
 mod join;
 mod kind;
+mod merkle;
 mod seq;
 mod space;
 mod sync;
+mod vector;
 
 pub use admission::{Admission, OpKind};
 pub use charging::ChargingSpace;

@@ -1,0 +1,1 @@
+//! The persistent Merkle trie behind the state root. Work in progress: issue 5.

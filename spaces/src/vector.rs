@@ -1,0 +1,1 @@
+//! The VectorDB data collection. Work in progress: issue 4.
