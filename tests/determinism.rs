@@ -256,3 +256,46 @@ fn revert_restores_identical_views_and_behaviour() {
         assert_eq!(outs1, outs3);
     }
 }
+
+#[test]
+fn shard_count_does_not_reach_a_result() {
+    for (seed, mixed) in [(11u64, false), (12, true)] {
+        let channels = 24;
+        let seq = ops(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1500, channels);
+        let one: S = Space::with_shards(PredMatch, config(mixed), 1);
+        let (outs1, end1) = run(&one, &seq, channels);
+        for shards in [2, 8, 32, 1024] {
+            let many: S = Space::with_shards(PredMatch, config(mixed), shards);
+            let (outs2, end2) = run(&many, &seq, channels);
+            for (i, (a, b)) in outs1.iter().zip(&outs2).enumerate() {
+                assert_eq!(a, b, "{shards} shards: call {i} ({:?}) differs", seq[i]);
+            }
+            assert_eq!(end1, end2, "{shards} shards: final contents differ");
+        }
+    }
+}
+
+#[test]
+fn checkpoints_move_between_spaces_of_different_shard_counts() {
+    let channels = 24;
+    let seq = ops(0xC0FF_EE00, 800, channels);
+    let source: S = Space::with_shards(PredMatch, config(true), 4);
+    let (_, end) = run(&source, &seq[..400], channels);
+    let cp = source.create_soft_checkpoint();
+    let (rest_source, end_source) = run(&source, &seq[400..], channels);
+    for shards in [1, 4, 64] {
+        let target: S = Space::with_shards(PredMatch, config(true), shards);
+        target.revert_to_soft_checkpoint(&cp);
+        assert_eq!(contents(&target, channels, &[]), contents_of(&end));
+        let (rest, end_target) = run(&target, &seq[400..], channels);
+        assert_eq!(rest, rest_source, "{shards} shards behave differently after revert");
+        assert_eq!(end_target, end_source);
+    }
+}
+
+/// The per-channel part of `contents` output (join-list lines dropped).
+fn contents_of(full: &str) -> String {
+    let lines: Vec<&str> = full.lines().filter(|l| l.starts_with("channel-")).collect();
+    let last = full.lines().last().unwrap_or_default();
+    format!("{}\n{last}\n", lines.join("\n"))
+}

@@ -29,7 +29,10 @@
 //! - **Errors change nothing** and hand the caller's value back.
 //! - **Soft checkpoints** are O(1): the state lives in persistent maps (`imbl`) with structural
 //!   sharing, and a write to an unshared node mutates it in place.
-//! - `Space` is `Send + Sync`; operations run under one lock, so they are linearizable.
+//! - `Space` is `Send + Sync` and sharded by channel: an operation locks the shards of the
+//!   channels it touches, in ascending shard order (no deadlock), and runs entirely under them,
+//!   so operations are linearizable and operations on different shards run in parallel. The
+//!   shard routing never reaches a result: any shard count gives the same COMMs and state.
 //!
 //! # Costs
 //!
@@ -39,7 +42,7 @@
 //! | `produce` meeting waiting continuations | one join search per continuation examined |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
-//! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(1) |
+//! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //!
 //! Persistent maps cost more per lookup than `std`'s `HashMap` (a HAMT walk against one probe);
@@ -66,6 +69,7 @@ mod join;
 mod kind;
 mod merkle;
 mod seq;
+mod shard;
 mod space;
 mod sync;
 mod vector;
@@ -78,6 +82,7 @@ pub use data::StoredDatum;
 pub use encode::{encode_varint, varint_len, Encode};
 pub use error::{ConsumeError, ErrorKind, ProduceError};
 pub use kind::{ContKind, DataKind, SpaceConfig};
+pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};
 pub use space::{SoftCheckpoint, Space, MAX_JOIN};
 
 /// The persistent hash map used for state: `imbl`'s HAMT with a fast hasher. Its iteration

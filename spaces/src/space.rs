@@ -17,6 +17,7 @@ use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::join::{search, Found, Incoming, Join};
 use crate::kind::{DataKind, SpaceConfig};
+use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::sync::Mutex;
 use crate::PMap;
 
@@ -50,25 +51,102 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
     }
 }
 
-/// One installed continuation with its channel list.
-type InstalledEntry<C, P, K> = (Arc<[C]>, WaitingContinuation<P, K>);
-
-/// What a produce's search found: the continuation to fire and the assignment.
-type ProduceHit<C, R> = (Source<C>, Found<R>);
-
-/// Installed continuations: outside checkpointed state, so revert, reset and clear keep them.
-/// Invariant: `by_channel[c]` lists, ascending, the entries whose channel list contains `c`.
+/// One installed continuation with its channel list. Shared (`Arc`) by the shards of all
+/// its channels.
 #[derive(Debug)]
-struct Installed<C, P, K> {
-    entries: Vec<InstalledEntry<C, P, K>>,
-    // Looked up, never iterated.
-    by_channel: HashMap<C, SmallVec<[usize; 2]>, foldhash::fast::RandomState>,
+struct InstalledEntry<C, P, K> {
+    list: Arc<[C]>,
+    w: WaitingContinuation<P, K>,
 }
 
+/// What a produce's search found: the continuation to fire and the assignment.
+type ProduceHit<C, P, K, R> = (Source<C, P, K>, Found<R>);
+
+/// Installed continuations on one shard's channels: outside checkpointed state, so revert,
+/// reset and clear keep them.
+/// Invariant: `by_channel[c]` lists, in install order, the entries whose channel list
+/// contains `c` (each once).
 #[derive(Debug)]
-struct Inner<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+struct Installed<C, P, K> {
+    // Looked up, never iterated.
+    by_channel:
+        HashMap<C, SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>, foldhash::fast::RandomState>,
+}
+
+impl<C, P, K> Default for Installed<C, P, K> {
+    fn default() -> Self {
+        Self {
+            by_channel: HashMap::default(),
+        }
+    }
+}
+
+/// One shard: the state of the channels routed to it (and of the join groups homed on them),
+/// and their installed continuations.
+#[derive(Debug)]
+struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     state: State<C, P, A, K>,
     installed: Installed<C, P, K>,
+}
+
+impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for Shard<C, P, A, K> {
+    fn default() -> Self {
+        Self {
+            state: State::default(),
+            installed: Installed::default(),
+        }
+    }
+}
+
+/// The shards one operation has locked, with routing: the only way algorithm code reaches
+/// state. Invariant: every channel (and join group home) an operation touches is routed to a
+/// held shard.
+struct View<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+    router: Router,
+    locks: LockSet<'a, Shard<C, P, A, K>>,
+}
+
+impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a, C, P, A, K> {
+    #[inline]
+    fn shard(&self, channel: &C) -> &Shard<C, P, A, K> {
+        self.locks.get(self.router.shard_of(channel))
+    }
+
+    #[inline]
+    fn state_mut(&mut self, channel: &C) -> &mut State<C, P, A, K> {
+        &mut self.locks.get_mut(self.router.shard_of(channel)).state
+    }
+
+    #[inline]
+    fn channel(&self, channel: &C) -> Option<&ChannelState<C, A>> {
+        self.shard(channel).state.channels.get(channel)
+    }
+
+    #[inline]
+    fn channel_mut(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
+        self.state_mut(channel).channels.get_mut(channel)
+    }
+
+    fn remove_channel(&mut self, channel: &C) {
+        self.state_mut(channel).channels.remove(channel);
+    }
+
+    /// The continuation store of join group `jk` (homed on its first channel).
+    #[inline]
+    fn join(&self, jk: &[C]) -> Option<&ContStore<P, K>> {
+        let home = jk.first()?;
+        self.shard(home).state.joins.get(jk)
+    }
+
+    #[inline]
+    fn join_mut(&mut self, jk: &[C]) -> Option<&mut ContStore<P, K>> {
+        let home = jk.first()?;
+        self.state_mut(home).joins.get_mut(jk)
+    }
+
+    fn installed_on(&self, channel: &C) -> Option<&SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>> {
+        self.shard(channel).installed.by_channel.get(channel)
+    }
 }
 
 /// A captured space state (data, continuations, joins). Immutable: later operations on the
@@ -89,20 +167,24 @@ struct Inner<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
-    state: State<C, P, A, K>,
+    /// One state per shard, in shard order.
+    shards: Arc<[State<C, P, A, K>]>,
 }
 
 /// Which waiting continuation a produce fires.
-enum Source<C> {
-    Installed(usize),
+enum Source<C, P, K> {
+    Installed(Arc<InstalledEntry<C, P, K>>),
     Stored(Arc<[C]>, u64),
 }
 
 /// A Rholang-style tuple space, generic over channel `C`, pattern `P`, datum `A`,
 /// continuation `K` and matcher `M` (see the crate docs for the model and costs).
 ///
-/// Every operation takes `&self`; the space is `Send + Sync` when its parts are. Operations are
-/// linearizable: each runs under the space's lock.
+/// Every operation takes `&self`; the space is `Send + Sync` when its parts are. The state is
+/// sharded by channel ([`DEFAULT_SHARDS`] shards unless [`with_shards`](Self::with_shards) says
+/// otherwise): an operation locks the shards of the channels it touches, in ascending order, so
+/// operations on channels of different shards run in parallel, joins never deadlock, and every
+/// operation is linearizable (it runs entirely under the locks of everything it reads).
 ///
 /// ```
 /// use rhospace_spaces::{Space, SpaceConfig};
@@ -117,7 +199,8 @@ enum Source<C> {
 pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone, M> {
     matcher: M,
     config: SpaceConfig<C>,
-    inner: Mutex<Inner<C, P, A, K>>,
+    router: Router,
+    shards: Box<[Padded<Mutex<Shard<C, P, A, K>>>]>,
 }
 
 impl<C, P, A, K, M> std::fmt::Debug for Space<C, P, A, K, M>
@@ -132,8 +215,8 @@ where
     }
 }
 
-fn resolve<'s, C: Clone + Hash + Eq, A: Clone + Hash + Eq>(
-    channels: &'s PMap<C, ChannelState<C, A>>,
+fn resolve<'s, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone>(
+    view: &'s View<'_, C, P, A, K>,
     list: &[C],
 ) -> Join<'s, A> {
     let mut cids = SmallVec::with_capacity(list.len());
@@ -142,7 +225,7 @@ fn resolve<'s, C: Clone + Hash + Eq, A: Clone + Hash + Eq>(
         let first = list[..i].iter().position(|x| x == c).unwrap_or(i);
         cids.push(first);
         stores.push(if first == i {
-            channels.get(c).map(|cs| &cs.data)
+            view.channel(c).map(|cs| &cs.data)
         } else {
             stores[first]
         });
@@ -201,16 +284,103 @@ where
     /// assert!(s.is_empty());
     /// ```
     pub fn new(matcher: M, config: SpaceConfig<C>) -> Self {
+        Self::with_shards(matcher, config, DEFAULT_SHARDS)
+    }
+
+    /// An empty space with `shards` shards (rounded up to a power of two, at most
+    /// [`MAX_SHARDS`](crate::MAX_SHARDS)). More shards let more threads work on different channels at once; a
+    /// soft checkpoint locks every shard, so it costs a little more per shard.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::with_shards(ExactMatch, SpaceConfig::new(), 6);
+    /// assert_eq!(s.shard_count(), 8);
+    /// ```
+    pub fn with_shards(matcher: M, config: SpaceConfig<C>, shards: usize) -> Self {
+        let router = Router::new(shards);
         Self {
             matcher,
             config,
-            inner: Mutex::new(Inner {
-                state: State::default(),
-                installed: Installed {
-                    entries: Vec::new(),
-                    by_channel: HashMap::default(),
-                },
-            }),
+            router,
+            shards: (0..router.shards())
+                .map(|_| Padded(Mutex::new(Shard::default())))
+                .collect(),
+        }
+    }
+
+    /// The number of shards.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig, DEFAULT_SHARDS};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert_eq!(s.shard_count(), DEFAULT_SHARDS);
+    /// ```
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shards that `channel`'s produce reads: its own, and those of every channel of its
+    /// join groups and installed continuations. Sorted, without duplicates.
+    fn produce_shards(
+        &self,
+        shard: &Shard<C, P, A, K>,
+        channel: &C,
+        out: &mut SmallVec<[usize; 8]>,
+    ) {
+        out.clear();
+        out.push(self.router.shard_of(channel));
+        if let Some(entries) = shard.installed.by_channel.get(channel) {
+            for e in entries {
+                out.extend(e.list.iter().map(|c| self.router.shard_of(c)));
+            }
+        }
+        if let Some(cs) = shard.state.channels.get(channel) {
+            for jk in cs.joins.iter() {
+                out.extend(jk.iter().map(|c| self.router.shard_of(c)));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    /// Locks every shard a produce on `channel` reads. Which shards that is depends on the
+    /// channel's join groups, read under its own shard's lock; locks are taken in ascending
+    /// order, so after locking the set is read again and the loop widens it until it covers
+    /// everything (join groups can only change under the channel's own lock).
+    fn lock_for_produce(
+        &self,
+        channel: &C,
+        mut need: SmallVec<[usize; 8]>,
+    ) -> View<'_, C, P, A, K> {
+        let mut now = SmallVec::new();
+        loop {
+            let locks = LockSet::lock(&self.shards, &need);
+            let view = View {
+                router: self.router,
+                locks,
+            };
+            self.produce_shards(view.shard(channel), channel, &mut now);
+            if now.iter().all(|i| view.locks.holds(*i)) {
+                return view;
+            }
+            drop(view);
+            need.extend(now.iter().copied());
+            need.sort_unstable();
+            need.dedup();
+        }
+    }
+
+    /// Locks the shards of `channels` (a consume's or install's join), ascending.
+    fn lock_channels(&self, channels: &[C]) -> View<'_, C, P, A, K> {
+        let mut need: SmallVec<[usize; 8]> =
+            channels.iter().map(|c| self.router.shard_of(c)).collect();
+        need.sort_unstable();
+        need.dedup();
+        View {
+            router: self.router,
+            locks: LockSet::lock(&self.shards, &need),
         }
     }
 
@@ -324,13 +494,15 @@ where
         } else {
             0
         };
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let installed_here = !inner.installed.entries.is_empty()
-            && inner.installed.by_channel.contains_key(&channel);
-        // Fast path: nothing waits on this channel, so the datum is stored (one map walk).
+        let home = self.router.shard_of(&channel);
+        let mut guard = self.shards[home].0.lock();
+        let shard = &mut *guard;
+        let installed_here = !shard.installed.by_channel.is_empty()
+            && shard.installed.by_channel.contains_key(&channel);
+        // Fast path: nothing waits on this channel, so the datum is stored (one map walk
+        // under one shard lock).
         if !installed_here {
-            match inner.state.channels.get_mut(&channel) {
+            match shard.state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match kind {
                         DataKind::Cell if !cs.data.is_empty() => {
@@ -362,7 +534,7 @@ where
                         persist,
                         priority,
                     });
-                    inner.state.channels.insert(
+                    shard.state.channels.insert(
                         channel,
                         ChannelState {
                             data,
@@ -373,7 +545,18 @@ where
                 }
             }
         }
-        if let Some(cs) = inner.state.channels.get(&channel) {
+        let mut need = SmallVec::new();
+        self.produce_shards(shard, &channel, &mut need);
+        let mut view = if need.len() == 1 {
+            View {
+                router: self.router,
+                locks: LockSet::single(home, guard),
+            }
+        } else {
+            drop(guard);
+            self.lock_for_produce(&channel, need)
+        };
+        if let Some(cs) = view.channel(&channel) {
             match kind {
                 DataKind::Cell if !cs.data.is_empty() => {
                     return Err(ProduceError::new(ErrorKind::CellFull, datum));
@@ -392,8 +575,8 @@ where
             persist,
             priority,
         };
-        Self::index_partners(&mut inner.state, &channel);
-        let (examined, hit) = self.find_for_produce(inner, &channel, kind, &incoming);
+        Self::index_partners(&mut view, &channel);
+        let (examined, hit) = self.find_for_produce(&view, &channel, kind, &incoming);
         let Some((source, found)) = hit else {
             if let Err(e) = admit(&Admission::storing(OpKind::Produce, examined, true)) {
                 return Err(ProduceError::new(
@@ -401,32 +584,21 @@ where
                     incoming.value,
                 ));
             }
-            Self::channel_mut(&mut inner.state, &self.config, &channel)
+            Self::channel_or_new(&mut view, &self.config, &channel)
                 .data
                 .push(incoming);
             return Ok(None);
         };
         let verdict = {
             let (list, w, freed_cont) = match &source {
-                Source::Installed(i) => {
-                    let (list, w) = &inner.installed.entries[*i];
-                    (&list[..], w, None)
-                }
-                Source::Stored(jk, seq) => {
-                    match inner.state.joins.get(jk).and_then(|s| s.get(*seq)) {
-                        Some(w) => (&jk[..], w, (!w.persist).then_some((&jk[..], w))),
-                        None => unreachable_cont(),
-                    }
-                }
+                Source::Installed(e) => (&e.list[..], &e.w, None),
+                Source::Stored(jk, seq) => match view.join(jk).and_then(|s| s.get(*seq)) {
+                    Some(w) => (&jk[..], w, (!w.persist).then_some((&jk[..], w))),
+                    None => unreachable_cont(),
+                },
             };
-            let mut admission = Self::firing(
-                &inner.state,
-                OpKind::Produce,
-                examined,
-                list,
-                &w.peeks,
-                &found,
-            );
+            let mut admission =
+                Self::firing(&view, OpKind::Produce, examined, list, &w.peeks, &found);
             admission.freed_continuation = freed_cont;
             admit(&admission)
         };
@@ -436,12 +608,12 @@ where
                 incoming.value,
             ));
         }
-        Ok(Some(Self::fire_produce(inner, incoming, source, found)))
+        Ok(Some(Self::fire_produce(&mut view, incoming, source, found)))
     }
 
     /// The admission of a firing: the stored data it consumes.
     fn firing<'s>(
-        state: &'s State<C, P, A, K>,
+        view: &'s View<'_, C, P, A, K>,
         op: OpKind,
         examined: u64,
         list: &'s [C],
@@ -453,9 +625,8 @@ where
             if pick.incoming || peeks.contains(&pos) {
                 continue;
             }
-            if let Some(d) = state
-                .channels
-                .get(&list[pos])
+            if let Some(d) = view
+                .channel(&list[pos])
                 .and_then(|cs| cs.data.get(pick.key))
             {
                 if !d.persist {
@@ -474,14 +645,14 @@ where
     }
 
     /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it.
-    fn index_partners(state: &mut State<C, P, A, K>, channel: &C) {
-        let Some(cs) = state.channels.get(channel) else {
+    fn index_partners(view: &mut View<'_, C, P, A, K>, channel: &C) {
+        let Some(cs) = view.channel(channel) else {
             return;
         };
         let mut todo: SmallVec<[C; 2]> = SmallVec::new();
         for jk in cs.joins.iter().filter(|jk| jk.len() > 1) {
             for c in jk.iter() {
-                if let Some(other) = state.channels.get(c) {
+                if let Some(other) = view.channel(c) {
                     if other.data.wants_index() && !todo.contains(c) {
                         todo.push(c.clone());
                     }
@@ -489,7 +660,7 @@ where
             }
         }
         for c in todo {
-            if let Some(cs) = state.channels.get_mut(&c) {
+            if let Some(cs) = view.channel_mut(&c) {
                 cs.data.ensure_index();
             }
         }
@@ -497,32 +668,32 @@ where
 
     fn find_for_produce(
         &self,
-        inner: &Inner<C, P, A, K>,
+        view: &View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
-    ) -> (u64, Option<ProduceHit<C, M::Output>>) {
+    ) -> (u64, Option<ProduceHit<C, P, K, M::Output>>) {
         let mut examined = 0u64;
-        let hit = self.find_for_produce_counting(inner, channel, kind, incoming, &mut examined);
+        let hit = self.find_for_produce_counting(view, channel, kind, incoming, &mut examined);
         (examined, hit)
     }
 
     fn find_for_produce_counting(
         &self,
-        inner: &Inner<C, P, A, K>,
+        view: &View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
         examined: &mut u64,
-    ) -> Option<ProduceHit<C, M::Output>> {
-        let store = inner.state.channels.get(channel).map(|cs| &cs.data);
+    ) -> Option<ProduceHit<C, P, K, M::Output>> {
+        let store = view.channel(channel).map(|cs| &cs.data);
         let key = match store {
             Some(s) => s.next_key(incoming.priority),
             None => DataStore::<A>::new(kind).next_key(incoming.priority),
         };
         let head = store.is_none_or(|s| s.new_item_is_head(key));
         let mut offer = |list: &[C], w: &WaitingContinuation<P, K>| {
-            let join = resolve(&inner.state.channels, list);
+            let join = resolve(view, list);
             let cid = list.iter().position(|c| c == channel)?;
             let alone = list.iter().filter(|c| *c == channel).count() == 1;
             let inc = Incoming {
@@ -536,17 +707,16 @@ where
             *examined += n;
             found
         };
-        if let Some(ids) = inner.installed.by_channel.get(channel) {
-            for &i in ids {
-                let (list, w) = &inner.installed.entries[i];
-                if let Some(found) = offer(list, w) {
-                    return Some((Source::Installed(i), found));
+        if let Some(entries) = view.installed_on(channel) {
+            for e in entries {
+                if let Some(found) = offer(&e.list, &e.w) {
+                    return Some((Source::Installed(e.clone()), found));
                 }
             }
         }
-        let cs = inner.state.channels.get(channel)?;
+        let cs = view.channel(channel)?;
         for jk in cs.joins.iter() {
-            let Some(conts) = inner.state.joins.get(jk) else {
+            let Some(conts) = view.join(jk) else {
                 continue;
             };
             let mut hit = None;
@@ -565,18 +735,15 @@ where
     }
 
     fn fire_produce(
-        inner: &mut Inner<C, P, A, K>,
+        view: &mut View<'_, C, P, A, K>,
         incoming: StoredDatum<A>,
-        source: Source<C>,
+        source: Source<C, P, K>,
         found: Found<M::Output>,
     ) -> Comm<C, P, A, K, M::Output> {
         let (list, w) = match source {
-            Source::Installed(i) => {
-                let (list, w) = &inner.installed.entries[i];
-                (list.clone(), w.clone())
-            }
+            Source::Installed(e) => (e.list.clone(), e.w.clone()),
             Source::Stored(jk, seq) => {
-                let w = Self::take_or_clone_cont(&mut inner.state, &jk, seq);
+                let w = Self::take_or_clone_cont(view, &jk, seq);
                 (jk, w)
             }
         };
@@ -591,7 +758,7 @@ where
                 .any(|(pos, p)| p.incoming && !w.peeks.contains(&pos));
         let mut incoming = Some(incoming);
         let mut left = uses;
-        let matches = Self::collect_matches(&mut inner.state, &list, &w.peeks, found, |_| {
+        let matches = Self::collect_matches(view, &list, &w.peeks, found, |_| {
             left -= 1;
             let d = if left == 0 {
                 incoming.take()
@@ -613,7 +780,7 @@ where
 
     /// Builds each position's report, taking consumed data out of their stores.
     fn collect_matches(
-        state: &mut State<C, P, A, K>,
+        view: &mut View<'_, C, P, A, K>,
         list: &[C],
         peeks: &Peeks,
         found: Found<M::Output>,
@@ -631,7 +798,7 @@ where
                 // position has taken what it picked.
                 let last_on_channel = !list[pos + 1..].contains(&list[pos]);
                 let mut tidied = None;
-                let taken = state.channels.get_mut(&list[pos]).and_then(|cs| {
+                let taken = view.channel_mut(&list[pos]).and_then(|cs| {
                     let stored = cs.data.get(pick.key)?;
                     if stored.persist || peek {
                         Some((stored.value.clone(), stored.persist))
@@ -648,7 +815,7 @@ where
                     Some(now_empty) => {
                         untidy.retain(|p| list[*p] != list[pos]);
                         if now_empty {
-                            state.channels.remove(&list[pos]);
+                            view.remove_channel(&list[pos]);
                         }
                     }
                     None => {
@@ -672,13 +839,13 @@ where
             }
         }
         for pos in untidy {
-            Self::tidy_channel(state, &list[pos]);
+            Self::tidy_channel(view, &list[pos]);
         }
         out
     }
 
-    fn tidy_channel(state: &mut State<C, P, A, K>, channel: &C) {
-        let remove = match state.channels.get_mut(channel) {
+    fn tidy_channel(view: &mut View<'_, C, P, A, K>, channel: &C) {
+        let remove = match view.channel_mut(channel) {
             Some(cs) => {
                 cs.data.tidy();
                 cs.data.is_empty() && cs.joins.is_empty()
@@ -686,16 +853,16 @@ where
             None => false,
         };
         if remove {
-            state.channels.remove(channel);
+            view.remove_channel(channel);
         }
     }
 
     fn take_or_clone_cont(
-        state: &mut State<C, P, A, K>,
+        view: &mut View<'_, C, P, A, K>,
         jk: &Arc<[C]>,
         seq: u64,
     ) -> WaitingContinuation<P, K> {
-        let (w, now_empty) = match state.joins.get_mut(jk) {
+        let (w, now_empty) = match view.join_mut(jk) {
             Some(store) => match store.get(seq) {
                 Some(w) if w.persist => (Some(w.clone()), false),
                 Some(_) => {
@@ -707,17 +874,17 @@ where
             None => (None, false),
         };
         if now_empty {
-            state.joins.remove(jk);
+            view.state_mut(&jk[0]).joins.remove(jk);
             for (i, c) in jk.iter().enumerate() {
                 if jk[..i].contains(c) {
                     continue;
                 }
-                if let Some(cs) = state.channels.get_mut(c) {
+                if let Some(cs) = view.channel_mut(c) {
                     if let Some(at) = cs.joins.iter().position(|k| k == jk) {
                         cs.joins.remove(at);
                     }
                 }
-                Self::tidy_channel(state, c);
+                Self::tidy_channel(view, c);
             }
         }
         // `seq` came from a search over this very state under the same lock, so `w` is present.
@@ -727,12 +894,12 @@ where
         }
     }
 
-    fn channel_mut<'s>(
-        state: &'s mut State<C, P, A, K>,
+    fn channel_or_new<'s>(
+        view: &'s mut View<'_, C, P, A, K>,
         config: &SpaceConfig<C>,
         channel: &C,
     ) -> &'s mut ChannelState<C, A> {
-        state
+        view.state_mut(channel)
             .channels
             .entry(channel.clone())
             .or_insert_with(|| ChannelState {
@@ -814,14 +981,12 @@ where
             Ok(p) => p,
             Err(kind) => return Err(ConsumeError::new(kind, continuation)),
         };
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let (examined, found) =
-            self.find_for_consume(&mut inner.state, &channels, &patterns, &peeks);
+        let mut view = self.lock_channels(&channels);
+        let (examined, found) = self.find_for_consume(&mut view, &channels, &patterns, &peeks);
         match found {
             Some(found) => {
                 let verdict = admit(&Self::firing(
-                    &inner.state,
+                    &view,
                     OpKind::Consume,
                     examined,
                     &channels,
@@ -834,8 +999,7 @@ where
                         continuation,
                     ));
                 }
-                let matches =
-                    Self::collect_matches(&mut inner.state, &channels, &peeks, found, |_| None);
+                let matches = Self::collect_matches(&mut view, &channels, &peeks, found, |_| None);
                 Ok(Some(Comm {
                     continuation,
                     channels,
@@ -853,10 +1017,8 @@ where
                     persist,
                     peeks,
                 };
-                let stores = inner
-                    .state
-                    .joins
-                    .get(&channels)
+                let stores = view
+                    .join(&channels)
                     .is_none_or(|store| store.would_store(&w));
                 if let Err(e) = admit(&Admission::storing(OpKind::Consume, examined, stores)) {
                     return Err(ConsumeError::new(
@@ -865,7 +1027,7 @@ where
                     ));
                 }
                 if stores {
-                    self.store_continuation(&mut inner.state, channels, w);
+                    self.store_continuation(&mut view, channels, w);
                 }
                 Ok(None)
             }
@@ -874,45 +1036,47 @@ where
 
     fn find_for_consume(
         &self,
-        state: &mut State<C, P, A, K>,
+        view: &mut View<'_, C, P, A, K>,
         channels: &[C],
         patterns: &[P],
         peeks: &[usize],
     ) -> (u64, Option<Found<M::Output>>) {
         for (c, p) in channels.iter().zip(patterns.iter()) {
             if self.matcher.exact_key(p).is_some() {
-                if let Some(cs) = state.channels.get(c) {
+                if let Some(cs) = view.channel(c) {
                     if cs.data.wants_index() {
-                        if let Some(cs) = state.channels.get_mut(c) {
+                        if let Some(cs) = view.channel_mut(c) {
                             cs.data.ensure_index();
                         }
                     }
                 }
             }
         }
-        let join = resolve(&state.channels, channels);
+        let join = resolve(view, channels);
         let (found, examined) = search(&self.matcher, &join, patterns, peeks, None);
         (examined, found)
     }
 
     fn store_continuation(
         &self,
-        state: &mut State<C, P, A, K>,
+        view: &mut View<'_, C, P, A, K>,
         channels: Arc<[C]>,
         w: WaitingContinuation<P, K>,
     ) {
-        if let Some(store) = state.joins.get_mut(&channels) {
+        if let Some(store) = view.join_mut(&channels) {
             store.push(w);
             return;
         }
         let mut store = ContStore::new(self.config.continuation_kind());
         store.push(w);
-        state.joins.insert(channels.clone(), store);
+        view.state_mut(&channels[0])
+            .joins
+            .insert(channels.clone(), store);
         for (i, c) in channels.iter().enumerate() {
             if channels[..i].contains(c) {
                 continue;
             }
-            Self::channel_mut(state, &self.config, c)
+            Self::channel_or_new(view, &self.config, c)
                 .joins
                 .push_back(channels.clone());
         }
@@ -978,9 +1142,8 @@ where
         if let Err(kind) = validate(&channels, &patterns, &[]) {
             return Err(ConsumeError::new(kind, continuation));
         }
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let (examined, found) = self.find_for_consume(&mut inner.state, &channels, &patterns, &[]);
+        let mut view = self.lock_channels(&channels);
+        let (examined, found) = self.find_for_consume(&mut view, &channels, &patterns, &[]);
         if found.is_some() {
             return Err(ConsumeError::new(
                 ErrorKind::InstallWouldMatch,
@@ -993,27 +1156,28 @@ where
                 continuation,
             ));
         }
-        let id = inner.installed.entries.len();
-        for (i, c) in channels.iter().enumerate() {
-            if channels[..i].contains(c) {
-                continue;
-            }
-            inner
-                .installed
-                .by_channel
-                .entry(c.clone())
-                .or_default()
-                .push(id);
-        }
-        inner.installed.entries.push((
-            channels,
-            WaitingContinuation {
+        let entry = Arc::new(InstalledEntry {
+            list: channels.clone(),
+            w: WaitingContinuation {
                 patterns,
                 continuation,
                 persist: true,
                 peeks: Peeks::new(),
             },
-        ));
+        });
+        for (i, c) in channels.iter().enumerate() {
+            if channels[..i].contains(c) {
+                continue;
+            }
+            let shard = self.router.shard_of(c);
+            view.locks
+                .get_mut(shard)
+                .installed
+                .by_channel
+                .entry(c.clone())
+                .or_default()
+                .push(entry.clone());
+        }
         Ok(())
     }
 
@@ -1032,7 +1196,7 @@ where
     /// assert_eq!((d[0].value, d[1].value, d[1].persist), (1, 2, true));
     /// ```
     pub fn data(&self, channel: &C) -> Vec<StoredDatum<A>> {
-        let guard = self.inner.lock();
+        let guard = self.shards[self.router.shard_of(channel)].0.lock();
         guard
             .state
             .channels
@@ -1052,13 +1216,19 @@ where
     /// assert!(s.continuations(&[2, 1]).is_empty());
     /// ```
     pub fn continuations(&self, channels: &[C]) -> Vec<WaitingContinuation<P, K>> {
-        let guard = self.inner.lock();
+        let Some(home) = channels.first() else {
+            return Vec::new();
+        };
+        // Join groups and their installed entries are both found through the first channel.
+        let guard = self.shards[self.router.shard_of(home)].0.lock();
         let mut out: Vec<WaitingContinuation<P, K>> = guard
             .installed
-            .entries
-            .iter()
-            .filter(|(list, _)| &list[..] == channels)
-            .map(|(_, w)| w.clone())
+            .by_channel
+            .get(home)
+            .into_iter()
+            .flatten()
+            .filter(|e| &e.list[..] == channels)
+            .map(|e| e.w.clone())
             .collect();
         if let Some(store) = guard.state.joins.get(channels) {
             out.extend(store.all().cloned());
@@ -1077,13 +1247,12 @@ where
     /// assert_eq!(&*s.joins(&2)[0], &[1, 2]);
     /// ```
     pub fn joins(&self, channel: &C) -> Vec<Arc<[C]>> {
-        let guard = self.inner.lock();
+        let guard = self.shards[self.router.shard_of(channel)].0.lock();
         let mut out: Vec<Arc<[C]>> = Vec::new();
-        if let Some(ids) = guard.installed.by_channel.get(channel) {
-            for &i in ids {
-                let list = &guard.installed.entries[i].0;
-                if !out.contains(list) {
-                    out.push(list.clone());
+        if let Some(entries) = guard.installed.by_channel.get(channel) {
+            for e in entries {
+                if !out.contains(&e.list) {
+                    out.push(e.list.clone());
                 }
             }
         }
@@ -1108,8 +1277,8 @@ where
     /// assert!(!s.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        let guard = self.inner.lock();
-        guard.state.channels.is_empty()
+        let all = AllLocked::lock(&self.shards);
+        all.guards.iter().all(|g| g.state.channels.is_empty())
     }
 
     /// Number of channels holding data or taking part in a (non-installed) join group.
@@ -1122,7 +1291,8 @@ where
     /// assert_eq!(s.channel_count(), 2);
     /// ```
     pub fn channel_count(&self) -> usize {
-        self.inner.lock().state.channels.len()
+        let all = AllLocked::lock(&self.shards);
+        all.guards.iter().map(|g| g.state.channels.len()).sum()
     }
 
     /// Captures the whole state (data, continuations, joins) in O(1).
@@ -1136,15 +1306,22 @@ where
     /// s.revert_to_soft_checkpoint(&empty);
     /// assert!(s.is_empty());
     /// ```
+    ///
+    /// Time: O(shards), independent of channels and items: every shard is locked (ascending,
+    /// pausing writers for the copy of one pointer per shard) and its persistent state shared.
     pub fn create_soft_checkpoint(&self) -> SoftCheckpoint<C, P, A, K> {
-        SoftCheckpoint {
-            state: self.inner.lock().state.clone(),
-        }
+        let all = AllLocked::lock(&self.shards);
+        let shards = all.guards.iter().map(|g| g.state.clone()).collect();
+        drop(all);
+        SoftCheckpoint { shards }
     }
 
     /// Restores the state captured by `checkpoint`, in O(1). Installed continuations stay. The
     /// checkpoint is not consumed and can be reverted to again. A checkpoint taken from another
     /// space brings that space's stores, with their kinds.
+    ///
+    /// Time: O(shards). A checkpoint from a space with a different shard count is re-routed
+    /// first, in O(channels + join groups).
     ///
     /// ```
     /// # use rhospace_spaces::{Space, SpaceConfig};
@@ -1159,10 +1336,42 @@ where
     /// }
     /// ```
     pub fn revert_to_soft_checkpoint(&self, checkpoint: &SoftCheckpoint<C, P, A, K>) {
-        let state = checkpoint.state.clone();
-        let old = std::mem::replace(&mut self.inner.lock().state, state);
-        // Dropping the old state can free a large tree: do it outside the lock.
+        let rerouted;
+        let states: &[State<C, P, A, K>] = if checkpoint.shards.len() == self.shards.len() {
+            &checkpoint.shards
+        } else {
+            rerouted = self.reroute(&checkpoint.shards);
+            &rerouted
+        };
+        let mut old = Vec::with_capacity(states.len());
+        let mut all = AllLocked::lock(&self.shards);
+        for (g, state) in all.guards.iter_mut().zip(states) {
+            old.push(std::mem::replace(&mut g.state, state.clone()));
+        }
+        drop(all);
+        // Dropping the old states can free large trees: do it outside the locks.
         drop(old);
+    }
+
+    /// Distributes the states of another shard count over this space's shards.
+    fn reroute(&self, states: &[State<C, P, A, K>]) -> Vec<State<C, P, A, K>> {
+        let mut out: Vec<State<C, P, A, K>> =
+            (0..self.shards.len()).map(|_| State::default()).collect();
+        for st in states {
+            for (c, cs) in st.channels.iter() {
+                out[self.router.shard_of(c)]
+                    .channels
+                    .insert(c.clone(), cs.clone());
+            }
+            for (jk, store) in st.joins.iter() {
+                if let Some(home) = jk.first() {
+                    out[self.router.shard_of(home)]
+                        .joins
+                        .insert(jk.clone(), store.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Empties the space of data and continuations; installed continuations stay.
@@ -1176,7 +1385,12 @@ where
     /// assert!(s.is_empty());
     /// ```
     pub fn clear(&self) {
-        let old = std::mem::take(&mut self.inner.lock().state);
+        let mut old = Vec::with_capacity(self.shards.len());
+        let mut all = AllLocked::lock(&self.shards);
+        for g in all.guards.iter_mut() {
+            old.push(std::mem::take(&mut g.state));
+        }
+        drop(all);
         drop(old);
     }
 }

@@ -16,10 +16,13 @@ mod imp {
             Self(parking_lot::Mutex::new(value))
         }
         #[inline]
-        pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, T> {
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock()
         }
     }
+
+    /// The guard [`Mutex::lock`] returns.
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 }
 
 #[cfg(loom)]
@@ -33,7 +36,7 @@ mod imp {
             Self(loom::sync::Mutex::new(value))
         }
         #[inline]
-        pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             // Poisoning needs a panic while the lock is held; no code path of ours panics there.
             match self.0.lock() {
                 Ok(g) => g,
@@ -41,6 +44,9 @@ mod imp {
             }
         }
     }
+
+    /// The guard [`Mutex::lock`] returns.
+    pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 }
 
-pub(crate) use imp::Mutex;
+pub(crate) use imp::{Mutex, MutexGuard};
