@@ -83,16 +83,20 @@ impl<C, P, K> Default for Installed<C, P, K> {
 
 /// One shard: the state of the channels routed to it (and of the join groups homed on them),
 /// and their installed continuations.
+///
+/// The state sits behind an `Arc` so a soft checkpoint shares it with one reference-count
+/// increment per shard; the first write after a checkpoint copies the shard's two map roots
+/// (`Arc::make_mut`), later writes mutate in place.
 #[derive(Debug)]
 struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
-    state: State<C, P, A, K>,
+    state: Arc<State<C, P, A, K>>,
     installed: Installed<C, P, K>,
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for Shard<C, P, A, K> {
     fn default() -> Self {
         Self {
-            state: State::default(),
+            state: Arc::default(),
             installed: Installed::default(),
         }
     }
@@ -114,7 +118,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 
     #[inline]
     fn state_mut(&mut self, channel: &C) -> &mut State<C, P, A, K> {
-        &mut self.locks.get_mut(self.router.shard_of(channel)).state
+        Arc::make_mut(&mut self.locks.get_mut(self.router.shard_of(channel)).state)
     }
 
     #[inline]
@@ -168,7 +172,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 #[derive(Clone, Debug)]
 pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     /// One state per shard, in shard order.
-    shards: Arc<[State<C, P, A, K>]>,
+    shards: Arc<[Arc<State<C, P, A, K>>]>,
 }
 
 /// Which waiting continuation a produce fires.
@@ -502,7 +506,7 @@ where
         // Fast path: nothing waits on this channel, so the datum is stored (one map walk
         // under one shard lock).
         if !installed_here {
-            match shard.state.channels.get_mut(&channel) {
+            match Arc::make_mut(&mut shard.state).channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match kind {
                         DataKind::Cell if !cs.data.is_empty() => {
@@ -534,7 +538,7 @@ where
                         persist,
                         priority,
                     });
-                    shard.state.channels.insert(
+                    Arc::make_mut(&mut shard.state).channels.insert(
                         channel,
                         ChannelState {
                             data,
@@ -1337,7 +1341,7 @@ where
     /// ```
     pub fn revert_to_soft_checkpoint(&self, checkpoint: &SoftCheckpoint<C, P, A, K>) {
         let rerouted;
-        let states: &[State<C, P, A, K>] = if checkpoint.shards.len() == self.shards.len() {
+        let states: &[Arc<State<C, P, A, K>>] = if checkpoint.shards.len() == self.shards.len() {
             &checkpoint.shards
         } else {
             rerouted = self.reroute(&checkpoint.shards);
@@ -1354,7 +1358,7 @@ where
     }
 
     /// Distributes the states of another shard count over this space's shards.
-    fn reroute(&self, states: &[State<C, P, A, K>]) -> Vec<State<C, P, A, K>> {
+    fn reroute(&self, states: &[Arc<State<C, P, A, K>>]) -> Vec<Arc<State<C, P, A, K>>> {
         let mut out: Vec<State<C, P, A, K>> =
             (0..self.shards.len()).map(|_| State::default()).collect();
         for st in states {
@@ -1371,7 +1375,7 @@ where
                 }
             }
         }
-        out
+        out.into_iter().map(Arc::new).collect()
     }
 
     /// Empties the space of data and continuations; installed continuations stay.
