@@ -79,6 +79,7 @@ pub use charging::ChargingSpace;
 pub use comm::{Comm, MatchedDatum};
 pub use conts::{Peeks, WaitingContinuation};
 pub use data::StoredDatum;
+pub use decode::{decode_exact, decode_varint, Decode, DecodeError};
 pub use encode::{encode_varint, varint_len, Encode};
 pub use error::{ConsumeError, ErrorKind, ProduceError};
 pub use kind::{ContKind, DataKind, SpaceConfig};
