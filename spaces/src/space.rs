@@ -325,6 +325,19 @@ where
         self.shards.len()
     }
 
+    /// The shard `channel` is routed to, in `0..shard_count()`. Stable across processes for a
+    /// given shard count; useful to group work by shard (as the batch operations do).
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u32, u8, u8, u8, ExactMatch> = Space::with_shards(ExactMatch, SpaceConfig::new(), 4);
+    /// assert!(s.shard_of(&7) < 4);
+    /// ```
+    pub fn shard_of(&self, channel: &C) -> usize {
+        self.router.shard_of(channel)
+    }
+
     /// The shards that `channel`'s produce reads: its own, and those of every channel of its
     /// join groups and installed continuations. Sorted, without duplicates.
     fn produce_shards(

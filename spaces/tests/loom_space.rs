@@ -1,0 +1,144 @@
+//! loom models of the space's lock protocol (SPEC §9): shard locks taken in ascending order,
+//! joins that span shards, the produce path that widens its lock set, and soft checkpoints
+//! that lock every shard.
+//!
+//! Under `--cfg loom` the space's shard mutexes are loom's (see `spaces/src/sync.rs`), so loom
+//! explores the interleavings of *our* protocol on the real `Space`. The maps inside a shard are
+//! plain data under those locks. Each model counts its executions and asserts that loom explored
+//! more than one: a model that runs once proves nothing.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release -p rhospace-spaces --test loom_space`
+#![cfg(loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loom::thread;
+use rhospace_matchers::ExactMatch;
+use rhospace_spaces::{Space, SpaceConfig};
+use std::sync::Arc;
+
+type S = Space<u32, u32, u32, u32, ExactMatch>;
+
+fn space() -> S {
+    Space::with_shards(ExactMatch, SpaceConfig::new(), 4)
+}
+
+/// Two channels routed to different shards, the first in the higher shard (so a join listing
+/// them in this order must still lock in ascending shard order).
+fn two_shards(s: &S) -> (u32, u32) {
+    let a = 0u32;
+    let mut b = 1u32;
+    while s.shard_of(&b) == s.shard_of(&a) {
+        b += 1;
+    }
+    if s.shard_of(&a) > s.shard_of(&b) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// Runs `f` under loom and asserts more than one execution was explored.
+fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    loom::model(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        RUNS.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    let n = runs.load(Ordering::Relaxed);
+    eprintln!("{name}: {n} executions");
+    assert!(n > 1, "{name}: loom explored only {n} execution(s)");
+}
+
+#[test]
+fn join_across_shards_never_loses_a_wake_up() {
+    // A join waits on two shards while both of its data are produced concurrently: whatever the
+    // interleaving, exactly one COMM fires and nothing is left behind.
+    model("join_across_shards", || {
+        let s = Arc::new(space());
+        let (a, b) = two_shards(&s);
+        let s1 = s.clone();
+        let t1 =
+            thread::spawn(move || s1.consume([a, b], [1, 2], 9, false, &[]).unwrap().is_some());
+        let s2 = s.clone();
+        let t2 = thread::spawn(move || s2.produce(a, 1, false).unwrap().is_some());
+        let here = s.produce(b, 2, false).unwrap().is_some();
+        let fired = [t1.join().unwrap(), t2.join().unwrap(), here];
+        assert_eq!(fired.iter().filter(|f| **f).count(), 1, "{fired:?}");
+        assert!(s.is_empty());
+    });
+}
+
+#[test]
+fn opposite_order_joins_do_not_deadlock() {
+    // Two joins name the same two shards in opposite orders; both data are stored. Exactly one
+    // join fires (each needs both data), the other waits; loom reports any deadlock.
+    model("opposite_order_joins", || {
+        let s = Arc::new(space());
+        let (a, b) = two_shards(&s);
+        s.produce(a, 1, false).unwrap();
+        s.produce(b, 2, false).unwrap();
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.consume([a, b], [1, 2], 1, false, &[]).unwrap());
+        let here = s.consume([b, a], [2, 1], 2, false, &[]).unwrap();
+        let there = t1.join().unwrap();
+        assert!(here.is_some() != there.is_some());
+        assert!(s.data(&a).is_empty() && s.data(&b).is_empty());
+        let waiting = s.continuations(&[a, b]).len() + s.continuations(&[b, a]).len();
+        assert_eq!(waiting, 1);
+    });
+}
+
+#[test]
+fn produce_racing_consume_fires_exactly_once() {
+    model("produce_racing_consume", || {
+        let s = Arc::new(space());
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.produce(3, 7, false).unwrap());
+        let consumed = s.consume([3], [7], 0, false, &[]).unwrap();
+        let produced = t1.join().unwrap();
+        assert!(consumed.is_some() != produced.is_some());
+        assert!(s.is_empty());
+    });
+}
+
+#[test]
+fn checkpoint_racing_a_join_sees_all_or_nothing() {
+    // A join takes one datum from each of two shards while a soft checkpoint is taken: the
+    // checkpoint holds both data or neither, never half a COMM.
+    model("checkpoint_racing_join", || {
+        let s = Arc::new(space());
+        let (a, b) = two_shards(&s);
+        s.produce(a, 1, false).unwrap();
+        s.produce(b, 2, false).unwrap();
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.consume([a, b], [1, 2], 0, false, &[]).unwrap());
+        let cp = s.create_soft_checkpoint();
+        assert!(t1.join().unwrap().is_some());
+        assert!(s.is_empty());
+        s.revert_to_soft_checkpoint(&cp);
+        let (na, nb) = (s.data(&a).len(), s.data(&b).len());
+        assert_eq!(na, nb, "checkpoint caught half a COMM");
+    });
+}
+
+#[test]
+fn produce_widening_its_locks_meets_a_new_join() {
+    // The produce on `b` first sees no join (fast path, one shard) or a join spanning `a` and
+    // `b` (it must then lock both shards in order, re-reading the join list). Either way the
+    // datum on `a` and the produce on `b` meet the join exactly once.
+    model("produce_widening", || {
+        let s = Arc::new(space());
+        let (a, b) = two_shards(&s);
+        s.produce(a, 1, false).unwrap();
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.produce(b, 2, false).unwrap().is_some());
+        let here = s.consume([a, b], [1, 2], 0, false, &[]).unwrap().is_some();
+        let there = t1.join().unwrap();
+        assert!(here != there);
+        assert!(s.is_empty());
+    });
+}
