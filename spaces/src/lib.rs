@@ -67,7 +67,7 @@ mod error;
 mod history;
 mod join;
 mod kind;
-mod merkle;
+pub mod merkle;
 mod seq;
 mod shard;
 mod space;
