@@ -71,7 +71,7 @@
 //! `0x02` bind (`..r`) followed by `str` name.
 //!
 //! **Predicates encode by name only**, exactly as their `==` and `Hash` do: two predicates with
-//! the same name are, by the crate's contract (see [`Predicate`](crate::Predicate)), the same
+//! the same name are, by the crate's contract (see [`Predicate`]), the same
 //! function. Giving one name to different functions makes distinct patterns encode (and hash)
 //! equal.
 //!

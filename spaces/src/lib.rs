@@ -82,6 +82,7 @@ pub use data::StoredDatum;
 pub use decode::{decode_exact, decode_varint, Decode, DecodeError};
 pub use encode::{encode_varint, varint_len, Encode};
 pub use error::{ConsumeError, ErrorKind, ProduceError};
+pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};
 pub use space::{SoftCheckpoint, Space, MAX_JOIN};

@@ -479,7 +479,7 @@ fn contains(node: &Node, key: &Digest) -> bool {
 /// [module docs](self) for the algorithm, guarantees and costs).
 ///
 /// Invariant: `root` is `None` exactly when the map is empty, and otherwise the canonical trie
-/// of the map's contents (see [`Node`]'s invariants).
+/// of the map's contents (see the module's *Guarantees*).
 ///
 /// ```
 /// use rhospace_spaces::merkle::MerkleMap;
@@ -646,7 +646,7 @@ impl MerkleMap {
     /// `(key, value)` of every leaf among them: the leaves whose value blobs the store may also
     /// lack. `have(hash)` says whether the store holds a node; a subtree whose root it holds is
     /// skipped whole (the store holds a node only together with everything below it, as
-    /// `HistoryStore::commit` guarantees). For the empty map the
+    /// [`HistoryStore::commit`](crate::HistoryStore::commit) guarantees). For the empty map the
     /// one-byte empty-trie node is listed (unless held), so that every root, the empty one
     /// included, is a stored node.
     ///
