@@ -99,6 +99,8 @@ const TAG_BRANCH: u8 = 0x02;
 const TAG_ORDERED: u8 = 0x10;
 const TAG_ITEM: u8 = 0x11;
 const TAG_MULTISET: u8 = 0x12;
+const TAG_KEY_DATA: u8 = 0x20;
+const TAG_KEY_CONTINUATIONS: u8 = 0x21;
 
 /// The root of the empty map: the hash of the one-byte empty-trie message.
 ///
@@ -188,6 +190,49 @@ where
     for x in &hashes {
         h.update(x);
     }
+    *h.finalize().as_bytes()
+}
+
+/// What a trie key names. The domain is hashed into the key, so the key of a channel's data
+/// never equals the key of a channel list's continuations, even for a one-channel list whose
+/// encoding happens to equal a channel's.
+///
+/// ```
+/// use rhospace_spaces::merkle::{trie_key, KeyDomain};
+/// assert_ne!(trie_key(KeyDomain::Data, b"c"), trie_key(KeyDomain::Continuations, b"c"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyDomain {
+    /// The data stored on one channel (key over the channel's canonical encoding).
+    Data,
+    /// The continuations waiting on one channel list (key over the list's canonical
+    /// encoding, channels in the join's order).
+    Continuations,
+}
+
+/// The trie key for `encoded` (a channel's or a channel list's canonical encoding) in
+/// `domain`: a keyed BLAKE3 hash with a per-domain tag, so keys spread evenly over the trie
+/// whatever the channels look like.
+///
+/// Time: O(`encoded.len()`).
+///
+/// ```
+/// use rhospace_spaces::merkle::{trie_key, KeyDomain};
+/// use rhospace_spaces::Encode;
+/// let mut enc = Vec::new();
+/// "orders".encode(&mut enc);
+/// let k = trie_key(KeyDomain::Data, &enc);
+/// assert_eq!(k, trie_key(KeyDomain::Data, &enc)); // stable
+/// ```
+pub fn trie_key(domain: KeyDomain, encoded: &[u8]) -> Digest {
+    let tag = match domain {
+        KeyDomain::Data => TAG_KEY_DATA,
+        KeyDomain::Continuations => TAG_KEY_CONTINUATIONS,
+    };
+    let mut h = blake3::Hasher::new_keyed(&HASH_KEY);
+    h.update(&[tag]);
+    h.update(encoded);
     *h.finalize().as_bytes()
 }
 
@@ -1151,6 +1196,14 @@ mod tests {
         items.iter().for_each(|h| msg.extend(h));
         assert_eq!(hash_multiset([&b"a"[..], b"bc", b"a"]), keyed(&msg));
         assert_eq!(
+            trie_key(KeyDomain::Data, b"ch"),
+            keyed(&[TAG_KEY_DATA, b'c', b'h'])
+        );
+        assert_eq!(
+            hex(&trie_key(KeyDomain::Continuations, b"ch")),
+            "8f6fb62b7fe10ec6e155f7434e83c434f95c41c634ef19ff9a3f53791f49eddc"
+        );
+        assert_eq!(
             hex(&hash_multiset([&b"a"[..], b"bc", b"a"])),
             "bc2822944752f996689e37bfdf5d7070bce04552a269aae51d39d80abaa87d8c"
         );
@@ -1475,7 +1528,12 @@ mod tests {
                                          probe_every in 1usize..20) {
             let mut m = MerkleMap::new();
             let mut model = BTreeMap::new();
+            let mut snapshot = None;
             for (i, op) in ops.iter().enumerate() {
+                if i == ops.len() / 2 {
+                    // a clone taken midway must keep that moment's contents and root
+                    snapshot = Some((m.clone(), model.clone()));
+                }
                 match *op {
                     Op::Put(id, val) => {
                         prop_assert_eq!(m.insert(key_of(id), [val; 32]), model.insert(key_of(id), [val; 32]));
@@ -1500,6 +1558,10 @@ mod tests {
                 r.insert(*k, *v);
             }
             prop_assert_eq!(r.root(), m.root());
+            if let Some((snap, snap_model)) = snapshot {
+                prop_assert_eq!(snap.len(), snap_model.len());
+                prop_assert_eq!(snap.root(), from_sorted(&snap_model).root());
+            }
         }
     }
 }
