@@ -85,6 +85,7 @@ pub use error::{ConsumeError, ErrorKind, ProduceError};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};
+pub use space::batch::{ConsumeOutcome, ConsumeRequest, ProduceOutcome};
 pub use space::{SoftCheckpoint, Space, MAX_JOIN};
 
 /// The persistent hash map used for state: `imbl`'s HAMT with a fast hasher. Its iteration

@@ -1,5 +1,7 @@
 //! The tuple space: produce, consume, install, views and soft checkpoints.
 
+pub(crate) mod batch;
+
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::ops::ControlFlow;
@@ -573,6 +575,25 @@ where
             drop(guard);
             self.lock_for_produce(&channel, need)
         };
+        self.produce_in(&mut view, channel, datum, persist, priority, admit)
+    }
+
+    /// A produce under `view`, which holds every shard the produce reads
+    /// ([`produce_shards`](Self::produce_shards)). `priority` is already normalised.
+    #[allow(clippy::type_complexity)]
+    fn produce_in<F>(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        channel: C,
+        datum: A,
+        persist: bool,
+        priority: i64,
+        admit: F,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>>
+    where
+        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+    {
+        let kind = self.config.kind_of(&channel);
         if let Some(cs) = view.channel(&channel) {
             match kind {
                 DataKind::Cell if !cs.data.is_empty() => {
@@ -592,8 +613,8 @@ where
             persist,
             priority,
         };
-        Self::index_partners(&mut view, &channel);
-        let (examined, hit) = self.find_for_produce(&view, &channel, kind, &incoming);
+        Self::index_partners(view, &channel);
+        let (examined, hit) = self.find_for_produce(view, &channel, kind, &incoming);
         let Some((source, found)) = hit else {
             if let Err(e) = admit(&Admission::storing(OpKind::Produce, examined, true)) {
                 return Err(ProduceError::new(
@@ -601,7 +622,7 @@ where
                     incoming.value,
                 ));
             }
-            Self::channel_or_new(&mut view, &self.config, &channel)
+            Self::channel_or_new(view, &self.config, &channel)
                 .data
                 .push(incoming);
             return Ok(None);
@@ -615,7 +636,7 @@ where
                 },
             };
             let mut admission =
-                Self::firing(&view, OpKind::Produce, examined, list, &w.peeks, &found);
+                Self::firing(view, OpKind::Produce, examined, list, &w.peeks, &found);
             admission.freed_continuation = freed_cont;
             admit(&admission)
         };
@@ -625,7 +646,7 @@ where
                 incoming.value,
             ));
         }
-        Ok(Some(Self::fire_produce(&mut view, incoming, source, found)))
+        Ok(Some(Self::fire_produce(view, incoming, source, found)))
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -999,11 +1020,37 @@ where
             Err(kind) => return Err(ConsumeError::new(kind, continuation)),
         };
         let mut view = self.lock_channels(&channels);
-        let (examined, found) = self.find_for_consume(&mut view, &channels, &patterns, &peeks);
+        self.consume_in(
+            &mut view,
+            channels,
+            patterns,
+            continuation,
+            persist,
+            peeks,
+            admit,
+        )
+    }
+
+    /// A validated consume under `view`, which holds the shards of all of `channels`.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn consume_in<F>(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        channels: Arc<[C]>,
+        patterns: Arc<[P]>,
+        continuation: K,
+        persist: bool,
+        peeks: Peeks,
+        admit: F,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>>
+    where
+        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+    {
+        let (examined, found) = self.find_for_consume(view, &channels, &patterns, &peeks);
         match found {
             Some(found) => {
                 let verdict = admit(&Self::firing(
-                    &view,
+                    view,
                     OpKind::Consume,
                     examined,
                     &channels,
@@ -1016,7 +1063,7 @@ where
                         continuation,
                     ));
                 }
-                let matches = Self::collect_matches(&mut view, &channels, &peeks, found, |_| None);
+                let matches = Self::collect_matches(view, &channels, &peeks, found, |_| None);
                 Ok(Some(Comm {
                     continuation,
                     channels,
@@ -1044,7 +1091,7 @@ where
                     ));
                 }
                 if stores {
-                    self.store_continuation(&mut view, channels, w);
+                    self.store_continuation(view, channels, w);
                 }
                 Ok(None)
             }
