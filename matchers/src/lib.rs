@@ -9,6 +9,7 @@
 //! |---|---|---|---|
 //! | [`ExactMatch`] | a value of the datum's type | `()` | one `Eq`; hash-indexed in the space |
 //! | [`StructuralMatch`] | a [`Pattern`] over [`Term`]s | [`Bindings`] | one walk of the pattern; literal patterns hash-indexed via [`Match::exact_key`] |
+//! | [`SimilarityMatch`] | a [`SimilarityPattern`] (query embedding, metric, threshold, best or top-k) | the score, `f32` | one SIMD kernel call; VectorDB channels rank with their index via [`Match::similarity`] |
 //!
 //! The structural matcher's data are [`Term`]s (integers, strings, bytes, booleans, lists,
 //! tuples, records in canonical key order); its patterns have wildcards, binders (a repeated
@@ -43,6 +44,7 @@ pub mod term;
 
 pub use exact::ExactMatch;
 pub use pattern::{Pattern, PatternTooDeep, Predicate, Rest, MAX_PATTERN_DEPTH};
+pub use similarity::{Embedded, EmbeddedDatum, Embedding, SimilarityMatch, SimilarityPattern};
 pub use structural::{Bindings, StructuralMatch};
 pub use term::{Record, Term};
 
@@ -79,6 +81,44 @@ pub trait Match<P, A>: Send + Sync {
     /// exactly when `a == k`. The default, `None`, always scans, which is always correct.
     fn exact_key<'p>(&self, pattern: &'p P) -> Option<&'p A> {
         let _ = pattern;
+        None
+    }
+
+    /// When `pattern` selects data by similarity score, returns its [`SimilarityPattern`].
+    ///
+    /// A VectorDB channel uses it to rank candidates with its embedding index (best score
+    /// first, ties oldest first) instead of calling [`get`](Self::get) per datum, and to take
+    /// `k` data at one position for a top-k pattern. Contract: if this returns `Some(s)`, then
+    /// `get(pattern, a).is_some()` holds exactly when [`embedding`](Self::embedding) gives
+    /// `Some(e)` for `a` and `s.score(e)` is `Some(x)` with `s.accepts(x)`. The default, `None`,
+    /// makes the space treat the pattern as an ordinary predicate, which is always correct.
+    ///
+    /// ```
+    /// use rhospace_matchers::similarity::{Embedding, Metric, SimilarityMatch, SimilarityPattern};
+    /// use rhospace_matchers::{ExactMatch, Match};
+    /// let p = SimilarityPattern::best([1.0], Metric::Dot, 0.0).unwrap();
+    /// let m: &dyn Match<SimilarityPattern, Embedding, Output = f32> = &SimilarityMatch;
+    /// assert!(m.similarity(&p).is_some());
+    /// assert!(Match::<u8, u8>::similarity(&ExactMatch, &1).is_none());
+    /// ```
+    fn similarity<'p>(&self, pattern: &'p P) -> Option<&'p SimilarityPattern> {
+        let _ = pattern;
+        None
+    }
+
+    /// The embedding `datum` carries, if any: what a VectorDB channel validates and indexes
+    /// when the datum is produced. The default, `None`, means the matcher knows no embedding;
+    /// a VectorDB channel then refuses the datum.
+    ///
+    /// ```
+    /// use rhospace_matchers::similarity::{EmbeddedDatum, SimilarityMatch, SimilarityPattern};
+    /// use rhospace_matchers::{ExactMatch, Match};
+    /// let d = EmbeddedDatum::new(1u8, [0.5, 0.5]);
+    /// assert_eq!(Match::<SimilarityPattern, _>::embedding(&SimilarityMatch, &d), Some(&[0.5, 0.5][..]));
+    /// assert_eq!(Match::<u8, u8>::embedding(&ExactMatch, &1), None);
+    /// ```
+    fn embedding<'a>(&self, datum: &'a A) -> Option<&'a [f32]> {
+        let _ = datum;
         None
     }
 }

@@ -1,7 +1,9 @@
 //! `DataStore`: one channel's data, kept by its [`DataKind`], with an exact-match index.
 //!
 //! Bag, Set, Queue, Stack and Cell keep items in a [`SeqItems`] (arrival order, stable
-//! numbers); PriorityQueue keeps an `imbl::OrdMap` keyed by (priority descending, arrival).
+//! numbers); PriorityQueue keeps an `imbl::OrdMap` keyed by (priority descending, arrival);
+//! VectorDB keeps a [`VecItems`] (items by stable number, plus an embedding index ranked by
+//! similarity; see [`crate::vector`]).
 //! Everything is persistent: cloning a store is O(1).
 //!
 //! **Exact index.** Bag and Set stores with at least [`INDEX_MIN`] items build, on first need, a
@@ -19,6 +21,7 @@ use smallvec::SmallVec;
 
 use crate::kind::DataKind;
 use crate::seq::SeqItems;
+use crate::vector::VecItems;
 use crate::PMap;
 
 /// Stores with fewer items than this are scanned; at or above it, an exact index is built.
@@ -66,6 +69,8 @@ enum Items<A: Clone> {
         map: OrdMap<ItemKey, StoredDatum<A>>,
         next: u64,
     },
+    /// VectorDB: items by stable number plus the embedding index (see [`crate::vector`]).
+    Vec(VecItems<A>),
 }
 
 /// One channel's data. Invariant: `index`, when present, maps each value to the ascending
@@ -84,6 +89,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
                 map: OrdMap::new(),
                 next: 0,
             },
+            DataKind::VectorDb { dim, metric } => Items::Vec(VecItems::new(dim, metric)),
             _ => Items::Seq(SeqItems::default()),
         };
         Self {
@@ -103,6 +109,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         match &self.items {
             Items::Seq(s) => s.len(),
             Items::Prio { map, .. } => map.len(),
+            Items::Vec(v) => v.len(),
         }
     }
 
@@ -116,6 +123,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
     pub(crate) fn next_key(&self, priority: i64) -> ItemKey {
         match &self.items {
             Items::Seq(s) => ItemKey::seq(s.next_seq()),
+            Items::Vec(v) => ItemKey::seq(v.next_seq()),
             Items::Prio { next, .. } => ItemKey {
                 prio: Reverse(priority),
                 seq: *next,
@@ -128,11 +136,29 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         match &self.items {
             Items::Seq(s) => s.get(key.seq),
             Items::Prio { map, .. } => map.get(&key),
+            Items::Vec(v) => v.get(key.seq),
         }
     }
 
+    /// Stores a datum. On a VectorDB channel it is stored without an index row (found through
+    /// the matcher's embedding at search time); use [`push_embedded`](Self::push_embedded)
+    /// there.
     pub(crate) fn push(&mut self, datum: StoredDatum<A>) -> ItemKey {
+        self.push_embedded(datum, |_| None)
+    }
+
+    /// Stores a datum; `embed` reads its embedding (pass the matcher's
+    /// [`embedding`](rhospace_matchers::Match::embedding)), which a VectorDB channel copies
+    /// into its index when valid; other kinds never call it. Callers check the embedding first
+    /// with [`DataKind::check_embedding`]; an unchecked invalid one is stored unindexed, never
+    /// a panic.
+    pub(crate) fn push_embedded(
+        &mut self,
+        datum: StoredDatum<A>,
+        embed: impl Fn(&A) -> Option<&[f32]>,
+    ) -> ItemKey {
         match &mut self.items {
+            Items::Vec(v) => ItemKey::seq(v.push(datum, embed)),
             Items::Seq(s) => {
                 let seq = s.next_seq();
                 if let Some(index) = &mut self.index {
@@ -158,6 +184,15 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         }
     }
 
+    /// The VectorDB items, when this is a VectorDB channel.
+    #[inline]
+    pub(crate) fn vector(&self) -> Option<&VecItems<A>> {
+        match &self.items {
+            Items::Vec(v) => Some(v),
+            _ => None,
+        }
+    }
+
     pub(crate) fn take(&mut self, key: ItemKey) -> Option<StoredDatum<A>> {
         match &mut self.items {
             Items::Seq(s) => {
@@ -177,13 +212,16 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
                 Some(d)
             }
             Items::Prio { map, .. } => map.remove(&key),
+            Items::Vec(v) => v.take(key.seq),
         }
     }
 
     /// Compacts tombstones when they dominate; rebuilds the index then.
     pub(crate) fn tidy(&mut self) {
-        let Items::Seq(s) = &mut self.items else {
-            return;
+        let s = match &mut self.items {
+            Items::Seq(s) => s,
+            Items::Vec(v) => return v.tidy(),
+            Items::Prio { .. } => return,
         };
         if s.is_empty() {
             self.index = None;
@@ -233,6 +271,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         match &self.items {
             Items::Seq(s) => s.iter().any(|(_, d)| d.value == *value),
             Items::Prio { map, .. } => map.values().any(|d| d.value == *value),
+            Items::Vec(v) => v.iter().any(|(_, d)| d.value == *value),
         }
     }
 
@@ -240,11 +279,11 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
     /// channel a COMM takes (no stored item ahead of it is used up).
     pub(crate) fn new_item_is_head(&self, key: ItemKey) -> bool {
         match self.kind {
-            DataKind::Bag | DataKind::Set | DataKind::Stack => true,
+            DataKind::Bag | DataKind::Set | DataKind::Stack | DataKind::VectorDb { .. } => true,
             DataKind::Queue | DataKind::Cell => self.is_empty(),
             DataKind::PriorityQueue => match &self.items {
                 Items::Prio { map, .. } => map.keys().next().is_none_or(|k| key < *k),
-                Items::Seq(_) => true,
+                Items::Seq(_) | Items::Vec(_) => true,
             },
         }
     }
@@ -259,6 +298,14 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         mut f: impl FnMut(ItemKey, &'s StoredDatum<A>, bool) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         match (&self.items, self.kind) {
+            (Items::Vec(v), _) => {
+                for (seq, d) in v.iter() {
+                    f(ItemKey::seq(seq), d, false)?;
+                }
+                if let Some((k, d)) = extra {
+                    f(k, d, true)?;
+                }
+            }
             (Items::Seq(s), DataKind::Stack) => {
                 if let Some((k, d)) = extra {
                     f(k, d, true)?;
@@ -305,6 +352,25 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// On a VectorDB channel, offers the data `sim` accepts best score first (ties oldest
+    /// first), with the produced item `extra` at its place; see
+    /// [`VecItems::for_each_ranked`]. Returns `None` on other kinds (the caller then uses
+    /// [`for_each_candidate`](Self::for_each_candidate)).
+    pub(crate) fn for_each_ranked<'s>(
+        &'s self,
+        sim: &rhospace_matchers::SimilarityPattern,
+        embed: &dyn Fn(&A) -> Option<&[f32]>,
+        extra: Option<(ItemKey, &'s StoredDatum<A>)>,
+        need: usize,
+        mut f: impl FnMut(ItemKey, &'s StoredDatum<A>, bool) -> ControlFlow<()>,
+    ) -> Option<ControlFlow<()>> {
+        let v = self.vector()?;
+        let extra = extra.map(|(k, d)| (k.seq, d));
+        Some(v.for_each_ranked(sim, embed, extra, need, |seq, d, inc| {
+            f(ItemKey::seq(seq), d, inc)
+        }))
     }
 
     /// The stored items in the order this kind hands them out.

@@ -38,6 +38,20 @@ pub enum ErrorKind {
     CellFull,
     /// The operation's phlogiston charge would overdraw its meter.
     OutOfPhlogiston(rhospace_phlogiston::OutOfPhlogiston),
+    /// A produce on a VectorDB channel whose datum's embedding is invalid there: wrong
+    /// dimension, a NaN or infinite component, or all zeros under cosine.
+    Embedding(rhospace_vectordb::VectorError),
+    /// A produce on a VectorDB channel whose datum carries no embedding the matcher can read
+    /// ([`rhospace_matchers::Match::embedding`] returned `None`).
+    MissingEmbedding,
+    /// A consume whose similarity query at `position` does not fit its VectorDB channel (a
+    /// different dimension).
+    Query {
+        /// The position of the pattern in the consume.
+        position: usize,
+        /// What is wrong with the query.
+        error: rhospace_vectordb::VectorError,
+    },
 }
 
 impl fmt::Display for ErrorKind {
@@ -64,6 +78,13 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::CellFull => f.write_str("the cell already holds a datum"),
             ErrorKind::OutOfPhlogiston(e) => write!(f, "{e}"),
+            ErrorKind::Embedding(e) => write!(f, "invalid embedding for a VectorDB channel: {e}"),
+            ErrorKind::MissingEmbedding => {
+                f.write_str("the datum carries no embedding, which a VectorDB channel requires")
+            }
+            ErrorKind::Query { position, error } => {
+                write!(f, "similarity query at position {position}: {error}")
+            }
         }
     }
 }

@@ -25,7 +25,8 @@
 use std::hash::Hash;
 use std::ops::ControlFlow;
 
-use rhospace_matchers::Match;
+use rhospace_matchers::similarity::Take;
+use rhospace_matchers::{Match, SimilarityPattern};
 use smallvec::SmallVec;
 
 use crate::data::{DataStore, ItemKey, StoredDatum};
@@ -67,10 +68,49 @@ pub(crate) struct Join<'a, A: Clone + Hash + Eq> {
     pub(crate) stores: SmallVec<[Option<&'a DataStore<A>>; 4]>,
 }
 
-/// A found assignment: one pick and one match result per position.
+/// A found assignment: one pick and one match result per position, plus the further picks of
+/// top-k similarity positions.
+///
+/// `picks[i]` / `results[i]` is the (first, best) datum of position `i`. A top-k position
+/// takes `k` data: the best is in `picks`, the other `k - 1` are in `more` as
+/// `(position, pick, result)`, by position and then best first. Use
+/// [`entries`](Self::entries) for every datum in COMM order.
 pub(crate) struct Found<R> {
     pub(crate) picks: SmallVec<[Pick; 4]>,
     pub(crate) results: SmallVec<[R; 4]>,
+    #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
+    pub(crate) more: SmallVec<[(usize, Pick, R); 2]>,
+}
+
+impl<R> Found<R> {
+    /// Every picked datum as `(position, pick, result)`, in COMM order: positions ascending,
+    /// and within a top-k position best first: the order of a COMM's `matches`.
+    #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
+    pub(crate) fn entries(self) -> impl Iterator<Item = (usize, Pick, R)> {
+        let mut out: Vec<(usize, Pick, R)> = Vec::with_capacity(self.picks.len() + self.more.len());
+        let mut more = self.more.into_iter().peekable();
+        for (pos, (pick, r)) in self.picks.into_iter().zip(self.results).enumerate() {
+            out.push((pos, pick, r));
+            while let Some(e) = more.next_if(|(q, _, _)| *q == pos) {
+                out.push(e);
+            }
+        }
+        out.into_iter()
+    }
+
+    /// Every picked datum as `(position, pick)` in COMM order, borrowing.
+    #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
+    pub(crate) fn entry_picks(&self) -> impl Iterator<Item = (usize, Pick)> + '_ {
+        let mut out: SmallVec<[(usize, Pick); 8]> = SmallVec::new();
+        let mut more = self.more.iter().peekable();
+        for (pos, pick) in self.picks.iter().enumerate() {
+            out.push((pos, *pick));
+            while let Some((_, p, _)) = more.next_if(|(q, _, _)| *q == pos) {
+                out.push((pos, *p));
+            }
+        }
+        out.into_iter()
+    }
 }
 
 struct Dfs<'j, 'a, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> {
@@ -83,6 +123,8 @@ struct Dfs<'j, 'a, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     last_incoming_pos: usize,
     picks: SmallVec<[Pick; 4]>,
     results: SmallVec<[M::Output; 4]>,
+    /// Further picks of top-k positions, `(position, pick, result)`, positions ascending.
+    more: SmallVec<[(usize, Pick, M::Output); 2]>,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
 }
@@ -104,22 +146,36 @@ impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A,
                 consuming |= !self.peeks_at(q);
             }
         }
+        for (q, p, _) in &self.more {
+            if *q < pos && self.join.cids[*q] == cid && *p == pick {
+                any = true;
+                consuming |= !self.peeks_at(*q);
+            }
+        }
         (any, consuming)
     }
 
     fn incoming_used(&self) -> bool {
-        self.picks.iter().any(|p| p.incoming)
+        self.picks.iter().any(|p| p.incoming) || self.more.iter().any(|(_, p, _)| p.incoming)
     }
 
     fn go(&mut self, pos: usize) -> bool {
         if pos == self.join.cids.len() {
             return self.incoming.is_none() || self.incoming_used();
         }
+        let matcher: &'m M = self.matcher;
+        let patterns: &'j [P] = self.patterns;
+        let sim = matcher.similarity(&patterns[pos]);
+        let top_k = match sim.map(|s| s.take()) {
+            Some(Take::TopK(k)) => Some(k.get()),
+            _ => None,
+        };
         if let Some(inc) = self.incoming {
             if pos > self.last_incoming_pos && !self.incoming_used() {
                 return false;
             }
-            if inc.alone && self.join.cids[pos] == inc.cid {
+            // A top-k position takes stored data beside the produced one: no shortcut.
+            if inc.alone && self.join.cids[pos] == inc.cid && top_k.is_none() {
                 // The produced datum must sit here: stored data on this channel cannot help.
                 if !inc.head {
                     return false;
@@ -134,17 +190,109 @@ impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A,
             Some(inc) if inc.cid == cid => Some((inc.key, inc.datum)),
             _ => None,
         };
-        let hint = self.matcher.exact_key(&self.patterns[pos]);
+        if let (Some(k), Some(sim)) = (top_k, sim) {
+            return self.go_top_k(pos, k, sim);
+        }
+        let hint = matcher.exact_key(&patterns[pos]);
+        let embed: &dyn Fn(&A) -> Option<&[f32]> = &|a| matcher.embedding(a);
+        let need = self.join.cids.len();
         let flow = match store {
-            Some(s) => s.for_each_candidate(hint, extra, |key, d, incoming| {
-                self.offer(pos, cid, key, d, incoming, restricted)
-            }),
+            Some(s) => {
+                let ranked = match sim {
+                    Some(sim) => s.for_each_ranked(sim, embed, extra, need, |key, d, incoming| {
+                        self.offer(pos, cid, key, d, incoming, restricted)
+                    }),
+                    None => None,
+                };
+                match ranked {
+                    Some(flow) => flow,
+                    None => s.for_each_candidate(hint, extra, |key, d, incoming| {
+                        self.offer(pos, cid, key, d, incoming, restricted)
+                    }),
+                }
+            }
             None => match extra {
                 Some((key, d)) => self.offer(pos, cid, key, d, true, false),
                 None => ControlFlow::Continue(()),
             },
         };
         flow.is_break() && self.picks.len() == self.join.cids.len()
+    }
+
+    /// A top-k similarity position: takes the first `k` usable accepted candidates in the
+    /// channel's order (best score first on a VectorDB channel) as one group, then goes on.
+    /// The group is not varied on backtracking: "the k best" is one choice, so if the rest of
+    /// the join fails with it, this position fails.
+    fn go_top_k(&mut self, pos: usize, k: usize, sim: &SimilarityPattern) -> bool {
+        let matcher: &'m M = self.matcher;
+        let patterns: &'j [P] = self.patterns;
+        let pattern = &patterns[pos];
+        let cid = self.join.cids[pos];
+        let store: Option<&'j DataStore<A>> = self.join.stores[pos];
+        let restricted = store.is_some_and(|s| s.kind().head_only());
+        let extra = match self.incoming {
+            Some(inc) if inc.cid == cid => Some((inc.key, inc.datum)),
+            _ => None,
+        };
+        let peek_here = self.peeks_at(pos);
+        let mut chosen: SmallVec<[(Pick, M::Output); 4]> = SmallVec::new();
+        let mut examined = 0u64;
+        let mut visit = |key: ItemKey, d: &'j StoredDatum<A>, incoming: bool| {
+            let pick = Pick { key, incoming };
+            let (used, consumed) = self.prior_use(pos, cid, pick);
+            if !d.persist && consumed {
+                return ControlFlow::Continue(());
+            }
+            if d.persist || !used || peek_here {
+                examined += 1;
+                if let Some(r) = matcher.get(pattern, &d.value) {
+                    chosen.push((pick, r));
+                    return if chosen.len() == k {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    };
+                }
+            }
+            if restricted {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let embed: &dyn Fn(&A) -> Option<&[f32]> = &|a| matcher.embedding(a);
+        let need = k + self.join.cids.len();
+        let _ = match store {
+            Some(s) => match s.for_each_ranked(sim, embed, extra, need, &mut visit) {
+                Some(flow) => flow,
+                None => s.for_each_candidate(None, extra, &mut visit),
+            },
+            None => match extra {
+                Some((key, d)) => visit(key, d, true),
+                None => ControlFlow::Continue(()),
+            },
+        };
+        self.examined += examined;
+        if chosen.len() < k {
+            return false;
+        }
+        let mut group = chosen.into_iter();
+        let Some((first, r)) = group.next() else {
+            return false;
+        };
+        let mark = self.more.len();
+        self.picks.push(first);
+        self.results.push(r);
+        for (pick, r) in group {
+            self.more.push((pos, pick, r));
+        }
+        if self.go(pos + 1) {
+            return true;
+        }
+        self.picks.pop();
+        self.results.pop();
+        self.more.truncate(mark);
+        false
     }
 
     /// Tries one candidate; `Break` ends the scan (found, or a head-only channel blocked).
@@ -221,6 +369,7 @@ where
         last_incoming_pos,
         picks: SmallVec::new(),
         results: SmallVec::new(),
+        more: SmallVec::new(),
         examined: 0,
     };
     let found = dfs.go(0);
@@ -230,6 +379,7 @@ where
             Some(Found {
                 picks: dfs.picks,
                 results: dfs.results,
+                more: dfs.more,
             }),
             examined,
         )

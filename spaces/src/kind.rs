@@ -3,6 +3,12 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use rhospace_matchers::SimilarityPattern;
+use rhospace_vectordb::{Metric, VectorError};
+
+use crate::error::ErrorKind;
+use crate::vector::VecItems;
+
 /// How a channel keeps its data, and which stored datum a pattern may take (SPEC §4).
 ///
 /// | kind | what may match | produce of an item already present |
@@ -13,6 +19,7 @@ use std::hash::Hash;
 /// | `Set` | any datum, oldest first | ignored when an equal datum (`Eq`) is stored |
 /// | `Cell` | the one datum | error `CellFull` when a datum is stored |
 /// | `PriorityQueue` | only the head: highest priority, FIFO within a level | stored |
+/// | `VectorDb` | a similarity pattern: by score, best first (ties oldest first), `k` at once for top-k; other patterns: any, oldest first | stored (its embedding validated first) |
 ///
 /// For the ordered kinds (`Queue`, `Stack`, `PriorityQueue`) a consume that reads the same
 /// channel at several positions takes items in collection order: the second position may take
@@ -37,6 +44,30 @@ pub enum DataKind {
     Cell,
     /// Produce carries a priority; highest priority first, FIFO within a level.
     PriorityQueue,
+    /// Data carry embeddings of dimension `dim`, indexed for similarity search under `metric`
+    /// (see [`rhospace_matchers::similarity`]). A consume whose pattern selects by similarity
+    /// ([`rhospace_matchers::Match::similarity`]) is offered the data its threshold accepts,
+    /// best score first, ties oldest first; a top-k pattern takes the `k` best at one position
+    /// of one COMM. Other patterns see the data oldest first, as in a Bag.
+    ///
+    /// A produced datum must carry a valid embedding (the matcher's
+    /// [`embedding`](rhospace_matchers::Match::embedding)): of dimension `dim`, finite, and
+    /// non-zero under cosine; otherwise the produce fails and changes nothing. A `dim` of 0
+    /// refuses every datum.
+    ///
+    /// ```
+    /// use rhospace_spaces::{DataKind, SpaceConfig};
+    /// use rhospace_vectordb::Metric;
+    /// let kind = DataKind::VectorDb { dim: 384, metric: Metric::Cosine };
+    /// let config = SpaceConfig::new().channel_kind("docs", kind);
+    /// assert_eq!(config.kind_of(&"docs"), kind);
+    /// ```
+    VectorDb {
+        /// Dimension of every embedding on the channel.
+        dim: usize,
+        /// The metric the index is prepared for (cosine also refuses zero embeddings).
+        metric: Metric,
+    },
 }
 
 impl DataKind {
@@ -47,6 +78,45 @@ impl DataKind {
             self,
             DataKind::Queue | DataKind::Stack | DataKind::PriorityQueue | DataKind::Cell
         )
+    }
+
+    /// Checks a datum's embedding before a produce on a channel of this kind stores or fires
+    /// anything: `embedding` is what the matcher's
+    /// [`embedding`](rhospace_matchers::Match::embedding) returned. Always `Ok` for kinds other
+    /// than `VectorDb`.
+    ///
+    /// Errors: `MissingEmbedding` (none), `Embedding(..)` (wrong dimension, NaN/inf, zero under
+    /// cosine).
+    #[allow(dead_code)] // Called by space.rs once the VectorDB integration (issue 4) lands.
+    pub(crate) fn check_embedding(self, embedding: Option<&[f32]>) -> Result<(), ErrorKind> {
+        let DataKind::VectorDb { dim, metric } = self else {
+            return Ok(());
+        };
+        let Some(e) = embedding else {
+            return Err(ErrorKind::MissingEmbedding);
+        };
+        VecItems::<()>::check(dim, metric, e).map_err(ErrorKind::Embedding)
+    }
+
+    /// Checks a consume's pattern at `position` on a channel of this kind: a similarity query
+    /// (`sim`, from [`rhospace_matchers::Match::similarity`]) on a `VectorDb` channel must have
+    /// the channel's dimension. Always `Ok` otherwise.
+    #[allow(dead_code)] // Called by space.rs once the VectorDB integration (issue 4) lands.
+    pub(crate) fn check_query(
+        self,
+        position: usize,
+        sim: Option<&SimilarityPattern>,
+    ) -> Result<(), ErrorKind> {
+        match (self, sim) {
+            (DataKind::VectorDb { dim, .. }, Some(s)) if s.dim() != dim => Err(ErrorKind::Query {
+                position,
+                error: VectorError::WrongDimension {
+                    expected: dim,
+                    found: s.dim(),
+                },
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -171,7 +171,7 @@ impl VectorStore {
     /// Validates a flat batch; returns the prepared queries (flat) and their count.
     fn prepare_batch(&self, queries: &[f32]) -> Result<(Vec<f32>, usize), QueryError> {
         let dim = self.dim();
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(QueryError::RaggedBatch {
                 len: queries.len(),
                 dim,

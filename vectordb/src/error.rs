@@ -16,7 +16,7 @@ use std::fmt;
 ///     Err(VectorError::NonFinite { index: 1 })
 /// );
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VectorError {
     /// The vector's length is not the store's dimension.
     WrongDimension {
@@ -81,7 +81,7 @@ impl std::error::Error for ConfigError {}
 /// let store = VectorStore::new(2, Metric::Dot).unwrap();
 /// assert_eq!(store.top_k(&[1.0, 0.0], 0), Err(QueryError::ZeroK));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueryError {
     /// The (first offending) query vector is invalid.
     Vector {

@@ -12,6 +12,8 @@
 //! * **Single queries**: an exhaustive scan, one SIMD dot (or L2) per row. Cosine uses a
 //!   pre-normalised query and each row's stored inverse norm (`cos = (q/‖q‖)·v · 1/‖v‖`), which
 //!   measured faster than the cosine kernel. Top-k keeps a bounded heap of the k best.
+//! * **Single rows** ([`Query`]): a validated, prepared query that scores rows kept elsewhere
+//!   (a matcher's datum, the tuple space's VectorDB index) with the store's exact formula.
 //! * **Batch queries** ([`VectorStore::batch_top_k`], [`VectorStore::similarity_matrix`]): a
 //!   blocked GEMM (`matrixmultiply::sgemm`) per fixed tile of [`TILE_ROWS`] rows, tiles spread
 //!   over rayon above [`PARALLEL_MIN_WORK`].
@@ -93,10 +95,12 @@ mod batch;
 mod error;
 #[allow(unsafe_code)]
 pub mod kernels;
+mod query;
 mod store;
 mod topk;
 
 pub use batch::{Execution, ScoreMatrix, PARALLEL_MIN_WORK, TILE_ROWS};
 pub use error::{ConfigError, QueryError, VectorError};
+pub use query::{check_row, Query};
 pub use store::{Metric, VectorId, VectorStore, CHUNK_CAPACITY};
 pub use topk::Hit;

@@ -120,6 +120,7 @@ impl Chunk {
 }
 
 /// A query that passed validation, in the form the scan needs.
+#[derive(Clone, Debug)]
 pub(crate) struct Prepared {
     /// The query; unit length for cosine.
     pub(crate) v: Vec<f32>,
@@ -143,6 +144,34 @@ pub(crate) fn validate(v: &[f32], dim: usize, metric: Metric) -> Result<f64, Vec
         return Err(VectorError::ZeroVector);
     }
     Ok(norm)
+}
+
+/// Validates a query of dimension `dim` and puts it in scan form (unit length for cosine).
+pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared, VectorError> {
+    let norm = validate(q, dim, metric)?;
+    if metric == Metric::Cosine {
+        let inv = (1.0 / norm) as f32;
+        let v: Vec<f32> = q.iter().map(|&x| x * inv).collect();
+        let norm_sq = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>() as f32;
+        Ok(Prepared { v, norm_sq })
+    } else {
+        Ok(Prepared {
+            v: q.to_vec(),
+            norm_sq: (norm * norm) as f32,
+        })
+    }
+}
+
+/// The one scoring formula every path uses (store scans, [`crate::Query::score`]): `aux` is the
+/// row's `1/‖v‖` for cosine (as stored at insert) and unused by the other metrics.
+#[inline]
+pub(crate) fn score_vec(metric: Metric, p: &Prepared, v: &[f32], aux: f32) -> f32 {
+    let s = match metric {
+        Metric::Cosine => (dot_f32_unchecked_len(&p.v, v) * aux).clamp(-1.0, 1.0),
+        Metric::Dot => dot_f32_unchecked_len(&p.v, v),
+        Metric::L2Squared => -l2sq_f32_unchecked_len(&p.v, v),
+    };
+    sanitize(s)
 }
 
 /// Symmetric i8 quantization: `v ≈ scale · code`, codes in `[-127, 127]`.
@@ -498,30 +527,13 @@ impl VectorStore {
 
     /// Validates a query and puts it in scan form.
     pub(crate) fn prepare(&self, q: &[f32]) -> Result<Prepared, VectorError> {
-        let norm = validate(q, self.dim, self.metric)?;
-        if self.metric == Metric::Cosine {
-            let inv = (1.0 / norm) as f32;
-            let v: Vec<f32> = q.iter().map(|&x| x * inv).collect();
-            let norm_sq = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>() as f32;
-            Ok(Prepared { v, norm_sq })
-        } else {
-            Ok(Prepared {
-                v: q.to_vec(),
-                norm_sq: (norm * norm) as f32,
-            })
-        }
+        prepare(q, self.dim, self.metric)
     }
 
     /// Exact score of a prepared query against one row.
     #[inline]
     pub(crate) fn score_row(&self, p: &Prepared, chunk: &Chunk, row: usize) -> f32 {
-        let v = chunk.row(row, self.dim);
-        let s = match self.metric {
-            Metric::Cosine => (dot_f32_unchecked_len(&p.v, v) * chunk.aux[row]).clamp(-1.0, 1.0),
-            Metric::Dot => dot_f32_unchecked_len(&p.v, v),
-            Metric::L2Squared => -l2sq_f32_unchecked_len(&p.v, v),
-        };
-        sanitize(s)
+        score_vec(self.metric, p, chunk.row(row, self.dim), chunk.aux[row])
     }
 
     /// Score of `query` against the live vector `id` (`None` if `id` is not live).
