@@ -87,7 +87,8 @@ impl<R> Found<R> {
     /// and within a top-k position best first: the order of a COMM's `matches`.
     #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) fn entries(self) -> impl Iterator<Item = (usize, Pick, R)> {
-        let mut out: Vec<(usize, Pick, R)> = Vec::with_capacity(self.picks.len() + self.more.len());
+        // Inline for up to 4 entries: a COMM without top-k positions allocates nothing here.
+        let mut out: SmallVec<[(usize, Pick, R); 4]> = SmallVec::new();
         let mut more = self.more.into_iter().peekable();
         for (pos, (pick, r)) in self.picks.into_iter().zip(self.results).enumerate() {
             out.push((pos, pick, r));
