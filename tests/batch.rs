@@ -31,7 +31,7 @@ fn contents(s: &S, channels: u32) -> String {
 fn batches_equal_single_calls_in_grouped_order() {
     const CH: u32 = 12;
     for seed in 1..=20u64 {
-        let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let batched: S = Space::with_shards(ExactMatch, SpaceConfig::new(), 4);
         let single: S = Space::with_shards(ExactMatch, SpaceConfig::new(), 4);
         for _round in 0..30 {

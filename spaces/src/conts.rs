@@ -56,6 +56,10 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
         self.items.is_empty()
     }
 
+    pub(crate) fn kind(&self) -> ContKind {
+        self.kind
+    }
+
     /// Whether [`push`](Self::push) would store `w` (false only for a Set holding an equal one).
     pub(crate) fn would_store(&self, w: &WaitingContinuation<P, K>) -> bool {
         self.kind != ContKind::Set || !self.items.iter().any(|(_, x)| x == w)

@@ -75,6 +75,9 @@ pub enum DecodeError {
     /// A [`Term`](rhospace_matchers::Term) or [`Pattern`](rhospace_matchers::Pattern) that is
     /// not in the matchers' canonical format.
     Canonical(CanonicalError),
+    /// A value the decoded type's own rules reject (a tag, a kind, a count out of range);
+    /// names what was being read.
+    Invalid(&'static str),
 }
 
 impl fmt::Display for DecodeError {
@@ -95,6 +98,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "{count} trailing bytes after the value")
             }
             DecodeError::Canonical(e) => write!(f, "term or pattern: {e}"),
+            DecodeError::Invalid(what) => write!(f, "invalid {what}"),
         }
     }
 }

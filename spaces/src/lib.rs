@@ -67,6 +67,7 @@ mod error;
 mod history;
 mod join;
 mod kind;
+mod log;
 pub mod merkle;
 mod seq;
 mod shard;
@@ -84,8 +85,10 @@ pub use encode::{encode_varint, varint_len, Encode};
 pub use error::{ConsumeError, ErrorKind, ProduceError};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
+pub use log::{consume_hash, produce_hash, CommRecord, LogEvent};
 pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};
 pub use space::batch::{ConsumeOutcome, ConsumeRequest, ProduceOutcome};
+pub use space::hard::{Checkpoint, CheckpointError};
 pub use space::{SoftCheckpoint, Space, MAX_JOIN};
 
 /// The persistent hash map used for state: `imbl`'s HAMT with a fast hasher. Its iteration

@@ -1,6 +1,7 @@
 //! The tuple space: produce, consume, install, views and soft checkpoints.
 
 pub(crate) mod batch;
+pub(crate) mod hard;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -17,31 +18,45 @@ use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
+use crate::history::{HistoryStore, MemoryHistory};
 use crate::join::{search, Found, Incoming, Join};
 use crate::kind::{DataKind, SpaceConfig};
+use crate::log::Event;
+use crate::merkle::MerkleMap;
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::sync::Mutex;
 use crate::PMap;
+use hard::Hard;
 
 /// The most channels one consume or install may join. Joins are matched by a complete search
 /// whose recursion depth is the arity, so the arity is bounded.
 pub const MAX_JOIN: usize = 64;
 
-/// One channel: its data and the join groups (channel lists) it takes part in, oldest first.
-/// Invariant: a channel with no data and no join group has no entry.
+/// One channel: its data and the join groups (channel lists) it takes part in, oldest first
+/// (canonical order after a hard checkpoint).
+/// Invariant: a channel with no data and no join group has no entry. `dirty` is true exactly
+/// when the channel is listed in its shard's `State::dirty`.
 #[derive(Clone, Debug)]
-struct ChannelState<C, A: Clone + Hash + Eq> {
-    data: DataStore<A>,
-    joins: Vector<Arc<[C]>>,
+pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
+    pub(crate) data: DataStore<A>,
+    pub(crate) joins: Vector<Arc<[C]>>,
+    pub(crate) dirty: bool,
 }
 
-/// Everything a checkpoint captures. Cloning is O(1): both maps are persistent HAMTs.
-/// Invariant: `joins` holds only non-empty stores, and every channel of a key in `joins` lists
-/// that key in its `ChannelState::joins`, and no other keys.
+/// One shard's state: everything a soft checkpoint captures. Cloning is O(1): the maps and
+/// lists are persistent.
+/// Invariants: `joins` holds only non-empty stores, and every channel of a key in `joins` lists
+/// that key in its `ChannelState::joins`, and no other keys. Every channel or join group whose
+/// contents may differ from the last hard checkpoint's trie is listed in `dirty` /
+/// `dirty_joins` (a removed channel stays listed; join groups may repeat).
 #[derive(Clone, Debug)]
 pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
-    channels: PMap<C, ChannelState<C, A>>,
-    joins: PMap<Arc<[C]>, ContStore<P, K>>,
+    pub(crate) channels: PMap<C, ChannelState<C, A>>,
+    pub(crate) joins: PMap<Arc<[C]>, ContStore<P, K>>,
+    pub(crate) dirty: Vector<C>,
+    pub(crate) dirty_joins: Vector<Arc<[C]>>,
+    /// Events since the last hard checkpoint, in this shard's order (SPEC §7).
+    pub(crate) log: Vector<Event<C, P, A, K>>,
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
@@ -49,6 +64,46 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
         Self {
             channels: PMap::default(),
             joins: PMap::default(),
+            dirty: Vector::new(),
+            dirty_joins: Vector::new(),
+            log: Vector::new(),
+        }
+    }
+}
+
+impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P, A, K> {
+    /// The channel, for a change: listed as dirty on its first change since the last hard
+    /// checkpoint.
+    #[inline]
+    pub(crate) fn touch(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
+        let cs = self.channels.get_mut(channel)?;
+        if !cs.dirty {
+            cs.dirty = true;
+            self.dirty.push_back(channel.clone());
+        }
+        Some(cs)
+    }
+
+    /// The channel, created with `kind` when absent, for a change (listed as dirty).
+    pub(crate) fn touch_or_insert(
+        &mut self,
+        channel: &C,
+        kind: DataKind,
+    ) -> &mut ChannelState<C, A> {
+        if !self.channels.contains_key(channel) {
+            self.dirty.push_back(channel.clone());
+            self.channels.insert(
+                channel.clone(),
+                ChannelState {
+                    data: DataStore::new(kind),
+                    joins: Vector::new(),
+                    dirty: true,
+                },
+            );
+        }
+        match self.touch(channel) {
+            Some(cs) => cs,
+            None => unreachable_cont(),
         }
     }
 }
@@ -130,7 +185,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 
     #[inline]
     fn channel_mut(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
-        self.state_mut(channel).channels.get_mut(channel)
+        self.state_mut(channel).touch(channel)
     }
 
     fn remove_channel(&mut self, channel: &C) {
@@ -144,10 +199,20 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         self.shard(home).state.joins.get(jk)
     }
 
+    /// The join group's store, for a change (the group is listed as dirty).
     #[inline]
-    fn join_mut(&mut self, jk: &[C]) -> Option<&mut ContStore<P, K>> {
+    fn join_mut(&mut self, jk: &Arc<[C]>) -> Option<&mut ContStore<P, K>> {
         let home = jk.first()?;
-        self.state_mut(home).joins.get_mut(jk)
+        let state = self.state_mut(home);
+        let store = state.joins.get_mut(jk)?;
+        state.dirty_joins.push_back(jk.clone());
+        Some(store)
+    }
+
+    /// Appends `event` to the log of `home`'s shard.
+    #[inline]
+    fn record(&mut self, home: &C, event: Event<C, P, A, K>) {
+        self.state_mut(home).log.push_back(event);
     }
 
     fn installed_on(&self, channel: &C) -> Option<&SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>> {
@@ -175,6 +240,9 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     /// One state per shard, in shard order.
     shards: Arc<[Arc<State<C, P, A, K>>]>,
+    /// The trie of the last hard checkpoint in this state's lineage (the dirty lists in
+    /// `shards` are relative to it).
+    merkle: MerkleMap,
 }
 
 /// Which waiting continuation a produce fires.
@@ -207,6 +275,10 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     config: SpaceConfig<C>,
     router: Router,
     shards: Box<[Padded<Mutex<Shard<C, P, A, K>>>]>,
+    /// Whether operations append to the event log (SPEC §7).
+    log_events: bool,
+    /// The trie and history of hard checkpoints. Lock order: after every shard.
+    hard: Mutex<Hard<C, P, A, K>>,
 }
 
 impl<C, P, A, K, M> std::fmt::Debug for Space<C, P, A, K, M>
@@ -309,10 +381,56 @@ where
             matcher,
             config,
             router,
+            log_events: true,
+            hard: Mutex::new(Hard {
+                merkle: MerkleMap::new(),
+                history: Arc::new(MemoryHistory::new()),
+                snapshots: HashMap::default(),
+            }),
             shards: (0..router.shards())
                 .map(|_| Padded(Mutex::new(Shard::default())))
                 .collect(),
         }
+    }
+
+    /// Keeps hard-checkpoint history in `store` (for instance a
+    /// [`RedbHistory`](crate::RedbHistory) on disk) instead of in memory. A space built on a
+    /// store that an earlier process wrote can [`reset`](Self::reset) to any root recorded there.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rhospace_spaces::{MemoryHistory, Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let store = Arc::new(MemoryHistory::new());
+    /// let a: Space<u8, u8, u8, u8, ExactMatch> =
+    ///     Space::new(ExactMatch, SpaceConfig::new()).with_history(store.clone());
+    /// a.produce(1, 2, false).unwrap();
+    /// let root = a.create_checkpoint().unwrap().root;
+    /// let b: Space<u8, u8, u8, u8, ExactMatch> =
+    ///     Space::new(ExactMatch, SpaceConfig::new()).with_history(store);
+    /// b.reset(&root).unwrap();
+    /// assert_eq!(b.data(&1)[0].value, 2);
+    /// ```
+    pub fn with_history(self, store: Arc<dyn HistoryStore>) -> Self {
+        self.hard.lock().history = store;
+        self
+    }
+
+    /// Turns the event log (SPEC §7) on (the default) or off. Off saves a clone of each call's
+    /// values per operation; [`create_checkpoint`](Self::create_checkpoint) then returns an
+    /// empty log.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> =
+    ///     Space::new(ExactMatch, SpaceConfig::new()).with_event_log(false);
+    /// s.produce(1, 2, false).unwrap();
+    /// assert!(s.create_checkpoint().unwrap().log.is_empty());
+    /// ```
+    pub fn with_event_log(mut self, on: bool) -> Self {
+        self.log_events = on;
+        self
     }
 
     /// The number of shards.
@@ -521,7 +639,13 @@ where
         // Fast path: nothing waits on this channel, so the datum is stored (one map walk
         // under one shard lock).
         if !installed_here {
-            match Arc::make_mut(&mut shard.state).channels.get_mut(&channel) {
+            let state = Arc::make_mut(&mut shard.state);
+            let event = |c: &C, d: &A| Event::Produce {
+                channel: c.clone(),
+                datum: d.clone(),
+                persist,
+            };
+            match state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match kind {
                         DataKind::Cell if !cs.data.is_empty() => {
@@ -533,12 +657,21 @@ where
                     if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, stores)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
+                    let logged = self.log_events.then(|| event(&channel, &datum));
+                    let newly_dirty = stores && !cs.dirty;
                     if stores {
+                        cs.dirty = true;
                         cs.data.push(StoredDatum {
                             value: datum,
                             persist,
                             priority,
                         });
+                    }
+                    if newly_dirty {
+                        state.dirty.push_back(channel);
+                    }
+                    if let Some(e) = logged {
+                        state.log.push_back(e);
                     }
                     return Ok(None);
                 }
@@ -547,17 +680,22 @@ where
                     if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, true)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
+                    if self.log_events {
+                        state.log.push_back(event(&channel, &datum));
+                    }
                     let mut data = DataStore::new(kind);
                     data.push(StoredDatum {
                         value: datum,
                         persist,
                         priority,
                     });
-                    Arc::make_mut(&mut shard.state).channels.insert(
+                    state.dirty.push_back(channel.clone());
+                    state.channels.insert(
                         channel,
                         ChannelState {
                             data,
                             joins: Vector::new(),
+                            dirty: true,
                         },
                     );
                     return Ok(None);
@@ -603,6 +741,14 @@ where
                     if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
+                    if self.log_events {
+                        let event = Event::Produce {
+                            channel: channel.clone(),
+                            datum,
+                            persist,
+                        };
+                        view.record(&channel, event);
+                    }
                     return Ok(None);
                 }
                 _ => {}
@@ -621,6 +767,14 @@ where
                     ErrorKind::OutOfPhlogiston(e),
                     incoming.value,
                 ));
+            }
+            if self.log_events {
+                let event = Event::Produce {
+                    channel: channel.clone(),
+                    datum: incoming.value.clone(),
+                    persist,
+                };
+                view.record(&channel, event);
             }
             Self::channel_or_new(view, &self.config, &channel)
                 .data
@@ -646,7 +800,64 @@ where
                 incoming.value,
             ));
         }
-        Ok(Some(Self::fire_produce(view, incoming, source, found)))
+        if self.log_events {
+            let event = Event::Produce {
+                channel: channel.clone(),
+                datum: incoming.value.clone(),
+                persist,
+            };
+            view.record(&channel, event);
+        }
+        let comm = Self::fire_produce(view, incoming, source, found);
+        self.record_comm(view, &channel, &comm);
+        Ok(Some(comm))
+    }
+
+    /// Logs a consume call in the shard of its first channel.
+    fn record_consume(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        channels: &Arc<[C]>,
+        patterns: &Arc<[P]>,
+        continuation: &K,
+        persist: bool,
+        peeks: &Peeks,
+    ) {
+        if self.log_events {
+            let event = Event::Consume {
+                channels: channels.clone(),
+                patterns: patterns.clone(),
+                continuation: continuation.clone(),
+                persist,
+                peeks: peeks.clone(),
+            };
+            view.record(&channels[0], event);
+        }
+    }
+
+    /// Logs a COMM in `home`'s shard (the shard of the call that fired it).
+    fn record_comm(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        home: &C,
+        comm: &Comm<C, P, A, K, M::Output>,
+    ) {
+        if !self.log_events {
+            return;
+        }
+        let event = Event::Comm {
+            channels: comm.channels.clone(),
+            patterns: comm.patterns.clone(),
+            continuation: comm.continuation.clone(),
+            persist: comm.persistent,
+            peeks: comm.peeks.clone(),
+            data: comm
+                .matches
+                .iter()
+                .map(|m| (m.datum.clone(), m.persistent))
+                .collect(),
+        };
+        view.record(home, event);
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -900,6 +1111,10 @@ where
         jk: &Arc<[C]>,
         seq: u64,
     ) -> WaitingContinuation<P, K> {
+        // A persistent continuation stays: read it without listing its group as changed.
+        if let Some(w) = view.join(jk).and_then(|s| s.get(seq)).filter(|w| w.persist) {
+            return w.clone();
+        }
         let (w, now_empty) = match view.join_mut(jk) {
             Some(store) => match store.get(seq) {
                 Some(w) if w.persist => (Some(w.clone()), false),
@@ -912,6 +1127,7 @@ where
             None => (None, false),
         };
         if now_empty {
+            // `join_mut` above listed the group as dirty.
             view.state_mut(&jk[0]).joins.remove(jk);
             for (i, c) in jk.iter().enumerate() {
                 if jk[..i].contains(c) {
@@ -938,12 +1154,7 @@ where
         channel: &C,
     ) -> &'s mut ChannelState<C, A> {
         view.state_mut(channel)
-            .channels
-            .entry(channel.clone())
-            .or_insert_with(|| ChannelState {
-                data: DataStore::new(config.kind_of(channel)),
-                joins: Vector::new(),
-            })
+            .touch_or_insert(channel, config.kind_of(channel))
     }
 
     /// Waits on `channels` with `patterns` (one per channel; a channel may repeat). Fires at
@@ -1063,8 +1274,9 @@ where
                         continuation,
                     ));
                 }
+                self.record_consume(view, &channels, &patterns, &continuation, persist, &peeks);
                 let matches = Self::collect_matches(view, &channels, &peeks, found, |_| None);
-                Ok(Some(Comm {
+                let comm = Comm {
                     continuation,
                     channels,
                     patterns,
@@ -1072,7 +1284,9 @@ where
                     peeks,
                     matches,
                     reissue: persist,
-                }))
+                };
+                self.record_comm(view, &comm.channels[0], &comm);
+                Ok(Some(comm))
             }
             None => {
                 let w = WaitingContinuation {
@@ -1090,6 +1304,14 @@ where
                         w.continuation,
                     ));
                 }
+                self.record_consume(
+                    view,
+                    &channels,
+                    &w.patterns,
+                    &w.continuation,
+                    persist,
+                    &w.peeks,
+                );
                 if stores {
                     self.store_continuation(view, channels, w);
                 }
@@ -1133,9 +1355,9 @@ where
         }
         let mut store = ContStore::new(self.config.continuation_kind());
         store.push(w);
-        view.state_mut(&channels[0])
-            .joins
-            .insert(channels.clone(), store);
+        let home = view.state_mut(&channels[0]);
+        home.joins.insert(channels.clone(), store);
+        home.dirty_joins.push_back(channels.clone());
         for (i, c) in channels.iter().enumerate() {
             if channels[..i].contains(c) {
                 continue;
@@ -1376,8 +1598,9 @@ where
     pub fn create_soft_checkpoint(&self) -> SoftCheckpoint<C, P, A, K> {
         let all = AllLocked::lock(&self.shards);
         let shards = all.guards.iter().map(|g| g.state.clone()).collect();
+        let merkle = self.hard.lock().merkle.clone();
         drop(all);
-        SoftCheckpoint { shards }
+        SoftCheckpoint { shards, merkle }
     }
 
     /// Restores the state captured by `checkpoint`, in O(1). Installed continuations stay. The
@@ -1412,7 +1635,9 @@ where
         for (g, state) in all.guards.iter_mut().zip(states) {
             old.push(std::mem::replace(&mut g.state, state.clone()));
         }
+        let old_merkle = std::mem::replace(&mut self.hard.lock().merkle, checkpoint.merkle.clone());
         drop(all);
+        drop(old_merkle);
         // Dropping the old states can free large trees: do it outside the locks.
         drop(old);
     }
@@ -1454,7 +1679,9 @@ where
         for g in all.guards.iter_mut() {
             old.push(std::mem::take(&mut g.state));
         }
+        let old_merkle = std::mem::take(&mut self.hard.lock().merkle);
         drop(all);
+        drop(old_merkle);
         drop(old);
     }
 }

@@ -45,7 +45,7 @@ pub fn result_of(pattern: &Pred, datum: i64) -> i64 {
         Pred::Gt(_) => 3,
         Pred::Eq(_) => 4,
     };
-    datum * 10 + tag
+    datum.wrapping_mul(10).wrapping_add(tag)
 }
 
 impl Match<Pred, i64> for PredMatch {

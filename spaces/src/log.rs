@@ -1,0 +1,385 @@
+//! The event log (SPEC §7): what the operations record, and its hashed, stable form.
+//!
+//! Operations append [`Event`]s (cloned values, cheap to record, nothing hashed on the hot
+//! path) to their shard's log, inside the persistent state, so soft checkpoints capture the log
+//! too. A hard checkpoint turns the merged log (shards in ascending order, each in its own
+//! order) into [`LogEvent`]s: stable BLAKE3 hashes over canonical encodings, with a per-hash
+//! counter that tells identical events apart.
+//!
+//! # Hashes
+//! - produce: `hash_ordered(["rhospace/produce", channel, datum, persist])`;
+//! - consume: `hash_ordered(["rhospace/consume", channels, patterns, continuation, persist,
+//!   peeks])`;
+//! - a COMM names its consume's hash, the produce hash of the datum at each position (channel,
+//!   datum, persist flag: what a produce of that datum hashed to), and the peeking positions.
+//!
+//! Each part is the value's canonical [`Encode`]ing, so equal values give equal hashes on every
+//! machine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::conts::Peeks;
+use crate::decode::{decode_varint, Decode, DecodeError};
+use crate::encode::{encode_varint, Encode};
+use crate::merkle::{hash_ordered, Digest};
+
+/// One recorded operation, before hashing. Invariant: a `Comm` follows the `Produce` or
+/// `Consume` that fired it in the same shard log.
+#[derive(Clone, Debug)]
+pub(crate) enum Event<C, P, A, K> {
+    /// A produce call that was accepted (stored, fired, or ignored by a Set).
+    Produce { channel: C, datum: A, persist: bool },
+    /// A consume call that was accepted (stored or fired).
+    Consume {
+        channels: Arc<[C]>,
+        patterns: Arc<[P]>,
+        continuation: K,
+        persist: bool,
+        peeks: Peeks,
+    },
+    /// A firing: the continuation (its consume's parts) and each position's datum with its
+    /// persist flag.
+    Comm {
+        channels: Arc<[C]>,
+        patterns: Arc<[P]>,
+        continuation: K,
+        persist: bool,
+        peeks: Peeks,
+        data: SmallVec<[(A, bool); 2]>,
+    },
+}
+
+/// A COMM as the log names it: the consume that fired, the produce behind each position's
+/// datum (in position order, peeked and persistent ones included), and the peeking positions.
+///
+/// ```
+/// use rhospace_spaces::{produce_hash, consume_hash, CommRecord};
+/// let c = consume_hash(&["ch"], &[7u32], &"k", false, &[]);
+/// let r = CommRecord { consume: c, produces: vec![produce_hash(&"ch", &7u32, false)], peeks: vec![] };
+/// assert_eq!(r.hash(), r.clone().hash());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommRecord {
+    /// The hash of the consume whose continuation fired.
+    pub consume: Digest,
+    /// The produce hash of the datum at each position.
+    pub produces: Vec<Digest>,
+    /// Positions that peeked, ascending.
+    pub peeks: Vec<u32>,
+}
+
+impl CommRecord {
+    /// The COMM's own stable hash.
+    ///
+    /// ```
+    /// use rhospace_spaces::CommRecord;
+    /// let a = CommRecord { consume: [1; 32], produces: vec![[2; 32]], peeks: vec![] };
+    /// let b = CommRecord { consume: [1; 32], produces: vec![[2; 32]], peeks: vec![0] };
+    /// assert_ne!(a.hash(), b.hash());
+    /// ```
+    pub fn hash(&self) -> Digest {
+        let mut peeks = Vec::new();
+        encode_varint(self.peeks.len() as u64, &mut peeks);
+        for p in &self.peeks {
+            encode_varint(u64::from(*p), &mut peeks);
+        }
+        let mut parts: Vec<&[u8]> = vec![b"rhospace/comm", &self.consume];
+        parts.extend(self.produces.iter().map(|p| &p[..]));
+        parts.push(&peeks);
+        hash_ordered(parts)
+    }
+}
+
+/// One entry of the hashed event log that [`create_checkpoint`](crate::Space::create_checkpoint)
+/// returns. `counter` numbers identical events (same hash) in log order from 0, so two
+/// identical produces are two distinct entries.
+///
+/// ```
+/// use rhospace_spaces::{produce_hash, LogEvent};
+/// let e = LogEvent::Produce { hash: produce_hash(&1u8, &2u8, false), counter: 0 };
+/// assert!(matches!(e, LogEvent::Produce { counter: 0, .. }));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LogEvent {
+    /// A produce: its hash and its number among identical produces.
+    Produce {
+        /// [`produce_hash`] of the call.
+        hash: Digest,
+        /// How many identical produces came before it in the log.
+        counter: u32,
+    },
+    /// A consume: its hash and its number among identical consumes.
+    Consume {
+        /// [`consume_hash`] of the call.
+        hash: Digest,
+        /// How many identical consumes came before it in the log.
+        counter: u32,
+    },
+    /// A COMM.
+    Comm(CommRecord),
+}
+
+/// The stable hash of a produce of `datum` on `channel`.
+///
+/// ```
+/// use rhospace_spaces::produce_hash;
+/// assert_eq!(produce_hash(&"a", &1u32, false), produce_hash(&"a", &1u32, false));
+/// assert_ne!(produce_hash(&"a", &1u32, false), produce_hash(&"a", &1u32, true));
+/// ```
+pub fn produce_hash<C: Encode + ?Sized, A: Encode + ?Sized>(
+    channel: &C,
+    datum: &A,
+    persist: bool,
+) -> Digest {
+    let (mut c, mut d) = (Vec::new(), Vec::new());
+    channel.encode(&mut c);
+    datum.encode(&mut d);
+    hash_ordered([&b"rhospace/produce"[..], &c, &d, &[u8::from(persist)]])
+}
+
+/// The stable hash of a consume (or an installed continuation).
+///
+/// ```
+/// use rhospace_spaces::consume_hash;
+/// let a = consume_hash(&[1u8, 2], &[0u8, 0], &"k", false, &[]);
+/// assert_ne!(a, consume_hash(&[2u8, 1], &[0u8, 0], &"k", false, &[]));
+/// assert_ne!(a, consume_hash(&[1u8, 2], &[0u8, 0], &"k", false, &[1]));
+/// ```
+pub fn consume_hash<C: Encode, P: Encode, K: Encode + ?Sized>(
+    channels: &[C],
+    patterns: &[P],
+    continuation: &K,
+    persist: bool,
+    peeks: &[usize],
+) -> Digest {
+    let (mut c, mut p, mut k, mut pk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    channels.encode(&mut c);
+    patterns.encode(&mut p);
+    continuation.encode(&mut k);
+    encode_varint(peeks.len() as u64, &mut pk);
+    for &x in peeks {
+        encode_varint(x as u64, &mut pk);
+    }
+    hash_ordered([
+        &b"rhospace/consume"[..],
+        &c,
+        &p,
+        &k,
+        &[u8::from(persist)],
+        &pk,
+    ])
+}
+
+impl<C: Encode, P: Encode, A: Encode, K: Encode> Event<C, P, A, K> {
+    /// The COMM record of a `Comm` event.
+    pub(crate) fn comm_record(
+        channels: &[C],
+        patterns: &[P],
+        continuation: &K,
+        persist: bool,
+        peeks: &[usize],
+        data: &[(A, bool)],
+    ) -> CommRecord {
+        CommRecord {
+            consume: consume_hash(channels, patterns, continuation, persist, peeks),
+            produces: channels
+                .iter()
+                .zip(data)
+                .map(|(c, (d, p))| produce_hash(c, d, *p))
+                .collect(),
+            peeks: peeks.iter().map(|&p| p as u32).collect(),
+        }
+    }
+}
+
+/// Hashes a merged event list, numbering identical events.
+pub(crate) fn hash_events<'e, C, P, A, K>(
+    events: impl IntoIterator<Item = &'e Event<C, P, A, K>>,
+) -> Vec<LogEvent>
+where
+    C: Encode + 'e,
+    P: Encode + 'e,
+    A: Encode + 'e,
+    K: Encode + 'e,
+{
+    // Looked up only; the log's order comes from `events`.
+    let mut seen: HashMap<Digest, u32> = HashMap::new();
+    let mut number = |h: Digest| {
+        let n = seen.entry(h).or_insert(0);
+        let c = *n;
+        *n = n.saturating_add(1);
+        c
+    };
+    let mut out = Vec::new();
+    for e in events {
+        out.push(match e {
+            Event::Produce {
+                channel,
+                datum,
+                persist,
+            } => {
+                let hash = produce_hash(channel, datum, *persist);
+                LogEvent::Produce {
+                    hash,
+                    counter: number(hash),
+                }
+            }
+            Event::Consume {
+                channels,
+                patterns,
+                continuation,
+                persist,
+                peeks,
+            } => {
+                let hash = consume_hash(channels, patterns, continuation, *persist, peeks);
+                LogEvent::Consume {
+                    hash,
+                    counter: number(hash),
+                }
+            }
+            Event::Comm {
+                channels,
+                patterns,
+                continuation,
+                persist,
+                peeks,
+                data,
+            } => LogEvent::Comm(Event::<C, P, A, K>::comm_record(
+                channels,
+                patterns,
+                continuation,
+                *persist,
+                peeks,
+                data,
+            )),
+        });
+    }
+    out
+}
+
+impl Encode for CommRecord {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.consume);
+        encode_varint(self.produces.len() as u64, out);
+        for p in &self.produces {
+            out.extend_from_slice(p);
+        }
+        encode_varint(self.peeks.len() as u64, out);
+        for p in &self.peeks {
+            encode_varint(u64::from(*p), out);
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v.len()
+    }
+}
+
+fn decode_digest(input: &mut &[u8]) -> Result<Digest, DecodeError> {
+    let mut d = [0u8; 32];
+    for b in d.iter_mut() {
+        *b = u8::decode(input)?;
+    }
+    Ok(d)
+}
+
+/// Reads a count whose items take at least `min` bytes each, refusing counts the input cannot
+/// hold (so a hostile length never allocates).
+fn decode_count(input: &mut &[u8], min: usize) -> Result<usize, DecodeError> {
+    let len = decode_varint(input)?;
+    let n = usize::try_from(len).unwrap_or(usize::MAX);
+    if n.saturating_mul(min) > input.len() {
+        return Err(DecodeError::LengthTooLarge { len });
+    }
+    Ok(n)
+}
+
+impl Decode for CommRecord {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let consume = decode_digest(input)?;
+        let n = decode_count(input, 32)?;
+        let mut produces = Vec::with_capacity(n);
+        for _ in 0..n {
+            produces.push(decode_digest(input)?);
+        }
+        let n = decode_count(input, 1)?;
+        let mut peeks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let p = decode_varint(input)?;
+            peeks.push(u32::try_from(p).map_err(|_| DecodeError::Invalid("peek position"))?);
+        }
+        Ok(CommRecord {
+            consume,
+            produces,
+            peeks,
+        })
+    }
+}
+
+/// Wire format: a tag byte (0 produce, 1 consume, 2 COMM), then the hash and LEB128 counter, or
+/// the COMM record. A log travels as a `Vec<LogEvent>` ([`Encode`] for slices).
+///
+/// ```
+/// use rhospace_spaces::{decode_exact, Encode, LogEvent};
+/// let log = vec![LogEvent::Produce { hash: [3; 32], counter: 1 }];
+/// let mut bytes = Vec::new();
+/// log.encode(&mut bytes);
+/// assert_eq!(decode_exact::<Vec<LogEvent>>(&bytes).unwrap(), log);
+/// ```
+impl Encode for LogEvent {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            LogEvent::Produce { hash, counter } => {
+                out.push(0);
+                out.extend_from_slice(hash);
+                encode_varint(u64::from(*counter), out);
+            }
+            LogEvent::Consume { hash, counter } => {
+                out.push(1);
+                out.extend_from_slice(hash);
+                encode_varint(u64::from(*counter), out);
+            }
+            LogEvent::Comm(r) => {
+                out.push(2);
+                r.encode(out);
+            }
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v.len()
+    }
+}
+
+impl Decode for LogEvent {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let counter = |input: &mut &[u8]| {
+            u32::try_from(decode_varint(input)?).map_err(|_| DecodeError::Invalid("counter"))
+        };
+        match u8::decode(input)? {
+            0 => {
+                let hash = decode_digest(input)?;
+                Ok(LogEvent::Produce {
+                    hash,
+                    counter: counter(input)?,
+                })
+            }
+            1 => {
+                let hash = decode_digest(input)?;
+                Ok(LogEvent::Consume {
+                    hash,
+                    counter: counter(input)?,
+                })
+            }
+            2 => Ok(LogEvent::Comm(CommRecord::decode(input)?)),
+            _ => Err(DecodeError::Invalid("log event tag")),
+        }
+    }
+}

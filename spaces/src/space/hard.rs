@@ -1,0 +1,719 @@
+//! Hard checkpoints (SPEC §6): the Merkle state root, the history of roots, `reset`.
+//!
+//! # State root
+//! One [`MerkleMap`] holds a leaf per channel with data (key `trie_key(Data, channel)`) and per
+//! join group with waiting continuations (key `trie_key(Continuations, channel list)`). A data
+//! leaf hashes the channel, its kind and its items (each item: the datum's encoding, its persist
+//! flag and its priority) — as a multiset for Bag and Set, in order for Queue, Stack, Cell and
+//! PriorityQueue. A continuation leaf hashes the list, the continuation kind and the waiting
+//! continuations the same way (multiset for Bag and Set continuation stores). So the root
+//! depends only on contents. Installed continuations are outside the root.
+//!
+//! # Incremental
+//! Every change lists its channel or join group as dirty in its shard's state (once per channel
+//! per checkpoint period, through a flag on the channel). `create_checkpoint` re-encodes only
+//! the dirty entries, updates their leaves, and rehashes only the trie paths above them: its
+//! cost grows with what changed since the last checkpoint, not with the size of the space.
+//!
+//! # Canonical order
+//! A hard checkpoint puts each changed Bag or Set (data or continuations), and each changed
+//! channel's list of join groups, into canonical order: sorted by canonical encoding. The root
+//! already ignores those orders; canonicalising the live state too means a space that goes on
+//! after a checkpoint and a space that `reset`s to that root (from memory or from disk, in
+//! another process) hold identical states and so make identical choices from then on. Between
+//! checkpoints, new items go after the canonical ones (oldest first, SPEC §3).
+//!
+//! # History
+//! Each checkpoint commits the trie nodes and leaf blobs its history store lacks, in one atomic
+//! commit ([`HistoryStore`]); a leaf blob is the leaf's contents in canonical order, stored
+//! under the leaf hash. The space also keeps each recorded state in memory (persistent
+//! structures, shared between checkpoints), so `reset` to a root this process recorded costs
+//! O(shards); a root known only to the store (recorded by an earlier process) is loaded from it,
+//! verified, in O(size of that state).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use imbl::Vector;
+use rhospace_matchers::Match;
+
+use super::{ChannelState, Space, State};
+use crate::conts::{ContStore, Peeks, WaitingContinuation};
+use crate::data::{DataStore, StoredDatum};
+use crate::decode::{decode_varint, Decode, DecodeError};
+use crate::encode::{encode_varint, Encode};
+use crate::history::{HistoryError, HistoryStore};
+use crate::kind::{ContKind, DataKind};
+use crate::log::{hash_events, LogEvent};
+use crate::merkle::{
+    hash_multiset, hash_ordered, trie_key, Digest, KeyDomain, LoadError, MerkleMap, EMPTY_ROOT,
+};
+use crate::shard::AllLocked;
+
+/// What [`Space::create_checkpoint`] returns: the state root and the event log since the last
+/// hard checkpoint (or reset, or clear).
+///
+/// ```
+/// use rhospace_spaces::{Space, SpaceConfig};
+/// use rhospace_matchers::ExactMatch;
+/// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+/// s.produce(1, 2, false).unwrap();
+/// let cp = s.create_checkpoint().unwrap();
+/// assert_eq!(cp.log.len(), 1);
+/// assert!(s.create_checkpoint().unwrap().log.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The 32-byte state root.
+    pub root: Digest,
+    /// The hashed event log since the previous checkpoint (SPEC §7).
+    pub log: Vec<LogEvent>,
+}
+
+/// Why a hard checkpoint or a reset failed. Nothing changed in the space.
+///
+/// ```
+/// use rhospace_spaces::{CheckpointError, Space, SpaceConfig};
+/// use rhospace_matchers::ExactMatch;
+/// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+/// assert!(matches!(s.reset(&[9; 32]), Err(CheckpointError::UnknownRoot(_))));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// `reset` to a root neither this space nor its history store recorded.
+    UnknownRoot(Digest),
+    /// The history store failed.
+    History(HistoryError),
+    /// The history store holds a blob that does not decode, or whose contents do not hash to
+    /// the leaf that names it, or a trie node that fails verification.
+    Corrupt {
+        /// The blob or node concerned.
+        hash: Digest,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A stored channel's kind is not the kind this space's configuration gives it.
+    KindMismatch {
+        /// The leaf concerned.
+        hash: Digest,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::UnknownRoot(r) => {
+                write!(f, "unknown state root {}", crate::merkle::hex(r))
+            }
+            CheckpointError::History(e) => write!(f, "history store: {e}"),
+            CheckpointError::Corrupt { hash, reason } => {
+                write!(
+                    f,
+                    "corrupt history entry {}: {reason}",
+                    crate::merkle::hex(hash)
+                )
+            }
+            CheckpointError::KindMismatch { hash } => write!(
+                f,
+                "stored collection {} has another kind than this space configures",
+                crate::merkle::hex(hash)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckpointError::History(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<HistoryError> for CheckpointError {
+    fn from(e: HistoryError) -> Self {
+        CheckpointError::History(e)
+    }
+}
+
+/// The per-shard states of one recorded root (dirty lists and logs empty).
+pub(crate) type Snapshot<C, P, A, K> = (Arc<[Arc<State<C, P, A, K>>]>, MerkleMap);
+
+/// Hard-checkpoint state: the trie of the last hard checkpoint (in this state's lineage), the
+/// history store and the recorded states. Locked only while every shard is held, after them.
+pub(crate) struct Hard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+    pub(crate) merkle: MerkleMap,
+    pub(crate) history: Arc<dyn HistoryStore>,
+    /// Looked up by root, never iterated.
+    pub(crate) snapshots: HashMap<Digest, Snapshot<C, P, A, K>>,
+}
+
+const BLOB_DATA: u8 = 0;
+const BLOB_CONTS: u8 = 1;
+
+fn data_kind_tag(kind: DataKind) -> u8 {
+    match kind {
+        DataKind::Bag => 0,
+        DataKind::Queue => 1,
+        DataKind::Stack => 2,
+        DataKind::Set => 3,
+        DataKind::Cell => 4,
+        DataKind::PriorityQueue => 5,
+        DataKind::VectorDb { .. } => 6,
+    }
+}
+
+fn cont_kind_tag(kind: ContKind) -> u8 {
+    match kind {
+        ContKind::Bag => 0,
+        ContKind::Queue => 1,
+        ContKind::Stack => 2,
+        ContKind::Set => 3,
+    }
+}
+
+fn encode_peeks(peeks: &Peeks, out: &mut Vec<u8>) {
+    encode_varint(peeks.len() as u64, out);
+    for &p in peeks {
+        encode_varint(p as u64, out);
+    }
+}
+
+fn decode_peeks(input: &mut &[u8]) -> Result<Peeks, DecodeError> {
+    let n = decode_varint(input)?;
+    if n > input.len() as u64 {
+        return Err(DecodeError::LengthTooLarge { len: n });
+    }
+    let mut out = Peeks::new();
+    for _ in 0..n {
+        out.push(usize::try_from(decode_varint(input)?).map_err(|_| DecodeError::IntOutOfRange)?);
+    }
+    Ok(out)
+}
+
+/// The canonical encoding of one stored datum.
+fn datum_bytes<A: Encode>(d: &StoredDatum<A>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.value.encoded_len() + 10);
+    d.value.encode(&mut out);
+    d.persist.encode(&mut out);
+    d.priority.encode(&mut out);
+    out
+}
+
+/// The canonical encoding of one waiting continuation.
+fn cont_bytes<P: Encode, K: Encode>(w: &WaitingContinuation<P, K>) -> Vec<u8> {
+    let mut out = Vec::new();
+    w.patterns[..].encode(&mut out);
+    w.continuation.encode(&mut out);
+    w.persist.encode(&mut out);
+    encode_peeks(&w.peeks, &mut out);
+    out
+}
+
+/// A leaf: its value (the hash of the contents) and its blob (the contents), from the item
+/// encodings in canonical order.
+fn leaf(tag: u8, head: &[u8], kind: u8, multiset: bool, items: &[Vec<u8>]) -> (Digest, Vec<u8>) {
+    let contents = if multiset {
+        hash_multiset(items)
+    } else {
+        hash_ordered(items)
+    };
+    let name: &[u8] = if tag == BLOB_DATA {
+        b"rhospace/data"
+    } else {
+        b"rhospace/continuations"
+    };
+    let value = hash_ordered([name, head, &[kind], &contents]);
+    let mut blob = vec![tag];
+    blob.extend_from_slice(head);
+    blob.push(kind);
+    encode_varint(items.len() as u64, &mut blob);
+    for i in items {
+        encode_varint(i.len() as u64, &mut blob);
+        blob.extend_from_slice(i);
+    }
+    (value, blob)
+}
+
+/// One entry of a checkpoint's trie update.
+type Change = (Digest, Option<Digest>);
+
+/// Puts a channel's Bag or Set data and its join-group list into canonical order, and returns
+/// its data leaf (`None` when it holds no data).
+fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
+    channel: &C,
+    cs: &mut ChannelState<C, A>,
+) -> Option<(Digest, Vec<u8>)> {
+    if cs.joins.len() > 1 {
+        let mut joins: Vec<(Vec<u8>, Arc<[C]>)> = cs
+            .joins
+            .iter()
+            .map(|jk| {
+                let mut e = Vec::new();
+                jk[..].encode(&mut e);
+                (e, jk.clone())
+            })
+            .collect();
+        joins.sort_by(|a, b| a.0.cmp(&b.0));
+        cs.joins = joins.into_iter().map(|(_, jk)| jk).collect();
+    }
+    if cs.data.is_empty() {
+        return None;
+    }
+    let kind = cs.data.kind();
+    let mut items = cs.data.ordered();
+    if kind == DataKind::Stack {
+        items.reverse(); // storage order: oldest first
+    }
+    let multiset = matches!(kind, DataKind::Bag | DataKind::Set);
+    let mut encoded: Vec<(Vec<u8>, StoredDatum<A>)> =
+        items.into_iter().map(|d| (datum_bytes(&d), d)).collect();
+    if multiset {
+        encoded.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut data = DataStore::new(kind);
+        for (_, d) in &encoded {
+            data.push(d.clone());
+        }
+        cs.data = data;
+    }
+    let mut head = Vec::new();
+    channel.encode(&mut head);
+    let bytes: Vec<Vec<u8>> = encoded.into_iter().map(|(b, _)| b).collect();
+    Some(leaf(
+        BLOB_DATA,
+        &head,
+        data_kind_tag(kind),
+        multiset,
+        &bytes,
+    ))
+}
+
+/// Puts a join group's Bag or Set continuations into canonical order and returns its leaf.
+fn settle_join<C: Encode, P: Clone + Eq + Encode, K: Clone + Eq + Encode>(
+    jk: &[C],
+    store: &mut ContStore<P, K>,
+) -> (Digest, Vec<u8>) {
+    let kind = store.kind();
+    let multiset = matches!(kind, ContKind::Bag | ContKind::Set);
+    let mut encoded: Vec<(Vec<u8>, WaitingContinuation<P, K>)> =
+        store.all().map(|w| (cont_bytes(w), w.clone())).collect();
+    if multiset {
+        encoded.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut fresh = ContStore::new(kind);
+        for (_, w) in &encoded {
+            fresh.push(w.clone());
+        }
+        *store = fresh;
+    }
+    let mut head = Vec::new();
+    jk.encode(&mut head);
+    let bytes: Vec<Vec<u8>> = encoded.into_iter().map(|(b, _)| b).collect();
+    leaf(BLOB_CONTS, &head, cont_kind_tag(kind), multiset, &bytes)
+}
+
+fn data_key<C: Encode + ?Sized>(channel: &C) -> Digest {
+    let mut e = Vec::new();
+    channel.encode(&mut e);
+    trie_key(KeyDomain::Data, &e)
+}
+
+fn join_key<C: Encode>(jk: &[C]) -> Digest {
+    let mut e = Vec::new();
+    jk.encode(&mut e);
+    trie_key(KeyDomain::Continuations, &e)
+}
+
+/// Settles one shard's dirty entries: canonical order in `state`, leaf changes and blobs out.
+fn settle_shard<C, P, A, K>(
+    state: &mut State<C, P, A, K>,
+    changes: &mut Vec<Change>,
+    blobs: &mut Vec<(Digest, Vec<u8>)>,
+) where
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode,
+    A: Clone + Hash + Eq + Encode,
+    K: Clone + Eq + Encode,
+{
+    let dirty = std::mem::take(&mut state.dirty);
+    for c in dirty.iter() {
+        match state.channels.get_mut(c) {
+            Some(cs) if cs.dirty => {
+                cs.dirty = false;
+                match settle_channel(c, cs) {
+                    Some((value, blob)) => {
+                        changes.push((data_key(c), Some(value)));
+                        blobs.push((value, blob));
+                    }
+                    None => changes.push((data_key(c), None)),
+                }
+            }
+            Some(_) => {} // listed twice (removed, then created again): settled already
+            None => changes.push((data_key(c), None)),
+        }
+    }
+    let dirty_joins = std::mem::take(&mut state.dirty_joins);
+    // Looked up only.
+    let mut done: HashSet<&Arc<[C]>> = HashSet::new();
+    for jk in dirty_joins.iter() {
+        if !done.insert(jk) {
+            continue;
+        }
+        match state.joins.get_mut(jk) {
+            Some(store) => {
+                let (value, blob) = settle_join(jk, store);
+                changes.push((join_key(jk), Some(value)));
+                blobs.push((value, blob));
+            }
+            None => changes.push((join_key(jk), None)),
+        }
+    }
+    state.log = Vector::new();
+}
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode,
+    A: Clone + Hash + Eq + Encode,
+    K: Clone + Eq + Encode,
+    M: Match<P, A>,
+{
+    /// Takes a hard checkpoint (SPEC §6): returns the state root and the event log since the
+    /// last checkpoint, clears the log, and records the root in the history store (only the
+    /// trie nodes and leaf blobs it lacks) and in memory.
+    ///
+    /// All shards are locked for its duration (writers pause). Errors (the history store
+    /// failed): nothing changes, the log and the changes stay pending.
+    ///
+    /// Time: O(changed entries × their size + changed paths × log₁₆ n), independent of the
+    /// channels left unchanged.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let a: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let b: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// a.produce(1, 10, false).unwrap();
+    /// a.produce(1, 20, false).unwrap();
+    /// b.produce(1, 20, false).unwrap(); // a Bag: insertion order does not matter
+    /// b.produce(1, 10, false).unwrap();
+    /// assert_eq!(a.create_checkpoint().unwrap().root, b.create_checkpoint().unwrap().root);
+    /// ```
+    pub fn create_checkpoint(&self) -> Result<Checkpoint, CheckpointError> {
+        let mut all = AllLocked::lock(&self.shards);
+        let mut hard = self.hard.lock();
+        let log = hash_events(all.guards.iter().flat_map(|g| g.state.log.iter()));
+        // Work on copies (O(1) each): on error nothing changes.
+        let mut states: Vec<Arc<State<C, P, A, K>>> =
+            all.guards.iter().map(|g| g.state.clone()).collect();
+        let mut changes = Vec::new();
+        let mut blobs = Vec::new();
+        for st in states.iter_mut() {
+            if !st.dirty.is_empty() || !st.dirty_joins.is_empty() || !st.log.is_empty() {
+                settle_shard(Arc::make_mut(st), &mut changes, &mut blobs);
+            }
+        }
+        let mut merkle = hard.merkle.clone();
+        merkle.apply(changes);
+        let root = merkle.root();
+        let history = hard.history.clone();
+        let missing = merkle.missing_nodes(|h| history.contains(h))?;
+        let mut commit = missing.nodes;
+        commit.extend(blobs);
+        history.commit(&commit, root)?;
+        for (g, st) in all.guards.iter_mut().zip(&states) {
+            g.state = st.clone();
+        }
+        hard.snapshots.insert(root, (states.into(), merkle.clone()));
+        hard.merkle = merkle;
+        Ok(Checkpoint { root, log })
+    }
+}
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode,
+    A: Clone + Hash + Eq + Encode,
+    K: Clone + Eq + Encode,
+    M: Match<P, A>,
+{
+    /// The state root of the current contents, computed from scratch: every channel and join
+    /// group encoded and hashed, and a new trie built. Changes nothing. This is what
+    /// [`create_checkpoint`](Self::create_checkpoint) computes incrementally; it exists to check
+    /// that (tests) and as its benchmark baseline. Pending changes count as they stand, so after
+    /// a checkpoint with nothing changed since, both agree.
+    ///
+    /// Time: O(size of the state).
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(1, 2, false).unwrap();
+    /// s.consume([3, 4], [0, 0], 9, false, &[]).unwrap();
+    /// let full = s.full_state_root();
+    /// assert_eq!(s.create_checkpoint().unwrap().root, full);
+    /// ```
+    pub fn full_state_root(&self) -> Digest {
+        let all = AllLocked::lock(&self.shards);
+        let mut changes = Vec::new();
+        for g in all.guards.iter() {
+            for (c, cs) in g.state.channels.iter() {
+                let mut cs = cs.clone();
+                if let Some((value, _)) = settle_channel(c, &mut cs) {
+                    changes.push((data_key(c), Some(value)));
+                }
+            }
+            for (jk, store) in g.state.joins.iter() {
+                let mut store = store.clone();
+                let (value, _) = settle_join(jk, &mut store);
+                changes.push((join_key(jk), Some(value)));
+            }
+        }
+        drop(all);
+        let mut merkle = MerkleMap::new();
+        merkle.apply(changes);
+        merkle.root()
+    }
+}
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq + Encode + Decode,
+    P: Clone + Eq + Encode + Decode,
+    A: Clone + Hash + Eq + Encode + Decode,
+    K: Clone + Eq + Encode + Decode,
+    M: Match<P, A>,
+{
+    /// Restores the state recorded under `root` (SPEC §6): from memory when this space
+    /// recorded it, else from the history store (a root an earlier process recorded). The
+    /// event log is cleared; installed continuations stay. [`EMPTY_ROOT`] is always known: it is
+    /// [`clear`](Self::clear).
+    ///
+    /// Errors (nothing changes): `UnknownRoot`, a failing or corrupt store, a stored kind this
+    /// space configures differently.
+    ///
+    /// Time: O(shards) for a root in memory; O(size of the state) to load one from the store.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(1, 10, false).unwrap();
+    /// let one = s.create_checkpoint().unwrap().root;
+    /// s.produce(2, 20, false).unwrap();
+    /// s.create_checkpoint().unwrap();
+    /// s.reset(&one).unwrap();
+    /// assert!(s.data(&2).is_empty());
+    /// assert_eq!(s.data(&1)[0].value, 10);
+    /// ```
+    pub fn reset(&self, root: &Digest) -> Result<(), CheckpointError> {
+        if *root == EMPTY_ROOT {
+            self.clear();
+            return Ok(());
+        }
+        let known = self.hard.lock().snapshots.get(root).cloned();
+        let (states, merkle) = match known {
+            Some(s) => s,
+            None => {
+                let history = self.hard.lock().history.clone();
+                if !history.has_root(root)? {
+                    return Err(CheckpointError::UnknownRoot(*root));
+                }
+                let loaded = self.load(root, &*history)?;
+                self.hard.lock().snapshots.insert(*root, loaded.clone());
+                loaded
+            }
+        };
+        let mut old = Vec::with_capacity(states.len());
+        let mut all = AllLocked::lock(&self.shards);
+        for (g, st) in all.guards.iter_mut().zip(states.iter()) {
+            old.push(std::mem::replace(&mut g.state, st.clone()));
+        }
+        self.hard.lock().merkle = merkle;
+        drop(all);
+        drop(old);
+        Ok(())
+    }
+
+    /// Rebuilds the per-shard states of `root` from the history store, verifying every node and
+    /// blob.
+    fn load(
+        &self,
+        root: &Digest,
+        history: &dyn HistoryStore,
+    ) -> Result<Snapshot<C, P, A, K>, CheckpointError> {
+        let merkle = MerkleMap::load(root, |h| history.get(h)).map_err(|e| match e {
+            LoadError::Store(e) => CheckpointError::History(e),
+            LoadError::Missing(h) => CheckpointError::Corrupt {
+                hash: h,
+                reason: "missing node".into(),
+            },
+            other => CheckpointError::Corrupt {
+                hash: *root,
+                reason: other.to_string(),
+            },
+        })?;
+        let mut states: Vec<State<C, P, A, K>> =
+            (0..self.shards.len()).map(|_| State::default()).collect();
+        let mut groups: Vec<Arc<[C]>> = Vec::new();
+        for (_, value) in merkle.iter() {
+            let blob = history
+                .get(value)?
+                .ok_or_else(|| CheckpointError::Corrupt {
+                    hash: *value,
+                    reason: "missing leaf blob".into(),
+                })?;
+            let corrupt = |e: DecodeError| CheckpointError::Corrupt {
+                hash: *value,
+                reason: e.to_string(),
+            };
+            let mut input = &blob[..];
+            let tag = u8::decode(&mut input).map_err(corrupt)?;
+            let head_start = input;
+            match tag {
+                BLOB_DATA => {
+                    let channel = C::decode(&mut input).map_err(corrupt)?;
+                    let head = &head_start[..head_start.len() - input.len()];
+                    let kind = self.config.kind_of(&channel);
+                    let items = read_items(&mut input, data_kind_tag(kind), *value)?;
+                    let mut data = DataStore::new(kind);
+                    for item in &items {
+                        let mut i = &item[..];
+                        let d = StoredDatum {
+                            value: A::decode(&mut i).map_err(corrupt)?,
+                            persist: bool::decode(&mut i).map_err(corrupt)?,
+                            priority: i64::decode(&mut i).map_err(corrupt)?,
+                        };
+                        if !i.is_empty() {
+                            return Err(corrupt(DecodeError::TrailingBytes { count: i.len() }));
+                        }
+                        data.push(d);
+                    }
+                    let multiset = matches!(kind, DataKind::Bag | DataKind::Set);
+                    let (check, _) = leaf(BLOB_DATA, head, data_kind_tag(kind), multiset, &items);
+                    if check != *value || data.len() != items.len() {
+                        return Err(corrupt(DecodeError::Invalid("data leaf hash")));
+                    }
+                    let st = &mut states[self.router.shard_of(&channel)];
+                    match st.channels.get_mut(&channel) {
+                        Some(cs) => cs.data = data,
+                        None => {
+                            st.channels.insert(
+                                channel,
+                                ChannelState {
+                                    data,
+                                    joins: Vector::new(),
+                                    dirty: false,
+                                },
+                            );
+                        }
+                    }
+                }
+                BLOB_CONTS => {
+                    let jk: Vec<C> = Vec::decode(&mut input).map_err(corrupt)?;
+                    let head = &head_start[..head_start.len() - input.len()];
+                    if jk.is_empty() {
+                        return Err(corrupt(DecodeError::Invalid("empty channel list")));
+                    }
+                    let kind = self.config.continuation_kind();
+                    let items = read_items(&mut input, cont_kind_tag(kind), *value)?;
+                    let mut store = ContStore::new(kind);
+                    for item in &items {
+                        let mut i = &item[..];
+                        let patterns: Vec<P> = Vec::decode(&mut i).map_err(corrupt)?;
+                        let w = WaitingContinuation {
+                            patterns: patterns.into(),
+                            continuation: K::decode(&mut i).map_err(corrupt)?,
+                            persist: bool::decode(&mut i).map_err(corrupt)?,
+                            peeks: decode_peeks(&mut i).map_err(corrupt)?,
+                        };
+                        if !i.is_empty() || w.patterns.len() != jk.len() {
+                            return Err(corrupt(DecodeError::Invalid("continuation")));
+                        }
+                        store.push(w);
+                    }
+                    let multiset = matches!(kind, ContKind::Bag | ContKind::Set);
+                    let (check, _) = leaf(BLOB_CONTS, head, cont_kind_tag(kind), multiset, &items);
+                    if check != *value || store.is_empty() {
+                        return Err(corrupt(DecodeError::Invalid("continuation leaf hash")));
+                    }
+                    let jk: Arc<[C]> = jk.into();
+                    let home = self.router.shard_of(&jk[0]);
+                    states[home].joins.insert(jk.clone(), store);
+                    groups.push(jk);
+                }
+                _ => return Err(corrupt(DecodeError::Invalid("leaf blob tag"))),
+            }
+            if !input.is_empty() {
+                return Err(corrupt(DecodeError::TrailingBytes { count: input.len() }));
+            }
+        }
+        // Each channel lists its join groups in canonical order (as a checkpoint leaves them).
+        let mut keyed: Vec<(Vec<u8>, Arc<[C]>)> = groups
+            .into_iter()
+            .map(|jk| {
+                let mut e = Vec::new();
+                jk[..].encode(&mut e);
+                (e, jk)
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, jk) in keyed {
+            for (i, c) in jk.iter().enumerate() {
+                if jk[..i].contains(c) {
+                    continue;
+                }
+                let st = &mut states[self.router.shard_of(c)];
+                if !st.channels.contains_key(c) {
+                    st.channels.insert(
+                        c.clone(),
+                        ChannelState {
+                            data: DataStore::new(self.config.kind_of(c)),
+                            joins: Vector::new(),
+                            dirty: false,
+                        },
+                    );
+                }
+                if let Some(cs) = st.channels.get_mut(c) {
+                    cs.joins.push_back(jk.clone());
+                }
+            }
+        }
+        let states: Arc<[Arc<State<C, P, A, K>>]> = states.into_iter().map(Arc::new).collect();
+        Ok((states, merkle))
+    }
+}
+
+/// Reads a leaf blob's kind byte (which must be `kind`) and its length-prefixed items.
+fn read_items(input: &mut &[u8], kind: u8, leaf: Digest) -> Result<Vec<Vec<u8>>, CheckpointError> {
+    let corrupt = |e: DecodeError| CheckpointError::Corrupt {
+        hash: leaf,
+        reason: e.to_string(),
+    };
+    let stored = u8::decode(input).map_err(corrupt)?;
+    if stored != kind {
+        return Err(CheckpointError::KindMismatch { hash: leaf });
+    }
+    let n = decode_varint(input).map_err(corrupt)?;
+    if n > input.len() as u64 {
+        return Err(corrupt(DecodeError::LengthTooLarge { len: n }));
+    }
+    let mut items = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = decode_varint(input).map_err(corrupt)?;
+        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+        if len_usize > input.len() {
+            return Err(corrupt(DecodeError::LengthTooLarge { len }));
+        }
+        let (item, rest) = input.split_at(len_usize);
+        items.push(item.to_vec());
+        *input = rest;
+    }
+    Ok(items)
+}

@@ -1,0 +1,409 @@
+//! Hard checkpoints (SPEC §6, issue 5): the state root depends only on contents, is computed
+//! incrementally yet equals a from-scratch hash, `reset` restores any recorded root (from
+//! memory or from a database a previous space wrote), errors change nothing, and the event log
+//! (SPEC §7) is returned and cleared.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rhospace_matchers::ExactMatch;
+use rhospace_spaces::merkle::{Digest, EMPTY_ROOT};
+use rhospace_spaces::{
+    CheckpointError, ContKind, DataKind, HistoryError, HistoryStore, LogEvent, MemoryHistory,
+    RedbHistory, Space, SpaceConfig,
+};
+
+type S = Space<u32, u32, u32, u32, ExactMatch>;
+
+fn config() -> SpaceConfig<u32> {
+    SpaceConfig::new()
+        .channel_kind(100, DataKind::Queue)
+        .channel_kind(101, DataKind::Stack)
+        .channel_kind(102, DataKind::Set)
+        .channel_kind(103, DataKind::PriorityQueue)
+        .channel_kind(104, DataKind::Cell)
+}
+
+fn space(shards: usize) -> S {
+    Space::with_shards(ExactMatch, config(), shards)
+}
+
+fn hex(d: &Digest) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Everything observable, as text: data of every channel used, join lists, continuations.
+fn contents(s: &S) -> String {
+    let mut out = String::new();
+    for c in (0..12).chain(100..105) {
+        out += &format!("{c}: {:?} {:?}\n", s.data(&c), s.joins(&c));
+        for jk in s.joins(&c) {
+            out += &format!("  {jk:?} {:?}\n", s.continuations(&jk));
+        }
+    }
+    out
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A random operation on a small alphabet, so COMMs fire often.
+fn step(s: &S, rng: &mut Rng) {
+    let channels = [0, 1, 2, 3, 4, 5, 6, 7, 100, 101, 102, 103, 104];
+    let c = channels[rng.below(channels.len() as u64) as usize];
+    match rng.below(10) {
+        0..=4 => {
+            let _ = s.produce_with_priority(
+                c,
+                rng.below(4) as u32,
+                rng.below(10) == 0,
+                rng.below(3) as i64,
+            );
+        }
+        5..=7 => {
+            let _ = s.consume(
+                [c],
+                [rng.below(4) as u32],
+                rng.below(5) as u32,
+                rng.below(10) == 0,
+                &[],
+            );
+        }
+        _ => {
+            let d = channels[rng.below(channels.len() as u64) as usize];
+            let peeks: &[usize] = if rng.below(4) == 0 { &[1] } else { &[] };
+            let _ = s.consume(
+                [c, d],
+                [rng.below(4) as u32, rng.below(4) as u32],
+                9,
+                false,
+                peeks,
+            );
+        }
+    }
+}
+
+#[test]
+fn bag_root_ignores_insertion_order_queue_root_does_not() {
+    let a = space(32);
+    let b = space(32);
+    for d in [1, 2, 3, 2] {
+        a.produce(0, d, false).unwrap();
+    }
+    for d in [2, 3, 2, 1] {
+        b.produce(0, d, false).unwrap();
+    }
+    assert_eq!(
+        a.create_checkpoint().unwrap().root,
+        b.create_checkpoint().unwrap().root
+    );
+
+    let q1 = space(32);
+    let q2 = space(32);
+    q1.produce(100, 1, false).unwrap();
+    q1.produce(100, 2, false).unwrap();
+    q2.produce(100, 2, false).unwrap();
+    q2.produce(100, 1, false).unwrap();
+    assert_ne!(
+        q1.create_checkpoint().unwrap().root,
+        q2.create_checkpoint().unwrap().root
+    );
+}
+
+#[test]
+fn bag_continuations_ignore_order_and_persist_flag_counts() {
+    let a = space(8);
+    let b = space(8);
+    a.consume([1, 2], [5, 6], 1, false, &[]).unwrap();
+    a.consume([1, 2], [5, 6], 2, false, &[]).unwrap();
+    b.consume([1, 2], [5, 6], 2, false, &[]).unwrap();
+    b.consume([1, 2], [5, 6], 1, false, &[]).unwrap();
+    assert_eq!(
+        a.create_checkpoint().unwrap().root,
+        b.create_checkpoint().unwrap().root
+    );
+    let c = space(8);
+    c.consume([1, 2], [5, 6], 1, true, &[]).unwrap();
+    c.consume([1, 2], [5, 6], 2, false, &[]).unwrap();
+    assert_ne!(
+        a.create_checkpoint().unwrap().root,
+        c.create_checkpoint().unwrap().root
+    );
+    let q = Space::<u32, u32, u32, u32, ExactMatch>::new(
+        ExactMatch,
+        SpaceConfig::new().cont_kind(ContKind::Queue),
+    );
+    let r = Space::<u32, u32, u32, u32, ExactMatch>::new(
+        ExactMatch,
+        SpaceConfig::new().cont_kind(ContKind::Queue),
+    );
+    q.consume([1], [5], 1, false, &[]).unwrap();
+    q.consume([1], [5], 2, false, &[]).unwrap();
+    r.consume([1], [5], 2, false, &[]).unwrap();
+    r.consume([1], [5], 1, false, &[]).unwrap();
+    assert_ne!(
+        q.create_checkpoint().unwrap().root,
+        r.create_checkpoint().unwrap().root
+    );
+}
+
+#[test]
+fn golden_root() {
+    // A fixed small state has a fixed root: a change of encoding or hashing must be noticed.
+    let s = space(32);
+    s.produce(0, 1, false).unwrap();
+    s.produce(0, 2, true).unwrap();
+    s.produce(100, 3, false).unwrap();
+    s.produce(100, 4, false).unwrap();
+    s.produce_with_priority(103, 5, false, 7).unwrap();
+    s.consume([1, 2], [7, 8], 42, false, &[1]).unwrap();
+    let root = s.create_checkpoint().unwrap().root;
+    assert_eq!(hex(&root), GOLDEN);
+    assert_eq!(
+        hex(&space(1).create_checkpoint().unwrap().root),
+        hex(&EMPTY_ROOT)
+    );
+}
+
+const GOLDEN: &str = "f111bbeb7419f53bc6226f5ae6450d9462ad471abf72e598020ee210e4cdf066";
+
+#[test]
+fn same_calls_give_the_same_root_on_any_shard_count() {
+    let mut roots: Vec<Vec<Digest>> = Vec::new();
+    for shards in [1, 4, 32, 256] {
+        let s = space(shards);
+        let mut rng = Rng(0xDEAD_BEEF);
+        let mut mine = Vec::new();
+        for round in 0..20 {
+            for _ in 0..50 {
+                step(&s, &mut rng);
+            }
+            let cp = s.create_checkpoint().unwrap();
+            assert!(!cp.log.is_empty(), "round {round}");
+            mine.push(cp.root);
+        }
+        roots.push(mine);
+    }
+    for r in &roots[1..] {
+        assert_eq!(r, &roots[0]);
+    }
+}
+
+#[test]
+fn incremental_root_equals_a_full_rehash() {
+    for seed in 1..=8u64 {
+        let s = space(16);
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut soft = None;
+        for round in 0..40 {
+            for _ in 0..rng.below(40) {
+                step(&s, &mut rng);
+            }
+            match rng.below(6) {
+                0 => soft = Some(s.create_soft_checkpoint()),
+                1 => {
+                    if let Some(cp) = &soft {
+                        s.revert_to_soft_checkpoint(cp);
+                    }
+                }
+                _ => {}
+            }
+            let full = s.full_state_root();
+            let root = s.create_checkpoint().unwrap().root;
+            assert_eq!(hex(&root), hex(&full), "seed {seed} round {round}");
+            assert_eq!(
+                s.full_state_root(),
+                root,
+                "checkpoint changed the contents' root"
+            );
+        }
+    }
+}
+
+#[test]
+fn reset_restores_every_recorded_root_and_errors_change_nothing() {
+    let s = space(8);
+    let mut rng = Rng(77);
+    let mut recorded = Vec::new();
+    for _ in 0..15 {
+        for _ in 0..30 {
+            step(&s, &mut rng);
+        }
+        let root = s.create_checkpoint().unwrap().root;
+        recorded.push((root, contents(&s)));
+    }
+    for i in [3usize, 14, 0, 7, 7, 11] {
+        let (root, want) = &recorded[i];
+        s.reset(root).unwrap();
+        assert_eq!(&contents(&s), want, "reset to root #{i}");
+        assert_eq!(s.create_checkpoint().unwrap().root, *root);
+    }
+    let before = contents(&s);
+    let err = s.reset(&[0xAB; 32]).unwrap_err();
+    assert!(matches!(err, CheckpointError::UnknownRoot(r) if r == [0xAB; 32]));
+    assert_eq!(contents(&s), before);
+}
+
+#[test]
+fn installed_continuations_survive_reset_and_clear() {
+    let s = space(4);
+    s.install([9], [1], 500).unwrap();
+    s.produce(3, 3, false).unwrap();
+    let root = s.create_checkpoint().unwrap().root;
+    s.clear();
+    assert_eq!(s.create_checkpoint().unwrap().root, EMPTY_ROOT);
+    assert_eq!(s.produce(9, 1, false).unwrap().unwrap().continuation, 500);
+    s.reset(&root).unwrap();
+    assert_eq!(s.data(&3).len(), 1);
+    assert_eq!(s.produce(9, 1, false).unwrap().unwrap().continuation, 500);
+    s.reset(&EMPTY_ROOT).unwrap();
+    assert!(s.is_empty());
+    assert_eq!(s.continuations(&[9]).len(), 1);
+}
+
+#[test]
+fn event_log_names_calls_and_comms_and_counts_identical_produces() {
+    let s = space(4);
+    s.produce(1, 7, false).unwrap();
+    s.produce(1, 7, false).unwrap();
+    s.consume([1], [7], 0, false, &[]).unwrap();
+    let log = s.create_checkpoint().unwrap().log;
+    assert_eq!(log.len(), 4, "{log:?}");
+    let (p0, p1) = match (&log[0], &log[1]) {
+        (
+            LogEvent::Produce {
+                hash: a,
+                counter: 0,
+            },
+            LogEvent::Produce {
+                hash: b,
+                counter: 1,
+            },
+        ) => (a, b),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(p0, p1);
+    assert!(matches!(&log[2], LogEvent::Consume { counter: 0, .. }));
+    match &log[3] {
+        LogEvent::Comm(r) => {
+            assert_eq!(r.produces, vec![*p0]);
+            assert_eq!(
+                r.consume,
+                rhospace_spaces::consume_hash(&[1u32], &[7u32], &0u32, false, &[])
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The log was cleared; a soft checkpoint captures it and a revert brings it back.
+    s.produce(2, 1, false).unwrap();
+    let soft = s.create_soft_checkpoint();
+    s.produce(2, 2, false).unwrap();
+    s.revert_to_soft_checkpoint(&soft);
+    assert_eq!(s.create_checkpoint().unwrap().log.len(), 1);
+}
+
+/// A store that can be made to fail.
+struct Flaky {
+    inner: MemoryHistory,
+    fail: AtomicBool,
+}
+
+impl HistoryStore for Flaky {
+    fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
+        self.inner.get(hash)
+    }
+    fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
+        self.inner.contains(hash)
+    }
+    fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(HistoryError::RootNotStored(root));
+        }
+        self.inner.commit(blobs, root)
+    }
+    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
+        self.inner.has_root(root)
+    }
+    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
+        self.inner.roots()
+    }
+}
+
+#[test]
+fn a_failed_checkpoint_changes_nothing() {
+    let store = Arc::new(Flaky {
+        inner: MemoryHistory::new(),
+        fail: AtomicBool::new(false),
+    });
+    let s = space(4).with_history(store.clone());
+    s.produce(1, 1, false).unwrap();
+    let first = s.create_checkpoint().unwrap().root;
+    s.produce(1, 2, false).unwrap();
+    s.produce(1, 0, false).unwrap();
+    let before = contents(&s);
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        s.create_checkpoint(),
+        Err(CheckpointError::History(_))
+    ));
+    assert_eq!(contents(&s), before);
+    store.fail.store(false, Ordering::SeqCst);
+    let cp = s.create_checkpoint().unwrap();
+    assert_eq!(cp.log.len(), 2, "the pending log survived the failure");
+    assert_eq!(cp.root, s.full_state_root());
+    s.reset(&first).unwrap();
+    assert_eq!(s.data(&1).len(), 1);
+}
+
+#[test]
+fn disk_history_survives_the_space_and_resets_in_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.redb");
+    let mut recorded = Vec::new();
+    {
+        let s = space(8).with_history(Arc::new(RedbHistory::open(&path).unwrap()));
+        let mut rng = Rng(4242);
+        for _ in 0..10 {
+            for _ in 0..40 {
+                step(&s, &mut rng);
+            }
+            let root = s.create_checkpoint().unwrap().root;
+            recorded.push((root, contents(&s)));
+        }
+    }
+    // A new space (other shard count) on the reopened database.
+    let s = space(32).with_history(Arc::new(RedbHistory::open(&path).unwrap()));
+    for (i, (root, want)) in recorded.iter().enumerate().rev() {
+        s.reset(root).unwrap();
+        assert_eq!(&contents(&s), want, "root #{i} from disk");
+        assert_eq!(s.full_state_root(), *root);
+    }
+    // Going on from a loaded root behaves like going on in the original space.
+    let mut rng = Rng(1);
+    s.reset(&recorded[9].0).unwrap();
+    let twin = space(8);
+    let mut rng2 = Rng(4242);
+    for _ in 0..10 {
+        for _ in 0..40 {
+            step(&twin, &mut rng2);
+        }
+        twin.create_checkpoint().unwrap();
+    }
+    for _ in 0..100 {
+        let mut r2 = Rng(rng.0);
+        step(&s, &mut rng);
+        step(&twin, &mut r2);
+    }
+    assert_eq!(contents(&s), contents(&twin));
+    assert_eq!(
+        s.create_checkpoint().unwrap().root,
+        twin.create_checkpoint().unwrap().root
+    );
+}
