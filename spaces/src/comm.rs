@@ -6,15 +6,21 @@ use smallvec::SmallVec;
 
 use crate::conts::Peeks;
 
-/// What one position of a COMM matched.
+/// One datum a COMM matched, at position `position` of the consume.
+///
+/// Every position matches one datum, except a top-k similarity position
+/// ([`Take::TopK`](rhospace_matchers::similarity::Take::TopK)), which matches `k`: they are
+/// consecutive entries with the same `position`, best first.
 ///
 /// ```
 /// use rhospace_spaces::MatchedDatum;
-/// let m = MatchedDatum { result: (), datum: 5u8, persistent: false };
+/// let m = MatchedDatum { position: 0, result: (), datum: 5u8, persistent: false };
 /// assert_eq!(m.datum, 5);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchedDatum<A, R> {
+    /// The consume position (index into the COMM's `channels` and `patterns`) it matched at.
+    pub position: usize,
     /// What the matcher returned (bindings, a transformed value, a score).
     pub result: R,
     /// The stored (or produced) value it matched.
@@ -25,9 +31,11 @@ pub struct MatchedDatum<A, R> {
 
 /// One firing: a continuation with the data that satisfied it (SPEC §2).
 ///
-/// `channels`, `patterns` and `matches` are in the consume's order, one entry per position,
-/// repeats included: position `i` read `channels[i]` with `patterns[i]` and matched
-/// `matches[i]`.
+/// `channels` and `patterns` are in the consume's order, one entry per position, repeats
+/// included. `matches` lists what each position matched, in position order: one entry per
+/// position, except that a top-k similarity position contributes its `k` data as consecutive
+/// entries (best first). Each entry names its [`position`](MatchedDatum::position); without
+/// top-k patterns, `matches[i].position == i`. [`Comm::matches_at`] selects one position's.
 ///
 /// **Re-issue contract.** `reissue` is true when the item this call brought in (the produced
 /// datum, or the consume's continuation) fired but was not used up: a persistent produce or
@@ -61,4 +69,25 @@ pub struct Comm<C, P, A, K, R> {
     pub matches: SmallVec<[MatchedDatum<A, R>; 2]>,
     /// The incoming item fired but was not used up, and was not stored (see above).
     pub reissue: bool,
+}
+
+impl<C, P, A, K, R> Comm<C, P, A, K, R> {
+    /// The entries of `matches` for consume position `position` (one, or `k` for a top-k
+    /// similarity position, best first; none for a position out of range).
+    ///
+    /// Time: O(entries).
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let space: Space<&str, i32, i32, &str, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// space.produce("a", 1, false).unwrap();
+    /// space.produce("b", 2, false).unwrap();
+    /// let comm = space.consume(["a", "b"], [1, 2], "k", false, &[]).unwrap().unwrap();
+    /// assert_eq!(comm.matches_at(1).map(|m| m.datum).collect::<Vec<_>>(), [2]);
+    /// assert_eq!(comm.matches_at(2).count(), 0);
+    /// ```
+    pub fn matches_at(&self, position: usize) -> impl Iterator<Item = &MatchedDatum<A, R>> + '_ {
+        self.matches.iter().filter(move |m| m.position == position)
+    }
 }

@@ -78,14 +78,12 @@ pub(crate) struct Join<'a, A: Clone + Hash + Eq> {
 pub(crate) struct Found<R> {
     pub(crate) picks: SmallVec<[Pick; 4]>,
     pub(crate) results: SmallVec<[R; 4]>,
-    #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) more: SmallVec<[(usize, Pick, R); 2]>,
 }
 
 impl<R> Found<R> {
     /// Every picked datum as `(position, pick, result)`, in COMM order: positions ascending,
     /// and within a top-k position best first: the order of a COMM's `matches`.
-    #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) fn entries(self) -> impl Iterator<Item = (usize, Pick, R)> {
         // Inline for up to 4 entries: a COMM without top-k positions allocates nothing here.
         let mut out: SmallVec<[(usize, Pick, R); 4]> = SmallVec::new();
@@ -100,7 +98,6 @@ impl<R> Found<R> {
     }
 
     /// Every picked datum as `(position, pick)` in COMM order, borrowing.
-    #[allow(dead_code)] // Read by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) fn entry_picks(&self) -> impl Iterator<Item = (usize, Pick)> + '_ {
         let mut out: SmallVec<[(usize, Pick); 8]> = SmallVec::new();
         let mut more = self.more.iter().peekable();

@@ -87,7 +87,6 @@ impl DataKind {
     ///
     /// Errors: `MissingEmbedding` (none), `Embedding(..)` (wrong dimension, NaN/inf, zero under
     /// cosine).
-    #[allow(dead_code)] // Called by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) fn check_embedding(self, embedding: Option<&[f32]>) -> Result<(), ErrorKind> {
         let DataKind::VectorDb { dim, metric } = self else {
             return Ok(());
@@ -101,7 +100,6 @@ impl DataKind {
     /// Checks a consume's pattern at `position` on a channel of this kind: a similarity query
     /// (`sim`, from [`rhospace_matchers::Match::similarity`]) on a `VectorDb` channel must have
     /// the channel's dimension. Always `Ok` otherwise.
-    #[allow(dead_code)] // Called by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) fn check_query(
         self,
         position: usize,

@@ -19,7 +19,7 @@ use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{search, Found, Incoming, Join};
+use crate::join::{search, Found, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::Event;
 use crate::merkle::MerkleMap;
@@ -626,6 +626,10 @@ where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
         let kind = self.config.kind_of(&channel);
+        // VectorDB: the datum's embedding is validated before anything else (SPEC §5).
+        if let Err(e) = kind.check_embedding(self.matcher.embedding(&datum)) {
+            return Err(ProduceError::new(e, datum));
+        }
         let priority = if kind == DataKind::PriorityQueue {
             priority
         } else {
@@ -661,11 +665,14 @@ where
                     let newly_dirty = stores && !cs.dirty;
                     if stores {
                         cs.dirty = true;
-                        cs.data.push(StoredDatum {
-                            value: datum,
-                            persist,
-                            priority,
-                        });
+                        cs.data.push_embedded(
+                            StoredDatum {
+                                value: datum,
+                                persist,
+                                priority,
+                            },
+                            |a| self.matcher.embedding(a),
+                        );
                     }
                     if newly_dirty {
                         state.dirty.push_back(channel);
@@ -684,11 +691,14 @@ where
                         state.log.push_back(event(&channel, &datum));
                     }
                     let mut data = DataStore::new(kind);
-                    data.push(StoredDatum {
-                        value: datum,
-                        persist,
-                        priority,
-                    });
+                    data.push_embedded(
+                        StoredDatum {
+                            value: datum,
+                            persist,
+                            priority,
+                        },
+                        |a| self.matcher.embedding(a),
+                    );
                     state.dirty.push_back(channel.clone());
                     state.channels.insert(
                         channel,
@@ -732,6 +742,10 @@ where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
         let kind = self.config.kind_of(&channel);
+        // VectorDB: the datum's embedding is validated before anything else (SPEC §5).
+        if let Err(e) = kind.check_embedding(self.matcher.embedding(&datum)) {
+            return Err(ProduceError::new(e, datum));
+        }
         if let Some(cs) = view.channel(&channel) {
             match kind {
                 DataKind::Cell if !cs.data.is_empty() => {
@@ -778,7 +792,7 @@ where
             }
             Self::channel_or_new(view, &self.config, &channel)
                 .data
-                .push(incoming);
+                .push_embedded(incoming, |a| self.matcher.embedding(a));
             return Ok(None);
         };
         let verdict = {
@@ -870,7 +884,7 @@ where
         found: &Found<M::Output>,
     ) -> Admission<'s, C, P, A, K> {
         let mut freed_data = SmallVec::new();
-        for (pos, pick) in found.picks.iter().enumerate() {
+        for (pos, pick) in found.entry_picks() {
             if pick.incoming || peeks.contains(&pos) {
                 continue;
             }
@@ -998,12 +1012,10 @@ where
         };
         // The incoming datum is used up when a non-peeking position takes it and it is not
         // persistent; otherwise it is handed back through `reissue`.
-        let uses = found.picks.iter().filter(|p| p.incoming).count();
+        let uses = found.entry_picks().filter(|(_, p)| p.incoming).count();
         let consumed_here = !incoming.persist
             && found
-                .picks
-                .iter()
-                .enumerate()
+                .entry_picks()
                 .any(|(pos, p)| p.incoming && !w.peeks.contains(&pos));
         let mut incoming = Some(incoming);
         let mut left = uses;
@@ -1038,14 +1050,17 @@ where
         let mut out = SmallVec::with_capacity(list.len());
         // First position of each channel that gave up an item and is not tidied yet.
         let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
-        for (pos, (pick, result)) in found.picks.into_iter().zip(found.results).enumerate() {
+        let entries: SmallVec<[(usize, Pick, M::Output); 4]> = found.entries().collect();
+        let positions: SmallVec<[usize; 4]> = entries.iter().map(|e| e.0).collect();
+        for (e, (pos, pick, result)) in entries.into_iter().enumerate() {
             let taken = if pick.incoming {
                 incoming(pos)
             } else {
                 let peek = peeks.contains(&pos);
                 // Compaction renumbers items, so a channel is tidied only after its last
                 // position has taken what it picked.
-                let last_on_channel = !list[pos + 1..].contains(&list[pos]);
+                // (A top-k position has several entries: count them all.)
+                let last_on_channel = !positions[e + 1..].iter().any(|q| list[*q] == list[pos]);
                 let mut tidied = None;
                 let taken = view.channel_mut(&list[pos]).and_then(|cs| {
                     let stored = cs.data.get(pick.key)?;
@@ -1081,6 +1096,7 @@ where
             // missing one would be a bug, and is skipped rather than panicking.
             if let Some((datum, persistent)) = taken {
                 out.push(MatchedDatum {
+                    position: pos,
                     result,
                     datum,
                     persistent,
@@ -1257,6 +1273,9 @@ where
     where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
+        if let Err(kind) = self.check_queries(&channels, &patterns) {
+            return Err(ConsumeError::new(kind, continuation));
+        }
         let (examined, found) = self.find_for_consume(view, &channels, &patterns, &peeks);
         match found {
             Some(found) => {
@@ -1318,6 +1337,16 @@ where
                 Ok(None)
             }
         }
+    }
+
+    /// VectorDB: a similarity query must have its channel's dimension.
+    fn check_queries(&self, channels: &[C], patterns: &[P]) -> Result<(), ErrorKind> {
+        for (i, (c, p)) in channels.iter().zip(patterns.iter()).enumerate() {
+            self.config
+                .kind_of(c)
+                .check_query(i, self.matcher.similarity(p))?;
+        }
+        Ok(())
     }
 
     fn find_for_consume(
@@ -1425,7 +1454,9 @@ where
     {
         let channels = channels.into();
         let patterns = patterns.into();
-        if let Err(kind) = validate(&channels, &patterns, &[]) {
+        if let Err(kind) = validate(&channels, &patterns, &[])
+            .and_then(|_| self.check_queries(&channels, &patterns))
+        {
             return Err(ConsumeError::new(kind, continuation));
         }
         let mut view = self.lock_channels(&channels);

@@ -277,7 +277,6 @@ impl<A: Clone> VecItems<A> {
 
     /// Whether `embedding` may be stored here: the channel's dimension, finite, and non-zero
     /// under cosine.
-    #[allow(dead_code)] // Called by space.rs once the VectorDB integration (issue 4) lands.
     pub(crate) fn check(dim: usize, metric: Metric, embedding: &[f32]) -> Result<(), VectorError> {
         if dim == 0 {
             return Err(VectorError::WrongDimension {

@@ -593,7 +593,13 @@ where
                         if !i.is_empty() {
                             return Err(corrupt(DecodeError::TrailingBytes { count: i.len() }));
                         }
-                        data.push(d);
+                        if kind
+                            .check_embedding(self.matcher.embedding(&d.value))
+                            .is_err()
+                        {
+                            return Err(corrupt(DecodeError::Invalid("embedding")));
+                        }
+                        data.push_embedded(d, |a| self.matcher.embedding(a));
                     }
                     let multiset = matches!(kind, DataKind::Bag | DataKind::Set);
                     let (check, _) = leaf(BLOB_DATA, head, data_kind_tag(kind), multiset, &items);
