@@ -20,8 +20,11 @@ pub use rhospace_phlogiston as phlogiston;
 pub use rhospace_spaces as spaces;
 pub use rhospace_vectordb as vectordb;
 
-pub use rhospace_matchers::{ExactMatch, Match, Pattern, StructuralMatch, Term};
+pub use rhospace_matchers::{
+    ExactMatch, Match, Pattern, SimilarityMatch, SimilarityPattern, StructuralMatch, Term,
+};
 pub use rhospace_spaces::{
-    ChargingSpace, Comm, ContKind, DataKind, Encode, ErrorKind, SoftCheckpoint, Space, SpaceConfig,
-    StoredDatum,
+    ChargingSpace, Checkpoint, CheckpointError, Comm, ConsumeRequest, ContKind, DataKind, Decode,
+    Encode, ErrorKind, HistoryStore, LogEvent, MemoryHistory, RedbHistory, SoftCheckpoint, Space,
+    SpaceConfig, StoredDatum,
 };

@@ -288,7 +288,10 @@ fn checkpoints_move_between_spaces_of_different_shard_counts() {
         target.revert_to_soft_checkpoint(&cp);
         assert_eq!(contents(&target, channels, &[]), contents_of(&end));
         let (rest, end_target) = run(&target, &seq[400..], channels);
-        assert_eq!(rest, rest_source, "{shards} shards behave differently after revert");
+        assert_eq!(
+            rest, rest_source,
+            "{shards} shards behave differently after revert"
+        );
         assert_eq!(end_target, end_source);
     }
 }

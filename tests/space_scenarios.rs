@@ -1173,7 +1173,7 @@ fn big_channels_with_index_and_compaction_agree_with_a_vec() {
                 produce(&s, &mut model, v);
             } else {
                 let want = model.iter().position(|&d| d == v);
-                let got = if (x >> 25) % 2 == 0 {
+                let got = if (x >> 25).is_multiple_of(2) {
                     s.consume([0u8], [v], step, false, &[]).unwrap()
                 } else {
                     // A join with a persistent datum on another channel.

@@ -624,10 +624,10 @@ fn witness(m: &Model, c: &mut impl Iterator<Item = u8>, pool: &[Term]) -> Term {
         Model::Any | Model::Bind(_, None) => pick(c),
         // Fitting the inner pattern (most of the time with a slip somewhere, see `Lit`)
         // exercises partial matches inside `not`.
-        Model::Not(inner) if c.next().unwrap_or(0) % 2 == 0 => witness(inner, c, pool),
+        Model::Not(inner) if c.next().unwrap_or(0).is_multiple_of(2) => witness(inner, c, pool),
         Model::Not(_) => pick(c),
         // Occasionally a slip, so that a shape fits only partly.
-        Model::Lit(_) if c.next().unwrap_or(0) % 4 == 0 => pick(c),
+        Model::Lit(_) if c.next().unwrap_or(0).is_multiple_of(4) => pick(c),
         Model::IsInt => Term::int(i64::from(c.next().unwrap_or(0) % 3)),
         Model::Lit(t) => t.clone(),
         Model::Bind(_, Some(s)) => witness(s, c, pool),
@@ -646,7 +646,7 @@ fn witness(m: &Model, c: &mut impl Iterator<Item = u8>, pool: &[Term]) -> Term {
                 .iter()
                 .map(|(k, p)| (k.clone(), witness(p, c, pool)))
                 .collect();
-            if !matches!(rest, Rest::Exact) && c.next().unwrap_or(0) % 2 == 0 {
+            if !matches!(rest, Rest::Exact) && c.next().unwrap_or(0).is_multiple_of(2) {
                 v.insert(0, ("m".to_string(), pick(c)));
             }
             Term::record(v)

@@ -240,7 +240,7 @@ pub fn trie_key(domain: KeyDomain, encoded: &[u8]) -> Digest {
 #[inline]
 fn nibble(key: &Digest, i: usize) -> usize {
     let b = key[i / 2];
-    usize::from(if i % 2 == 0 { b >> 4 } else { b & 0x0f })
+    usize::from(if i.is_multiple_of(2) { b >> 4 } else { b & 0x0f })
 }
 
 /// The first nibble index at which `a` and `b` differ, `None` when equal.
@@ -1507,7 +1507,7 @@ mod tests {
     /// Small key ids mapped to keys with long shared prefixes and to spread-out keys, so the
     /// trie gets deep compressed paths as well as wide branches.
     fn key_of(id: u8) -> Digest {
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             let mut d = [0x5A; 32];
             d[31] = id;
             d[(id as usize / 16) % 32] ^= id & 0x0f;

@@ -116,6 +116,18 @@ struct InstalledEntry<C, P, K> {
     w: WaitingContinuation<P, K>,
 }
 
+/// The installed continuations on one channel, in install order.
+type InstalledList<C, P, K> = SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>;
+
+/// One state per shard, in shard order.
+pub(crate) type ShardStates<C, P, A, K> = Arc<[Arc<State<C, P, A, K>>]>;
+
+/// The shard locks of a space, in shard order.
+type ShardLocks<C, P, A, K> = Box<[Padded<Mutex<Shard<C, P, A, K>>>]>;
+
+/// A produce's search: the matching work done, and what it found.
+type ProduceSearch<C, P, K, R> = (u64, Option<ProduceHit<C, P, K, R>>);
+
 /// What a produce's search found: the continuation to fire and the assignment.
 type ProduceHit<C, P, K, R> = (Source<C, P, K>, Found<R>);
 
@@ -127,7 +139,7 @@ type ProduceHit<C, P, K, R> = (Source<C, P, K>, Found<R>);
 struct Installed<C, P, K> {
     // Looked up, never iterated.
     by_channel:
-        HashMap<C, SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>, foldhash::fast::RandomState>,
+        HashMap<C, InstalledList<C, P, K>, foldhash::fast::RandomState>,
 }
 
 impl<C, P, K> Default for Installed<C, P, K> {
@@ -215,7 +227,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         self.state_mut(home).log.push_back(event);
     }
 
-    fn installed_on(&self, channel: &C) -> Option<&SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>> {
+    fn installed_on(&self, channel: &C) -> Option<&InstalledList<C, P, K>> {
         self.shard(channel).installed.by_channel.get(channel)
     }
 }
@@ -239,7 +251,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 #[derive(Clone, Debug)]
 pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     /// One state per shard, in shard order.
-    shards: Arc<[Arc<State<C, P, A, K>>]>,
+    shards: ShardStates<C, P, A, K>,
     /// The trie of the last hard checkpoint in this state's lineage (the dirty lists in
     /// `shards` are relative to it).
     merkle: MerkleMap,
@@ -274,7 +286,7 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     matcher: M,
     config: SpaceConfig<C>,
     router: Router,
-    shards: Box<[Padded<Mutex<Shard<C, P, A, K>>>]>,
+    shards: ShardLocks<C, P, A, K>,
     /// Whether operations append to the event log (SPEC §7).
     log_events: bool,
     /// The trie and history of hard checkpoints. Lock order: after every shard.
@@ -935,7 +947,7 @@ where
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
-    ) -> (u64, Option<ProduceHit<C, P, K, M::Output>>) {
+    ) -> ProduceSearch<C, P, K, M::Output> {
         let mut examined = 0u64;
         let hit = self.find_for_produce_counting(view, channel, kind, incoming, &mut examined);
         (examined, hit)

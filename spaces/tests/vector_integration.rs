@@ -112,7 +112,7 @@ impl Match<SimilarityPattern, Datum> for Partial {
         Some(p)
     }
     fn embedding<'a>(&self, a: &'a Datum) -> Option<&'a [f32]> {
-        (a.value % 2 == 0).then_some(&a.embedding[..])
+        a.value.is_multiple_of(2).then_some(&a.embedding[..])
     }
 }
 

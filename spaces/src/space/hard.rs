@@ -39,7 +39,7 @@ use std::sync::Arc;
 use imbl::Vector;
 use rhospace_matchers::Match;
 
-use super::{ChannelState, Space, State};
+use super::{ChannelState, ShardStates, Space, State};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::decode::{decode_varint, Decode, DecodeError};
@@ -141,7 +141,7 @@ impl From<HistoryError> for CheckpointError {
 }
 
 /// The per-shard states of one recorded root (dirty lists and logs empty).
-pub(crate) type Snapshot<C, P, A, K> = (Arc<[Arc<State<C, P, A, K>>]>, MerkleMap);
+pub(crate) type Snapshot<C, P, A, K> = (ShardStates<C, P, A, K>, MerkleMap);
 
 /// Hard-checkpoint state: the trie of the last hard checkpoint (in this state's lineage), the
 /// history store and the recorded states. Locked only while every shard is held, after them.
@@ -691,7 +691,7 @@ where
                 }
             }
         }
-        let states: Arc<[Arc<State<C, P, A, K>>]> = states.into_iter().map(Arc::new).collect();
+        let states: ShardStates<C, P, A, K> = states.into_iter().map(Arc::new).collect();
         Ok((states, merkle))
     }
 }
