@@ -240,7 +240,11 @@ pub fn trie_key(domain: KeyDomain, encoded: &[u8]) -> Digest {
 #[inline]
 fn nibble(key: &Digest, i: usize) -> usize {
     let b = key[i / 2];
-    usize::from(if i.is_multiple_of(2) { b >> 4 } else { b & 0x0f })
+    usize::from(if i.is_multiple_of(2) {
+        b >> 4
+    } else {
+        b & 0x0f
+    })
 }
 
 /// The first nibble index at which `a` and `b` differ, `None` when equal.

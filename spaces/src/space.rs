@@ -138,8 +138,7 @@ type ProduceHit<C, P, K, R> = (Source<C, P, K>, Found<R>);
 #[derive(Debug)]
 struct Installed<C, P, K> {
     // Looked up, never iterated.
-    by_channel:
-        HashMap<C, InstalledList<C, P, K>, foldhash::fast::RandomState>,
+    by_channel: HashMap<C, InstalledList<C, P, K>, foldhash::fast::RandomState>,
 }
 
 impl<C, P, K> Default for Installed<C, P, K> {
