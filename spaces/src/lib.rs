@@ -1,5 +1,6 @@
-//! The rhospace tuple space: produce, consume and joins over pluggable matchers, six
-//! collection kinds, and O(1) soft checkpoints.
+//! The rhospace tuple space: produce, consume and joins over pluggable matchers, seven
+//! collection kinds (VectorDB included), O(1) soft checkpoints, hard checkpoints with a
+//! deterministic Merkle state root, history in memory or on disk (redb), and an event log.
 //!
 //! Processes `produce` data on channels and `consume` it with patterns, joining several
 //! channels at once; when a consume's patterns are all met the space fires one COMM: the
@@ -44,6 +45,9 @@
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
+//! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused |
+//! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |
+//! | `produce_batch`, `consume_batch` | as the single calls, one lock acquisition per shard run |
 //!
 //! Persistent maps cost more per lookup than `std`'s `HashMap` (a HAMT walk against one probe);
 //! that is the price of O(1) checkpoints, measured in the `produce_consume_cycle` benchmark.
