@@ -358,6 +358,25 @@ where
         Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
         None => usize::MAX,
     };
+    // A produce's assignment must use the incoming datum: when no position on its channel
+    // accepts it, no assignment exists, and the stored data of the other channels need not be
+    // searched (that search costs O(their data) per waiting join).
+    let mut checked = 0u64;
+    if let Some(inc) = incoming {
+        let mut fits = false;
+        for (pos, &cid) in join.cids.iter().enumerate() {
+            if cid == inc.cid {
+                checked += 1;
+                if matcher.get(&patterns[pos], &inc.datum.value).is_some() {
+                    fits = true;
+                    break;
+                }
+            }
+        }
+        if !fits {
+            return (None, checked);
+        }
+    }
     let mut dfs = Dfs {
         matcher,
         join,

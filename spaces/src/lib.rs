@@ -92,7 +92,7 @@ pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use log::{consume_hash, produce_hash, CommRecord, LogEvent};
 pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};
 pub use space::batch::{ConsumeOutcome, ConsumeRequest, ProduceOutcome};
-pub use space::hard::{Checkpoint, CheckpointError};
+pub use space::hard::{Checkpoint, CheckpointError, SNAPSHOT_CACHE};
 pub use space::{SoftCheckpoint, Space, MAX_JOIN};
 
 /// The persistent hash map used for state: `imbl`'s HAMT with a fast hasher. Its iteration

@@ -397,6 +397,7 @@ where
                 merkle: MerkleMap::new(),
                 history: Arc::new(MemoryHistory::new()),
                 snapshots: HashMap::default(),
+                recent: Default::default(),
             }),
             shards: (0..router.shards())
                 .map(|_| Padded(Mutex::new(Shard::default())))

@@ -31,7 +31,7 @@
 //! O(shards); a root known only to the store (recorded by an earlier process) is loaded from it,
 //! verified, in O(size of that state).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -148,8 +148,31 @@ pub(crate) type Snapshot<C, P, A, K> = (ShardStates<C, P, A, K>, MerkleMap);
 pub(crate) struct Hard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     pub(crate) merkle: MerkleMap,
     pub(crate) history: Arc<dyn HistoryStore>,
-    /// Looked up by root, never iterated.
+    /// Recently recorded or loaded states, looked up by root, never iterated. Bounded to
+    /// [`SNAPSHOT_CACHE`] roots: an older root is loaded from the history store again.
     pub(crate) snapshots: HashMap<Digest, Snapshot<C, P, A, K>>,
+    /// The roots in `snapshots`, oldest first.
+    pub(crate) recent: VecDeque<Digest>,
+}
+
+/// How many recorded states a space keeps in memory for an O(shards) `reset`. Keeping every
+/// one would pin every old version of every changed node (memory grows without bound, and each
+/// write after a checkpoint copies its path anyway); older roots stay resettable through the
+/// history store.
+pub const SNAPSHOT_CACHE: usize = 8;
+
+impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Hard<C, P, A, K> {
+    /// Keeps `snapshot` under `root`, dropping the oldest beyond [`SNAPSHOT_CACHE`].
+    fn remember(&mut self, root: Digest, snapshot: Snapshot<C, P, A, K>) {
+        if self.snapshots.insert(root, snapshot).is_none() {
+            self.recent.push_back(root);
+        }
+        while self.recent.len() > SNAPSHOT_CACHE {
+            if let Some(old) = self.recent.pop_front() {
+                self.snapshots.remove(&old);
+            }
+        }
+    }
 }
 
 const BLOB_DATA: u8 = 0;
@@ -428,7 +451,7 @@ where
         for (g, st) in all.guards.iter_mut().zip(&states) {
             g.state = st.clone();
         }
-        hard.snapshots.insert(root, (states.into(), merkle.clone()));
+        hard.remember(root, (states.into(), merkle.clone()));
         hard.merkle = merkle;
         Ok(Checkpoint { root, log })
     }
@@ -526,7 +549,7 @@ where
                     return Err(CheckpointError::UnknownRoot(*root));
                 }
                 let loaded = self.load(root, &*history)?;
-                self.hard.lock().snapshots.insert(*root, loaded.clone());
+                self.hard.lock().remember(*root, loaded.clone());
                 loaded
             }
         };
