@@ -45,6 +45,12 @@ mod imp {
         }
     }
 
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Self::new(T::default())
+        }
+    }
+
     /// The guard [`Mutex::lock`] returns.
     pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 }
