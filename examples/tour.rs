@@ -158,7 +158,12 @@ fn main() {
     }
     let first = a.create_checkpoint().expect("checkpoint");
     let other = b.create_checkpoint().expect("checkpoint");
-    let hex = |d: &[u8; 32]| d[..6].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hex = |d: &[u8; 32]| {
+        d[..6]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
     println!(
         "bag roots in two insertion orders: {}... and {}... ({} log events)",
         hex(&first.root),
