@@ -739,7 +739,8 @@ where
     }
 
     /// A produce under `view`, which holds every shard the produce reads
-    /// ([`produce_shards`](Self::produce_shards)). `priority` is already normalised.
+    /// ([`produce_shards`](Self::produce_shards)). `priority` is already normalised and the
+    /// datum's embedding already checked (`DataKind::check_embedding`).
     #[allow(clippy::type_complexity)]
     fn produce_in<F>(
         &self,
@@ -754,10 +755,6 @@ where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
         let kind = self.config.kind_of(&channel);
-        // VectorDB: the datum's embedding is validated before anything else (SPEC §5).
-        if let Err(e) = kind.check_embedding(self.matcher.embedding(&datum)) {
-            return Err(ProduceError::new(e, datum));
-        }
         if let Some(cs) = view.channel(&channel) {
             match kind {
                 DataKind::Cell if !cs.data.is_empty() => {

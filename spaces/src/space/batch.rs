@@ -123,9 +123,13 @@ where
                 }
                 None => false,
             };
+            let kind = self.config.kind_of(&channel);
             let r = match held.as_mut() {
                 Some((_, view)) if fits => {
-                    self.produce_in(view, channel, datum, persist, 0, |_| Ok(()))
+                    match kind.check_embedding(self.matcher.embedding(&datum)) {
+                        Ok(()) => self.produce_in(view, channel, datum, persist, 0, |_| Ok(())),
+                        Err(e) => Err(ProduceError::new(e, datum)),
+                    }
                 }
                 _ => {
                     drop(held.take());
