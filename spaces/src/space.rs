@@ -764,14 +764,7 @@ where
                     if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
-                    if self.log_events {
-                        let event = Event::Produce {
-                            channel: channel.clone(),
-                            datum,
-                            persist,
-                        };
-                        view.record(&channel, event);
-                    }
+                    self.record_produce(view, &channel, &datum, persist);
                     return Ok(None);
                 }
                 _ => {}
@@ -791,14 +784,7 @@ where
                     incoming.value,
                 ));
             }
-            if self.log_events {
-                let event = Event::Produce {
-                    channel: channel.clone(),
-                    datum: incoming.value.clone(),
-                    persist,
-                };
-                view.record(&channel, event);
-            }
+            self.record_produce(view, &channel, &incoming.value, persist);
             Self::channel_or_new(view, &self.config, &channel)
                 .data
                 .push_embedded(incoming, |a| self.matcher.embedding(a));
@@ -823,17 +809,28 @@ where
                 incoming.value,
             ));
         }
-        if self.log_events {
-            let event = Event::Produce {
-                channel: channel.clone(),
-                datum: incoming.value.clone(),
-                persist,
-            };
-            view.record(&channel, event);
-        }
+        self.record_produce(view, &channel, &incoming.value, persist);
         let comm = Self::fire_produce(view, incoming, source, found);
         self.record_comm(view, &channel, &comm);
         Ok(Some(comm))
+    }
+
+    /// Logs a produce call in its channel's shard.
+    fn record_produce(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        channel: &C,
+        datum: &A,
+        persist: bool,
+    ) {
+        if self.log_events {
+            let event = Event::Produce {
+                channel: channel.clone(),
+                datum: datum.clone(),
+                persist,
+            };
+            view.record(channel, event);
+        }
     }
 
     /// Logs a consume call in the shard of its first channel.
