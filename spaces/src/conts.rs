@@ -37,10 +37,13 @@ pub struct WaitingContinuation<P, K> {
 }
 
 /// Continuations of one join group (one exact channel list).
+/// Invariant: `dirty` is true exactly when the group is listed in its home shard's
+/// `State::dirty_joins` since the last hard checkpoint.
 #[derive(Clone, Debug)]
 pub(crate) struct ContStore<P: Clone, K: Clone> {
     kind: ContKind,
     items: SeqItems<WaitingContinuation<P, K>>,
+    pub(crate) dirty: bool,
 }
 
 impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
@@ -48,6 +51,7 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
         Self {
             kind,
             items: SeqItems::default(),
+            dirty: false,
         }
     }
 

@@ -48,7 +48,8 @@ pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
 /// Invariants: `joins` holds only non-empty stores, and every channel of a key in `joins` lists
 /// that key in its `ChannelState::joins`, and no other keys. Every channel or join group whose
 /// contents may differ from the last hard checkpoint's trie is listed in `dirty` /
-/// `dirty_joins` (a removed channel stays listed; join groups may repeat).
+/// `dirty_joins`, once per checkpoint period (through their `dirty` flags), and a removed one
+/// stays listed.
 #[derive(Clone, Debug)]
 pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     pub(crate) channels: PMap<C, ChannelState<C, A>>,
@@ -216,7 +217,10 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         let home = jk.first()?;
         let state = self.state_mut(home);
         let store = state.joins.get_mut(jk)?;
-        state.dirty_joins.push_back(jk.clone());
+        if !store.dirty {
+            store.dirty = true;
+            state.dirty_joins.push_back(jk.clone());
+        }
         Some(store)
     }
 
@@ -478,20 +482,26 @@ where
         channel: &C,
         out: &mut SmallVec<[usize; 8]>,
     ) {
+        // Kept sorted and without repeats as it grows: at most one entry per shard, so a
+        // channel with many join groups does not spill the list to the heap.
         out.clear();
-        out.push(self.router.shard_of(channel));
+        let mut add = |c: &C| {
+            let i = self.router.shard_of(c);
+            if let Err(at) = out.binary_search(&i) {
+                out.insert(at, i);
+            }
+        };
+        add(channel);
         if let Some(entries) = shard.installed.by_channel.get(channel) {
             for e in entries {
-                out.extend(e.list.iter().map(|c| self.router.shard_of(c)));
+                e.list.iter().for_each(&mut add);
             }
         }
         if let Some(cs) = shard.state.channels.get(channel) {
             for jk in cs.joins.iter() {
-                out.extend(jk.iter().map(|c| self.router.shard_of(c)));
+                jk.iter().for_each(&mut add);
             }
         }
-        out.sort_unstable();
-        out.dedup();
     }
 
     /// Locks every shard a produce on `channel` reads. Which shards that is depends on the
@@ -1389,6 +1399,7 @@ where
             return;
         }
         let mut store = ContStore::new(self.config.continuation_kind());
+        store.dirty = true;
         store.push(w);
         let home = view.state_mut(&channels[0]);
         home.joins.insert(channels.clone(), store);

@@ -31,7 +31,7 @@
 //! O(shards); a root known only to the store (recorded by an earlier process) is loaded from it,
 //! verified, in O(size of that state).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -237,9 +237,9 @@ fn cont_bytes<P: Encode, K: Encode>(w: &WaitingContinuation<P, K>) -> Vec<u8> {
     out
 }
 
-/// A leaf: its value (the hash of the contents) and its blob (the contents), from the item
-/// encodings in canonical order.
-fn leaf(tag: u8, head: &[u8], kind: u8, multiset: bool, items: &[Vec<u8>]) -> (Digest, Vec<u8>) {
+/// A leaf's value: the hash of its head (channel or channel list), kind and contents, from the
+/// item encodings in canonical order.
+fn leaf_value(tag: u8, head: &[u8], kind: u8, multiset: bool, items: &[Vec<u8>]) -> Digest {
     let contents = if multiset {
         hash_multiset(items)
     } else {
@@ -250,7 +250,11 @@ fn leaf(tag: u8, head: &[u8], kind: u8, multiset: bool, items: &[Vec<u8>]) -> (D
     } else {
         b"rhospace/continuations"
     };
-    let value = hash_ordered([name, head, &[kind], &contents]);
+    hash_ordered([name, head, &[kind], &contents])
+}
+
+/// A leaf's blob: the contents [`Space::load`] rebuilds it from.
+fn leaf_blob(tag: u8, head: &[u8], kind: u8, items: &[Vec<u8>]) -> Vec<u8> {
     let mut blob = vec![tag];
     blob.extend_from_slice(head);
     blob.push(kind);
@@ -259,27 +263,70 @@ fn leaf(tag: u8, head: &[u8], kind: u8, multiset: bool, items: &[Vec<u8>]) -> (D
         encode_varint(i.len() as u64, &mut blob);
         blob.extend_from_slice(i);
     }
-    (value, blob)
+    blob
 }
 
 /// One entry of a checkpoint's trie update.
 type Change = (Digest, Option<Digest>);
 
+/// A collection's items in canonical order with their encodings: storage order (oldest first)
+/// for ordered kinds, sorted by encoding for multisets.
+type Encoded<T> = Vec<(Vec<u8>, T)>;
+
+/// A channel's data in canonical order (see [`Encoded`]), with its kind tag and whether it
+/// hashes as a multiset.
+fn encoded_data<A: Clone + Hash + Eq + Encode>(
+    data: &DataStore<A>,
+) -> (u8, bool, Encoded<StoredDatum<A>>) {
+    let kind = data.kind();
+    let mut items = data.ordered();
+    if kind == DataKind::Stack {
+        items.reverse(); // storage order: oldest first
+    }
+    let multiset = matches!(kind, DataKind::Bag | DataKind::Set);
+    let mut encoded: Encoded<StoredDatum<A>> =
+        items.into_iter().map(|d| (datum_bytes(&d), d)).collect();
+    if multiset {
+        encoded.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    (data_kind_tag(kind), multiset, encoded)
+}
+
+/// A join group's continuations in canonical order (see [`Encoded`]).
+fn encoded_conts<P: Clone + Eq + Encode, K: Clone + Eq + Encode>(
+    store: &ContStore<P, K>,
+) -> (u8, bool, Encoded<WaitingContinuation<P, K>>) {
+    let kind = store.kind();
+    let multiset = matches!(kind, ContKind::Bag | ContKind::Set);
+    let mut encoded: Encoded<WaitingContinuation<P, K>> =
+        store.all().map(|w| (cont_bytes(w), w.clone())).collect();
+    if multiset {
+        encoded.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    (cont_kind_tag(kind), multiset, encoded)
+}
+
+fn encoded<T: Encode + ?Sized>(value: &T) -> Vec<u8> {
+    let mut e = Vec::new();
+    value.encode(&mut e);
+    e
+}
+
+fn bytes_of<T>(items: Encoded<T>) -> Vec<Vec<u8>> {
+    items.into_iter().map(|(b, _)| b).collect()
+}
+
 /// Puts a channel's Bag or Set data and its join-group list into canonical order, and returns
-/// its data leaf (`None` when it holds no data).
+/// its data leaf value and blob (`None` when it holds no data).
 fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
     channel: &C,
     cs: &mut ChannelState<C, A>,
 ) -> Option<(Digest, Vec<u8>)> {
     if cs.joins.len() > 1 {
-        let mut joins: Vec<(Vec<u8>, Arc<[C]>)> = cs
+        let mut joins: Encoded<Arc<[C]>> = cs
             .joins
             .iter()
-            .map(|jk| {
-                let mut e = Vec::new();
-                jk[..].encode(&mut e);
-                (e, jk.clone())
-            })
+            .map(|jk| (encoded(&jk[..]), jk.clone()))
             .collect();
         joins.sort_by(|a, b| a.0.cmp(&b.0));
         cs.joins = joins.into_iter().map(|(_, jk)| jk).collect();
@@ -287,67 +334,46 @@ fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
     if cs.data.is_empty() {
         return None;
     }
-    let kind = cs.data.kind();
-    let mut items = cs.data.ordered();
-    if kind == DataKind::Stack {
-        items.reverse(); // storage order: oldest first
-    }
-    let multiset = matches!(kind, DataKind::Bag | DataKind::Set);
-    let mut encoded: Vec<(Vec<u8>, StoredDatum<A>)> =
-        items.into_iter().map(|d| (datum_bytes(&d), d)).collect();
+    let (kind, multiset, items) = encoded_data(&cs.data);
     if multiset {
-        encoded.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut data = DataStore::new(kind);
-        for (_, d) in &encoded {
+        let mut data = DataStore::new(cs.data.kind());
+        for (_, d) in &items {
             data.push(d.clone());
         }
         cs.data = data;
     }
-    let mut head = Vec::new();
-    channel.encode(&mut head);
-    let bytes: Vec<Vec<u8>> = encoded.into_iter().map(|(b, _)| b).collect();
-    Some(leaf(
-        BLOB_DATA,
-        &head,
-        data_kind_tag(kind),
-        multiset,
-        &bytes,
-    ))
+    let head = encoded(channel);
+    let bytes = bytes_of(items);
+    let value = leaf_value(BLOB_DATA, &head, kind, multiset, &bytes);
+    Some((value, leaf_blob(BLOB_DATA, &head, kind, &bytes)))
 }
 
-/// Puts a join group's Bag or Set continuations into canonical order and returns its leaf.
+/// Puts a join group's Bag or Set continuations into canonical order and returns its leaf
+/// value and blob.
 fn settle_join<C: Encode, P: Clone + Eq + Encode, K: Clone + Eq + Encode>(
     jk: &[C],
     store: &mut ContStore<P, K>,
 ) -> (Digest, Vec<u8>) {
-    let kind = store.kind();
-    let multiset = matches!(kind, ContKind::Bag | ContKind::Set);
-    let mut encoded: Vec<(Vec<u8>, WaitingContinuation<P, K>)> =
-        store.all().map(|w| (cont_bytes(w), w.clone())).collect();
+    let (kind, multiset, items) = encoded_conts(store);
     if multiset {
-        encoded.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut fresh = ContStore::new(kind);
-        for (_, w) in &encoded {
+        let mut fresh = ContStore::new(store.kind());
+        for (_, w) in &items {
             fresh.push(w.clone());
         }
         *store = fresh;
     }
-    let mut head = Vec::new();
-    jk.encode(&mut head);
-    let bytes: Vec<Vec<u8>> = encoded.into_iter().map(|(b, _)| b).collect();
-    leaf(BLOB_CONTS, &head, cont_kind_tag(kind), multiset, &bytes)
+    let head = encoded(jk);
+    let bytes = bytes_of(items);
+    let value = leaf_value(BLOB_CONTS, &head, kind, multiset, &bytes);
+    (value, leaf_blob(BLOB_CONTS, &head, kind, &bytes))
 }
 
 fn data_key<C: Encode + ?Sized>(channel: &C) -> Digest {
-    let mut e = Vec::new();
-    channel.encode(&mut e);
-    trie_key(KeyDomain::Data, &e)
+    trie_key(KeyDomain::Data, &encoded(channel))
 }
 
 fn join_key<C: Encode>(jk: &[C]) -> Digest {
-    let mut e = Vec::new();
-    jk.encode(&mut e);
-    trie_key(KeyDomain::Continuations, &e)
+    trie_key(KeyDomain::Continuations, &encoded(jk))
 }
 
 /// Settles one shard's dirty entries: canonical order in `state`, leaf changes and blobs out.
@@ -379,18 +405,15 @@ fn settle_shard<C, P, A, K>(
         }
     }
     let dirty_joins = std::mem::take(&mut state.dirty_joins);
-    // Looked up only.
-    let mut done: HashSet<&Arc<[C]>> = HashSet::new();
     for jk in dirty_joins.iter() {
-        if !done.insert(jk) {
-            continue;
-        }
         match state.joins.get_mut(jk) {
-            Some(store) => {
+            Some(store) if store.dirty => {
                 let (value, blob) = settle_join(jk, store);
+                store.dirty = false;
                 changes.push((join_key(jk), Some(value)));
                 blobs.push((value, blob));
             }
+            Some(_) => {} // listed twice (removed, then created again): settled already
             None => changes.push((join_key(jk), None)),
         }
     }
@@ -486,15 +509,25 @@ where
         let all = AllLocked::lock(&self.shards);
         let mut changes = Vec::new();
         for g in all.guards.iter() {
-            for (c, cs) in g.state.channels.iter() {
-                let mut cs = cs.clone();
-                if let Some((value, _)) = settle_channel(c, &mut cs) {
-                    changes.push((data_key(c), Some(value)));
-                }
+            for (c, cs) in g
+                .state
+                .channels
+                .iter()
+                .filter(|(_, cs)| !cs.data.is_empty())
+            {
+                let (kind, multiset, items) = encoded_data(&cs.data);
+                let value = leaf_value(BLOB_DATA, &encoded(c), kind, multiset, &bytes_of(items));
+                changes.push((data_key(c), Some(value)));
             }
             for (jk, store) in g.state.joins.iter() {
-                let mut store = store.clone();
-                let (value, _) = settle_join(jk, &mut store);
+                let (kind, multiset, items) = encoded_conts(store);
+                let value = leaf_value(
+                    BLOB_CONTS,
+                    &encoded(&jk[..]),
+                    kind,
+                    multiset,
+                    &bytes_of(items),
+                );
                 changes.push((join_key(jk), Some(value)));
             }
         }
@@ -625,7 +658,7 @@ where
                         data.push_embedded(d, |a| self.matcher.embedding(a));
                     }
                     let multiset = matches!(kind, DataKind::Bag | DataKind::Set);
-                    let (check, _) = leaf(BLOB_DATA, head, data_kind_tag(kind), multiset, &items);
+                    let check = leaf_value(BLOB_DATA, head, data_kind_tag(kind), multiset, &items);
                     if check != *value || data.len() != items.len() {
                         return Err(corrupt(DecodeError::Invalid("data leaf hash")));
                     }
@@ -668,7 +701,7 @@ where
                         store.push(w);
                     }
                     let multiset = matches!(kind, ContKind::Bag | ContKind::Set);
-                    let (check, _) = leaf(BLOB_CONTS, head, cont_kind_tag(kind), multiset, &items);
+                    let check = leaf_value(BLOB_CONTS, head, cont_kind_tag(kind), multiset, &items);
                     if check != *value || store.is_empty() {
                         return Err(corrupt(DecodeError::Invalid("continuation leaf hash")));
                     }
@@ -686,11 +719,7 @@ where
         // Each channel lists its join groups in canonical order (as a checkpoint leaves them).
         let mut keyed: Vec<(Vec<u8>, Arc<[C]>)> = groups
             .into_iter()
-            .map(|jk| {
-                let mut e = Vec::new();
-                jk[..].encode(&mut e);
-                (e, jk)
-            })
+            .map(|jk| (encoded(&jk[..]), jk))
             .collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, jk) in keyed {
