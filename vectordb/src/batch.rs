@@ -4,10 +4,12 @@
 //!
 //! For cosine and dot, scoring `m` queries against `n` stored rows is the matrix product
 //! `S = V · Qᵀ` (`n × dim` times `dim × m`). Queries are validated and pre-normalised (cosine) into
-//! one flat `m × dim` buffer; the store is cut into fixed *tiles* of at most [`TILE_ROWS`] rows
-//! that never cross a chunk, and each tile is one single-threaded `sgemm` call of
-//! [`matrixmultiply`] (packed, cache-blocked, AVX-512/AVX2/NEON micro-kernels chosen at run time);
-//! cosine rows are then scaled by their stored inverse norm. Squared L2 uses the pair kernel per
+//! one flat `m × dim` buffer, packed once per batch for the kernel; the store is cut into fixed
+//! *tiles* of at most [`TILE_ROWS`] rows that never cross a chunk, and each tile is one
+//! single-threaded call of the batch kernel in [`crate::kernels`]: on x86-64 with AVX-512 our own
+//! register-blocked kernel (14 rows × 32 queries per block, rows read in place, each score one
+//! sequential fused multiply-add chain over the components), elsewhere `matrixmultiply::sgemm`.
+//! Cosine rows are then scaled by their stored inverse norm. Squared L2 uses the pair kernel per
 //! (row, query), exactly like single-query search.
 //!
 //! # Determinism and parallelism
@@ -18,13 +20,14 @@
 //! of [`Hit::rank_cmp`]. So serial and parallel execution, with any number of threads, return
 //! bit-identical results.
 //!
-//! The GEMM sums in a different order than the pair kernel, so for cosine and dot a batch score
-//! can differ from the single-query score of the same pair in the last bits (relative error
-//! below 1e-5 for 384 dimensions); ranks can then differ only between hits whose scores are
-//! that close.
+//! With the AVX-512 kernel a batch score does not depend on tiling or blocking at all (one FMA
+//! chain per score). It sums in a different order than the single-query pair kernel, so for
+//! cosine and dot a batch score can differ from the single-query score of the same pair in the
+//! last bits (relative error below 1e-5 for 384 dimensions); ranks can then differ only between
+//! hits whose scores are that close.
 
 use crate::error::QueryError;
-use crate::kernels::l2sq_f32_unchecked_len;
+use crate::kernels::{self, l2sq_f32_unchecked_len, GemmBackend, PackedQueries};
 use crate::store::{sanitize, Chunk, Metric, VectorStore};
 use crate::topk::{Hit, TopK};
 use crate::VectorId;
@@ -168,8 +171,8 @@ impl VectorStore {
         tiles
     }
 
-    /// Validates a flat batch; returns the prepared queries (flat) and their count.
-    fn prepare_batch(&self, queries: &[f32]) -> Result<(Vec<f32>, usize), QueryError> {
+    /// Validates a flat batch; returns the prepared queries packed for the batch kernel.
+    fn prepare_batch(&self, queries: &[f32]) -> Result<PackedQueries, QueryError> {
         let dim = self.dim();
         if !queries.len().is_multiple_of(dim) {
             return Err(QueryError::RaggedBatch {
@@ -185,7 +188,8 @@ impl VectorStore {
                 .map_err(|error| QueryError::Vector { query: i, error })?;
             flat.extend_from_slice(&p.v);
         }
-        Ok((flat, m))
+        debug_assert_eq!(flat.len(), m * dim);
+        Ok(PackedQueries::new(flat, dim, GemmBackend::detect()))
     }
 
     fn parallel(&self, m: usize, exec: Execution) -> bool {
@@ -201,42 +205,18 @@ impl VectorStore {
 
     /// Fills `out` (`tile.len × m`, row-major) with the scores of every tile row (live or not)
     /// against every prepared query.
-    #[allow(unsafe_code)] // the one `sgemm` call, see its SAFETY comment
-    fn tile_scores(&self, q: &[f32], m: usize, tile: Tile, out: &mut [f32]) {
+    fn tile_scores(&self, q: &PackedQueries, tile: Tile, out: &mut [f32]) {
         let dim = self.dim();
+        let m = q.len();
         let chunk: &Chunk = &self.chunks[tile.chunk];
         let rows = &chunk.data[tile.start * dim..(tile.start + tile.len) * dim];
         debug_assert_eq!(out.len(), tile.len * m);
-        debug_assert_eq!(q.len(), m * dim);
         match self.metric() {
             Metric::Cosine | Metric::Dot => {
-                // SAFETY: `rows` is `tile.len × dim` row-major (row stride `dim`, column
-                // stride 1); `q` is `m × dim` row-major, read as the `dim × m` matrix Qᵀ (row
-                // stride 1, column stride `dim`); `out` is `tile.len × m` row-major and is
-                // exclusively borrowed. Every index the kernel forms lies inside these slices,
-                // whose lengths are checked above (and by construction), and `out` aliases
-                // neither input. beta = 0, so `out` is written without being read.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        tile.len,
-                        dim,
-                        m,
-                        1.0,
-                        rows.as_ptr(),
-                        dim as isize,
-                        1,
-                        q.as_ptr(),
-                        1,
-                        dim as isize,
-                        0.0,
-                        out.as_mut_ptr(),
-                        m as isize,
-                        1,
-                    );
-                }
+                kernels::rows_times_queries(rows, q, out);
                 if self.metric() == Metric::Cosine {
-                    for (r, line) in out.chunks_exact_mut(m).enumerate() {
-                        let inv = chunk.aux[tile.start + r];
+                    let inv = &chunk.aux[tile.start..tile.start + tile.len];
+                    for (line, &inv) in out.chunks_exact_mut(m).zip(inv) {
                         for s in line {
                             *s = sanitize((*s * inv).clamp(-1.0, 1.0));
                         }
@@ -250,7 +230,7 @@ impl VectorStore {
             Metric::L2Squared => {
                 for (r, line) in out.chunks_exact_mut(m).enumerate() {
                     let v = chunk.row(tile.start + r, dim);
-                    for (s, qv) in line.iter_mut().zip(q.chunks_exact(dim)) {
+                    for (s, qv) in line.iter_mut().zip(q.flat().chunks_exact(dim)) {
                         *s = sanitize(-l2sq_f32_unchecked_len(qv, v));
                     }
                 }
@@ -259,9 +239,10 @@ impl VectorStore {
     }
 
     /// Top-k selections of one tile, one per query.
-    fn tile_top_k(&self, q: &[f32], m: usize, k: usize, tile: Tile) -> Vec<TopK> {
+    fn tile_top_k(&self, q: &PackedQueries, k: usize, tile: Tile) -> Vec<TopK> {
+        let m = q.len();
         let mut buf = vec![0.0f32; tile.len * m];
-        self.tile_scores(q, m, tile, &mut buf);
+        self.tile_scores(q, tile, &mut buf);
         let chunk = &self.chunks[tile.chunk];
         let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
         for (r, line) in buf.chunks_exact(m).enumerate() {
@@ -320,7 +301,8 @@ impl VectorStore {
         if k == 0 {
             return Err(QueryError::ZeroK);
         }
-        let (q, m) = self.prepare_batch(queries)?;
+        let q = self.prepare_batch(queries)?;
+        let m = q.len();
         if m == 0 {
             return Ok(Vec::new());
         }
@@ -328,13 +310,10 @@ impl VectorStore {
         let per_tile: Vec<Vec<TopK>> = if self.parallel(m, exec) {
             tiles
                 .par_iter()
-                .map(|&t| self.tile_top_k(&q, m, k, t))
+                .map(|&t| self.tile_top_k(&q, k, t))
                 .collect()
         } else {
-            tiles
-                .iter()
-                .map(|&t| self.tile_top_k(&q, m, k, t))
-                .collect()
+            tiles.iter().map(|&t| self.tile_top_k(&q, k, t)).collect()
         };
         let mut merged: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
         for tops in per_tile {
@@ -378,7 +357,8 @@ impl VectorStore {
         queries: &[f32],
         exec: Execution,
     ) -> Result<ScoreMatrix, QueryError> {
-        let (q, m) = self.prepare_batch(queries)?;
+        let q = self.prepare_batch(queries)?;
+        let m = q.len();
         let tiles = self.tiles();
         let rows: usize = tiles.iter().map(|t| t.len).sum();
         let mut scores = vec![0.0f32; rows * m];
@@ -394,10 +374,10 @@ impl VectorStore {
             if self.parallel(m, exec) {
                 parts
                     .into_par_iter()
-                    .for_each(|(t, out)| self.tile_scores(&q, m, t, out));
+                    .for_each(|(t, out)| self.tile_scores(&q, t, out));
             } else {
                 for (t, out) in parts {
-                    self.tile_scores(&q, m, t, out);
+                    self.tile_scores(&q, t, out);
                 }
             }
         }

@@ -15,8 +15,9 @@
 //! * **Single rows** ([`Query`]): a validated, prepared query that scores rows kept elsewhere
 //!   (a matcher's datum, the tuple space's VectorDB index) with the store's exact formula.
 //! * **Batch queries** ([`VectorStore::batch_top_k`], [`VectorStore::similarity_matrix`]): a
-//!   blocked GEMM (`matrixmultiply::sgemm`) per fixed tile of [`TILE_ROWS`] rows, tiles spread
-//!   over rayon above [`PARALLEL_MIN_WORK`].
+//!   matrix product per fixed tile of [`TILE_ROWS`] rows (our register-blocked AVX-512 kernel,
+//!   or `matrixmultiply::sgemm` without AVX-512), tiles spread over rayon above
+//!   [`PARALLEL_MIN_WORK`].
 //! * **Quantized search** ([`VectorStore::top_k_quantized`]): a store created with
 //!   [`VectorStore::new_quantized`] also keeps each vector as i8 codes with one scale
 //!   (`v ≈ scale · code`, symmetric, codes in ±127; of the unit vector for cosine). A query scans

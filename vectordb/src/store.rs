@@ -128,6 +128,24 @@ pub(crate) struct Prepared {
     pub(crate) norm_sq: f32,
 }
 
+/// `Σ vᵢ²` in f64 (each square is exact in f64), summed in 8 interleaved partial sums combined in
+/// a fixed order: deterministic everywhere, and 8 independent add chains instead of one (a
+/// single chain cost ~0.6 µs per 384-dim query, 8 % of a 100-query batch).
+#[inline]
+pub(crate) fn sum_sq_f64(v: &[f32]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x as f64 * x as f64;
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(it.remainder()) {
+        *a += x as f64 * x as f64;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
 /// Validation shared by inserts and queries. Returns `‖v‖` computed in f64.
 pub(crate) fn validate(v: &[f32], dim: usize, metric: Metric) -> Result<f64, VectorError> {
     if v.len() != dim {
@@ -139,7 +157,7 @@ pub(crate) fn validate(v: &[f32], dim: usize, metric: Metric) -> Result<f64, Vec
     if let Some(index) = v.iter().position(|x| !x.is_finite()) {
         return Err(VectorError::NonFinite { index });
     }
-    let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let norm = sum_sq_f64(v).sqrt();
     if metric == Metric::Cosine && !(norm > 0.0 && ((1.0 / norm) as f32).is_finite()) {
         return Err(VectorError::ZeroVector);
     }
@@ -152,7 +170,7 @@ pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared,
     if metric == Metric::Cosine {
         let inv = (1.0 / norm) as f32;
         let v: Vec<f32> = q.iter().map(|&x| x * inv).collect();
-        let norm_sq = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>() as f32;
+        let norm_sq = sum_sq_f64(&v) as f32;
         Ok(Prepared { v, norm_sq })
     } else {
         Ok(Prepared {
