@@ -25,6 +25,6 @@ pub use rhospace_matchers::{
 };
 pub use rhospace_spaces::{
     ChargingSpace, Checkpoint, CheckpointError, Comm, ConsumeRequest, ContKind, DataKind, Decode,
-    Encode, ErrorKind, HistoryStore, LogEvent, MemoryHistory, RedbHistory, SoftCheckpoint, Space,
-    SpaceConfig, StoredDatum,
+    Encode, ErrorKind, HistoryStore, LogEvent, MemoryHistory, RedbHistory, ReplayError,
+    SoftCheckpoint, Space, SpaceConfig, StoredDatum,
 };

@@ -52,6 +52,9 @@ pub enum ErrorKind {
         /// What is wrong with the query.
         error: rhospace_vectordb::VectorError,
     },
+    /// A call refused by a replay (SPEC §7): not in the log, or it would fire a COMM the log
+    /// does not hold.
+    Replay(crate::ReplayError),
 }
 
 impl fmt::Display for ErrorKind {
@@ -85,6 +88,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Query { position, error } => {
                 write!(f, "similarity query at position {position}: {error}")
             }
+            ErrorKind::Replay(e) => write!(f, "{e}"),
         }
     }
 }

@@ -99,20 +99,45 @@ impl<R> Found<R> {
 
     /// Every picked datum as `(position, pick)` in COMM order, borrowing.
     pub(crate) fn entry_picks(&self) -> impl Iterator<Item = (usize, Pick)> + '_ {
-        let mut out: SmallVec<[(usize, Pick); 8]> = SmallVec::new();
-        let mut more = self.more.iter().peekable();
-        for (pos, pick) in self.picks.iter().enumerate() {
-            out.push((pos, *pick));
-            while let Some((_, p, _)) = more.next_if(|(q, _, _)| *q == pos) {
-                out.push((pos, *p));
-            }
-        }
-        out.into_iter()
+        entry_order(&self.picks, &self.more).into_iter()
     }
 }
 
-struct Dfs<'j, 'a, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> {
+/// `(position, pick)` for every picked datum in COMM order: positions ascending, and within a
+/// top-k position best first.
+fn entry_order<R>(picks: &[Pick], more: &[(usize, Pick, R)]) -> SmallVec<[(usize, Pick); 8]> {
+    let mut out: SmallVec<[(usize, Pick); 8]> = SmallVec::new();
+    let mut more = more.iter().peekable();
+    for (pos, pick) in picks.iter().enumerate() {
+        out.push((pos, *pick));
+        while let Some((_, p, _)) = more.next_if(|(q, _, _)| *q == pos) {
+            out.push((pos, *p));
+        }
+    }
+    out
+}
+
+/// A replay's say over complete assignments: given every picked datum as `(position, datum)`
+/// in COMM order, it accepts the assignment (the log holds that COMM) or rejects it (the search
+/// goes on to the next assignment in candidate order).
+pub(crate) type Guide<'g, A> = &'g mut dyn FnMut(&[(usize, &StoredDatum<A>)]) -> bool;
+
+/// What a [`search`] returns.
+pub(crate) struct Outcome<R> {
+    /// The first (accepted, when guided) assignment.
+    pub(crate) found: Option<Found<R>>,
+    /// Matcher calls made (matching work, for metering).
+    pub(crate) examined: u64,
+    /// Whether a guide rejected a complete assignment: an unguided search would have fired.
+    pub(crate) rejected: bool,
+}
+
+struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     matcher: &'m M,
+    /// Replay only: accepts or rejects each complete assignment.
+    guide: Option<Guide<'g, A>>,
+    /// Whether `guide` rejected a complete assignment.
+    rejected: bool,
     join: &'j Join<'a, A>,
     patterns: &'j [P],
     peeks: &'j [usize],
@@ -127,7 +152,7 @@ struct Dfs<'j, 'a, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     pub(crate) examined: u64,
 }
 
-impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A, P, M> {
+impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, 'g, A, P, M> {
     #[inline]
     fn peeks_at(&self, pos: usize) -> bool {
         self.peeks.contains(&pos)
@@ -159,7 +184,7 @@ impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A,
 
     fn go(&mut self, pos: usize) -> bool {
         if pos == self.join.cids.len() {
-            return self.incoming.is_none() || self.incoming_used();
+            return (self.incoming.is_none() || self.incoming_used()) && self.accepted();
         }
         let matcher: &'m M = self.matcher;
         let patterns: &'j [P] = self.patterns;
@@ -293,6 +318,34 @@ impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A,
         false
     }
 
+    /// Whether the guide (if any) accepts the complete assignment now in `picks` and `more`.
+    fn accepted(&mut self) -> bool {
+        let Some(guide) = self.guide.as_mut() else {
+            return true;
+        };
+        let join: &'j Join<'a, A> = self.join;
+        let incoming = self.incoming;
+        let mut entries: SmallVec<[(usize, &'j StoredDatum<A>); 8]> = SmallVec::new();
+        for (pos, pick) in entry_order(&self.picks, &self.more) {
+            let datum = if pick.incoming {
+                incoming.map(|inc| inc.datum)
+            } else {
+                join.stores[pos].and_then(|s| s.get(pick.key))
+            };
+            // Picks name live items only; a missing one cannot be a logged COMM.
+            let Some(d) = datum else {
+                return false;
+            };
+            entries.push((pos, d));
+        }
+        if guide(&entries) {
+            true
+        } else {
+            self.rejected = true;
+            false
+        }
+    }
+
     /// Tries one candidate; `Break` ends the scan (found, or a head-only channel blocked).
     fn offer(
         &mut self,
@@ -342,14 +395,15 @@ impl<'j, 'a: 'j, 'm, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, A,
 }
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
-/// given. Returns the assignment and the number of matcher calls made.
+/// given. With a `guide` (replay), the first assignment the guide accepts.
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
     patterns: &'j [P],
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
-) -> (Option<Found<M::Output>>, u64)
+    guide: Option<Guide<'_, A>>,
+) -> Outcome<M::Output>
 where
     A: Clone + Hash + Eq,
     M: Match<P, A>,
@@ -374,11 +428,17 @@ where
             }
         }
         if !fits {
-            return (None, checked);
+            return Outcome {
+                found: None,
+                examined: checked,
+                rejected: false,
+            };
         }
     }
     let mut dfs = Dfs {
         matcher,
+        guide,
+        rejected: false,
         join,
         patterns,
         peeks,
@@ -390,17 +450,14 @@ where
         examined: 0,
     };
     let found = dfs.go(0);
-    let examined = dfs.examined;
-    if found {
-        (
-            Some(Found {
-                picks: dfs.picks,
-                results: dfs.results,
-                more: dfs.more,
-            }),
-            examined,
-        )
-    } else {
-        (None, examined)
+    let (examined, rejected) = (dfs.examined, dfs.rejected);
+    Outcome {
+        found: found.then(|| Found {
+            picks: dfs.picks,
+            results: dfs.results,
+            more: dfs.more,
+        }),
+        examined,
+        rejected,
     }
 }

@@ -40,20 +40,27 @@ pub(crate) enum Event<C, P, A, K> {
         persist: bool,
         peeks: Peeks,
     },
-    /// A firing: the continuation (its consume's parts) and each position's datum with its
-    /// persist flag.
+    /// A firing: the continuation (its consume's parts) and each datum in COMM order with its
+    /// position and persist flag (a top-k position has several).
     Comm {
         channels: Arc<[C]>,
         patterns: Arc<[P]>,
         continuation: K,
         persist: bool,
         peeks: Peeks,
-        data: SmallVec<[(A, bool); 2]>,
+        data: SmallVec<[(usize, A, bool); 2]>,
     },
+    /// A produce a replay has hashed already (its [`produce_hash`]).
+    HashedProduce(Digest),
+    /// A consume a replay has hashed already (its [`consume_hash`]).
+    HashedConsume(Digest),
+    /// A COMM a replay has recorded already.
+    HashedComm(CommRecord),
 }
 
-/// A COMM as the log names it: the consume that fired, the produce behind each position's
-/// datum (in position order, peeked and persistent ones included), and the peeking positions.
+/// A COMM as the log names it: the consume that fired, the produce behind each datum it took
+/// (in COMM order: positions ascending, a top-k position's data best first; peeked and
+/// persistent ones included), and the peeking positions.
 ///
 /// ```
 /// use rhospace_spaces::{produce_hash, consume_hash, CommRecord};
@@ -65,7 +72,7 @@ pub(crate) enum Event<C, P, A, K> {
 pub struct CommRecord {
     /// The hash of the consume whose continuation fired.
     pub consume: Digest,
-    /// The produce hash of the datum at each position.
+    /// The produce hash of each datum, in COMM order.
     pub produces: Vec<Digest>,
     /// Positions that peeked, ascending.
     pub peeks: Vec<u32>,
@@ -134,10 +141,12 @@ pub fn produce_hash<C: Encode + ?Sized, A: Encode + ?Sized>(
     datum: &A,
     persist: bool,
 ) -> Digest {
-    let (mut c, mut d) = (Vec::new(), Vec::new());
-    channel.encode(&mut c);
-    datum.encode(&mut d);
-    hash_ordered([&b"rhospace/produce"[..], &c, &d, &[u8::from(persist)]])
+    let mut buf = Vec::with_capacity(64);
+    channel.encode(&mut buf);
+    let split = buf.len();
+    datum.encode(&mut buf);
+    let (c, d) = buf.split_at(split);
+    hash_ordered([&b"rhospace/produce"[..], c, d, &[u8::from(persist)]])
 }
 
 /// The stable hash of a consume (or an installed continuation).
@@ -155,21 +164,24 @@ pub fn consume_hash<C: Encode, P: Encode, K: Encode + ?Sized>(
     persist: bool,
     peeks: &[usize],
 ) -> Digest {
-    let (mut c, mut p, mut k, mut pk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    channels.encode(&mut c);
-    patterns.encode(&mut p);
-    continuation.encode(&mut k);
-    encode_varint(peeks.len() as u64, &mut pk);
+    let mut buf = Vec::with_capacity(64);
+    channels.encode(&mut buf);
+    let c = buf.len();
+    patterns.encode(&mut buf);
+    let p = buf.len();
+    continuation.encode(&mut buf);
+    let k = buf.len();
+    encode_varint(peeks.len() as u64, &mut buf);
     for &x in peeks {
-        encode_varint(x as u64, &mut pk);
+        encode_varint(x as u64, &mut buf);
     }
     hash_ordered([
         &b"rhospace/consume"[..],
-        &c,
-        &p,
-        &k,
+        &buf[..c],
+        &buf[c..p],
+        &buf[p..k],
         &[u8::from(persist)],
-        &pk,
+        &buf[k..],
     ])
 }
 
@@ -181,14 +193,15 @@ impl<C: Encode, P: Encode, A: Encode, K: Encode> Event<C, P, A, K> {
         continuation: &K,
         persist: bool,
         peeks: &[usize],
-        data: &[(A, bool)],
+        data: &[(usize, A, bool)],
     ) -> CommRecord {
         CommRecord {
             consume: consume_hash(channels, patterns, continuation, persist, peeks),
-            produces: channels
+            // A position is always within the channel list; a COMM names each datum through
+            // the channel of its position.
+            produces: data
                 .iter()
-                .zip(data)
-                .map(|(c, (d, p))| produce_hash(c, d, *p))
+                .filter_map(|(pos, d, p)| channels.get(*pos).map(|c| produce_hash(c, d, *p)))
                 .collect(),
             peeks: peeks.iter().map(|&p| p as u32).collect(),
         }
@@ -206,7 +219,7 @@ where
     K: Encode + 'e,
 {
     // Looked up only; the log's order comes from `events`.
-    let mut seen: HashMap<Digest, u32> = HashMap::new();
+    let mut seen: HashMap<Digest, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut number = |h: Digest| {
         let n = seen.entry(h).or_insert(0);
         let c = *n;
@@ -255,6 +268,15 @@ where
                 peeks,
                 data,
             )),
+            Event::HashedProduce(hash) => LogEvent::Produce {
+                hash: *hash,
+                counter: number(*hash),
+            },
+            Event::HashedConsume(hash) => LogEvent::Consume {
+                hash: *hash,
+                counter: number(*hash),
+            },
+            Event::HashedComm(r) => LogEvent::Comm(r.clone()),
         });
     }
     out

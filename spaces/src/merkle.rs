@@ -144,17 +144,51 @@ where
     I: IntoIterator,
     I::Item: AsRef<[u8]>,
 {
+    // Small pieces are gathered into one buffer (each `update` call has a fixed cost that
+    // dominates for the short parts of a call's hash); large items go to the hasher directly.
+    const BUF: usize = 256;
     let mut h = blake3::Hasher::new_keyed(&HASH_KEY);
-    h.update(&[TAG_ORDERED]);
-    let mut len = Vec::with_capacity(10);
+    let mut buf = [0u8; BUF];
+    let mut n = 0;
+    buf[0] = TAG_ORDERED;
+    n += 1;
     for item in items {
         let item = item.as_ref();
-        len.clear();
-        crate::encode_varint(item.len() as u64, &mut len);
-        h.update(&len);
-        h.update(item);
+        let mut len = [0u8; 10];
+        let l = varint_into(item.len() as u64, &mut len);
+        if n + l + item.len() > BUF {
+            h.update(&buf[..n]);
+            n = 0;
+        }
+        buf[n..n + l].copy_from_slice(&len[..l]);
+        n += l;
+        if item.len() >= BUF - n {
+            h.update(&buf[..n]);
+            n = 0;
+            h.update(item);
+        } else {
+            buf[n..n + item.len()].copy_from_slice(item);
+            n += item.len();
+        }
     }
+    h.update(&buf[..n]);
     *h.finalize().as_bytes()
+}
+
+/// Writes `v` as LEB128 (the same bytes as [`crate::encode_varint`]) into `out`; returns the
+/// length.
+fn varint_into(mut v: u64, out: &mut [u8; 10]) -> usize {
+    let mut i = 0;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out[i] = byte;
+            return i + 1;
+        }
+        out[i] = byte | 0x80;
+        i += 1;
+    }
 }
 
 /// Hashes a **multiset** of byte strings (Bag and Set contents): order does not matter,

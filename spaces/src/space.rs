@@ -19,12 +19,14 @@ use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{search, Found, Incoming, Join, Pick};
+use crate::join::{search, Found, Guide, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
+use crate::log::CommRecord;
 use crate::log::Event;
-use crate::merkle::MerkleMap;
+use crate::merkle::{Digest, MerkleMap};
+use crate::replay::{Expect, Hashers, Recorder, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 use crate::PMap;
 use hard::Hard;
 
@@ -126,8 +128,46 @@ pub(crate) type ShardStates<C, P, A, K> = Arc<[Arc<State<C, P, A, K>>]>;
 /// The shard locks of a space, in shard order.
 type ShardLocks<C, P, A, K> = Box<[Padded<Mutex<Shard<C, P, A, K>>>]>;
 
-/// A produce's search: the matching work done, and what it found.
-type ProduceSearch<C, P, K, R> = (u64, Option<ProduceHit<C, P, K, R>>);
+/// A produce's search.
+struct ProduceSearch<C, P, K, R> {
+    /// Matcher calls made (matching work, for metering).
+    examined: u64,
+    /// The continuation to fire and its assignment.
+    hit: Option<ProduceHit<C, P, K, R>>,
+    /// Replay: a guide rejected an assignment (play would have fired a COMM).
+    rejected: bool,
+    /// Replay: the logged COMM the hit fires, with its slot in the rig's expectations.
+    record: Option<(CommRecord, usize)>,
+}
+
+/// The replay lock's guard while an operation runs rigged.
+type ReplayGuard<'a, C, P, A, K> = MutexGuard<'a, ReplayState<C, P, A, K>>;
+
+/// The rig behind a held replay lock, if any.
+fn rig_of<'g, C, P, A, K>(
+    guard: &'g mut Option<ReplayGuard<'_, C, P, A, K>>,
+) -> Option<&'g mut Rig<C, P, A, K>> {
+    guard.as_mut().and_then(|g| g.rig.as_mut())
+}
+
+/// A replayed call's hash and its slot in the rig's expectations.
+type Logged = (Digest, usize);
+
+/// Strikes a replayed call's event (and the COMM it fired, by slot) from what the rig expects.
+fn strike<C, P, A, K>(
+    guard: &mut Option<ReplayGuard<'_, C, P, A, K>>,
+    event: Option<Logged>,
+    comm: Option<usize>,
+) {
+    if let Some(rig) = rig_of(guard) {
+        if let Some((_, slot)) = event {
+            rig.expect.strike_event(slot);
+        }
+        if let Some(slot) = comm {
+            rig.expect.strike_comm(slot);
+        }
+    }
+}
 
 /// What a produce's search found: the continuation to fire and the assignment.
 type ProduceHit<C, P, K, R> = (Source<C, P, K>, Found<R>);
@@ -160,6 +200,10 @@ impl<C, P, K> Default for Installed<C, P, K> {
 struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     state: Arc<State<C, P, A, K>>,
     installed: Installed<C, P, K>,
+    /// Whether the space is rigged for replay. Written only while every shard is held (by
+    /// `rig`, the checkpoint that ends a replay, `reset` and `clear`), so an operation reads a
+    /// settled value under any one shard lock, with no atomic on the hot path.
+    replaying: bool,
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for Shard<C, P, A, K> {
@@ -167,6 +211,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
         Self {
             state: Arc::default(),
             installed: Installed::default(),
+            replaying: false,
         }
     }
 }
@@ -233,6 +278,12 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
     fn installed_on(&self, channel: &C) -> Option<&InstalledList<C, P, K>> {
         self.shard(channel).installed.by_channel.get(channel)
     }
+
+    /// Whether the space is rigged for replay (the flag is the same in every shard).
+    #[inline]
+    fn replaying(&self, channel: &C) -> bool {
+        self.shard(channel).replaying
+    }
 }
 
 /// A captured space state (data, continuations, joins). Immutable: later operations on the
@@ -258,6 +309,8 @@ pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, 
     /// The trie of the last hard checkpoint in this state's lineage (the dirty lists in
     /// `shards` are relative to it).
     merkle: MerkleMap,
+    /// Taken during a replay: the rig's number and what it still expected.
+    replay: Option<(u64, Expect)>,
 }
 
 /// Which waiting continuation a produce fires.
@@ -292,6 +345,8 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     shards: ShardLocks<C, P, A, K>,
     /// Whether operations append to the event log (SPEC §7).
     log_events: bool,
+    /// The rigged replay, if any. Lock order: after the shards, before `hard`.
+    replay: Mutex<ReplayState<C, P, A, K>>,
     /// The trie and history of hard checkpoints. Lock order: after every shard.
     hard: Mutex<Hard<C, P, A, K>>,
 }
@@ -397,6 +452,7 @@ where
             config,
             router,
             log_events: true,
+            replay: Mutex::new(ReplayState::default()),
             hard: Mutex::new(Hard {
                 merkle: MerkleMap::new(),
                 history: Arc::new(MemoryHistory::new()),
@@ -666,10 +722,29 @@ where
         // under one shard lock).
         if !installed_here {
             let state = Arc::make_mut(&mut shard.state);
-            let event = |c: &C, d: &A| Event::Produce {
-                channel: c.clone(),
-                datum: d.clone(),
-                persist,
+            // Replay: the call must be one the log expects (no COMM can fire here).
+            let replaying = shard.replaying;
+            let check = |datum: &A| -> Result<_, ErrorKind> {
+                let mut replay = replaying.then(|| self.replay.lock());
+                let event = match rig_of(&mut replay) {
+                    Some(rig) => {
+                        let h = (rig.hash.produce)(&channel, datum, persist);
+                        let Some(slot) = rig.expect.expects(&h) else {
+                            return Err(ErrorKind::Replay(ReplayError::EventNotInLog { hash: h }));
+                        };
+                        Some((h, slot))
+                    }
+                    None => None,
+                };
+                Ok((replay, event))
+            };
+            let event_of = |event: Option<Logged>, d: &A| match event {
+                Some((h, _)) => Event::HashedProduce(h),
+                None => Event::Produce {
+                    channel: channel.clone(),
+                    datum: d.clone(),
+                    persist,
+                },
             };
             match state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
@@ -680,10 +755,15 @@ where
                         DataKind::Set => !cs.data.contains_value(&datum),
                         _ => true,
                     };
+                    let (mut replay, event) = match check(&datum) {
+                        Ok(r) => r,
+                        Err(e) => return Err(ProduceError::new(e, datum)),
+                    };
                     if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, stores)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
-                    let logged = self.log_events.then(|| event(&channel, &datum));
+                    strike(&mut replay, event, None);
+                    let logged = self.log_events.then(|| event_of(event, &datum));
                     let newly_dirty = stores && !cs.dirty;
                     if stores {
                         cs.dirty = true;
@@ -706,11 +786,16 @@ where
                 }
                 Some(_) => {}
                 None => {
+                    let (mut replay, event) = match check(&datum) {
+                        Ok(r) => r,
+                        Err(e) => return Err(ProduceError::new(e, datum)),
+                    };
                     if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, true)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
+                    strike(&mut replay, event, None);
                     if self.log_events {
-                        state.log.push_back(event(&channel, &datum));
+                        state.log.push_back(event_of(event, &datum));
                     }
                     let mut data = DataStore::new(kind);
                     data.push_embedded(
@@ -766,19 +851,34 @@ where
     {
         let kind = self.config.kind_of(&channel);
         if let Some(cs) = view.channel(&channel) {
-            match kind {
-                DataKind::Cell if !cs.data.is_empty() => {
-                    return Err(ProduceError::new(ErrorKind::CellFull, datum));
-                }
-                DataKind::Set if cs.data.contains_value(&datum) => {
-                    if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
-                        return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
-                    }
-                    self.record_produce(view, &channel, &datum, persist);
-                    return Ok(None);
-                }
-                _ => {}
+            if kind == DataKind::Cell && !cs.data.is_empty() {
+                return Err(ProduceError::new(ErrorKind::CellFull, datum));
             }
+        }
+        // Replay: the call must be one the log expects (SPEC §7).
+        let mut replay = view.replaying(&channel).then(|| self.replay.lock());
+        let event = match rig_of(&mut replay) {
+            Some(rig) => {
+                let h = (rig.hash.produce)(&channel, &datum, persist);
+                let Some(slot) = rig.expect.expects(&h) else {
+                    let e = ErrorKind::Replay(ReplayError::EventNotInLog { hash: h });
+                    return Err(ProduceError::new(e, datum));
+                };
+                Some((h, slot))
+            }
+            None => None,
+        };
+        if kind == DataKind::Set
+            && view
+                .channel(&channel)
+                .is_some_and(|cs| cs.data.contains_value(&datum))
+        {
+            if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
+                return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
+            }
+            strike(&mut replay, event, None);
+            self.record_produce(view, &channel, &datum, persist, event);
+            return Ok(None);
         }
         let incoming = StoredDatum {
             value: datum,
@@ -786,15 +886,26 @@ where
             priority,
         };
         Self::index_partners(view, &channel);
-        let (examined, hit) = self.find_for_produce(view, &channel, kind, &incoming);
+        let guide = rig_of(&mut replay).map(|rig| &*rig);
+        let ProduceSearch {
+            examined,
+            hit,
+            rejected,
+            record,
+        } = self.find_for_produce(view, &channel, kind, &incoming, guide);
         let Some((source, found)) = hit else {
+            if let (true, Some((hash, _))) = (rejected, event) {
+                let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
+                return Err(ProduceError::new(e, incoming.value));
+            }
             if let Err(e) = admit(&Admission::storing(OpKind::Produce, examined, true)) {
                 return Err(ProduceError::new(
                     ErrorKind::OutOfPhlogiston(e),
                     incoming.value,
                 ));
             }
-            self.record_produce(view, &channel, &incoming.value, persist);
+            strike(&mut replay, event, None);
+            self.record_produce(view, &channel, &incoming.value, persist, event);
             Self::channel_or_new(view, &self.config, &channel)
                 .data
                 .push_embedded(incoming, |a| self.matcher.embedding(a));
@@ -819,21 +930,26 @@ where
                 incoming.value,
             ));
         }
-        self.record_produce(view, &channel, &incoming.value, persist);
+        strike(&mut replay, event, record.as_ref().map(|r| r.1));
+        self.record_produce(view, &channel, &incoming.value, persist, event);
         let comm = Self::fire_produce(view, incoming, source, found);
-        self.record_comm(view, &channel, &comm);
+        self.record_comm(view, &channel, &comm, record.map(|r| r.0));
         Ok(Some(comm))
     }
 
-    /// Logs a produce call in its channel's shard.
+    /// Logs a produce call in its channel's shard; `hashed` is its hash when a replay has
+    /// already computed it.
     fn record_produce(
         &self,
         view: &mut View<'_, C, P, A, K>,
         channel: &C,
         datum: &A,
         persist: bool,
+        hashed: Option<Logged>,
     ) {
-        if self.log_events {
+        if let (true, Some((h, _))) = (self.log_events, hashed) {
+            view.record(channel, Event::HashedProduce(h));
+        } else if self.log_events {
             let event = Event::Produce {
                 channel: channel.clone(),
                 datum: datum.clone(),
@@ -843,7 +959,9 @@ where
         }
     }
 
-    /// Logs a consume call in the shard of its first channel.
+    /// Logs a consume call in the shard of its first channel; `hashed` is its hash when a
+    /// replay has already computed it.
+    #[allow(clippy::too_many_arguments)]
     fn record_consume(
         &self,
         view: &mut View<'_, C, P, A, K>,
@@ -852,8 +970,11 @@ where
         continuation: &K,
         persist: bool,
         peeks: &Peeks,
+        hashed: Option<Logged>,
     ) {
-        if self.log_events {
+        if let (true, Some((h, _))) = (self.log_events, hashed) {
+            view.record(&channels[0], Event::HashedConsume(h));
+        } else if self.log_events {
             let event = Event::Consume {
                 channels: channels.clone(),
                 patterns: patterns.clone(),
@@ -865,14 +986,20 @@ where
         }
     }
 
-    /// Logs a COMM in `home`'s shard (the shard of the call that fired it).
+    /// Logs a COMM in `home`'s shard (the shard of the call that fired it); `hashed` is its
+    /// record when a replay has already computed it.
     fn record_comm(
         &self,
         view: &mut View<'_, C, P, A, K>,
         home: &C,
         comm: &Comm<C, P, A, K, M::Output>,
+        hashed: Option<CommRecord>,
     ) {
         if !self.log_events {
+            return;
+        }
+        if let Some(r) = hashed {
+            view.record(home, Event::HashedComm(r));
             return;
         }
         let event = Event::Comm {
@@ -884,7 +1011,7 @@ where
             data: comm
                 .matches
                 .iter()
-                .map(|m| (m.datum.clone(), m.persistent))
+                .map(|m| (m.position, m.datum.clone(), m.persistent))
                 .collect(),
         };
         view.record(home, event);
@@ -945,26 +1072,23 @@ where
         }
     }
 
+    /// Finds the continuation a produce fires: installed ones first, then each join group of
+    /// the channel in order, each group's continuations in its order. With `replay` (the rig),
+    /// only an assignment whose COMM the log holds is taken.
     fn find_for_produce(
         &self,
         view: &View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
+        replay: Option<&Rig<C, P, A, K>>,
     ) -> ProduceSearch<C, P, K, M::Output> {
-        let mut examined = 0u64;
-        let hit = self.find_for_produce_counting(view, channel, kind, incoming, &mut examined);
-        (examined, hit)
-    }
-
-    fn find_for_produce_counting(
-        &self,
-        view: &View<'_, C, P, A, K>,
-        channel: &C,
-        kind: DataKind,
-        incoming: &StoredDatum<A>,
-        examined: &mut u64,
-    ) -> Option<ProduceHit<C, P, K, M::Output>> {
+        let mut out = ProduceSearch {
+            examined: 0,
+            hit: None,
+            rejected: false,
+            record: None,
+        };
         let store = view.channel(channel).map(|cs| &cs.data);
         let key = match store {
             Some(s) => s.next_key(incoming.priority),
@@ -982,18 +1106,52 @@ where
                 alone,
                 head,
             };
-            let (found, n) = search(&self.matcher, &join, &w.patterns, &w.peeks, Some(inc));
-            *examined += n;
-            found
+            let run = |guide| {
+                search(
+                    &self.matcher,
+                    &join,
+                    &w.patterns,
+                    &w.peeks,
+                    Some(inc),
+                    guide,
+                )
+            };
+            let found = match replay {
+                None => run(None),
+                Some(rig) => {
+                    let consume = || {
+                        (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks)
+                    };
+                    let mut recorder = Recorder::new(consume, list, &w.peeks, rig.hash.produce);
+                    let record = &mut out.record;
+                    let mut accept = |entries: &[(usize, &StoredDatum<A>)]| {
+                        let r = recorder.record(entries);
+                        match rig.expect.holds(&r) {
+                            Some(slot) => {
+                                *record = Some((r, slot));
+                                true
+                            }
+                            None => false,
+                        }
+                    };
+                    run(Some(&mut accept))
+                }
+            };
+            out.examined += found.examined;
+            out.rejected |= found.rejected;
+            found.found
         };
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
                 if let Some(found) = offer(&e.list, &e.w) {
-                    return Some((Source::Installed(e.clone()), found));
+                    out.hit = Some((Source::Installed(e.clone()), found));
+                    return out;
                 }
             }
         }
-        let cs = view.channel(channel)?;
+        let Some(cs) = view.channel(channel) else {
+            return out;
+        };
         for jk in cs.joins.iter() {
             let Some(conts) = view.join(jk) else {
                 continue;
@@ -1007,10 +1165,11 @@ where
                 None => ControlFlow::Continue(()),
             });
             if let Some((seq, found)) = hit {
-                return Some((Source::Stored(jk.clone(), seq), found));
+                out.hit = Some((Source::Stored(jk.clone(), seq), found));
+                return out;
             }
         }
-        None
+        out
     }
 
     fn fire_produce(
@@ -1292,7 +1451,42 @@ where
         if let Err(kind) = self.check_queries(&channels, &patterns) {
             return Err(ConsumeError::new(kind, continuation));
         }
-        let (examined, found) = self.find_for_consume(view, &channels, &patterns, &peeks);
+        // Replay: the call must be one the log expects, and may fire only a logged COMM.
+        let mut replay = view.replaying(&channels[0]).then(|| self.replay.lock());
+        let mut record = None;
+        let (event, examined, found) = match rig_of(&mut replay) {
+            None => {
+                let (examined, found, _) =
+                    self.find_for_consume(view, &channels, &patterns, &peeks, None);
+                (None, examined, found)
+            }
+            Some(rig) => {
+                let h = (rig.hash.consume)(&channels, &patterns, &continuation, persist, &peeks);
+                let Some(slot) = rig.expect.expects(&h) else {
+                    let e = ErrorKind::Replay(ReplayError::EventNotInLog { hash: h });
+                    return Err(ConsumeError::new(e, continuation));
+                };
+                let rig: &Rig<C, P, A, K> = rig;
+                let mut recorder = Recorder::new(|| h, &channels, &peeks, rig.hash.produce);
+                let mut accept = |entries: &[(usize, &StoredDatum<A>)]| {
+                    let r = recorder.record(entries);
+                    match rig.expect.holds(&r) {
+                        Some(slot) => {
+                            record = Some((r, slot));
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                let (examined, found, rejected) =
+                    self.find_for_consume(view, &channels, &patterns, &peeks, Some(&mut accept));
+                if rejected && found.is_none() {
+                    let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
+                    return Err(ConsumeError::new(e, continuation));
+                }
+                (Some((h, slot)), examined, found)
+            }
+        };
         match found {
             Some(found) => {
                 let verdict = admit(&Self::firing(
@@ -1309,7 +1503,16 @@ where
                         continuation,
                     ));
                 }
-                self.record_consume(view, &channels, &patterns, &continuation, persist, &peeks);
+                strike(&mut replay, event, record.as_ref().map(|r| r.1));
+                self.record_consume(
+                    view,
+                    &channels,
+                    &patterns,
+                    &continuation,
+                    persist,
+                    &peeks,
+                    event,
+                );
                 let matches = Self::collect_matches(view, &channels, &peeks, found, |_| None);
                 let comm = Comm {
                     continuation,
@@ -1320,7 +1523,7 @@ where
                     matches,
                     reissue: persist,
                 };
-                self.record_comm(view, &comm.channels[0], &comm);
+                self.record_comm(view, &comm.channels[0], &comm, record.map(|r| r.0));
                 Ok(Some(comm))
             }
             None => {
@@ -1339,6 +1542,7 @@ where
                         w.continuation,
                     ));
                 }
+                strike(&mut replay, event, None);
                 self.record_consume(
                     view,
                     &channels,
@@ -1346,6 +1550,7 @@ where
                     &w.continuation,
                     persist,
                     &w.peeks,
+                    event,
                 );
                 if stores {
                     self.store_continuation(view, channels, w);
@@ -1365,13 +1570,16 @@ where
         Ok(())
     }
 
+    /// The first assignment for a consume (or install), in candidate order; with a `guide`
+    /// (replay), the first one it accepts. Also says whether the guide rejected one.
     fn find_for_consume(
         &self,
         view: &mut View<'_, C, P, A, K>,
         channels: &[C],
         patterns: &[P],
         peeks: &[usize],
-    ) -> (u64, Option<Found<M::Output>>) {
+        guide: Option<Guide<'_, A>>,
+    ) -> (u64, Option<Found<M::Output>>, bool) {
         for (c, p) in channels.iter().zip(patterns.iter()) {
             if self.matcher.exact_key(p).is_some() {
                 if let Some(cs) = view.channel(c) {
@@ -1384,8 +1592,8 @@ where
             }
         }
         let join = resolve(view, channels);
-        let (found, examined) = search(&self.matcher, &join, patterns, peeks, None);
-        (examined, found)
+        let out = search(&self.matcher, &join, patterns, peeks, None, guide);
+        (out.examined, out.found, out.rejected)
     }
 
     fn store_continuation(
@@ -1477,7 +1685,8 @@ where
             return Err(ConsumeError::new(kind, continuation));
         }
         let mut view = self.lock_channels(&channels);
-        let (examined, found) = self.find_for_consume(&mut view, &channels, &patterns, &[]);
+        let (examined, found, _) =
+            self.find_for_consume(&mut view, &channels, &patterns, &[], None);
         if found.is_some() {
             return Err(ConsumeError::new(
                 ErrorKind::InstallWouldMatch,
@@ -1646,9 +1855,21 @@ where
     pub fn create_soft_checkpoint(&self) -> SoftCheckpoint<C, P, A, K> {
         let all = AllLocked::lock(&self.shards);
         let shards = all.guards.iter().map(|g| g.state.clone()).collect();
+        let replay = if all.guards.first().is_some_and(|g| g.replaying) {
+            let r = self.replay.lock();
+            r.rig
+                .as_ref()
+                .map(|rig| (rig.generation, rig.expect.clone()))
+        } else {
+            None
+        };
         let merkle = self.hard.lock().merkle.clone();
         drop(all);
-        SoftCheckpoint { shards, merkle }
+        SoftCheckpoint {
+            shards,
+            merkle,
+            replay,
+        }
     }
 
     /// Restores the state captured by `checkpoint`, in O(1). Installed continuations stay. The
@@ -1682,6 +1903,15 @@ where
         let mut all = AllLocked::lock(&self.shards);
         for (g, state) in all.guards.iter_mut().zip(states) {
             old.push(std::mem::replace(&mut g.state, state.clone()));
+        }
+        if let Some((generation, expect)) = &checkpoint.replay {
+            if all.guards.first().is_some_and(|g| g.replaying) {
+                if let Some(rig) = self.replay.lock().rig.as_mut() {
+                    if rig.generation == *generation {
+                        rig.expect = expect.clone();
+                    }
+                }
+            }
         }
         let old_merkle = std::mem::replace(&mut self.hard.lock().merkle, checkpoint.merkle.clone());
         drop(all);
@@ -1727,10 +1957,71 @@ where
         for g in all.guards.iter_mut() {
             old.push(std::mem::take(&mut g.state));
         }
+        self.end_replay(&mut all);
         let old_merkle = std::mem::take(&mut self.hard.lock().merkle);
         drop(all);
         drop(old_merkle);
         drop(old);
+    }
+}
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq,
+    P: Clone,
+    A: Clone + Hash + Eq,
+    K: Clone,
+{
+    /// Rigs the space for replay with `rig` (`None`: back to play), under every shard lock.
+    /// Takes the replay lock (lock order: after the shards).
+    fn set_replay(
+        &self,
+        all: &mut AllLocked<'_, Shard<C, P, A, K>>,
+        rig: Option<(Expect, Hashers<C, P, A, K>)>,
+    ) {
+        let mut r = self.replay.lock();
+        let on = rig.is_some();
+        if let Some((expect, hash)) = rig {
+            r.rigs += 1;
+            let generation = r.rigs;
+            r.rig = Some(Rig {
+                expect,
+                hash,
+                generation,
+            });
+        } else {
+            r.rig = None;
+        }
+        for g in all.guards.iter_mut() {
+            g.replaying = on;
+        }
+    }
+
+    /// Ends a replay in progress, if any (see [`set_replay`](Self::set_replay)).
+    fn end_replay(&self, all: &mut AllLocked<'_, Shard<C, P, A, K>>) {
+        if all.guards.first().is_some_and(|g| g.replaying) {
+            self.set_replay(all, None);
+        }
+    }
+
+    /// Whether the space is rigged for replay ([`rig`](Self::rig)); a hard checkpoint that
+    /// finds the log fully replayed, a [`reset`](Self::reset) or a [`clear`](Self::clear) ends
+    /// the replay.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// s.produce(1, 2, false).unwrap();
+    /// let cp = s.create_checkpoint().unwrap();
+    /// s.rig(&rhospace_spaces::merkle::EMPTY_ROOT, &cp.log).unwrap();
+    /// assert!(s.is_replaying());
+    /// s.produce(1, 2, false).unwrap();
+    /// assert_eq!(s.create_checkpoint().unwrap().root, cp.root);
+    /// assert!(!s.is_replaying());
+    /// ```
+    pub fn is_replaying(&self) -> bool {
+        self.shards.first().is_some_and(|s| s.0.lock().replaying)
     }
 }
 

@@ -46,10 +46,11 @@ use crate::decode::{decode_varint, Decode, DecodeError};
 use crate::encode::{encode_varint, Encode};
 use crate::history::{HistoryError, HistoryStore};
 use crate::kind::{ContKind, DataKind};
-use crate::log::{hash_events, LogEvent};
+use crate::log::{consume_hash, hash_events, produce_hash, LogEvent};
 use crate::merkle::{
     hash_multiset, hash_ordered, trie_key, Digest, KeyDomain, LoadError, MerkleMap, EMPTY_ROOT,
 };
+use crate::replay::{Expect, Hashers, ReplayError};
 use crate::shard::AllLocked;
 
 /// What [`Space::create_checkpoint`] returns: the state root and the event log since the last
@@ -100,6 +101,9 @@ pub enum CheckpointError {
         /// The leaf concerned.
         hash: Digest,
     },
+    /// [`rig`](Space::rig) was given a malformed log, or the checkpoint that ends a replay
+    /// found logged calls or COMMs not replayed ([`ReplayError::Unused`]).
+    Replay(ReplayError),
 }
 
 impl fmt::Display for CheckpointError {
@@ -116,6 +120,7 @@ impl fmt::Display for CheckpointError {
                     crate::merkle::hex(hash)
                 )
             }
+            CheckpointError::Replay(e) => write!(f, "{e}"),
             CheckpointError::KindMismatch { hash } => write!(
                 f,
                 "stored collection {} has another kind than this space configures",
@@ -451,6 +456,10 @@ where
     /// ```
     pub fn create_checkpoint(&self) -> Result<Checkpoint, CheckpointError> {
         let mut all = AllLocked::lock(&self.shards);
+        let mut replay = self.replay.lock();
+        if let Some(rig) = &replay.rig {
+            rig.expect.finished().map_err(CheckpointError::Replay)?;
+        }
         let mut hard = self.hard.lock();
         let log = hash_events(all.guards.iter().flat_map(|g| g.state.log.iter()));
         // Work on copies (O(1) each): on error nothing changes.
@@ -476,6 +485,11 @@ where
         }
         hard.remember(root, (states.into(), merkle.clone()));
         hard.merkle = merkle;
+        if replay.rig.take().is_some() {
+            for g in all.guards.iter_mut() {
+                g.replaying = false;
+            }
+        }
         Ok(Checkpoint { root, log })
     }
 }
@@ -569,30 +583,105 @@ where
     /// assert_eq!(s.data(&1)[0].value, 10);
     /// ```
     pub fn reset(&self, root: &Digest) -> Result<(), CheckpointError> {
-        if *root == EMPTY_ROOT {
-            self.clear();
-            return Ok(());
-        }
-        let known = self.hard.lock().snapshots.get(root).cloned();
-        let (states, merkle) = match known {
-            Some(s) => s,
-            None => {
-                let history = self.hard.lock().history.clone();
-                if !history.has_root(root)? {
-                    return Err(CheckpointError::UnknownRoot(*root));
+        self.reset_to(root, None)
+    }
+
+    /// Rigs the space for replay (SPEC §7): resets it to `start` (as [`reset`](Self::reset))
+    /// and from then on checks every produce and consume against `log`, the log of the
+    /// checkpoint being replayed:
+    /// - a call the log does not hold is refused with
+    ///   `ErrorKind::Replay(ReplayError::EventNotInLog)`;
+    /// - when several assignments match, the first one (in candidate order) whose COMM the log
+    ///   holds fires, so the log, not the candidate order, decides;
+    /// - a call that would fire while the log holds none of its possible COMMs is refused with
+    ///   `ErrorKind::Replay(ReplayError::CommNotInLog)`;
+    /// - [`create_checkpoint`](Self::create_checkpoint) refuses with
+    ///   `CheckpointError::Replay(ReplayError::Unused)` while logged calls or COMMs are left,
+    ///   and otherwise returns the root and ends the replay.
+    ///
+    /// Every refusal changes nothing. The log is taken as multisets of calls and of COMMs (its
+    /// order is per shard, see [`Checkpoint::log`]); counters must run 0, 1, 2, … per hash, or
+    /// the rig fails with `ReplayError::BadCounter` and nothing changes. A soft checkpoint
+    /// taken during the replay restores what the replay still expects when reverted to in the
+    /// same replay. [`reset`](Self::reset) and [`clear`](Self::clear) end a replay.
+    ///
+    /// Time: O(log size) to rig; then each call costs its play cost plus hashing the call, and
+    /// for each assignment met, the COMM's hashes.
+    ///
+    /// ```
+    /// use rhospace_spaces::{ErrorKind, ReplayError, Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let play: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// let start = play.create_checkpoint().unwrap().root;
+    /// play.produce(1, 7, false).unwrap();
+    /// play.produce(1, 8, false).unwrap();
+    /// play.consume([1], [8], 0, false, &[]).unwrap();
+    /// let block = play.create_checkpoint().unwrap();
+    ///
+    /// let replay: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// replay.rig(&start, &block.log).unwrap();
+    /// replay.produce(1, 7, false).unwrap();
+    /// // Not in the log: refused, nothing changes.
+    /// let err = replay.produce(1, 9, false).unwrap_err();
+    /// assert!(matches!(err.kind(), ErrorKind::Replay(ReplayError::EventNotInLog { .. })));
+    /// replay.produce(1, 8, false).unwrap();
+    /// assert!(replay.consume([1], [8], 0, false, &[]).unwrap().is_some());
+    /// assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
+    /// ```
+    pub fn rig(&self, start: &Digest, log: &[LogEvent]) -> Result<(), CheckpointError> {
+        let expect = Expect::from_log(log).map_err(CheckpointError::Replay)?;
+        let hash = Hashers {
+            produce: produce_hash::<C, A>,
+            consume: consume_hash::<C, P, K>,
+        };
+        self.reset_to(start, Some((expect, hash)))
+    }
+
+    /// Resets to `root` and rigs (or, with `None`, un-rigs) the space, all under the shard
+    /// locks at once.
+    #[allow(clippy::type_complexity)]
+    fn reset_to(
+        &self,
+        root: &Digest,
+        rig: Option<(Expect, Hashers<C, P, A, K>)>,
+    ) -> Result<(), CheckpointError> {
+        let target = if *root == EMPTY_ROOT {
+            None
+        } else {
+            let known = self.hard.lock().snapshots.get(root).cloned();
+            Some(match known {
+                Some(s) => s,
+                None => {
+                    let history = self.hard.lock().history.clone();
+                    if !history.has_root(root)? {
+                        return Err(CheckpointError::UnknownRoot(*root));
+                    }
+                    let loaded = self.load(root, &*history)?;
+                    self.hard.lock().remember(*root, loaded.clone());
+                    loaded
                 }
-                let loaded = self.load(root, &*history)?;
-                self.hard.lock().remember(*root, loaded.clone());
-                loaded
+            })
+        };
+        let mut old = Vec::with_capacity(self.shards.len());
+        let mut all = AllLocked::lock(&self.shards);
+        let merkle = match target {
+            Some((states, merkle)) => {
+                for (g, st) in all.guards.iter_mut().zip(states.iter()) {
+                    old.push(std::mem::replace(&mut g.state, st.clone()));
+                }
+                merkle
+            }
+            None => {
+                for g in all.guards.iter_mut() {
+                    old.push(std::mem::take(&mut g.state));
+                }
+                MerkleMap::new()
             }
         };
-        let mut old = Vec::with_capacity(states.len());
-        let mut all = AllLocked::lock(&self.shards);
-        for (g, st) in all.guards.iter_mut().zip(states.iter()) {
-            old.push(std::mem::replace(&mut g.state, st.clone()));
-        }
-        self.hard.lock().merkle = merkle;
+        self.set_replay(&mut all, rig);
+        let old_merkle = std::mem::replace(&mut self.hard.lock().merkle, merkle);
         drop(all);
+        drop(old_merkle);
         drop(old);
         Ok(())
     }

@@ -1,0 +1,521 @@
+//! Replay (SPEC §7, issue 5): a space rigged with a starting root and a log replays the same
+//! calls to the same COMMs and root; the log, not the candidate order, picks among matching
+//! candidates; tampered logs and diverging calls are typed errors that change nothing.
+
+use proptest::prelude::*;
+use rhospace_matchers::{Pattern, StructuralMatch, Term};
+use rhospace_spaces::merkle::{Digest, EMPTY_ROOT};
+use rhospace_spaces::{
+    produce_hash, CheckpointError, CommRecord, DataKind, ErrorKind, LogEvent, ReplayError, Space,
+    SpaceConfig,
+};
+
+type S = Space<u32, Pattern, Term, u32, StructuralMatch>;
+type C = rhospace_spaces::Comm<u32, Pattern, Term, u32, rhospace_matchers::Bindings>;
+
+fn config() -> SpaceConfig<u32> {
+    SpaceConfig::new().channel_kind(3, DataKind::Queue)
+}
+
+fn space() -> S {
+    Space::new(StructuralMatch, config())
+}
+
+fn int(n: i64) -> Term {
+    Term::from(n)
+}
+
+/// Everything observable on channels 0..4, as text.
+fn contents(s: &S) -> String {
+    let mut out = String::new();
+    for c in 0..4 {
+        out += &format!("{c}: {:?}\n", s.data(&c));
+        for jk in s.joins(&c) {
+            out += &format!("  {jk:?} {:?}\n", s.continuations(&jk));
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Produce {
+        channel: u32,
+        value: i64,
+        persist: bool,
+    },
+    Consume {
+        channels: Vec<u32>,
+        /// `None`: a wildcard; `Some(v)`: the literal `v`.
+        patterns: Vec<Option<i64>>,
+        continuation: u32,
+        persist: bool,
+        peek_first: bool,
+    },
+}
+
+type Outcome = Result<Option<C>, ErrorKind>;
+
+fn apply(s: &S, op: &Op) -> Outcome {
+    match op {
+        Op::Produce {
+            channel,
+            value,
+            persist,
+        } => s
+            .produce(*channel, int(*value), *persist)
+            .map_err(|e| e.kind().clone()),
+        Op::Consume {
+            channels,
+            patterns,
+            continuation,
+            persist,
+            peek_first,
+        } => {
+            let pats: Vec<Pattern> = patterns
+                .iter()
+                .map(|p| match p {
+                    None => Pattern::wildcard(),
+                    Some(v) => Pattern::lit(int(*v)),
+                })
+                .collect();
+            let peeks: &[usize] = if *peek_first { &[0] } else { &[] };
+            s.consume(channels.clone(), pats, *continuation, *persist, peeks)
+                .map_err(|e| e.kind().clone())
+        }
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u32..4, 0i64..3, prop::bool::weighted(0.1)).prop_map(|(channel, value, persist)| {
+            Op::Produce { channel, value, persist }
+        }),
+        2 => (
+            prop::collection::vec((0u32..4, prop::option::weighted(0.5, 0i64..3)), 1..4),
+            0u32..3,
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(cps, continuation, persist, peek_first)| Op::Consume {
+                channels: cps.iter().map(|c| c.0).collect(),
+                patterns: cps.iter().map(|c| c.1).collect(),
+                continuation,
+                persist,
+                peek_first,
+            }),
+    ]
+}
+
+/// Plays `prefix` and checkpoints (the start), then plays `block` and checkpoints.
+fn play(prefix: &[Op], block: &[Op]) -> (Digest, Vec<Outcome>, Digest, Vec<LogEvent>) {
+    let s = space();
+    for o in prefix {
+        let _ = apply(&s, o);
+    }
+    let start = s.create_checkpoint().unwrap().root;
+    let outcomes = block.iter().map(|o| apply(&s, o)).collect();
+    let cp = s.create_checkpoint().unwrap();
+    (start, outcomes, cp.root, cp.log)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Play then replay: the same calls fire the same COMMs, reach the same root, and leave
+    /// nothing of the log unused.
+    #[test]
+    fn replay_reproduces_play(
+        prefix in prop::collection::vec(op(), 0..12),
+        block in prop::collection::vec(op(), 0..40),
+    ) {
+        let (start, outcomes, root, log) = play(&prefix, &block);
+        // A fresh space whose history holds the start: play the prefix again there.
+        let r = space();
+        for o in &prefix {
+            let _ = apply(&r, o);
+        }
+        prop_assert_eq!(r.create_checkpoint().unwrap().root, start);
+        r.rig(&start, &log).unwrap();
+        for (o, expected) in block.iter().zip(&outcomes) {
+            prop_assert_eq!(&apply(&r, o), expected, "op {:?}", o);
+        }
+        let cp = r.create_checkpoint().unwrap();
+        prop_assert_eq!(cp.root, root);
+        prop_assert!(!r.is_replaying());
+        // The replay's own log holds the same calls and COMMs.
+        let mut a: Vec<String> = log.iter().map(|e| format!("{e:?}")).collect();
+        let mut b: Vec<String> = cp.log.iter().map(|e| format!("{e:?}")).collect();
+        a.sort();
+        b.sort();
+        prop_assert_eq!(a, b);
+    }
+
+    /// Dropping any one COMM from the log is detected: a call is refused with `CommNotInLog`
+    /// (changing nothing) or the closing checkpoint reports unused events.
+    #[test]
+    fn a_removed_comm_is_detected(
+        block in prop::collection::vec(op(), 1..30),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let (start, _, root, log) = play(&[], &block);
+        let comms: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, LogEvent::Comm(_)))
+            .map(|(i, _)| i)
+            .collect();
+        prop_assume!(!comms.is_empty());
+        let mut tampered = log.clone();
+        tampered.remove(comms[pick.index(comms.len())]);
+        let r = space();
+        r.rig(&start, &tampered).unwrap();
+        let mut refused = 0;
+        for o in &block {
+            let before = contents(&r);
+            if let Err(kind) = apply(&r, o) {
+                prop_assert!(
+                    matches!(kind, ErrorKind::Replay(_)),
+                    "unexpected error {:?}", kind
+                );
+                prop_assert_eq!(contents(&r), before);
+                refused += 1;
+            }
+        }
+        prop_assert!(refused > 0, "a call must be refused");
+        let before = r.full_state_root();
+        match r.create_checkpoint() {
+            Err(CheckpointError::Replay(ReplayError::Unused { events, .. })) => {
+                prop_assert!(events > 0)
+            }
+            Ok(cp) => prop_assert!(false, "replay of a tampered log finished at {:?} (play: {:?})", cp.root, root),
+            Err(e) => prop_assert!(false, "unexpected {}", e),
+        }
+        prop_assert_eq!(r.full_state_root(), before);
+        prop_assert!(r.is_replaying());
+    }
+}
+
+/// Play: data 1 then 2 on a Bag channel, then a wildcard consume takes 1 (the oldest).
+/// Replay with the produces in the other order: the candidate order says 2, the log says 1.
+#[test]
+fn the_log_decides_among_matching_data() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    p.produce(0, int(2), false).unwrap();
+    let comm = p
+        .consume([0], [Pattern::wildcard()], 9, false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(comm.matches[0].datum, int(1));
+    let block = p.create_checkpoint().unwrap();
+
+    // Unguided, the other order takes 2.
+    let u = space();
+    u.produce(0, int(2), false).unwrap();
+    u.produce(0, int(1), false).unwrap();
+    let other = u
+        .consume([0], [Pattern::wildcard()], 9, false, &[])
+        .unwrap();
+    assert_eq!(other.unwrap().matches[0].datum, int(2));
+
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    r.produce(0, int(2), false).unwrap();
+    r.produce(0, int(1), false).unwrap();
+    let comm = r
+        .consume([0], [Pattern::wildcard()], 9, false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(comm.matches[0].datum, int(1));
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
+
+/// Play: two continuations wait on a channel; a produce fires the first. Replay stores them in
+/// the other order: the log makes the produce fire the same one.
+#[test]
+fn the_log_decides_among_waiting_continuations() {
+    let p = space();
+    p.consume([1], [Pattern::wildcard()], 10, false, &[])
+        .unwrap();
+    p.consume([1], [Pattern::wildcard()], 20, false, &[])
+        .unwrap();
+    let comm = p.produce(1, int(5), false).unwrap().unwrap();
+    assert_eq!(comm.continuation, 10);
+    let block = p.create_checkpoint().unwrap();
+
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    r.consume([1], [Pattern::wildcard()], 20, false, &[])
+        .unwrap();
+    r.consume([1], [Pattern::wildcard()], 10, false, &[])
+        .unwrap();
+    let comm = r.produce(1, int(5), false).unwrap().unwrap();
+    assert_eq!(comm.continuation, 10);
+    assert_eq!(r.continuations(&[1])[0].continuation, 20);
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
+
+/// A join across channels, with a repeated channel and a peek, replays to the same root.
+#[test]
+fn joins_with_repeats_and_peeks_replay() {
+    let calls = |s: &S| {
+        s.produce(0, int(1), false).unwrap();
+        s.produce(0, int(2), false).unwrap();
+        s.produce(2, int(7), true).unwrap();
+        s.consume(
+            [0, 0, 2],
+            [
+                Pattern::wildcard(),
+                Pattern::wildcard(),
+                Pattern::lit(int(7)),
+            ],
+            3,
+            false,
+            &[2],
+        )
+        .unwrap()
+    };
+    let p = space();
+    let played = calls(&p);
+    let block = p.create_checkpoint().unwrap();
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    assert_eq!(calls(&r), played);
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
+
+#[test]
+fn a_call_not_in_the_log_is_refused_and_changes_nothing() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    let block = p.create_checkpoint().unwrap();
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    // A changed datum: its hash is not in the log.
+    let err = r.produce(0, int(2), false).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &ErrorKind::Replay(ReplayError::EventNotInLog {
+            hash: produce_hash(&0u32, &int(2), false)
+        })
+    );
+    assert_eq!(err.into_inner(), int(2));
+    assert!(r.is_empty());
+    // A changed continuation.
+    let err = r
+        .consume([0], [Pattern::wildcard()], 1, false, &[])
+        .unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+    ));
+    assert!(r.is_empty());
+    // The logged call goes through; a second identical one is one too many.
+    r.produce(0, int(1), false).unwrap();
+    let err = r.produce(0, int(1), false).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+    ));
+    assert_eq!(r.data(&0).len(), 1);
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
+
+/// The log with a datum changed inside a COMM: the consume that fired it in play now finds
+/// no logged COMM for the assignment it meets.
+#[test]
+fn a_changed_datum_in_a_comm_is_detected() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    p.consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap()
+        .unwrap();
+    let mut log = p.create_checkpoint().unwrap().log;
+    for e in log.iter_mut() {
+        if let LogEvent::Comm(CommRecord { produces, .. }) = e {
+            produces[0] = produce_hash(&0u32, &int(2), false);
+        }
+    }
+    let r = space();
+    r.rig(&EMPTY_ROOT, &log).unwrap();
+    r.produce(0, int(1), false).unwrap();
+    let before = contents(&r);
+    let err = r
+        .consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Replay(ReplayError::CommNotInLog { .. })
+    ));
+    assert_eq!(err.into_inner(), 4);
+    assert_eq!(contents(&r), before);
+}
+
+/// Play: a datum, a consume that takes it, then a second consume that waits. Replayed with
+/// the two consumes swapped, the second one would take the datum: no such COMM is logged.
+#[test]
+fn reordered_calls_are_detected() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    assert!(p
+        .consume([0], [Pattern::wildcard()], 1, false, &[])
+        .unwrap()
+        .is_some());
+    assert!(p
+        .consume([0], [Pattern::wildcard()], 2, false, &[])
+        .unwrap()
+        .is_none());
+    let block = p.create_checkpoint().unwrap();
+
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    r.produce(0, int(1), false).unwrap();
+    let before = contents(&r);
+    let err = r
+        .consume([0], [Pattern::wildcard()], 2, false, &[])
+        .unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Replay(ReplayError::CommNotInLog { .. })
+    ));
+    assert_eq!(contents(&r), before);
+    // In the played order it goes through.
+    r.consume([0], [Pattern::wildcard()], 1, false, &[])
+        .unwrap()
+        .unwrap();
+    r.consume([0], [Pattern::wildcard()], 2, false, &[])
+        .unwrap();
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
+
+#[test]
+fn unused_comms_and_calls_fail_the_checkpoint_and_change_nothing() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    p.consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap();
+    p.produce(1, int(3), false).unwrap();
+    let block = p.create_checkpoint().unwrap();
+
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    r.produce(0, int(1), false).unwrap();
+    let root_before = r.full_state_root();
+    let text_before = contents(&r);
+    match r.create_checkpoint() {
+        Err(CheckpointError::Replay(ReplayError::Unused { events, comms })) => {
+            assert_eq!((events, comms), (2, 1));
+        }
+        other => panic!("expected Unused, got {other:?}"),
+    }
+    assert_eq!(r.full_state_root(), root_before);
+    assert_eq!(contents(&r), text_before);
+    assert!(r.is_replaying());
+    // Finishing the block makes the checkpoint go through, with the played root.
+    r.consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap()
+        .unwrap();
+    r.produce(1, int(3), false).unwrap();
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+    assert!(!r.is_replaying());
+    // Back in play: any call goes.
+    r.produce(2, int(9), false).unwrap();
+}
+
+#[test]
+fn a_malformed_log_is_refused_at_rig_and_changes_nothing() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    p.produce(0, int(1), false).unwrap();
+    let mut log = p.create_checkpoint().unwrap().log;
+    log.swap(0, 1); // counters 1, 0: not a log a space writes
+    let r = space();
+    r.produce(3, int(5), false).unwrap();
+    let before = contents(&r);
+    match r.rig(&EMPTY_ROOT, &log) {
+        Err(CheckpointError::Replay(ReplayError::BadCounter {
+            counter: 1,
+            expected: 0,
+            ..
+        })) => {}
+        other => panic!("expected BadCounter, got {other:?}"),
+    }
+    assert_eq!(contents(&r), before);
+    assert!(!r.is_replaying());
+    // An unknown start root: typed error, nothing changes, not rigged.
+    assert!(matches!(
+        r.rig(&[7; 32], &[]),
+        Err(CheckpointError::UnknownRoot(_))
+    ));
+    assert_eq!(contents(&r), before);
+    assert!(!r.is_replaying());
+}
+
+/// A soft checkpoint taken during a replay brings back what the replay still expected, so a
+/// reverted-and-retried stretch replays again.
+#[test]
+fn soft_revert_during_replay_restores_the_expectations() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    p.consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap();
+    let block = p.create_checkpoint().unwrap();
+
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    let cp = r.create_soft_checkpoint();
+    r.produce(0, int(1), false).unwrap();
+    r.consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap()
+        .unwrap();
+    r.revert_to_soft_checkpoint(&cp);
+    assert!(r.is_empty());
+    r.produce(0, int(1), false).unwrap();
+    r.consume([0], [Pattern::wildcard()], 4, false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
+
+#[test]
+fn reset_and_clear_end_a_replay() {
+    let p = space();
+    p.produce(0, int(1), false).unwrap();
+    let block = p.create_checkpoint().unwrap();
+    let r = space();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    r.clear();
+    assert!(!r.is_replaying());
+    r.produce(5, int(5), false).unwrap();
+    r.rig(&EMPTY_ROOT, &block.log).unwrap();
+    assert!(r.is_empty());
+    r.reset(&EMPTY_ROOT).unwrap();
+    assert!(!r.is_replaying());
+}
+
+/// A replay that starts from a non-empty root recorded by another space on a shared store.
+#[test]
+fn replay_from_a_recorded_root_on_another_space() {
+    use std::sync::Arc;
+    let store = Arc::new(rhospace_spaces::MemoryHistory::new());
+    let p: S = Space::new(StructuralMatch, config()).with_history(store.clone());
+    p.produce(0, int(1), false).unwrap();
+    p.consume([2], [Pattern::lit(int(4))], 8, false, &[])
+        .unwrap();
+    let start = p.create_checkpoint().unwrap().root;
+    p.produce(2, int(4), false).unwrap().unwrap();
+    p.consume([0], [Pattern::wildcard()], 9, false, &[])
+        .unwrap()
+        .unwrap();
+    let block = p.create_checkpoint().unwrap();
+
+    let r: S = Space::new(StructuralMatch, config()).with_history(store);
+    r.rig(&start, &block.log).unwrap();
+    assert_eq!(r.data(&0).len(), 1);
+    r.produce(2, int(4), false).unwrap().unwrap();
+    r.consume([0], [Pattern::wildcard()], 9, false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.create_checkpoint().unwrap().root, block.root);
+}
