@@ -208,9 +208,10 @@ impl<C: Encode, P: Encode, A: Encode, K: Encode> Event<C, P, A, K> {
     }
 }
 
-/// Hashes a merged event list, numbering identical events.
+/// Hashes a merged event list of `len` events, numbering identical events.
 pub(crate) fn hash_events<'e, C, P, A, K>(
     events: impl IntoIterator<Item = &'e Event<C, P, A, K>>,
+    len: usize,
 ) -> Vec<LogEvent>
 where
     C: Encode + 'e,
@@ -219,14 +220,15 @@ where
     K: Encode + 'e,
 {
     // Looked up only; the log's order comes from `events`.
-    let mut seen: HashMap<Digest, u32, foldhash::fast::RandomState> = HashMap::default();
+    let mut seen: HashMap<Digest, u32, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(len, Default::default());
     let mut number = |h: Digest| {
         let n = seen.entry(h).or_insert(0);
         let c = *n;
         *n = n.saturating_add(1);
         c
     };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(len);
     for e in events {
         out.push(match e {
             Event::Produce {

@@ -24,7 +24,7 @@
 //! The log is ordered per shard and merged by shard ([`Space::create_checkpoint`]'s log), so
 //! its global order says nothing a replay can rely on; what must agree is *which* calls were
 //! made and *which* COMMs fired. Identical calls are told apart by their count. The counts
-//! are persistent vectors beside an immutable index of the log, so a soft checkpoint taken
+//! are copy-on-write arrays beside an immutable index of the log, so a soft checkpoint taken
 //! during a replay captures them in O(1) and a revert restores them with the state.
 //!
 //! [`Space::create_checkpoint`]: crate::Space::create_checkpoint
@@ -33,7 +33,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use imbl::Vector;
 use smallvec::SmallVec;
 
 use crate::log::{CommRecord, LogEvent};
@@ -141,18 +140,67 @@ impl std::hash::Hash for Key {
     }
 }
 
+/// Counts in a two-level copy-on-write array: a shared list of shared chunks. A clone is one
+/// reference count; the first decrement after a clone copies the list of chunk pointers
+/// (n / [`CHUNK`] of them) and the one chunk written; later decrements write in place.
+#[derive(Clone, Debug, Default)]
+struct Counts {
+    chunks: Arc<Vec<Arc<[u32; CHUNK]>>>,
+}
+
+/// Counts per chunk of [`Counts`].
+const CHUNK: usize = 256;
+
+impl Counts {
+    fn from_vec(v: &[u32]) -> Self {
+        let chunks = v
+            .chunks(CHUNK)
+            .map(|c| {
+                let mut chunk = [0u32; CHUNK];
+                chunk[..c.len()].copy_from_slice(c);
+                Arc::new(chunk)
+            })
+            .collect();
+        Counts {
+            chunks: Arc::new(chunks),
+        }
+    }
+
+    fn get(&self, i: usize) -> u32 {
+        self.chunks
+            .get(i / CHUNK)
+            .map_or(0, |c| c[i % CHUNK])
+    }
+
+    /// Takes one from count `i`; false if it was 0 (or out of range).
+    fn decrement(&mut self, i: usize) -> bool {
+        if self.get(i) == 0 {
+            return false;
+        }
+        let chunks = Arc::make_mut(&mut self.chunks);
+        match chunks.get_mut(i / CHUNK) {
+            Some(c) => {
+                Arc::make_mut(c)[i % CHUNK] -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// What a replay still expects: for each distinct call and COMM of the log, how many are left.
 ///
-/// The counts live in persistent vectors beside an immutable index, so a snapshot (a soft
-/// checkpoint during a replay) is O(1) and a strike is a hash lookup plus an O(log n) write.
+/// The counts live in copy-on-write chunked arrays beside an immutable index, so a snapshot (a
+/// soft checkpoint during a replay) is O(1), and a strike is a hash lookup plus a write (the
+/// first write after a snapshot copies one pointer per 256 counts and one chunk).
 ///
 /// Invariants: `events.len()` and `comms.len()` are the sizes of the index's maps, and every
 /// index value is below them; `events_left` and `comms_left` are the sums of the counts.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Expect {
     index: Arc<LogIndex>,
-    events: Vector<u32>,
-    comms: Vector<u32>,
+    events: Counts,
+    comms: Counts,
     events_left: usize,
     comms_left: usize,
 }
@@ -208,20 +256,20 @@ impl Expect {
             index: Arc::new(index),
             events_left: events.iter().map(|&n| n as usize).sum(),
             comms_left: comms.iter().map(|&n| n as usize).sum(),
-            events: events.into_iter().collect(),
-            comms: comms.into_iter().collect(),
+            events: Counts::from_vec(&events),
+            comms: Counts::from_vec(&comms),
         })
     }
 
     fn event_slot(&self, hash: &Digest) -> Option<usize> {
         let slot = *self.index.events.get(&Key(*hash))?;
-        (self.events.get(slot).copied().unwrap_or(0) > 0).then_some(slot)
+        (self.events.get(slot) > 0).then_some(slot)
     }
 
     fn comm_slot(&self, record: &CommRecord) -> Option<usize> {
         let same = self.index.comms.get(&Key(record.consume))?;
         let slot = same.iter().find(|(x, _)| x == record)?.1;
-        (self.comms.get(slot).copied().unwrap_or(0) > 0).then_some(slot)
+        (self.comms.get(slot) > 0).then_some(slot)
     }
 
     /// Whether the log still expects a call with this hash: its slot, for
@@ -238,16 +286,14 @@ impl Expect {
 
     /// Strikes one call from `slot` (which [`expects`](Self::expects) gave).
     pub(crate) fn strike_event(&mut self, slot: usize) {
-        if let Some(n) = self.events.get_mut(slot).filter(|n| **n > 0) {
-            *n -= 1;
+        if self.events.decrement(slot) {
             self.events_left -= 1;
         }
     }
 
     /// Strikes one COMM from `slot` (which [`holds`](Self::holds) gave).
     pub(crate) fn strike_comm(&mut self, slot: usize) {
-        if let Some(n) = self.comms.get_mut(slot).filter(|n| **n > 0) {
-            *n -= 1;
+        if self.comms.decrement(slot) {
             self.comms_left -= 1;
         }
     }

@@ -461,7 +461,8 @@ where
             rig.expect.finished().map_err(CheckpointError::Replay)?;
         }
         let mut hard = self.hard.lock();
-        let log = hash_events(all.guards.iter().flat_map(|g| g.state.log.iter()));
+        let len = all.guards.iter().map(|g| g.state.log.len()).sum();
+        let log = hash_events(all.guards.iter().flat_map(|g| g.state.log.iter()), len);
         // Work on copies (O(1) each): on error nothing changes.
         let mut states: Vec<Arc<State<C, P, A, K>>> =
             all.guards.iter().map(|g| g.state.clone()).collect();
