@@ -1,6 +1,6 @@
 //! loom models of the space's lock protocol (SPEC §9): shard locks taken in ascending order,
-//! joins that span shards, the produce path that widens its lock set, and soft checkpoints
-//! that lock every shard.
+//! joins that span shards, the produce path that widens its lock set, soft checkpoints that
+//! lock every shard, and a replay (the replay lock, taken after the shard locks).
 //!
 //! Under `--cfg loom` the space's shard mutexes are loom's (see `spaces/src/sync.rs`), so loom
 //! explores the interleavings of *our* protocol on the real `Space`. The maps inside a shard are
@@ -140,5 +140,38 @@ fn produce_widening_its_locks_meets_a_new_join() {
         let there = t1.join().unwrap();
         assert!(here != there);
         assert!(s.is_empty());
+    });
+}
+
+#[test]
+fn replayed_join_fires_the_logged_comm_once_whatever_the_order() {
+    // Play: data on two shards, then the join that takes both. Replay the three calls from
+    // three threads: whichever call completes the join fires it, under the replay lock taken
+    // after the shard locks (no deadlock with any lock order), and the closing checkpoint finds
+    // the log used up and the played root.
+    // (Loom's mutexes exist only inside a model, so the play runs in each execution too.)
+    model("replayed_join", || {
+        let play = space();
+        let (a, b) = two_shards(&play);
+        play.produce(a, 1, false).unwrap();
+        play.produce(b, 2, false).unwrap();
+        assert!(play
+            .consume([a, b], [1, 2], 9, false, &[])
+            .unwrap()
+            .is_some());
+        let block = play.create_checkpoint().unwrap();
+        let root = block.root;
+        let s = Arc::new(space());
+        s.rig(&rhospace_spaces::merkle::EMPTY_ROOT, &block.log)
+            .unwrap();
+        let s1 = s.clone();
+        let t1 =
+            thread::spawn(move || s1.consume([a, b], [1, 2], 9, false, &[]).unwrap().is_some());
+        let s2 = s.clone();
+        let t2 = thread::spawn(move || s2.produce(a, 1, false).unwrap().is_some());
+        let here = s.produce(b, 2, false).unwrap().is_some();
+        let fired = [t1.join().unwrap(), t2.join().unwrap(), here];
+        assert_eq!(fired.iter().filter(|f| **f).count(), 1, "{fired:?}");
+        assert_eq!(s.create_checkpoint().unwrap().root, root);
     });
 }
