@@ -167,9 +167,7 @@ impl Counts {
     }
 
     fn get(&self, i: usize) -> u32 {
-        self.chunks
-            .get(i / CHUNK)
-            .map_or(0, |c| c[i % CHUNK])
+        self.chunks.get(i / CHUNK).map_or(0, |c| c[i % CHUNK])
     }
 
     /// Takes one from count `i`; false if it was 0 (or out of range).
@@ -417,5 +415,66 @@ impl<'r, C, A, F: FnMut() -> Digest> Recorder<'r, C, A, F> {
             produces,
             peeks: self.peeks.iter().map(|&p| p as u32).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_copy_on_write() {
+        let v: Vec<u32> = (0..600).map(|i| i % 3).collect();
+        let mut a = Counts::from_vec(&v);
+        let snapshot = a.clone();
+        assert!(a.decrement(1));
+        assert!(!a.decrement(0), "a zero count stays zero");
+        assert!(!a.decrement(10_000), "out of range is refused");
+        assert!(a.decrement(599));
+        assert_eq!((a.get(1), a.get(599)), (0, 1));
+        // The snapshot still sees the old counts, in both chunks touched.
+        assert_eq!((snapshot.get(1), snapshot.get(599)), (1, 2));
+        assert_eq!(snapshot.get(10_000), 0);
+    }
+
+    #[test]
+    fn expectations_strike_and_finish() {
+        let rec = CommRecord {
+            consume: [1; 32],
+            produces: vec![[2; 32]],
+            peeks: vec![],
+        };
+        let log = vec![
+            LogEvent::Produce {
+                hash: [2; 32],
+                counter: 0,
+            },
+            LogEvent::Consume {
+                hash: [1; 32],
+                counter: 0,
+            },
+            LogEvent::Comm(rec.clone()),
+        ];
+        let mut e = Expect::from_log(&log).unwrap();
+        let saved = e.clone();
+        assert_eq!(
+            e.finished(),
+            Err(ReplayError::Unused {
+                events: 2,
+                comms: 1
+            })
+        );
+        let p = e.expects(&[2; 32]).unwrap();
+        e.strike_event(p);
+        assert!(e.expects(&[2; 32]).is_none());
+        let c = e.expects(&[1; 32]).unwrap();
+        e.strike_event(c);
+        let slot = e.holds(&rec).unwrap();
+        e.strike_comm(slot);
+        assert!(e.holds(&rec).is_none());
+        assert_eq!(e.finished(), Ok(()));
+        // The clone taken before is untouched (a soft checkpoint's copy).
+        assert!(saved.holds(&rec).is_some());
+        assert!(saved.finished().is_err());
     }
 }
