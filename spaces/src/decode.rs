@@ -19,6 +19,17 @@
 //! | operation | time | allocation |
 //! |---|---|---|
 //! | `T::decode` | O(bytes read) | the value (a `Vec` reserves at most one slot per byte left) |
+//! | [`Embedding`] | O(d) | `d` floats, after checking that `4·d` bytes are left |
+//! | [`SimilarityPattern`] | O(d) | the query and its prepared copy (validated as by the constructors) |
+//!
+//! # Vector types
+//!
+//! Floats decode from their exact bits, so `-0.0` stays `-0.0` and the round trip is exact
+//! under the types' bitwise equality. An [`Embedding`] (and so an [`EmbeddedDatum`]) accepts
+//! any bits, as its constructor does; a VectorDB channel re-checks every embedding it loads.
+//! A [`SimilarityPattern`] is rebuilt with [`SimilarityPattern::best`] or
+//! [`SimilarityPattern::top_k`], so whatever they refuse (an empty or non-finite query, an
+//! all-zero query under cosine, a NaN threshold, `k = 0`) is [`DecodeError::Invalid`].
 //!
 //! ```
 //! use rhospace_spaces::{decode_exact, Decode, Encode};
@@ -30,9 +41,13 @@
 //! ```
 
 use core::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use rhospace_matchers::canonical::CanonicalError;
+use rhospace_matchers::similarity::{
+    EmbeddedDatum, Embedding, Metric, PatternErrorKind, SimilarityPattern, Take, VectorError,
+};
 
 /// Why bytes could not be decoded.
 ///
@@ -368,6 +383,130 @@ impl Decode for rhospace_matchers::Term {
 impl Decode for rhospace_matchers::Pattern {
     fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
         Ok(rhospace_matchers::Pattern::decode_canonical(input)?)
+    }
+}
+
+/// A component count, checked against the bytes left at four bytes per component before
+/// anything is allocated.
+fn decode_f32_count(input: &mut &[u8]) -> Result<usize, DecodeError> {
+    let n = decode_varint(input)?;
+    match usize::try_from(n) {
+        Ok(n) if n.checked_mul(4).is_some_and(|bytes| bytes <= input.len()) => Ok(n),
+        _ => Err(DecodeError::LengthTooLarge { len: n }),
+    }
+}
+
+fn decode_f32(input: &mut &[u8]) -> Result<f32, DecodeError> {
+    Ok(f32::from_bits(u32::decode(input)?))
+}
+
+/// Any bits decode (an [`Embedding`] validates nothing); a count the input cannot hold is
+/// [`DecodeError::LengthTooLarge`].
+///
+/// ```
+/// use rhospace_matchers::similarity::Embedding;
+/// use rhospace_spaces::{decode_exact, DecodeError, Encode};
+/// let e = Embedding::from([1.5, -0.0]);
+/// let mut bytes = Vec::new();
+/// e.encode(&mut bytes);
+/// assert_eq!(decode_exact::<Embedding>(&bytes), Ok(e));
+/// // Claims two components with four bytes left.
+/// assert_eq!(
+///     decode_exact::<Embedding>(&[2, 0, 0, 0, 0]),
+///     Err(DecodeError::LengthTooLarge { len: 2 })
+/// );
+/// ```
+impl Decode for Embedding {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let n = decode_f32_count(input)?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(decode_f32(input)?);
+        }
+        Ok(Embedding::from(v))
+    }
+}
+
+/// The value, then the embedding.
+impl<T: Decode> Decode for EmbeddedDatum<T> {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let value = T::decode(input)?;
+        let embedding = Embedding::decode(input)?;
+        Ok(EmbeddedDatum::new(value, embedding))
+    }
+}
+
+/// Tags 0, 1, 2; any other byte is `DecodeError::Invalid("metric")`.
+impl Decode for Metric {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        match take_byte(input)? {
+            0 => Ok(Metric::Cosine),
+            1 => Ok(Metric::Dot),
+            2 => Ok(Metric::L2Squared),
+            _ => Err(DecodeError::Invalid("metric")),
+        }
+    }
+}
+
+/// Tag 0 (`Best`) or 1 then a minimal LEB128 `k >= 1` (`TopK`).
+impl Decode for Take {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        match take_byte(input)? {
+            0 => Ok(Take::Best),
+            1 => {
+                let k = usize::try_from(decode_varint(input)?)
+                    .map_err(|_| DecodeError::IntOutOfRange)?;
+                NonZeroUsize::new(k)
+                    .map(Take::TopK)
+                    .ok_or(DecodeError::Invalid("top-k count 0"))
+            }
+            _ => Err(DecodeError::Invalid("take mode")),
+        }
+    }
+}
+
+/// Rebuilt with the public constructors, so it is validated as they validate (see the module
+/// docs); their refusals are [`DecodeError::Invalid`].
+///
+/// ```
+/// use rhospace_matchers::similarity::{Metric, SimilarityPattern};
+/// use rhospace_spaces::{decode_exact, DecodeError, Encode};
+/// let p = SimilarityPattern::top_k([0.0, 1.0], Metric::Cosine, 0.5, 3).unwrap();
+/// let mut bytes = Vec::new();
+/// p.encode(&mut bytes);
+/// assert_eq!(decode_exact::<SimilarityPattern>(&bytes), Ok(p));
+/// // The same bytes with an all-zero query: refused, as `top_k` refuses it.
+/// bytes[1..9].fill(0);
+/// assert!(matches!(
+///     decode_exact::<SimilarityPattern>(&bytes),
+///     Err(DecodeError::Invalid(_))
+/// ));
+/// ```
+impl Decode for SimilarityPattern {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let query = Embedding::decode(input)?;
+        let metric = Metric::decode(input)?;
+        let threshold = decode_f32(input)?;
+        let take = Take::decode(input)?;
+        let built = match take {
+            Take::Best => SimilarityPattern::best(query, metric, threshold),
+            Take::TopK(k) => SimilarityPattern::top_k(query, metric, threshold, k.get()),
+        };
+        built.map_err(|e| {
+            DecodeError::Invalid(match e.kind() {
+                PatternErrorKind::Query(VectorError::WrongDimension { .. }) => {
+                    "similarity pattern: empty query"
+                }
+                PatternErrorKind::Query(VectorError::NonFinite { .. }) => {
+                    "similarity pattern: NaN or infinite query component"
+                }
+                PatternErrorKind::Query(VectorError::ZeroVector) => {
+                    "similarity pattern: zero query under cosine"
+                }
+                PatternErrorKind::ZeroK => "similarity pattern: top-k count 0",
+                PatternErrorKind::NanThreshold => "similarity pattern: NaN threshold",
+            })
+        })
     }
 }
 

@@ -14,6 +14,18 @@
 //! | `Option<T>` | 0, or 1 then the value |
 //! | tuples | the fields in order |
 //! | `Arc<T>`, `Box<T>`, `&T` | as `T` |
+//! | [`Embedding`] | LEB128 component count, then each `f32` as its IEEE-754 bits (`u32`, little-endian) |
+//! | [`EmbeddedDatum<T>`] | the value, then the embedding |
+//! | [`Metric`] | one byte: `Cosine` 0, `Dot` 1, `L2Squared` 2 |
+//! | [`Take`] | `Best`: 0; `TopK(k)`: 1, then `k` as LEB128 |
+//! | [`SimilarityPattern`] | query embedding, metric, threshold bits (`u32`, little-endian), take |
+//!
+//! **Floats** are written as their exact bits (`f32::to_bits`), never normalised, because
+//! embeddings and thresholds compare bitwise: `0.0` and `-0.0` are different values and encode
+//! differently, and a NaN keeps its payload. An [`Embedding`] may hold any floats (it validates
+//! nothing), so its encoding accepts them all; a [`SimilarityPattern`] never holds a NaN (its
+//! constructors refuse a NaN threshold and non-finite query components), and VectorDB channels
+//! refuse non-finite embeddings at produce, so no NaN reaches their state roots.
 //!
 //! Implement it for your own types by encoding their fields in a fixed order (maps by sorted
 //! key, never in hash-map order).
@@ -28,6 +40,8 @@
 //! ```
 
 use std::sync::Arc;
+
+use rhospace_matchers::similarity::{EmbeddedDatum, Embedding, Metric, SimilarityPattern, Take};
 
 /// A canonical byte encoding (see the module docs for the format and the contract).
 ///
@@ -254,6 +268,98 @@ impl Encode for rhospace_matchers::Pattern {
     #[inline]
     fn encoded_len(&self) -> usize {
         rhospace_matchers::Pattern::encoded_len(self)
+    }
+}
+
+/// One byte per metric; the tags are part of the state-root format (see the module docs).
+const fn metric_tag(m: Metric) -> u8 {
+    match m {
+        Metric::Cosine => 0,
+        Metric::Dot => 1,
+        Metric::L2Squared => 2,
+    }
+}
+
+/// The component count, then each component's bits, little-endian.
+///
+/// ```
+/// use rhospace_matchers::similarity::Embedding;
+/// use rhospace_spaces::Encode;
+/// let mut out = Vec::new();
+/// Embedding::from([1.0, -0.0]).encode(&mut out);
+/// assert_eq!(out, [2, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0x80]);
+/// assert_eq!(Embedding::from([1.0, -0.0]).encoded_len(), 9);
+/// ```
+impl Encode for Embedding {
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_varint(self.len() as u64, out);
+        out.reserve(4 * self.len());
+        for x in self.iter() {
+            out.extend_from_slice(&x.to_bits().to_le_bytes());
+        }
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        varint_len(self.len() as u64) + 4 * self.len()
+    }
+}
+
+/// The value, then the embedding.
+impl<T: Encode> Encode for EmbeddedDatum<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.value.encode(out);
+        self.embedding.encode(out);
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        self.value.encoded_len() + self.embedding.encoded_len()
+    }
+}
+
+/// One byte: `Cosine` 0, `Dot` 1, `L2Squared` 2.
+impl Encode for Metric {
+    #[inline]
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(metric_tag(*self));
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        1
+    }
+}
+
+/// `Best` as 0; `TopK(k)` as 1, then `k` as LEB128.
+impl Encode for Take {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Take::Best => out.push(0),
+            Take::TopK(k) => {
+                out.push(1);
+                encode_varint(k.get() as u64, out);
+            }
+        }
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        match self {
+            Take::Best => 1,
+            Take::TopK(k) => 1 + varint_len(k.get() as u64),
+        }
+    }
+}
+
+/// The query embedding (as given, not the normalised prepared query), the metric, the
+/// threshold's bits, the take mode.
+impl Encode for SimilarityPattern {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.query().encode(out);
+        self.metric().encode(out);
+        out.extend_from_slice(&self.threshold().to_bits().to_le_bytes());
+        self.take().encode(out);
+    }
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        self.query().encoded_len() + 1 + 4 + self.take().encoded_len()
     }
 }
 
