@@ -194,9 +194,14 @@ fn main() {
     let forged = validator.produce(7, 99, false);
     println!(
         "replay: a call not in the log is refused ({})",
-        forged.map_err(|e| e.kind().to_string()).err().unwrap_or_default()
+        forged
+            .map_err(|e| e.kind().to_string())
+            .err()
+            .unwrap_or_default()
     );
-    validator.consume([7], [2], 50, false, &[]).expect("consume");
+    validator
+        .consume([7], [2], 50, false, &[])
+        .expect("consume");
     validator.produce(7, 4, false).expect("produce");
     let replayed = validator.create_checkpoint().expect("replayed block");
     println!(
