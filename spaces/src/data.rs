@@ -288,6 +288,13 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         }
     }
 
+    /// Whether [`for_each_candidate`](Self::for_each_candidate) with `hint` offers every
+    /// item (no exact index narrows the scan): the case the parallel pre-check is for.
+    #[inline]
+    pub(crate) fn scans_all(&self, hint: Option<&A>) -> bool {
+        !(hint.is_some() && self.index.is_some() && matches!(self.items, Items::Seq(_)))
+    }
+
     /// Offers candidates in the order this kind hands them out, with an optional produced item
     /// `extra` (not yet stored, key `extra.0`) at its place. `hint` is an exact key: when the
     /// index exists, only items equal to it are offered. `f` returns `Break` to stop.

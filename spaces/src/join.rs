@@ -21,6 +21,11 @@
 //! **Limits.** Worst-case cost is exponential in the join's arity (it is a complete search);
 //! joins are capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded.
 //! With exact patterns on indexed channels each position's candidates come from the index.
+//!
+//! **Parallel pre-check.** Given a [`ParScan`] (see [`crate::parallel`]), a position whose
+//! channel offers at least its threshold of candidates lists them once in the channel's order
+//! and learns which ones its pattern accepts from an ordered parallel scan, then walks them
+//! serially exactly as above: same order, same choice, same `examined`.
 
 use std::hash::Hash;
 use std::ops::ControlFlow;
@@ -30,6 +35,7 @@ use rhospace_matchers::{Match, SimilarityPattern};
 use smallvec::SmallVec;
 
 use crate::data::{DataStore, ItemKey, StoredDatum};
+use crate::parallel::ParScan;
 
 /// A produced datum offered to a search before it is stored.
 pub(crate) struct Incoming<'a, A> {
@@ -150,6 +156,37 @@ struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     more: SmallVec<[(usize, Pick, M::Output); 2]>,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
+    /// The parallel pre-check, when the caller could build one (`P: Sync, A: Sync`).
+    par: Option<&'j dyn ParScan<A>>,
+    /// Per position: its listed candidates and what the pre-check knows of them, built on the
+    /// position's first visit and kept across backtracking (a search never mutates stores).
+    pre: SmallVec<[Option<PreChecked<'j, A>>; 4]>,
+}
+
+/// One position's candidates, in the channel's order, and the accept answers known so far.
+/// Invariant: `hits` holds, ascending, exactly the accepted indices below `known`.
+struct PreChecked<'j, A> {
+    keys: Vec<(ItemKey, bool)>,
+    data: Vec<&'j StoredDatum<A>>,
+    known: usize,
+    hits: Vec<usize>,
+}
+
+impl<'j, A> PreChecked<'j, A> {
+    /// Whether the position's pattern accepts candidate `i`; asks `par` for the next accepted
+    /// index when `i` is past what is known. Walks call it with ascending `i`.
+    fn accepts(&mut self, par: &dyn ParScan<A>, pos: usize, i: usize) -> bool {
+        while i >= self.known {
+            match par.next_accepted(pos, &self.data, self.known) {
+                Some(j) => {
+                    self.hits.push(j);
+                    self.known = j + 1;
+                }
+                None => self.known = self.data.len(),
+            }
+        }
+        self.hits.binary_search(&i).is_ok()
+    }
 }
 
 impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, 'g, A, P, M> {
@@ -219,6 +256,13 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let hint = matcher.exact_key(&patterns[pos]);
         let embed: &dyn Fn(&A) -> Option<&[f32]> = &|a| matcher.embedding(a);
         let need = self.join.cids.len();
+        if let (Some(par), Some(s), None) = (self.par, store, sim) {
+            let n = s.len() + usize::from(extra.is_some());
+            if !restricted && n >= par.threshold() && s.scans_all(hint) {
+                let flow = self.go_prechecked(pos, cid, s, hint, extra, par);
+                return flow.is_break() && self.picks.len() == self.join.cids.len();
+            }
+        }
         let flow = match store {
             Some(s) => {
                 let ranked = match sim {
@@ -240,6 +284,66 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
             },
         };
         flow.is_break() && self.picks.len() == self.join.cids.len()
+    }
+
+    /// Walks position `pos`'s candidates in the channel's order as [`go`](Self::go) does,
+    /// taking accept answers from the parallel pre-check instead of calling the matcher on
+    /// rejected candidates. Usable candidates are counted in `examined` exactly as the serial
+    /// walk counts them.
+    fn go_prechecked(
+        &mut self,
+        pos: usize,
+        cid: usize,
+        s: &'j DataStore<A>,
+        hint: Option<&A>,
+        extra: Option<(ItemKey, &'j StoredDatum<A>)>,
+        par: &'j dyn ParScan<A>,
+    ) -> ControlFlow<()> {
+        if self.pre.len() <= pos {
+            self.pre.resize_with(pos + 1, || None);
+        }
+        let mut pre = match self.pre[pos].take() {
+            Some(p) => p,
+            None => {
+                let mut p = PreChecked {
+                    keys: Vec::with_capacity(s.len() + 1),
+                    data: Vec::with_capacity(s.len() + 1),
+                    known: 0,
+                    hits: Vec::new(),
+                };
+                let _ = s.for_each_candidate(hint, extra, |key, d, incoming| {
+                    p.keys.push((key, incoming));
+                    p.data.push(d);
+                    ControlFlow::Continue(())
+                });
+                p
+            }
+        };
+        let mut flow = ControlFlow::Continue(());
+        for i in 0..pre.data.len() {
+            let (Some(&(key, incoming)), Some(&d)) = (pre.keys.get(i), pre.data.get(i)) else {
+                break;
+            };
+            let pick = Pick { key, incoming };
+            let (used, consumed) = self.prior_use(pos, cid, pick);
+            if !d.persist && consumed {
+                continue;
+            }
+            if !(d.persist || !used || self.peeks_at(pos)) {
+                continue;
+            }
+            if !pre.accepts(par, pos, i) {
+                // The serial walk's matcher call here, answered by the pre-check.
+                self.examined += 1;
+                continue;
+            }
+            if self.try_candidate(pos, key, d, incoming).is_break() {
+                flow = ControlFlow::Break(());
+                break;
+            }
+        }
+        self.pre[pos] = Some(pre);
+        flow
     }
 
     /// A top-k similarity position: takes the first `k` usable accepted candidates in the
@@ -395,7 +499,8 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
 }
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
-/// given. With a `guide` (replay), the first assignment the guide accepts.
+/// given. With a `guide` (replay), the first assignment the guide accepts. Serial; see
+/// [`crate::parallel::search`] for the pre-checked variant (same result).
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
@@ -403,6 +508,23 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
     guide: Option<Guide<'_, A>>,
+) -> Outcome<M::Output>
+where
+    A: Clone + Hash + Eq,
+    M: Match<P, A>,
+{
+    search_in(matcher, join, patterns, peeks, incoming, guide, None)
+}
+
+/// [`search`], consulting `par` (when given) for positions with many candidates.
+pub(crate) fn search_in<'j, 'a: 'j, A, P, M>(
+    matcher: &M,
+    join: &'j Join<'a, A>,
+    patterns: &'j [P],
+    peeks: &'j [usize],
+    incoming: Option<Incoming<'j, A>>,
+    guide: Option<Guide<'_, A>>,
+    par: Option<&'j dyn ParScan<A>>,
 ) -> Outcome<M::Output>
 where
     A: Clone + Hash + Eq,
@@ -448,6 +570,8 @@ where
         results: SmallVec::new(),
         more: SmallVec::new(),
         examined: 0,
+        par,
+        pre: SmallVec::new(),
     };
     let found = dfs.go(0);
     let (examined, rejected) = (dfs.examined, dfs.rejected);
