@@ -37,7 +37,7 @@ fn eq(n: i64) -> Pred {
     Pred::Eq(n)
 }
 
-fn values<P: Clone + Eq, K: Clone + Eq, M: rhospace_matchers::Match<P, i64>>(
+fn values<P: Clone + Eq + Sync, K: Clone + Eq, M: rhospace_matchers::Match<P, i64>>(
     s: &Space<Ch, P, i64, K, M>,
     c: Ch,
 ) -> Vec<i64> {
@@ -48,7 +48,7 @@ fn matched<C, P, K, R>(comm: &Comm<C, P, i64, K, R>) -> Vec<i64> {
     comm.matches.iter().map(|m| m.datum).collect()
 }
 
-fn conts<P: Clone + Eq, K: Clone + Eq, M: rhospace_matchers::Match<P, i64>>(
+fn conts<P: Clone + Eq + Sync, K: Clone + Eq, M: rhospace_matchers::Match<P, i64>>(
     s: &Space<Ch, P, i64, K, M>,
     list: &[Ch],
 ) -> Vec<K> {
@@ -71,7 +71,7 @@ struct Views<C, P, K> {
 fn views<C, P, K, M>(s: &Space<C, P, i64, K, M>, chans: &[C], lists: &[Vec<C>]) -> Views<C, P, K>
 where
     C: Clone + Eq + std::hash::Hash,
-    P: Clone + Eq,
+    P: Clone + Eq + Sync,
     K: Clone + Eq,
     M: rhospace_matchers::Match<P, i64>,
 {

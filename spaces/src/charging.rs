@@ -124,8 +124,8 @@ fn to_usize(n: u64) -> usize {
 impl<C, P, A, K, M> ChargingSpace<C, P, A, K, M>
 where
     C: Clone + Hash + Eq + Encode,
-    P: Clone + Eq + Encode,
-    A: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode + Sync,
+    A: Clone + Hash + Eq + Encode + Sync,
     K: Clone + Eq + Encode,
     M: Match<P, A>,
 {

@@ -500,7 +500,9 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
 /// given. With a `guide` (replay), the first assignment the guide accepts. Serial; see
-/// [`crate::parallel::search`] for the pre-checked variant (same result).
+/// [`crate::parallel::search`] for the pre-checked variant (same result), which the space
+/// calls; this one serves it under `cfg(loom)` and as the reference in its tests.
+#[cfg_attr(not(any(loom, test)), allow(dead_code))]
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,

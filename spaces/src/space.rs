@@ -19,11 +19,12 @@ use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{search, Found, Guide, Incoming, Join, Pick};
+use crate::join::{Found, Guide, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
 use crate::log::Event;
 use crate::merkle::{Digest, MerkleMap};
+use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, Recorder, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::sync::{Mutex, MutexGuard};
@@ -328,6 +329,11 @@ enum Source<C, P, K> {
 /// operations on channels of different shards run in parallel, joins never deadlock, and every
 /// operation is linearizable (it runs entirely under the locks of everything it reads).
 ///
+/// A join position with at least [`PARALLEL_MIN_CANDIDATES`] candidates to scan (no exact
+/// index narrowing them) is pre-checked on rayon's threads; the choice stays the serial
+/// order's on any thread count (see the `parallel` module). That is why the operations ask
+/// `P: Sync` and `A: Sync` of the pattern and datum types.
+///
 /// ```
 /// use rhospace_spaces::{Space, SpaceConfig};
 /// use rhospace_matchers::ExactMatch;
@@ -418,8 +424,8 @@ fn validate<C, P>(channels: &[C], patterns: &[P], peeks: &[usize]) -> Result<Pee
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
     C: Clone + Hash + Eq,
-    P: Clone + Eq,
-    A: Clone + Hash + Eq,
+    P: Clone + Eq + Sync,
+    A: Clone + Hash + Eq + Sync,
     K: Clone + Eq,
     M: Match<P, A>,
 {
@@ -1114,6 +1120,7 @@ where
                     &w.peeks,
                     Some(inc),
                     guide,
+                    PARALLEL_MIN_CANDIDATES,
                 )
             };
             let found = match replay {
@@ -1592,7 +1599,15 @@ where
             }
         }
         let join = resolve(view, channels);
-        let out = search(&self.matcher, &join, patterns, peeks, None, guide);
+        let out = search(
+            &self.matcher,
+            &join,
+            patterns,
+            peeks,
+            None,
+            guide,
+            PARALLEL_MIN_CANDIDATES,
+        );
         (out.examined, out.found, out.rejected)
     }
 

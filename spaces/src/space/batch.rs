@@ -72,8 +72,8 @@ pub type ConsumeOutcome<C, P, A, K, R> = Result<Option<Comm<C, P, A, K, R>>, Con
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
     C: Clone + Hash + Eq,
-    P: Clone + Eq,
-    A: Clone + Hash + Eq,
+    P: Clone + Eq + Sync,
+    A: Clone + Hash + Eq + Sync,
     K: Clone + Eq,
     M: Match<P, A>,
 {

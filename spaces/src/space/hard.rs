@@ -428,8 +428,8 @@ fn settle_shard<C, P, A, K>(
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
     C: Clone + Hash + Eq + Encode,
-    P: Clone + Eq + Encode,
-    A: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode + Sync,
+    A: Clone + Hash + Eq + Encode + Sync,
     K: Clone + Eq + Encode,
     M: Match<P, A>,
 {
@@ -498,8 +498,8 @@ where
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
     C: Clone + Hash + Eq + Encode,
-    P: Clone + Eq + Encode,
-    A: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode + Sync,
+    A: Clone + Hash + Eq + Encode + Sync,
     K: Clone + Eq + Encode,
     M: Match<P, A>,
 {
@@ -556,8 +556,8 @@ where
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
     C: Clone + Hash + Eq + Encode + Decode,
-    P: Clone + Eq + Encode + Decode,
-    A: Clone + Hash + Eq + Encode + Decode,
+    P: Clone + Eq + Encode + Decode + Sync,
+    A: Clone + Hash + Eq + Encode + Decode + Sync,
     K: Clone + Eq + Encode + Decode,
     M: Match<P, A>,
 {
