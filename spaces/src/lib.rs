@@ -1,6 +1,7 @@
 //! The rhospace tuple space: produce, consume and joins over pluggable matchers, seven
 //! collection kinds (VectorDB included), O(1) soft checkpoints, hard checkpoints with a
-//! deterministic Merkle state root, history in memory or on disk (redb), and an event log.
+//! deterministic Merkle state root, history in memory or on disk (redb), an event log, and
+//! replay of a log.
 //!
 //! Processes `produce` data on channels and `consume` it with patterns, joining several
 //! channels at once; when a consume's patterns are all met the space fires one COMM: the
@@ -34,6 +35,11 @@
 //!   channels it touches, in ascending shard order (no deadlock), and runs entirely under them,
 //!   so operations are linearizable and operations on different shards run in parallel. The
 //!   shard routing never reaches a result: any shard count gives the same COMMs and state.
+//! - **Parallel matching**: a join position with at least [`PARALLEL_MIN_CANDIDATES`]
+//!   candidates to scan is pre-checked on rayon's threads; the pick is still the first in
+//!   candidate order, on any thread count.
+//! - **Replay** ([`Space::rig`]): every call is checked against a log, the log decides which
+//!   COMM fires among matching candidates, and divergence is a typed [`ReplayError`].
 //!
 //! # Costs
 //!
@@ -48,6 +54,8 @@
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused |
 //! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |
 //! | `produce_batch`, `consume_batch` | as the single calls, one lock acquisition per shard run |
+//! | `rig(root, log)` | a `reset`, plus O(log length) to index the log |
+//! | a call while rigged | its play cost, plus hashing the call and, per assignment met, its COMM record |
 //!
 //! Persistent maps cost more per lookup than `std`'s `HashMap` (a HAMT walk against one probe);
 //! that is the price of O(1) checkpoints, measured in the `produce_consume_cycle` benchmark.
