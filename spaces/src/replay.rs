@@ -29,6 +29,7 @@
 //!
 //! [`Space::create_checkpoint`]: crate::Space::create_checkpoint
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -204,52 +205,32 @@ pub(crate) struct Expect {
 }
 
 impl Expect {
-    /// The expectations of `log`. Errors: a counter out of sequence.
-    pub(crate) fn from_log(log: &[LogEvent]) -> Result<Self, ReplayError> {
+    /// The expectations of `log` (its COMM records move into the index). Errors: a counter out
+    /// of sequence.
+    pub(crate) fn from_log(log: Cow<'_, [LogEvent]>) -> Result<Self, ReplayError> {
         let n_comms = log
             .iter()
             .filter(|e| matches!(e, LogEvent::Comm(_)))
             .count();
         let n_events = log.len() - n_comms;
-        let mut index = LogIndex {
-            events: HashMap::with_capacity_and_hasher(n_events, Default::default()),
-            comms: HashMap::with_capacity_and_hasher(n_comms, Default::default()),
+        let mut b = Builder {
+            index: LogIndex {
+                events: HashMap::with_capacity_and_hasher(n_events, Default::default()),
+                comms: HashMap::with_capacity_and_hasher(n_comms, Default::default()),
+            },
+            events: Vec::with_capacity(n_events),
+            comms: Vec::with_capacity(n_comms),
         };
-        let mut events: Vec<u32> = Vec::with_capacity(n_events);
-        let mut comms: Vec<u32> = Vec::with_capacity(n_comms);
-        for ev in log {
-            match ev {
-                LogEvent::Produce { hash, counter } | LogEvent::Consume { hash, counter } => {
-                    let next = events.len();
-                    let slot = *index.events.entry(Key(*hash)).or_insert(next);
-                    if slot == next {
-                        events.push(0);
-                    }
-                    let expected = events[slot];
-                    if *counter != expected {
-                        return Err(ReplayError::BadCounter {
-                            hash: *hash,
-                            counter: *counter,
-                            expected,
-                        });
-                    }
-                    events[slot] += 1;
-                }
-                LogEvent::Comm(r) => {
-                    let next = comms.len();
-                    let same = index.comms.entry(Key(r.consume)).or_default();
-                    let slot = match same.iter().find(|(x, _)| x == r) {
-                        Some(&(_, slot)) => slot,
-                        None => {
-                            same.push((r.clone(), next));
-                            comms.push(0);
-                            next
-                        }
-                    };
-                    comms[slot] = comms[slot].saturating_add(1);
-                }
-            }
+        match log {
+            // An owned log's COMM records move into the index; a borrowed one's are copied.
+            Cow::Owned(v) => v.into_iter().try_for_each(|e| b.add(e))?,
+            Cow::Borrowed(v) => v.iter().try_for_each(|e| b.add(e.clone()))?,
         }
+        let Builder {
+            index,
+            events,
+            comms,
+        } = b;
         Ok(Expect {
             index: Arc::new(index),
             events_left: events.iter().map(|&n| n as usize).sum(),
@@ -306,6 +287,51 @@ impl Expect {
                 comms: self.comms_left,
             })
         }
+    }
+}
+
+/// [`Expect::from_log`]'s state while it reads the log.
+struct Builder {
+    index: LogIndex,
+    events: Vec<u32>,
+    comms: Vec<u32>,
+}
+
+impl Builder {
+    /// Counts one log event. Errors: a counter out of sequence.
+    fn add(&mut self, ev: LogEvent) -> Result<(), ReplayError> {
+        match ev {
+            LogEvent::Produce { hash, counter } | LogEvent::Consume { hash, counter } => {
+                let next = self.events.len();
+                let slot = *self.index.events.entry(Key(hash)).or_insert(next);
+                if slot == next {
+                    self.events.push(0);
+                }
+                let expected = self.events[slot];
+                if counter != expected {
+                    return Err(ReplayError::BadCounter {
+                        hash,
+                        counter,
+                        expected,
+                    });
+                }
+                self.events[slot] = expected.saturating_add(1);
+            }
+            LogEvent::Comm(r) => {
+                let next = self.comms.len();
+                let same = self.index.comms.entry(Key(r.consume)).or_default();
+                let slot = match same.iter().find(|(x, _)| *x == r) {
+                    Some(&(_, slot)) => slot,
+                    None => {
+                        same.push((r, next));
+                        self.comms.push(0);
+                        next
+                    }
+                };
+                self.comms[slot] = self.comms[slot].saturating_add(1);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -455,7 +481,7 @@ mod tests {
             },
             LogEvent::Comm(rec.clone()),
         ];
-        let mut e = Expect::from_log(&log).unwrap();
+        let mut e = Expect::from_log(Cow::Owned(log)).unwrap();
         let saved = e.clone();
         assert_eq!(
             e.finished(),

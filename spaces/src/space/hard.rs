@@ -31,6 +31,7 @@
 //! O(shards); a root known only to the store (recorded by an earlier process) is loaded from it,
 //! verified, in O(size of that state).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
@@ -600,7 +601,9 @@ where
     ///   `CheckpointError::Replay(ReplayError::Unused)` while logged calls or COMMs are left,
     ///   and otherwise returns the root and ends the replay.
     ///
-    /// Every refusal changes nothing. The log is taken as multisets of calls and of COMMs (its
+    /// `log` is a `Vec` (its records move into the replay's index) or a borrowed `&Vec` or
+    /// slice (copied). Every refusal changes
+    /// nothing. The log is taken as multisets of calls and of COMMs (its
     /// order is per shard, see [`Checkpoint::log`]); counters must run 0, 1, 2, … per hash, or
     /// the rig fails with `ReplayError::BadCounter` and nothing changes. A soft checkpoint
     /// taken during the replay restores what the replay still expects when reverted to in the
@@ -629,8 +632,12 @@ where
     /// assert!(replay.consume([1], [8], 0, false, &[]).unwrap().is_some());
     /// assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
     /// ```
-    pub fn rig(&self, start: &Digest, log: &[LogEvent]) -> Result<(), CheckpointError> {
-        let expect = Expect::from_log(log).map_err(CheckpointError::Replay)?;
+    pub fn rig<'l>(
+        &self,
+        start: &Digest,
+        log: impl Into<Cow<'l, [LogEvent]>>,
+    ) -> Result<(), CheckpointError> {
+        let expect = Expect::from_log(log.into()).map_err(CheckpointError::Replay)?;
         let hash = Hashers {
             produce: produce_hash::<C, A>,
             consume: consume_hash::<C, P, K>,
