@@ -240,27 +240,19 @@ impl Expect {
         })
     }
 
-    fn event_slot(&self, hash: &Digest) -> Option<usize> {
-        let slot = *self.index.events.get(&Key(*hash))?;
-        (self.events.get(slot) > 0).then_some(slot)
-    }
-
-    fn comm_slot(&self, record: &CommRecord) -> Option<usize> {
-        let same = self.index.comms.get(&Key(record.consume))?;
-        let slot = same.iter().find(|(x, _)| x == record)?.1;
-        (self.comms.get(slot) > 0).then_some(slot)
-    }
-
     /// Whether the log still expects a call with this hash: its slot, for
     /// [`strike_event`](Self::strike_event).
     pub(crate) fn expects(&self, hash: &Digest) -> Option<usize> {
-        self.event_slot(hash)
+        let slot = *self.index.events.get(&Key(*hash))?;
+        (self.events.get(slot) > 0).then_some(slot)
     }
 
     /// Whether `record` is an unused logged COMM: its slot, for
     /// [`strike_comm`](Self::strike_comm).
     pub(crate) fn holds(&self, record: &CommRecord) -> Option<usize> {
-        self.comm_slot(record)
+        let same = self.index.comms.get(&Key(record.consume))?;
+        let slot = same.iter().find(|(x, _)| x == record)?.1;
+        (self.comms.get(slot) > 0).then_some(slot)
     }
 
     /// Strikes one call from `slot` (which [`expects`](Self::expects) gave).
@@ -384,6 +376,8 @@ pub(crate) struct Recorder<'r, C, A, F> {
     produce: fn(&C, &A, bool) -> Digest,
     /// `(datum address, persist, hash)` of data hashed in this search.
     seen: SmallVec<[(*const A, bool, Digest); 8]>,
+    /// The assignment [`accept`](Self::accept) took: its record and slot in the expectations.
+    pub(crate) accepted: Option<(CommRecord, usize)>,
 }
 
 impl<'r, C, A, F: FnMut() -> Digest> Recorder<'r, C, A, F> {
@@ -396,6 +390,7 @@ impl<'r, C, A, F: FnMut() -> Digest> Recorder<'r, C, A, F> {
         Self {
             consume,
             consume_hash: None,
+            accepted: None,
             list,
             peeks,
             produce,
@@ -403,11 +398,25 @@ impl<'r, C, A, F: FnMut() -> Digest> Recorder<'r, C, A, F> {
         }
     }
 
-    /// The COMM record of an assignment given as `(position, datum)` in COMM order.
-    pub(crate) fn record(
+    /// A replay's guide: accepts the assignment (given as `(position, datum)` in COMM order)
+    /// when its COMM is an unused logged one, keeping it in [`accepted`](Self::accepted).
+    pub(crate) fn accept(
         &mut self,
+        expect: &Expect,
         entries: &[(usize, &crate::data::StoredDatum<A>)],
-    ) -> CommRecord {
+    ) -> bool {
+        let r = self.record(entries);
+        match expect.holds(&r) {
+            Some(slot) => {
+                self.accepted = Some((r, slot));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The COMM record of an assignment given as `(position, datum)` in COMM order.
+    fn record(&mut self, entries: &[(usize, &crate::data::StoredDatum<A>)]) -> CommRecord {
         let mut produces = Vec::with_capacity(entries.len());
         for (pos, d) in entries {
             let at: *const A = &d.value;

@@ -151,6 +151,24 @@ fn rig_of<'g, C, P, A, K>(
     guard.as_mut().and_then(|g| g.rig.as_mut())
 }
 
+/// The log event of a produce call: its hash when a replay has already computed it, else the
+/// call's values (hashed at the next hard checkpoint).
+fn produce_event<C: Clone, P, A: Clone, K>(
+    channel: &C,
+    datum: &A,
+    persist: bool,
+    hashed: Option<Logged>,
+) -> Event<C, P, A, K> {
+    match hashed {
+        Some((h, _)) => Event::HashedProduce(h),
+        None => Event::Produce {
+            channel: channel.clone(),
+            datum: datum.clone(),
+            persist,
+        },
+    }
+}
+
 /// A replayed call's hash and its slot in the rig's expectations.
 type Logged = (Digest, usize);
 
@@ -730,28 +748,8 @@ where
             let state = Arc::make_mut(&mut shard.state);
             // Replay: the call must be one the log expects (no COMM can fire here).
             let replaying = shard.replaying;
-            let check = |datum: &A| -> Result<_, ErrorKind> {
-                let mut replay = replaying.then(|| self.replay.lock());
-                let event = match rig_of(&mut replay) {
-                    Some(rig) => {
-                        let h = (rig.hash.produce)(&channel, datum, persist);
-                        let Some(slot) = rig.expect.expects(&h) else {
-                            return Err(ErrorKind::Replay(ReplayError::EventNotInLog { hash: h }));
-                        };
-                        Some((h, slot))
-                    }
-                    None => None,
-                };
-                Ok((replay, event))
-            };
-            let event_of = |event: Option<Logged>, d: &A| match event {
-                Some((h, _)) => Event::HashedProduce(h),
-                None => Event::Produce {
-                    channel: channel.clone(),
-                    datum: d.clone(),
-                    persist,
-                },
-            };
+            let check =
+                |datum: &A| self.expect_call(replaying, |h| (h.produce)(&channel, datum, persist));
             match state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match kind {
@@ -769,7 +767,9 @@ where
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
                     strike(&mut replay, event, None);
-                    let logged = self.log_events.then(|| event_of(event, &datum));
+                    let logged = self
+                        .log_events
+                        .then(|| produce_event(&channel, &datum, persist, event));
                     let newly_dirty = stores && !cs.dirty;
                     if stores {
                         cs.dirty = true;
@@ -801,7 +801,9 @@ where
                     }
                     strike(&mut replay, event, None);
                     if self.log_events {
-                        state.log.push_back(event_of(event, &datum));
+                        state
+                            .log
+                            .push_back(produce_event(&channel, &datum, persist, event));
                     }
                     let mut data = DataStore::new(kind);
                     data.push_embedded(
@@ -862,18 +864,12 @@ where
             }
         }
         // Replay: the call must be one the log expects (SPEC §7).
-        let mut replay = view.replaying(&channel).then(|| self.replay.lock());
-        let event = match rig_of(&mut replay) {
-            Some(rig) => {
-                let h = (rig.hash.produce)(&channel, &datum, persist);
-                let Some(slot) = rig.expect.expects(&h) else {
-                    let e = ErrorKind::Replay(ReplayError::EventNotInLog { hash: h });
-                    return Err(ProduceError::new(e, datum));
-                };
-                Some((h, slot))
-            }
-            None => None,
-        };
+        let replaying = view.replaying(&channel);
+        let (mut replay, event) =
+            match self.expect_call(replaying, |h| (h.produce)(&channel, &datum, persist)) {
+                Ok(r) => r,
+                Err(e) => return Err(ProduceError::new(e, datum)),
+            };
         if kind == DataKind::Set
             && view
                 .channel(&channel)
@@ -953,16 +949,32 @@ where
         persist: bool,
         hashed: Option<Logged>,
     ) {
-        if let (true, Some((h, _))) = (self.log_events, hashed) {
-            view.record(channel, Event::HashedProduce(h));
-        } else if self.log_events {
-            let event = Event::Produce {
-                channel: channel.clone(),
-                datum: datum.clone(),
-                persist,
-            };
-            view.record(channel, event);
+        if self.log_events {
+            view.record(channel, produce_event(channel, datum, persist, hashed));
         }
+    }
+
+    /// Replay (SPEC §7): when `replaying`, takes the replay lock (after the caller's shard
+    /// locks) and checks that the log still expects the call that `hash` hashes. Returns the
+    /// held lock and the call's hash and slot; in play, neither (and no lock is taken).
+    #[allow(clippy::type_complexity)]
+    fn expect_call(
+        &self,
+        replaying: bool,
+        hash: impl FnOnce(&Hashers<C, P, A, K>) -> Digest,
+    ) -> Result<(Option<ReplayGuard<'_, C, P, A, K>>, Option<Logged>), ErrorKind> {
+        let mut replay = replaying.then(|| self.replay.lock());
+        let event = match rig_of(&mut replay) {
+            Some(rig) => {
+                let h = hash(&rig.hash);
+                match rig.expect.expects(&h) {
+                    Some(slot) => Some((h, slot)),
+                    None => return Err(ErrorKind::Replay(ReplayError::EventNotInLog { hash: h })),
+                }
+            }
+            None => None,
+        };
+        Ok((replay, event))
     }
 
     /// Logs a consume call in the shard of its first channel; `hashed` is its hash when a
@@ -1130,18 +1142,14 @@ where
                         (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks)
                     };
                     let mut recorder = Recorder::new(consume, list, &w.peeks, rig.hash.produce);
-                    let record = &mut out.record;
                     let mut accept = |entries: &[(usize, &StoredDatum<A>)]| {
-                        let r = recorder.record(entries);
-                        match rig.expect.holds(&r) {
-                            Some(slot) => {
-                                *record = Some((r, slot));
-                                true
-                            }
-                            None => false,
-                        }
+                        recorder.accept(&rig.expect, entries)
                     };
-                    run(Some(&mut accept))
+                    let found = run(Some(&mut accept));
+                    if found.found.is_some() {
+                        out.record = recorder.accepted;
+                    }
+                    found
                 }
             };
             out.examined += found.examined;
@@ -1459,39 +1467,34 @@ where
             return Err(ConsumeError::new(kind, continuation));
         }
         // Replay: the call must be one the log expects, and may fire only a logged COMM.
-        let mut replay = view.replaying(&channels[0]).then(|| self.replay.lock());
+        let replaying = view.replaying(&channels[0]);
+        let hash = |h: &Hashers<C, P, A, K>| {
+            (h.consume)(&channels, &patterns, &continuation, persist, &peeks)
+        };
+        let (mut replay, event) = match self.expect_call(replaying, hash) {
+            Ok(r) => r,
+            Err(e) => return Err(ConsumeError::new(e, continuation)),
+        };
         let mut record = None;
-        let (event, examined, found) = match rig_of(&mut replay) {
-            None => {
-                let (examined, found, _) =
-                    self.find_for_consume(view, &channels, &patterns, &peeks, None);
-                (None, examined, found)
-            }
-            Some(rig) => {
-                let h = (rig.hash.consume)(&channels, &patterns, &continuation, persist, &peeks);
-                let Some(slot) = rig.expect.expects(&h) else {
-                    let e = ErrorKind::Replay(ReplayError::EventNotInLog { hash: h });
-                    return Err(ConsumeError::new(e, continuation));
-                };
+        let (examined, found) = match (rig_of(&mut replay), event) {
+            (Some(rig), Some((h, _))) => {
                 let rig: &Rig<C, P, A, K> = rig;
                 let mut recorder = Recorder::new(|| h, &channels, &peeks, rig.hash.produce);
-                let mut accept = |entries: &[(usize, &StoredDatum<A>)]| {
-                    let r = recorder.record(entries);
-                    match rig.expect.holds(&r) {
-                        Some(slot) => {
-                            record = Some((r, slot));
-                            true
-                        }
-                        None => false,
-                    }
-                };
+                let mut accept =
+                    |entries: &[(usize, &StoredDatum<A>)]| recorder.accept(&rig.expect, entries);
                 let (examined, found, rejected) =
                     self.find_for_consume(view, &channels, &patterns, &peeks, Some(&mut accept));
                 if rejected && found.is_none() {
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
                 }
-                (Some((h, slot)), examined, found)
+                record = recorder.accepted;
+                (examined, found)
+            }
+            _ => {
+                let (examined, found, _) =
+                    self.find_for_consume(view, &channels, &patterns, &peeks, None);
+                (examined, found)
             }
         };
         match found {
