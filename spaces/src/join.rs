@@ -499,27 +499,10 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
 }
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
-/// given. With a `guide` (replay), the first assignment the guide accepts. Serial; see
-/// [`crate::parallel::search`] for the pre-checked variant (same result), which the space
-/// calls; this one serves it under `cfg(loom)` and as the reference in its tests.
-#[cfg_attr(not(any(loom, test)), allow(dead_code))]
+/// given. With a `guide` (replay), the first assignment the guide accepts. With `par`, a
+/// position with many candidates consults its pre-check (see [`crate::parallel::search`],
+/// which the space calls); the result is the same as without.
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
-    matcher: &M,
-    join: &'j Join<'a, A>,
-    patterns: &'j [P],
-    peeks: &'j [usize],
-    incoming: Option<Incoming<'j, A>>,
-    guide: Option<Guide<'_, A>>,
-) -> Outcome<M::Output>
-where
-    A: Clone + Hash + Eq,
-    M: Match<P, A>,
-{
-    search_in(matcher, join, patterns, peeks, incoming, guide, None)
-}
-
-/// [`search`], consulting `par` (when given) for positions with many candidates.
-pub(crate) fn search_in<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
     patterns: &'j [P],

@@ -32,9 +32,8 @@
 //!
 //! **Bounds.** Sharing patterns and data across threads needs `P: Sync` and `A: Sync` (the
 //! [`Match`] trait already requires `Send + Sync` of the matcher and its output). The search
-//! entry that runs the pre-check, [`search`], carries those bounds; the space's own `produce`
-//! and `consume` are generic without them, so they call the serial search until their impl
-//! blocks carry the bounds too.
+//! entry that runs the pre-check, [`search`], carries those bounds, and so do the space's
+//! operations, which call it for every join search.
 //!
 //! **Limits.** Head-only channels (Queue, Stack, PriorityQueue, Cell) and indexed exact
 //! patterns offer one or a few candidates, and similarity positions are ranked by the vector
@@ -45,9 +44,7 @@ use rayon::prelude::*;
 use rhospace_matchers::Match;
 
 use crate::data::StoredDatum;
-#[cfg(not(loom))]
-use crate::join::search_in;
-use crate::join::{Guide, Incoming, Join, Outcome};
+use crate::join::{search as join_search, Guide, Incoming, Join, Outcome};
 
 /// Candidate count from which a join position's candidates are pre-checked in parallel.
 ///
@@ -96,20 +93,14 @@ pub(crate) fn next_accepted(
     if rest == 0 {
         return None;
     }
-    if cfg!(loom) || rest < threshold {
-        return (probe_end..len).find(|&i| accept(i));
-    }
     #[cfg(not(loom))]
-    {
-        (probe_end..len)
+    if rest >= threshold {
+        return (probe_end..len)
             .into_par_iter()
             .position_first(accept)
-            .map(|k| probe_end + k)
+            .map(|k| probe_end + k);
     }
-    #[cfg(loom)]
-    {
-        None
-    }
+    (probe_end..len).find(|&i| accept(i))
 }
 
 /// The index of the first datum of `data` that `pattern` accepts: what
@@ -206,7 +197,6 @@ where
 /// [`crate::join::search`] with the parallel pre-check for positions holding at least
 /// `threshold` candidates ([`PARALLEL_MIN_CANDIDATES`] in production). Chooses the same
 /// assignment, with the same results and the same `examined`, as the serial search.
-#[allow(dead_code)] // The space's generic impls lack `P: Sync, A: Sync` (see the module docs).
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
@@ -221,28 +211,20 @@ where
     P: Sync,
     M: Match<P, A>,
 {
-    #[cfg(loom)]
-    {
-        let _ = threshold;
-        crate::join::search(matcher, join, patterns, peeks, incoming, guide)
-    }
-    #[cfg(not(loom))]
-    {
-        let scanner = Scanner {
-            matcher,
-            patterns,
-            threshold,
-        };
-        search_in(
-            matcher,
-            join,
-            patterns,
-            peeks,
-            incoming,
-            guide,
-            Some(&scanner),
-        )
-    }
+    let scanner = Scanner {
+        matcher,
+        patterns,
+        threshold,
+    };
+    join_search(
+        matcher,
+        join,
+        patterns,
+        peeks,
+        incoming,
+        guide,
+        Some(&scanner),
+    )
 }
 
 #[cfg(all(test, not(loom)))]
@@ -402,6 +384,7 @@ mod tests {
                 &c.peeks,
                 incoming,
                 Some(&mut guide),
+                None,
             ),
             Some(t) => search(
                 &StructuralMatch,
