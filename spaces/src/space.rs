@@ -151,6 +151,21 @@ fn rig_of<'g, C, P, A, K>(
     guard.as_mut().and_then(|g| g.rig.as_mut())
 }
 
+/// Whether a produce of `datum` onto a channel of `kind` holding `data` stores it: `false` when
+/// a Set already holds it (the produce is accepted and changes nothing); `CellFull` when a Cell
+/// holds a datum. The one rule for the fast path and [`Space::produce_in`].
+fn would_store<A: Clone + Hash + Eq>(
+    kind: DataKind,
+    data: Option<&DataStore<A>>,
+    datum: &A,
+) -> Result<bool, ErrorKind> {
+    match (kind, data) {
+        (DataKind::Cell, Some(d)) if !d.is_empty() => Err(ErrorKind::CellFull),
+        (DataKind::Set, Some(d)) => Ok(!d.contains_value(datum)),
+        _ => Ok(true),
+    }
+}
+
 /// The log event of a produce call: its hash when a replay has already computed it, else the
 /// call's values (hashed at the next hard checkpoint).
 fn produce_event<C: Clone, P, A: Clone, K>(
@@ -752,12 +767,9 @@ where
                 |datum: &A| self.expect_call(replaying, |h| (h.produce)(&channel, datum, persist));
             match state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
-                    let stores = match kind {
-                        DataKind::Cell if !cs.data.is_empty() => {
-                            return Err(ProduceError::new(ErrorKind::CellFull, datum));
-                        }
-                        DataKind::Set => !cs.data.contains_value(&datum),
-                        _ => true,
+                    let stores = match would_store(kind, Some(&cs.data), &datum) {
+                        Ok(stores) => stores,
+                        Err(e) => return Err(ProduceError::new(e, datum)),
                     };
                     let (mut replay, event) = match check(&datum) {
                         Ok(r) => r,
@@ -858,11 +870,10 @@ where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
         let kind = self.config.kind_of(&channel);
-        if let Some(cs) = view.channel(&channel) {
-            if kind == DataKind::Cell && !cs.data.is_empty() {
-                return Err(ProduceError::new(ErrorKind::CellFull, datum));
-            }
-        }
+        let stores = match would_store(kind, view.channel(&channel).map(|cs| &cs.data), &datum) {
+            Ok(stores) => stores,
+            Err(e) => return Err(ProduceError::new(e, datum)),
+        };
         // Replay: the call must be one the log expects (SPEC §7).
         let replaying = view.replaying(&channel);
         let (mut replay, event) =
@@ -870,11 +881,8 @@ where
                 Ok(r) => r,
                 Err(e) => return Err(ProduceError::new(e, datum)),
             };
-        if kind == DataKind::Set
-            && view
-                .channel(&channel)
-                .is_some_and(|cs| cs.data.contains_value(&datum))
-        {
+        if !stores {
+            // A Set that already holds the datum: the produce is accepted and changes nothing.
             if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
                 return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
             }
