@@ -9,35 +9,18 @@
 //! call returned. Hundreds of seeded histories run per test; the checker's own tests feed it
 //! hand-made histories that must be rejected, so a checker that accepts everything fails here.
 
+mod common;
 mod lin;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use common::Rng;
 use lin::{check, Ch, Event, Kont, MComm, Op, Ret, Val};
 use rhospace_matchers::ExactMatch;
 use rhospace_spaces::{Comm, Space, SpaceConfig};
 
 type S = Space<Ch, Val, Val, Kont, ExactMatch>;
-
-/// splitmix64, seeded per history and thread so every run records the same call lists.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn plain(c: Comm<Ch, Val, Val, Kont, ()>) -> MComm {
     MComm {

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use common::{result_of, Pred, PredMatch};
+use common::{result_of, Pred, PredMatch, Rng};
 use rhospace_spaces::{Comm, SoftCheckpoint, Space, SpaceConfig};
 
 type Ch = u32;
@@ -49,25 +49,6 @@ const SHARED: Ch = 4;
 const SPECIAL: u64 = 1 << 60;
 /// How often a persistent produce or consume that fired at once is re-issued before giving up.
 const REISSUES: usize = 3;
-
-/// splitmix64, seeded per test and thread.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn private(t: usize, j: u64) -> Ch {
     100 + 2 * t as Ch + j as Ch

@@ -1,4 +1,5 @@
-//! Test-only helpers shared by the integration tests: a small predicate matcher over `i64`.
+//! Test-only helpers shared by the integration tests: a small predicate matcher over `i64`
+//! and a seeded random number generator.
 #![allow(dead_code)]
 
 use rhospace_matchers::Match;
@@ -60,5 +61,27 @@ impl Match<Pred, i64> for PredMatch {
             Pred::Eq(n) => Some(n),
             _ => None,
         }
+    }
+}
+
+/// splitmix64: seeded, so every run makes the same calls.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
     }
 }
