@@ -3,6 +3,8 @@
 //! and lets a `Space<_, SimilarityPattern, EmbeddedDatum<_>, _, SimilarityMatch>` checkpoint,
 //! reset (from memory and from a history store) and replay to the same root.
 
+mod common;
+
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -11,27 +13,12 @@ use rhospace_matchers::similarity::{
 };
 use rhospace_spaces::merkle::Digest;
 use rhospace_spaces::{
-    decode_exact, encode_varint, DataKind, Decode, DecodeError, Encode, MemoryHistory, Space,
-    SpaceConfig,
+    decode_exact, encode_varint, Decode, DecodeError, Encode, MemoryHistory, Space,
 };
 
-type Datum = EmbeddedDatum<u32>;
+use common::{best, d, space, Datum};
+
 type VSpace = Space<u32, SimilarityPattern, Datum, u32, SimilarityMatch>;
-
-fn space(dim: usize, metric: Metric) -> VSpace {
-    Space::new(
-        SimilarityMatch,
-        SpaceConfig::new().data_kind(DataKind::VectorDb { dim, metric }),
-    )
-}
-
-fn d(id: u32, v: &[f32]) -> Datum {
-    EmbeddedDatum::new(id, v)
-}
-
-fn best(q: &[f32], metric: Metric, threshold: f32) -> SimilarityPattern {
-    SimilarityPattern::best(q, metric, threshold).unwrap()
-}
 
 fn top_k(q: &[f32], metric: Metric, threshold: f32, k: usize) -> SimilarityPattern {
     SimilarityPattern::top_k(q, metric, threshold, k).unwrap()
@@ -338,7 +325,7 @@ proptest! {
 #[test]
 fn checkpoint_then_reset_restores_contents_and_the_same_similarity_pick() {
     let history = Arc::new(MemoryHistory::new());
-    let s = space(3, Metric::Cosine).with_history(history.clone());
+    let s: VSpace = space(3, Metric::Cosine).with_history(history.clone());
     s.produce(0, d(1, &[1.0, 0.0, 0.0]), false).unwrap();
     s.produce(0, d(2, &[0.9, 0.1, 0.0]), false).unwrap();
     s.produce(0, d(3, &[0.0, 1.0, 0.0]), true).unwrap();
@@ -374,7 +361,7 @@ fn checkpoint_then_reset_restores_contents_and_the_same_similarity_pick() {
     assert_eq!(taken(&s, 0, q(), 9), first);
 
     // From the history store, in a fresh space: every entry is decoded.
-    let fresh = space(3, Metric::Cosine).with_history(history);
+    let fresh: VSpace = space(3, Metric::Cosine).with_history(history);
     fresh.reset(&cp.root).unwrap();
     assert_eq!(contents(&fresh), want);
     assert_eq!(fresh.full_state_root(), cp.root);
@@ -393,7 +380,7 @@ fn checkpoint_then_reset_restores_contents_and_the_same_similarity_pick() {
 /// the vector types (or the state-root format) changes.
 #[test]
 fn golden_state_root() {
-    let s = space(2, Metric::Dot);
+    let s: VSpace = space(2, Metric::Dot);
     s.produce(0, d(1, &[1.0, 0.0]), false).unwrap();
     s.produce(0, d(2, &[0.0, -0.0]), true).unwrap();
     s.produce(1, d(3, &[0.5, 0.25]), false).unwrap();
@@ -412,7 +399,7 @@ fn golden_state_root() {
 #[test]
 fn a_fresh_space_rigged_with_the_log_replays_to_the_same_root() {
     let history = Arc::new(MemoryHistory::new());
-    let play = space(4, Metric::L2Squared).with_history(history.clone());
+    let play: VSpace = space(4, Metric::L2Squared).with_history(history.clone());
     // Some state before the block being replayed.
     for i in 0..6u32 {
         let x = i as f32;
@@ -474,7 +461,7 @@ fn a_fresh_space_rigged_with_the_log_replays_to_the_same_root() {
     assert!(!block.log.is_empty());
 
     // A fresh space: the start root comes from the history store (decoded), then the replay.
-    let replay = space(4, Metric::L2Squared).with_history(history);
+    let replay: VSpace = space(4, Metric::L2Squared).with_history(history);
     replay.rig(&start, &block.log).unwrap();
     let replayed: Vec<_> = calls.iter().map(|c| c(&replay)).collect();
     assert_eq!(replayed, played);

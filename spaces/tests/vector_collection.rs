@@ -3,6 +3,8 @@
 //! other patterns and metrics, soft checkpoints, and a model test against a brute-force
 //! ranking.
 
+mod common;
+
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -11,23 +13,9 @@ use rhospace_matchers::Match;
 use rhospace_spaces::{DataKind, Space, SpaceConfig};
 use rhospace_vectordb::VectorStore;
 
-type Datum = EmbeddedDatum<u32>;
+use common::{best, d, space, Datum};
+
 type VSpace = Space<&'static str, SimilarityPattern, Datum, &'static str, SimilarityMatch>;
-
-fn space(dim: usize, metric: Metric) -> VSpace {
-    Space::new(
-        SimilarityMatch,
-        SpaceConfig::new().data_kind(DataKind::VectorDb { dim, metric }),
-    )
-}
-
-fn d(id: u32, v: &[f32]) -> Datum {
-    EmbeddedDatum::new(id, v)
-}
-
-fn best(q: &[f32], metric: Metric, threshold: f32) -> SimilarityPattern {
-    SimilarityPattern::best(q, metric, threshold).unwrap()
-}
 
 fn ids(space: &VSpace, ch: &'static str) -> Vec<u32> {
     space.data(&ch).iter().map(|s| s.value.value).collect()
@@ -35,7 +23,7 @@ fn ids(space: &VSpace, ch: &'static str) -> Vec<u32> {
 
 #[test]
 fn best_one_takes_the_highest_score_above_the_threshold() {
-    let s = space(3, Metric::Cosine);
+    let s: VSpace = space(3, Metric::Cosine);
     s.produce("docs", d(1, &[1.0, 0.0, 0.0]), false).unwrap();
     s.produce("docs", d(2, &[0.6, 0.8, 0.0]), false).unwrap();
     s.produce("docs", d(3, &[0.9, 0.1, 0.0]), false).unwrap();
@@ -77,7 +65,7 @@ fn best_one_takes_the_highest_score_above_the_threshold() {
 
 #[test]
 fn equal_scores_are_taken_oldest_first() {
-    let s = space(2, Metric::Dot);
+    let s: VSpace = space(2, Metric::Dot);
     for id in 0..5 {
         s.produce("c", d(id, &[1.0, (id % 2) as f32]), false)
             .unwrap();
@@ -102,7 +90,7 @@ fn equal_scores_are_taken_oldest_first() {
 
 #[test]
 fn threshold_is_inclusive_and_a_waiting_consume_fires_on_a_good_enough_produce() {
-    let s = space(2, Metric::L2Squared);
+    let s: VSpace = space(2, Metric::L2Squared);
     // score = -‖q − v‖²; threshold -1 accepts distance² <= 1.
     let p = best(&[0.0, 0.0], Metric::L2Squared, -1.0);
     assert!(s
@@ -123,7 +111,7 @@ fn threshold_is_inclusive_and_a_waiting_consume_fires_on_a_good_enough_produce()
 
 #[test]
 fn a_join_gives_each_position_a_distinct_datum_best_first() {
-    let s = space(2, Metric::Dot);
+    let s: VSpace = space(2, Metric::Dot);
     s.produce("c", d(1, &[1.0, 0.0]), false).unwrap();
     s.produce("c", d(2, &[3.0, 0.0]), false).unwrap();
     s.produce("c", d(3, &[2.0, 0.0]), false).unwrap();
@@ -141,7 +129,7 @@ fn a_join_gives_each_position_a_distinct_datum_best_first() {
 fn the_join_search_backtracks_past_the_best_candidate() {
     // Position 0 (peek) and position 1 both want the best datum; a non-persistent datum
     // consumed at 1 cannot also be peeked at 0, so the search must try the second best at 0.
-    let s = space(1, Metric::Dot);
+    let s: VSpace = space(1, Metric::Dot);
     s.produce("c", d(1, &[5.0]), false).unwrap();
     s.produce("c", d(2, &[4.0]), false).unwrap();
     let any = best(&[1.0], Metric::Dot, 0.0);
@@ -158,7 +146,7 @@ fn the_join_search_backtracks_past_the_best_candidate() {
 
 #[test]
 fn persistent_data_stay_and_can_fill_several_positions() {
-    let s = space(1, Metric::Dot);
+    let s: VSpace = space(1, Metric::Dot);
     s.produce("c", d(1, &[9.0]), true).unwrap();
     s.produce("c", d(2, &[1.0]), false).unwrap();
     let p = best(&[1.0], Metric::Dot, 0.0);
@@ -174,7 +162,7 @@ fn persistent_data_stay_and_can_fill_several_positions() {
 #[test]
 fn a_query_of_another_metric_is_ranked_by_its_own_metric() {
     // Channel indexed for cosine; a dot query is scored through the datum's embedding.
-    let s = space(2, Metric::Cosine);
+    let s: VSpace = space(2, Metric::Cosine);
     s.produce("c", d(1, &[1.0, 0.0]), false).unwrap();
     s.produce("c", d(2, &[5.0, 5.0]), false).unwrap();
     // Cosine prefers 1 (exact direction); dot prefers 2 (5 > 1).
@@ -272,7 +260,7 @@ fn other_patterns_fall_back_to_the_matcher_in_insertion_order() {
 
 #[test]
 fn soft_checkpoints_restore_the_collection_and_stay_unchanged() {
-    let s = space(4, Metric::Cosine);
+    let s: VSpace = space(4, Metric::Cosine);
     // Enough data to seal index blocks (256 rows each) and leave a tail.
     for i in 0..700u32 {
         let a = (i as f32 * 0.37).sin();
@@ -327,7 +315,7 @@ fn soft_checkpoints_restore_the_collection_and_stay_unchanged() {
 #[test]
 fn identical_call_sequences_give_identical_results() {
     let run = || {
-        let s = space(3, Metric::Dot);
+        let s: VSpace = space(3, Metric::Dot);
         let mut out = Vec::new();
         for i in 0..200u32 {
             let v = [(i % 5) as f32, (i % 3) as f32, 1.0];
@@ -381,7 +369,7 @@ proptest! {
     /// ties frequent.
     #[test]
     fn best_one_consumes_match_a_brute_force_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let s = space(3, Metric::Dot);
+        let s: VSpace = space(3, Metric::Dot);
         let mut model: Vec<(u32, Vec<f32>)> = Vec::new();
         let mut waiting: Vec<SimilarityPattern> = Vec::new();
         for (n, o) in ops.iter().enumerate() {
@@ -427,7 +415,7 @@ proptest! {
 #[test]
 fn embeddings_are_shared_not_copied_by_clone() {
     // EmbeddedDatum clones share the Arc: a datum round-trips through the space unchanged.
-    let s = space(2, Metric::Dot);
+    let s: VSpace = space(2, Metric::Dot);
     let e: Arc<[f32]> = Arc::from(vec![1.0f32, 2.0]);
     s.produce("c", EmbeddedDatum::new(5, e.clone()), false)
         .unwrap();

@@ -2,25 +2,17 @@
 //! (SPEC §4 VectorDB row, §5): typed errors that change nothing, the `k` best as one COMM with
 //! consecutive `position` entries, and checkpoints around both.
 
+mod common;
+
 use proptest::prelude::*;
-use rhospace_matchers::similarity::{EmbeddedDatum, Metric, SimilarityMatch, SimilarityPattern};
+use rhospace_matchers::similarity::{Metric, SimilarityMatch, SimilarityPattern};
 use rhospace_matchers::Match;
 use rhospace_spaces::{DataKind, ErrorKind, Space, SpaceConfig};
 use rhospace_vectordb::VectorError;
 
-type Datum = EmbeddedDatum<u32>;
+use common::{d, space, Datum};
+
 type VSpace = Space<&'static str, SimilarityPattern, Datum, &'static str, SimilarityMatch>;
-
-fn space(dim: usize, metric: Metric) -> VSpace {
-    Space::new(
-        SimilarityMatch,
-        SpaceConfig::new().data_kind(DataKind::VectorDb { dim, metric }),
-    )
-}
-
-fn d(id: u32, v: &[f32]) -> Datum {
-    EmbeddedDatum::new(id, v)
-}
 
 fn ids(space: &VSpace, ch: &'static str) -> Vec<u32> {
     space.data(&ch).iter().map(|s| s.value.value).collect()
@@ -41,7 +33,7 @@ fn snapshot(s: &VSpace) -> (Vec<u32>, usize, usize) {
 
 #[test]
 fn invalid_embeddings_are_refused_with_typed_errors_and_change_nothing() {
-    let s = space(3, Metric::Cosine);
+    let s: VSpace = space(3, Metric::Cosine);
     s.produce("c", d(1, &[1.0, 0.0, 0.0]), false).unwrap();
     let p = SimilarityPattern::best([0.0, 1.0, 0.0], Metric::Cosine, 0.9).unwrap();
     s.consume(["c"], [p], "wait", false, &[]).unwrap();
@@ -91,7 +83,7 @@ fn invalid_embeddings_are_refused_with_typed_errors_and_change_nothing() {
 #[test]
 fn zero_embeddings_are_fine_for_dot_and_l2() {
     for metric in [Metric::Dot, Metric::L2Squared] {
-        let s = space(2, metric);
+        let s: VSpace = space(2, metric);
         assert!(s.produce("c", d(1, &[0.0, 0.0]), false).unwrap().is_none());
         assert_eq!(ids(&s, "c"), vec![1]);
     }
@@ -138,7 +130,7 @@ fn a_datum_without_an_embedding_is_refused_on_a_vector_channel_only() {
 
 #[test]
 fn a_query_of_the_wrong_dimension_is_refused() {
-    let s = space(3, Metric::Dot);
+    let s: VSpace = space(3, Metric::Dot);
     s.produce("c", d(1, &[1.0, 0.0, 0.0]), false).unwrap();
     let p = SimilarityPattern::best([1.0, 0.0], Metric::Dot, 0.0).unwrap();
     let ok = SimilarityPattern::best([1.0, 0.0, 0.0], Metric::Dot, 0.0).unwrap();
@@ -164,7 +156,7 @@ fn a_query_of_the_wrong_dimension_is_refused() {
 
 #[test]
 fn top_k_takes_the_k_best_as_one_comm_best_first() {
-    let s = space(2, Metric::Dot);
+    let s: VSpace = space(2, Metric::Dot);
     for (id, x) in [(1, 1.0), (2, 5.0), (3, 3.0), (4, 5.0), (5, 0.5), (6, 4.0)] {
         s.produce("c", d(id, &[x, 0.0]), false).unwrap();
     }
@@ -212,7 +204,7 @@ fn top_k_takes_the_k_best_as_one_comm_best_first() {
 
 #[test]
 fn top_k_positions_in_a_join_report_consecutive_entries() {
-    let s = space(1, Metric::Dot);
+    let s: VSpace = space(1, Metric::Dot);
     for i in 1..=6u32 {
         s.produce("c", d(i, &[i as f32]), false).unwrap();
     }
@@ -251,7 +243,7 @@ fn top_k_positions_in_a_join_report_consecutive_entries() {
 
 #[test]
 fn top_k_peek_leaves_the_data_and_persistent_data_count_once_per_position() {
-    let s = space(1, Metric::Dot);
+    let s: VSpace = space(1, Metric::Dot);
     s.produce("c", d(1, &[3.0]), true).unwrap();
     s.produce("c", d(2, &[2.0]), false).unwrap();
     s.produce("c", d(3, &[1.0]), false).unwrap();
@@ -314,7 +306,7 @@ fn top_k_on_a_bag_takes_the_first_k_accepted_in_arrival_order() {
 
 #[test]
 fn checkpoint_and_revert_around_top_k_and_refused_produces() {
-    let s = space(2, Metric::Cosine);
+    let s: VSpace = space(2, Metric::Cosine);
     for i in 0..600u32 {
         let t = i as f32 * 0.01;
         s.produce("c", d(i, &[t.cos(), t.sin()]), false).unwrap();
@@ -365,7 +357,7 @@ proptest! {
         data in proptest::collection::vec(proptest::collection::vec(-3i8..=3, 2), 0..40),
         queries in proptest::collection::vec((proptest::collection::vec(-3i8..=3, 2), -4i8..=4, 1usize..5), 1..10),
     ) {
-        let s = space(2, Metric::Dot);
+        let s: VSpace = space(2, Metric::Dot);
         let mut model: Vec<(u32, Vec<f32>)> = Vec::new();
         for (i, v) in data.iter().enumerate() {
             let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
