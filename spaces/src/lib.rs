@@ -87,6 +87,7 @@ mod seq;
 mod shard;
 mod space;
 mod sync;
+mod trail;
 mod vector;
 
 pub use admission::{Admission, OpKind};

@@ -28,6 +28,7 @@ use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, Recorder, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::sync::{Mutex, MutexGuard};
+use crate::trail::Trail;
 use crate::PMap;
 use hard::Hard;
 
@@ -57,10 +58,10 @@ pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
 pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     pub(crate) channels: PMap<C, ChannelState<C, A>>,
     pub(crate) joins: PMap<Arc<[C]>, ContStore<P, K>>,
-    pub(crate) dirty: Vector<C>,
-    pub(crate) dirty_joins: Vector<Arc<[C]>>,
+    pub(crate) dirty: Trail<C>,
+    pub(crate) dirty_joins: Trail<Arc<[C]>>,
     /// Events since the last hard checkpoint, in this shard's order (SPEC §7).
-    pub(crate) log: Vector<Event<C, P, A, K>>,
+    pub(crate) log: Trail<Event<C, P, A, K>>,
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
@@ -68,9 +69,9 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
         Self {
             channels: PMap::default(),
             joins: PMap::default(),
-            dirty: Vector::new(),
-            dirty_joins: Vector::new(),
-            log: Vector::new(),
+            dirty: Trail::default(),
+            dirty_joins: Trail::default(),
+            log: Trail::default(),
         }
     }
 }
@@ -83,7 +84,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
         let cs = self.channels.get_mut(channel)?;
         if !cs.dirty {
             cs.dirty = true;
-            self.dirty.push_back(channel.clone());
+            self.dirty.push(channel.clone());
         }
         Some(cs)
     }
@@ -95,7 +96,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
         kind: DataKind,
     ) -> &mut ChannelState<C, A> {
         if !self.channels.contains_key(channel) {
-            self.dirty.push_back(channel.clone());
+            self.dirty.push(channel.clone());
             self.channels.insert(
                 channel.clone(),
                 ChannelState {
@@ -124,7 +125,11 @@ struct InstalledEntry<C, P, K> {
 type InstalledList<C, P, K> = SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>;
 
 /// One state per shard, in shard order.
-pub(crate) type ShardStates<C, P, A, K> = Arc<[Arc<State<C, P, A, K>>]>;
+pub(crate) type ShardStates<C, P, A, K> = Arc<[StateRef<C, P, A, K>]>;
+
+/// A shard's state as shards and checkpoints share it: a `triomphe::Arc`, whose uniqueness
+/// check before each write (`make_mut`) is one load instead of std's locked compare-and-swap.
+pub(crate) type StateRef<C, P, A, K> = triomphe::Arc<State<C, P, A, K>>;
 
 /// The shard locks of a space, in shard order.
 type ShardLocks<C, P, A, K> = Box<[Padded<Mutex<Shard<C, P, A, K>>>]>;
@@ -232,7 +237,7 @@ impl<C, P, K> Default for Installed<C, P, K> {
 /// (`Arc::make_mut`), later writes mutate in place.
 #[derive(Debug)]
 struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
-    state: Arc<State<C, P, A, K>>,
+    state: StateRef<C, P, A, K>,
     installed: Installed<C, P, K>,
     /// Whether the space is rigged for replay. Written only while every shard is held (by
     /// `rig`, the checkpoint that ends a replay, `reset` and `clear`), so an operation reads a
@@ -243,7 +248,7 @@ struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for Shard<C, P, A, K> {
     fn default() -> Self {
         Self {
-            state: Arc::default(),
+            state: StateRef::default(),
             installed: Installed::default(),
             replaying: false,
         }
@@ -266,7 +271,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 
     #[inline]
     fn state_mut(&mut self, channel: &C) -> &mut State<C, P, A, K> {
-        Arc::make_mut(&mut self.locks.get_mut(self.router.shard_of(channel)).state)
+        triomphe::Arc::make_mut(&mut self.locks.get_mut(self.router.shard_of(channel)).state)
     }
 
     #[inline]
@@ -298,7 +303,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         let store = state.joins.get_mut(jk)?;
         if !store.dirty {
             store.dirty = true;
-            state.dirty_joins.push_back(jk.clone());
+            state.dirty_joins.push(jk.clone());
         }
         Some(store)
     }
@@ -306,7 +311,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
     /// Appends `event` to the log of `home`'s shard.
     #[inline]
     fn record(&mut self, home: &C, event: Event<C, P, A, K>) {
-        self.state_mut(home).log.push_back(event);
+        self.state_mut(home).log.push(event);
     }
 
     fn installed_on(&self, channel: &C) -> Option<&InstalledList<C, P, K>> {
@@ -760,7 +765,7 @@ where
         // Fast path: nothing waits on this channel, so the datum is stored (one map walk
         // under one shard lock).
         if !installed_here {
-            let state = Arc::make_mut(&mut shard.state);
+            let state = triomphe::Arc::make_mut(&mut shard.state);
             // Replay: the call must be one the log expects (no COMM can fire here).
             let replaying = shard.replaying;
             let check =
@@ -795,10 +800,10 @@ where
                         );
                     }
                     if newly_dirty {
-                        state.dirty.push_back(channel);
+                        state.dirty.push(channel);
                     }
                     if let Some(e) = logged {
-                        state.log.push_back(e);
+                        state.log.push(e);
                     }
                     return Ok(None);
                 }
@@ -815,7 +820,7 @@ where
                     if self.log_events {
                         state
                             .log
-                            .push_back(produce_event(&channel, &datum, persist, event));
+                            .push(produce_event(&channel, &datum, persist, event));
                     }
                     let mut data = DataStore::new(kind);
                     data.push_embedded(
@@ -826,7 +831,7 @@ where
                         },
                         |a| self.matcher.embedding(a),
                     );
-                    state.dirty.push_back(channel.clone());
+                    state.dirty.push(channel.clone());
                     state.channels.insert(
                         channel,
                         ChannelState {
@@ -1637,7 +1642,7 @@ where
         store.push(w);
         let home = view.state_mut(&channels[0]);
         home.joins.insert(channels.clone(), store);
-        home.dirty_joins.push_back(channels.clone());
+        home.dirty_joins.push(channels.clone());
         for (i, c) in channels.iter().enumerate() {
             if channels[..i].contains(c) {
                 continue;
@@ -1919,7 +1924,7 @@ where
     /// ```
     pub fn revert_to_soft_checkpoint(&self, checkpoint: &SoftCheckpoint<C, P, A, K>) {
         let rerouted;
-        let states: &[Arc<State<C, P, A, K>>] = if checkpoint.shards.len() == self.shards.len() {
+        let states: &[StateRef<C, P, A, K>] = if checkpoint.shards.len() == self.shards.len() {
             &checkpoint.shards
         } else {
             rerouted = self.reroute(&checkpoint.shards);
@@ -1947,7 +1952,7 @@ where
     }
 
     /// Distributes the states of another shard count over this space's shards.
-    fn reroute(&self, states: &[Arc<State<C, P, A, K>>]) -> Vec<Arc<State<C, P, A, K>>> {
+    fn reroute(&self, states: &[StateRef<C, P, A, K>]) -> Vec<StateRef<C, P, A, K>> {
         let mut out: Vec<State<C, P, A, K>> =
             (0..self.shards.len()).map(|_| State::default()).collect();
         for st in states {
@@ -1964,7 +1969,7 @@ where
                 }
             }
         }
-        out.into_iter().map(Arc::new).collect()
+        out.into_iter().map(StateRef::new).collect()
     }
 
     /// Empties the space of data and continuations; installed continuations stay.

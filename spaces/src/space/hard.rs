@@ -40,7 +40,7 @@ use std::sync::Arc;
 use imbl::Vector;
 use rhospace_matchers::Match;
 
-use super::{ChannelState, ShardStates, Space, State};
+use super::{ChannelState, ShardStates, Space, State, StateRef};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::decode::{decode_varint, Decode, DecodeError};
@@ -53,6 +53,7 @@ use crate::merkle::{
 };
 use crate::replay::{Expect, Hashers, ReplayError};
 use crate::shard::AllLocked;
+use crate::trail::Trail;
 
 /// What [`Space::create_checkpoint`] returns: the state root and the event log since the last
 /// hard checkpoint (or reset, or clear).
@@ -423,7 +424,7 @@ fn settle_shard<C, P, A, K>(
             None => changes.push((join_key(jk), None)),
         }
     }
-    state.log = Vector::new();
+    state.log = Trail::default();
 }
 
 impl<C, P, A, K, M> Space<C, P, A, K, M>
@@ -465,13 +466,13 @@ where
         let len = all.guards.iter().map(|g| g.state.log.len()).sum();
         let log = hash_events(all.guards.iter().flat_map(|g| g.state.log.iter()), len);
         // Work on copies (O(1) each): on error nothing changes.
-        let mut states: Vec<Arc<State<C, P, A, K>>> =
+        let mut states: Vec<StateRef<C, P, A, K>> =
             all.guards.iter().map(|g| g.state.clone()).collect();
         let mut changes = Vec::new();
         let mut blobs = Vec::new();
         for st in states.iter_mut() {
             if !st.dirty.is_empty() || !st.dirty_joins.is_empty() || !st.log.is_empty() {
-                settle_shard(Arc::make_mut(st), &mut changes, &mut blobs);
+                settle_shard(triomphe::Arc::make_mut(st), &mut changes, &mut blobs);
             }
         }
         let mut merkle = hard.merkle.clone();
@@ -840,7 +841,7 @@ where
                 }
             }
         }
-        let states: ShardStates<C, P, A, K> = states.into_iter().map(Arc::new).collect();
+        let states: ShardStates<C, P, A, K> = states.into_iter().map(StateRef::new).collect();
         Ok((states, merkle))
     }
 }
