@@ -198,15 +198,18 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
             Items::Seq(s) => {
                 let d = s.take(key.seq)?;
                 if let Some(index) = &mut self.index {
-                    let now_empty = match index.get_mut(&d.value) {
-                        Some(seqs) => {
-                            seqs.retain(|q| *q != key.seq);
-                            seqs.is_empty()
+                    // Most values are stored once: then one removal walks the map once,
+                    // instead of a mutable walk to empty the list and a second to drop it.
+                    match index.get(&d.value).map(|seqs| seqs.as_slice()) {
+                        Some([only]) if *only == key.seq => {
+                            index.remove(&d.value);
                         }
-                        None => false,
-                    };
-                    if now_empty {
-                        index.remove(&d.value);
+                        Some(_) => {
+                            if let Some(seqs) = index.get_mut(&d.value) {
+                                seqs.retain(|q| *q != key.seq);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 Some(d)
