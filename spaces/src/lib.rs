@@ -69,6 +69,7 @@
 #![deny(unsafe_code)]
 
 mod admission;
+mod channels;
 mod charging;
 mod comm;
 mod conts;

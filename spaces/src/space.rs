@@ -14,6 +14,7 @@ use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
 use crate::admission::{Admission, OpKind};
+use crate::channels::Channels;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
@@ -56,7 +57,7 @@ pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
 /// stays listed.
 #[derive(Clone, Debug)]
 pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
-    pub(crate) channels: PMap<C, ChannelState<C, A>>,
+    pub(crate) channels: Channels<C, ChannelState<C, A>>,
     pub(crate) joins: PMap<Arc<[C]>, ContStore<P, K>>,
     pub(crate) dirty: Trail<C>,
     pub(crate) dirty_joins: Trail<Arc<[C]>>,
@@ -67,7 +68,7 @@ pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K:
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
     fn default() -> Self {
         Self {
-            channels: PMap::default(),
+            channels: Channels::default(),
             joins: PMap::default(),
             dirty: Trail::default(),
             dirty_joins: Trail::default(),
