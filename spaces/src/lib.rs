@@ -69,7 +69,6 @@
 #![deny(unsafe_code)]
 
 mod admission;
-mod channels;
 mod charging;
 mod comm;
 mod conts;
@@ -87,6 +86,7 @@ mod replay;
 mod seq;
 mod shard;
 mod space;
+mod state_map;
 mod sync;
 mod trail;
 mod vector;

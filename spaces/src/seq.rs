@@ -17,23 +17,183 @@
 //! | `compact` | O(n), amortised O(1) per removal |
 
 use imbl::Vector;
+use smallvec::SmallVec;
+
+/// Slots a store keeps in one flat vector before it moves to a persistent tree.
+const SMALL: usize = 32;
 
 /// Invariant: `live` equals the number of `Some` slots; the first and last slots, if any, are
 /// `Some`.
 #[derive(Clone, Debug)]
 pub(crate) struct SeqItems<T: Clone> {
-    slots: Vector<Option<T>>,
+    slots: Slots<T>,
     /// Sequence number of `slots[0]`.
     front: u64,
     live: usize,
 }
 
+/// The slots: a flat vector while at most [`SMALL`] (most channels hold a few items; the
+/// first two live inline), a persistent tree beyond.
+///
+/// `imbl::Vector` allocates a 64-slot chunk for its first few items (for a waiting
+/// continuation, ~6 KB, copied from the stack): most of the cost of a consume that waits on a
+/// new channel. Cloning the flat vector copies at most `SMALL` slots: O(1). Stores are
+/// cloned only when their channel or join group is written after a soft checkpoint (the maps
+/// keep each behind its own pointer, see [`crate::state_map`]), so that copy replaces the
+/// tree's path copy rather than adding to it.
+#[derive(Clone, Debug)]
+enum Slots<T: Clone> {
+    Small(SmallVec<[Option<T>; 2]>),
+    Large(Vector<Option<T>>),
+}
+
 impl<T: Clone> Default for SeqItems<T> {
     fn default() -> Self {
         Self {
-            slots: Vector::new(),
+            slots: Slots::Small(SmallVec::new()),
             front: 0,
             live: 0,
+        }
+    }
+}
+
+impl<T: Clone> Slots<T> {
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Slots::Small(v) => v.len(),
+            Slots::Large(v) => v.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, pos: usize) -> Option<&Option<T>> {
+        match self {
+            Slots::Small(v) => v.get(pos),
+            Slots::Large(v) => v.get(pos),
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, pos: usize) -> Option<&mut Option<T>> {
+        match self {
+            Slots::Small(v) => v.get_mut(pos),
+            Slots::Large(v) => v.get_mut(pos),
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, value: Option<T>) {
+        match self {
+            Slots::Small(v) if v.len() < SMALL => v.push(value),
+            Slots::Small(v) => {
+                let mut large: Vector<Option<T>> = v.iter().cloned().collect();
+                large.push_back(value);
+                *self = Slots::Large(large);
+            }
+            Slots::Large(v) => v.push_back(value),
+        }
+    }
+
+    /// The number of tombstones before the first item.
+    fn leading_none(&self) -> usize {
+        match self {
+            Slots::Small(v) => v.iter().take_while(|s| s.is_none()).count(),
+            Slots::Large(v) => (0..v.len())
+                .take_while(|&i| v.get(i).is_some_and(|s| s.is_none()))
+                .count(),
+        }
+    }
+
+    /// The number of tombstones after the last item.
+    fn trailing_none(&self) -> usize {
+        match self {
+            Slots::Small(v) => v.iter().rev().take_while(|s| s.is_none()).count(),
+            Slots::Large(v) => (0..v.len())
+                .rev()
+                .take_while(|&i| v.get(i).is_some_and(|s| s.is_none()))
+                .count(),
+        }
+    }
+
+    /// Drops the first `n` slots.
+    fn drop_front(&mut self, n: usize) {
+        match self {
+            Slots::Small(v) => {
+                v.drain(..n);
+            }
+            Slots::Large(v) => {
+                for _ in 0..n {
+                    v.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Drops the last `n` slots.
+    fn drop_back(&mut self, n: usize) {
+        match self {
+            Slots::Small(v) => v.truncate(v.len() - n),
+            Slots::Large(v) => {
+                for _ in 0..n {
+                    v.pop_back();
+                }
+            }
+        }
+    }
+
+    fn iter(&self) -> SlotIter<'_, T> {
+        match self {
+            Slots::Small(v) => SlotIter::Small(v.iter()),
+            Slots::Large(v) => SlotIter::Large(v.iter()),
+        }
+    }
+
+    /// The `live` live slots' items in order, as fresh slots.
+    fn compacted(&self, live: usize) -> Self {
+        let items = self.iter().filter(|s| s.is_some()).cloned();
+        if live <= SMALL {
+            Slots::Small(items.collect())
+        } else {
+            Slots::Large(items.collect())
+        }
+    }
+}
+
+/// Iterates either kind of slots.
+enum SlotIter<'a, T: Clone> {
+    Small(std::slice::Iter<'a, Option<T>>),
+    Large(imbl::vector::Iter<'a, Option<T>, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a, T: Clone> Iterator for SlotIter<'a, T> {
+    type Item = &'a Option<T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            SlotIter::Small(i) => i.next(),
+            SlotIter::Large(i) => i.next(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            SlotIter::Small(i) => i.size_hint(),
+            SlotIter::Large(i) => i.size_hint(),
+        }
+    }
+}
+
+impl<T: Clone> ExactSizeIterator for SlotIter<'_, T> {}
+
+impl<T: Clone> DoubleEndedIterator for SlotIter<'_, T> {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            SlotIter::Small(i) => i.next_back(),
+            SlotIter::Large(i) => i.next_back(),
         }
     }
 }
@@ -74,15 +234,20 @@ impl<T: Clone> SeqItems<T> {
         let pos = usize::try_from(seq.checked_sub(self.front)?).ok()?;
         let value = self.slots.get_mut(pos)?.take()?;
         self.live -= 1;
-        while let Some(None) = self.slots.front() {
-            self.slots.pop_front();
-            self.front += 1;
-        }
-        while let Some(None) = self.slots.back() {
-            self.slots.pop_back();
-        }
-        if self.slots.is_empty() {
+        if self.live == 0 {
+            // Empty: back to a fresh flat vector (numbering restarts, as after a trim).
+            self.slots = Slots::Small(SmallVec::new());
             self.front = 0;
+            return Some(value);
+        }
+        // Live items remain, so both trims stop at one.
+        if pos == 0 {
+            let head = self.slots.leading_none();
+            self.slots.drop_front(head);
+            self.front += head as u64;
+        } else if pos + 1 == self.slots.len() {
+            let tail = self.slots.trailing_none();
+            self.slots.drop_back(tail);
         }
         Some(value)
     }
@@ -90,13 +255,13 @@ impl<T: Clone> SeqItems<T> {
     /// Oldest live item.
     #[inline]
     pub(crate) fn first(&self) -> Option<(u64, &T)> {
-        self.slots.front()?.as_ref().map(|v| (self.front, v))
+        self.slots.get(0)?.as_ref().map(|v| (self.front, v))
     }
 
     /// Newest live item.
     #[inline]
     pub(crate) fn last(&self) -> Option<(u64, &T)> {
-        let v = self.slots.back()?.as_ref()?;
+        let v = self.slots.get(self.slots.len().checked_sub(1)?)?.as_ref()?;
         Some((self.next_seq() - 1, v))
     }
 
@@ -117,8 +282,7 @@ impl<T: Clone> SeqItems<T> {
 
     /// Drops tombstones and renumbers from 0; returns nothing, callers rebuild any index.
     pub(crate) fn compact(&mut self) {
-        let slots: Vector<Option<T>> = self.slots.iter().filter(|s| s.is_some()).cloned().collect();
-        self.slots = slots;
+        self.slots = self.slots.compacted(self.live);
         self.front = 0;
     }
 }
@@ -160,6 +324,66 @@ mod tests {
         let want: Vec<i32> = (0..300).filter(|i| i % 5 == 0 || *i == 299).collect();
         assert_eq!(got, want);
         assert_eq!(s.len(), want.len());
+    }
+
+    /// Random pushes and takes across the flat/tree boundary, with snapshots taken along the
+    /// way, against a plain list of (number, item).
+    #[test]
+    fn agrees_with_a_plain_list_across_both_layouts() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut s = SeqItems::default();
+        let mut model: Vec<(u64, u64)> = Vec::new();
+        let mut snaps = Vec::new();
+        for step in 0..4000u64 {
+            let r = next();
+            // Phases: grow well past the flat limit, then shrink to empty, then grow again.
+            let push = match (step / 500) % 4 {
+                0 | 2 => r % 4 != 0,
+                _ => r % 4 == 0,
+            };
+            if push || model.is_empty() {
+                let seq = s.push(step);
+                if let Some(&(last, _)) = model.last() {
+                    assert!(seq > last);
+                }
+                model.push((seq, step));
+            } else {
+                let at = (r >> 8) as usize % model.len();
+                let (seq, v) = model.remove(at);
+                assert_eq!(s.take(seq), Some(v));
+                assert_eq!(s.take(seq), None);
+            }
+            if s.wants_compaction() {
+                s.compact();
+                for (i, e) in model.iter_mut().enumerate() {
+                    e.0 = i as u64;
+                }
+            }
+            if step % 97 == 0 {
+                snaps.push((s.clone(), model.clone()));
+            }
+            assert_eq!(s.len(), model.len());
+            assert!(s.iter().map(|(q, v)| (q, *v)).eq(model.iter().copied()));
+            assert!(s
+                .iter()
+                .rev()
+                .map(|(q, v)| (q, *v))
+                .eq(model.iter().rev().copied()));
+            assert_eq!(s.first().map(|(q, v)| (q, *v)), model.first().copied());
+            assert_eq!(s.last().map(|(q, v)| (q, *v)), model.last().copied());
+        }
+        for (snap, m) in &snaps {
+            assert!(snap.iter().map(|(q, v)| (q, *v)).eq(m.iter().copied()));
+            for &(q, v) in m {
+                assert_eq!(snap.get(q), Some(&v));
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,6 @@ use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
 use crate::admission::{Admission, OpKind};
-use crate::channels::Channels;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
@@ -28,9 +27,9 @@ use crate::merkle::{Digest, MerkleMap};
 use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, Recorder, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
+use crate::state_map::StateMap;
 use crate::sync::{Mutex, MutexGuard};
 use crate::trail::Trail;
-use crate::PMap;
 use hard::Hard;
 
 /// The most channels one consume or install may join. Joins are matched by a complete search
@@ -57,8 +56,8 @@ pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
 /// stays listed.
 #[derive(Clone, Debug)]
 pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
-    pub(crate) channels: Channels<C, ChannelState<C, A>>,
-    pub(crate) joins: PMap<Arc<[C]>, ContStore<P, K>>,
+    pub(crate) channels: StateMap<C, ChannelState<C, A>>,
+    pub(crate) joins: StateMap<Arc<[C]>, ContStore<P, K>>,
     pub(crate) dirty: Trail<C>,
     pub(crate) dirty_joins: Trail<Arc<[C]>>,
     /// Events since the last hard checkpoint, in this shard's order (SPEC §7).
@@ -68,8 +67,8 @@ pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K:
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
     fn default() -> Self {
         Self {
-            channels: Channels::default(),
-            joins: PMap::default(),
+            channels: StateMap::default(),
+            joins: StateMap::default(),
             dirty: Trail::default(),
             dirty_joins: Trail::default(),
             log: Trail::default(),

@@ -1,5 +1,5 @@
-//! `Channels`: a shard's persistent map from channel to channel state, each state behind its
-//! own shared pointer.
+//! `StateMap`: a shard's persistent map from channel (or join group) to its state, each state
+//! behind its own shared pointer.
 //!
 //! `imbl`'s hash map stores entries inline in 32-slot nodes and builds a node on the stack
 //! before boxing it. With a channel's state inline (about 300 bytes) a node is ~10 KB, and
@@ -16,6 +16,7 @@
 //! | `insert`, `remove` | O(log₃₂ n), one allocation for an inserted state |
 //! | `clone` | O(1) |
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 
 use triomphe::Arc;
@@ -26,11 +27,11 @@ use crate::PMap;
 ///
 /// Invariant: none beyond `PMap`'s; the pointer is an implementation detail, never exposed.
 #[derive(Clone, Debug)]
-pub(crate) struct Channels<C: Clone + Hash + Eq, V> {
+pub(crate) struct StateMap<C: Clone + Hash + Eq, V> {
     map: PMap<C, Arc<V>>,
 }
 
-impl<C: Clone + Hash + Eq, V> Default for Channels<C, V> {
+impl<C: Clone + Hash + Eq, V> Default for StateMap<C, V> {
     fn default() -> Self {
         Self {
             map: PMap::default(),
@@ -38,22 +39,31 @@ impl<C: Clone + Hash + Eq, V> Default for Channels<C, V> {
     }
 }
 
-impl<C: Clone + Hash + Eq, V: Clone> Channels<C, V> {
+impl<C: Clone + Hash + Eq, V: Clone> StateMap<C, V> {
     /// The state of `channel`.
     #[inline]
-    pub(crate) fn get(&self, channel: &C) -> Option<&V> {
+    pub(crate) fn get<Q: Hash + Eq + ?Sized>(&self, channel: &Q) -> Option<&V>
+    where
+        C: Borrow<Q>,
+    {
         self.map.get(channel).map(|v| &**v)
     }
 
     /// The state of `channel`, for a change (copied first if a clone shares it).
     #[inline]
-    pub(crate) fn get_mut(&mut self, channel: &C) -> Option<&mut V> {
+    pub(crate) fn get_mut<Q: Hash + Eq + ?Sized>(&mut self, channel: &Q) -> Option<&mut V>
+    where
+        C: Borrow<Q>,
+    {
         self.map.get_mut(channel).map(Arc::make_mut)
     }
 
     /// Whether `channel` has an entry.
     #[inline]
-    pub(crate) fn contains_key(&self, channel: &C) -> bool {
+    pub(crate) fn contains_key<Q: Hash + Eq + ?Sized>(&self, channel: &Q) -> bool
+    where
+        C: Borrow<Q>,
+    {
         self.map.contains_key(channel)
     }
 
@@ -63,7 +73,10 @@ impl<C: Clone + Hash + Eq, V: Clone> Channels<C, V> {
     }
 
     /// Removes `channel`'s entry.
-    pub(crate) fn remove(&mut self, channel: &C) {
+    pub(crate) fn remove<Q: Hash + Eq + ?Sized>(&mut self, channel: &Q)
+    where
+        C: Borrow<Q>,
+    {
         self.map.remove(channel);
     }
 
@@ -91,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_clone_is_unchanged_by_writes_to_the_original() {
-        let mut a: Channels<u32, Vec<u32>> = Channels::default();
+        let mut a: StateMap<u32, Vec<u32>> = StateMap::default();
         for c in 0..100 {
             a.insert(c, vec![c]);
         }
