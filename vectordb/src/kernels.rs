@@ -663,6 +663,182 @@ mod avx512 {
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// Row-batch i8 kernel: one i8 query against many i8 rows, exact integer results. Used by the
+// exact pre-filter (`crate::prefilter`), which needs the integer dot products *exactly*.
+
+/// Largest dimension [`dot_i8_rows`] is exact for: every partial sum stays inside `i32`
+/// (`255 · 127 · 65536 < 2³¹`, the bound of the AVX-512 VNNI path's offset trick).
+pub(crate) const I8_ROWS_MAX_DIM: usize = 1 << 16;
+
+/// Which implementation [`dot_i8_rows`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum I8Backend {
+    /// AVX-512 VNNI (`vpdpbusd`), four rows per register block.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Vnni,
+    /// Plain Rust, `i32` accumulation (the compiler vectorises it).
+    Portable,
+}
+
+impl I8Backend {
+    /// The fastest backend this CPU supports.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return I8Backend::Vnni;
+            }
+        }
+        I8Backend::Portable
+    }
+}
+
+/// `out[r] = Σₖ query[k] · rows[r·dim + k]` exactly, for every row `r` of `rows` (`dim =
+/// query.len()`), with `backend`. Codes must lie in `[-127, 127]` (the store's quantiser never
+/// produces -128) and `dim <= I8_ROWS_MAX_DIM`; under those conditions both backends return the
+/// same exact integers.
+///
+/// Returns `true`. Inconsistent lengths (`dim == 0`, `rows.len()` not a multiple of `dim`,
+/// `out.len()` not the row count) or a `dim` above the limit — impossible for the crate's
+/// callers — return `false` with `out` unspecified instead of panicking; callers then use no
+/// bound for those rows.
+#[must_use]
+pub(crate) fn dot_i8_rows(query: &[i8], rows: &[i8], out: &mut [i64], backend: I8Backend) -> bool {
+    let dim = query.len();
+    if dim == 0
+        || dim > I8_ROWS_MAX_DIM
+        || !rows.len().is_multiple_of(dim)
+        || out.len() != rows.len() / dim
+    {
+        debug_assert!(false, "dot_i8_rows: inconsistent lengths");
+        return false;
+    }
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        I8Backend::Vnni => {
+            // SAFETY: `Vnni` is only produced by `detect` after `avx512f`, `avx512bw` and
+            // `avx512vnni` were detected at run time (tests check the same before forcing it).
+            // Lengths were checked above: `rows` holds `out.len()` rows of `dim` codes.
+            unsafe { vnni::dot_i8_rows(query, rows, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        I8Backend::Vnni => dot_i8_rows_portable(query, rows, out),
+        I8Backend::Portable => dot_i8_rows_portable(query, rows, out),
+    }
+    true
+}
+
+fn dot_i8_rows_portable(query: &[i8], rows: &[i8], out: &mut [i64]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(query.len())) {
+        // |term| <= 127² and dim <= 2¹⁶, so the i32 sum cannot overflow.
+        let s: i32 = row
+            .iter()
+            .zip(query)
+            .map(|(&x, &q)| x as i32 * q as i32)
+            .sum();
+        *o = s as i64;
+    }
+}
+
+/// The AVX-512 VNNI row kernel. `vpdpbusd` multiplies *unsigned* bytes by signed bytes, so each
+/// row byte is offset by 128 (`x ^ 0x80` reinterpreted as unsigned is `x + 128`) and the
+/// correction `128 · Σ query` is subtracted once per row. Four rows share each query load.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    /// Bytes per block (one zmm register).
+    const BLOCK: usize = 64;
+
+    /// Sums the 16 i32 lanes of `v` as i64 (exact).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce(v: __m512i) -> i64 {
+        let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+        let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+        _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi))
+    }
+
+    /// Loads block `j` of a row or query: bytes `j·64 .. min(dim, j·64 + 64)`, zeros beyond.
+    ///
+    /// # Safety
+    /// `p` points at `dim` readable bytes and `j·64 < dim`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn load(p: *const i8, dim: usize, j: usize) -> __m512i {
+        let start = j * BLOCK;
+        let left = dim - start;
+        if left >= BLOCK {
+            // SAFETY: bytes `start .. start + 64` lie inside the `dim` readable bytes.
+            unsafe { _mm512_loadu_si512(p.add(start).cast()) }
+        } else {
+            let mask: __mmask64 = (1u64 << left) - 1;
+            // SAFETY: the masked load touches only the `left` bytes inside the row.
+            unsafe { _mm512_maskz_loadu_epi8(mask, p.add(start)) }
+        }
+    }
+
+    /// `R` rows from `rows` (stride `dim`) against `query`; results (before the offset
+    /// correction) into `out[0..R]`.
+    ///
+    /// # Safety
+    /// The CPU has `avx512f`, `avx512bw`, `avx512vnni`; `rows` points at `R · dim` readable
+    /// bytes; `query.len() == dim >= 1`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn block<const R: usize>(query: &[i8], rows: *const i8, dim: usize, out: &mut [i64; R]) {
+        let flip = _mm512_set1_epi8(-128);
+        let mut acc = [_mm512_setzero_si512(); R];
+        for j in 0..dim.div_ceil(BLOCK) {
+            // SAFETY: `query` has `dim` bytes and `j·64 < dim`.
+            let q = unsafe { load(query.as_ptr(), dim, j) };
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: row `r < R` starts at `r·dim`, inside the `R·dim` readable bytes.
+                let x = unsafe { load(rows.add(r * dim), dim, j) };
+                // Lanes past `dim` hold 0 in `q`, so their offset row byte (128) adds nothing.
+                *a = _mm512_dpbusd_epi32(*a, _mm512_xor_si512(x, flip), q);
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = reduce(a);
+        }
+    }
+
+    /// See [`super::dot_i8_rows`].
+    ///
+    /// # Safety
+    /// The CPU has `avx512f`, `avx512bw`, `avx512vnni`; `1 <= query.len() <= 2¹⁶`;
+    /// `rows.len() == out.len() · query.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn dot_i8_rows(query: &[i8], rows: &[i8], out: &mut [i64]) {
+        let dim = query.len();
+        let correction = 128 * query.iter().map(|&q| q as i64).sum::<i64>();
+        let n = out.len();
+        let p = rows.as_ptr();
+        let mut r = 0;
+        while r + 4 <= n {
+            let mut o = [0i64; 4];
+            // SAFETY: rows `r .. r + 4` lie inside `rows` (`r + 4 <= n`).
+            unsafe { block::<4>(query, p.add(r * dim), dim, &mut o) };
+            for (dst, v) in out[r..r + 4].iter_mut().zip(o) {
+                *dst = v - correction;
+            }
+            r += 4;
+        }
+        while r < n {
+            let mut o = [0i64; 1];
+            // SAFETY: row `r < n` lies inside `rows`.
+            unsafe { block::<1>(query, p.add(r * dim), dim, &mut o) };
+            out[r] = o[0] - correction;
+            r += 1;
+        }
+    }
+}
+
 /// Plain-Rust reference kernels: obviously-correct loops that accumulate in f64.
 ///
 /// They follow exactly the conventions of the parent module (similarities, zero vectors, empty
