@@ -122,7 +122,7 @@ mod topk;
 
 pub use batch::{Execution, ScoreMatrix, PARALLEL_MIN_WORK, TILE_ROWS};
 pub use error::{ConfigError, QueryError, VectorError};
-pub use prefilter::PREFILTER_MIN_ROWS;
+pub use prefilter::{PREFILTER_MIN_ROWS, PREFILTER_ROWS_PER_K};
 pub use query::{check_row, Query};
 pub use store::{Metric, Scan, VectorId, VectorStore, CHUNK_CAPACITY};
 pub use topk::Hit;

@@ -20,7 +20,9 @@
 
 use crate::error::{ConfigError, QueryError, VectorError};
 use crate::kernels::{dot_f32_unchecked_len, dot_i8_unchecked_len, l2sq_f32_unchecked_len};
-use crate::prefilter::{norm_upper, shadow_row, RowShadow, PREFILTER_MIN_ROWS};
+use crate::prefilter::{
+    norm_upper, shadow_row, RowShadow, PREFILTER_MIN_ROWS, PREFILTER_ROWS_PER_K,
+};
 use crate::topk::{Hit, TopK};
 use std::fmt;
 use std::sync::Arc;
@@ -87,8 +89,8 @@ pub enum Metric {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Scan {
-    /// [`Scan::Pruned`] from [`PREFILTER_MIN_ROWS`] live rows (for top-k also `4·k <= rows`),
-    /// [`Scan::Full`] below.
+    /// [`Scan::Pruned`] from [`PREFILTER_MIN_ROWS`] live rows (for top-k also
+    /// `k · `[`PREFILTER_ROWS_PER_K`]` <= rows`), [`Scan::Full`] below.
     #[default]
     Auto,
     /// Score every live row in f32.
@@ -664,7 +666,10 @@ impl VectorStore {
     pub(crate) fn top_k_prepared(&self, p: &Prepared, k: usize, scan: Scan) -> Vec<Hit> {
         let pruned = self.prefilter_supported()
             && match scan {
-                Scan::Auto => self.live >= PREFILTER_MIN_ROWS && k.saturating_mul(4) <= self.live,
+                Scan::Auto => {
+                    self.live >= PREFILTER_MIN_ROWS
+                        && k.saturating_mul(PREFILTER_ROWS_PER_K) <= self.live
+                }
                 Scan::Full => false,
                 Scan::Pruned => true,
             };
