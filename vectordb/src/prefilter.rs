@@ -54,7 +54,7 @@
 //! enters an encoding, a hash, or an equality.
 
 use crate::kernels::{dot_i8_rows, I8Backend, I8_ROWS_MAX_DIM};
-use crate::store::{quantize, sum_sq_f64, Chunk, Metric, Prepared, VectorStore};
+use crate::store::{quantize, quantize_scaled, sum_sq_f64, Chunk, Metric, Prepared, VectorStore};
 use crate::topk::{Hit, TopK};
 use crate::VectorId;
 use std::cmp::{Ordering, Reverse};
@@ -129,25 +129,37 @@ pub(crate) struct RowShadow {
 /// `codes`, and returns its [`RowShadow`].
 pub(crate) fn shadow_row(v: &[f32], metric: Metric, aux: f32, codes: &mut Vec<i8>) -> RowShadow {
     let start = codes.len();
-    let (scale, w) = if metric == Metric::Cosine {
-        let unit: Vec<f32> = v.iter().map(|&x| x * aux).collect();
-        (quantize(&unit, codes), aux as f64)
-    } else {
-        (quantize(v, codes), 1.0)
-    };
-    let s = scale as f64;
-    let (mut e2, mut c2) = (0.0f64, 0i64);
-    for (&x, &c) in v.iter().zip(&codes[start..]) {
-        // `x·w` and `s·c` are exact in f64 (24 × 24 and 24 × 8 bit products).
-        let d = x as f64 * w - s * c as f64;
-        e2 += d * d;
-        c2 += c as i64 * c as i64;
+    let mul = if metric == Metric::Cosine { aux } else { 1.0 };
+    let scale = quantize_scaled(v, mul, codes);
+    let (s, w) = (scale as f64, mul as f64);
+    // Four interleaved partial sums (one add chain each), combined in a fixed order. `x·w` and
+    // `s·c` are exact in f64 (24 × 24 and 24 × 8 bit products), and so is every `c²` and their
+    // sum (an integer below 2⁵³).
+    let (mut e2, mut c2) = ([0.0f64; 4], [0.0f64; 4]);
+    let codes = &codes[start..];
+    let mut vs = v.chunks_exact(4);
+    let mut cs = codes.chunks_exact(4);
+    for (x4, c4) in (&mut vs).zip(&mut cs) {
+        for j in 0..4 {
+            let c = c4[j] as f64;
+            let d = x4[j] as f64 * w - s * c;
+            e2[j] += d * d;
+            c2[j] += c * c;
+        }
     }
+    for (&x, &c) in vs.remainder().iter().zip(cs.remainder()) {
+        let c = c as f64;
+        let d = x as f64 * w - s * c;
+        e2[0] += d * d;
+        c2[0] += c * c;
+    }
+    let e2 = (e2[0] + e2[1]) + (e2[2] + e2[3]);
+    let c2 = (c2[0] + c2[1]) + (c2[2] + c2[3]);
     let slack = f64_sum_slack(v.len());
     RowShadow {
         scale,
         err: f32_up(e2.sqrt() * slack),
-        norm: f32_up(s * (c2 as f64).sqrt() * slack),
+        norm: f32_up(s * c2.sqrt() * slack),
     }
 }
 
