@@ -195,20 +195,34 @@ pub(crate) fn validate(v: &[f32], dim: usize, metric: Metric) -> Result<f64, Vec
     Ok(norm)
 }
 
-/// Validates a query of dimension `dim` and puts it in scan form (unit length for cosine).
-pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared, VectorError> {
+/// Validates a query of dimension `dim` and appends its scan form (unit length for cosine) to
+/// `out`; on error `out` is unchanged. The one normalisation every query path uses.
+pub(crate) fn prepare_into(
+    q: &[f32],
+    dim: usize,
+    metric: Metric,
+    out: &mut Vec<f32>,
+) -> Result<f64, VectorError> {
     let norm = validate(q, dim, metric)?;
     if metric == Metric::Cosine {
         let inv = (1.0 / norm) as f32;
-        let v: Vec<f32> = q.iter().map(|&x| x * inv).collect();
-        let norm_sq = sum_sq_f64(&v) as f32;
-        Ok(Prepared { v, norm_sq })
+        out.extend(q.iter().map(|&x| x * inv));
     } else {
-        Ok(Prepared {
-            v: q.to_vec(),
-            norm_sq: (norm * norm) as f32,
-        })
+        out.extend_from_slice(q);
     }
+    Ok(norm)
+}
+
+/// Validates a query of dimension `dim` and puts it in scan form (unit length for cosine).
+pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared, VectorError> {
+    let mut v = Vec::with_capacity(dim);
+    let norm = prepare_into(q, dim, metric, &mut v)?;
+    let norm_sq = if metric == Metric::Cosine {
+        sum_sq_f64(&v) as f32
+    } else {
+        (norm * norm) as f32
+    };
+    Ok(Prepared { v, norm_sq })
 }
 
 /// The one scoring formula every path uses (store scans, [`crate::Query::score`]): `aux` is the
