@@ -8,7 +8,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rhospace_vectordb::kernels::{self, scalar};
-use rhospace_vectordb::{Execution, Hit, Metric, VectorStore};
+use rhospace_vectordb::{Execution, Hit, Metric, Scan, VectorStore};
 
 struct Rng(u64);
 
@@ -93,6 +93,12 @@ fn bench_cosine(c: &mut Criterion) {
     g.finish();
 }
 
+/// The 10th best score for `q` (a threshold that keeps about 10 hits).
+fn got_threshold(store: &VectorStore, q: &[f32]) -> f32 {
+    let top = store.top_k(q, 10).expect("valid query");
+    top.last().map_or(0.0, |h| h.score)
+}
+
 fn bench_top_k(c: &mut Criterion) {
     let mut g = c.benchmark_group("vectordb_top_k");
     let mut rng = Rng(2);
@@ -107,7 +113,31 @@ fn bench_top_k(c: &mut Criterion) {
             let got = store.top_k(&q, k).expect("valid query");
             let want = scalar_top_k(&data, DIM, &q, k);
             assert_eq!(got.len(), want.len());
+            // Every scan path returns the same bits.
+            for scan in [Scan::Full, Scan::Pruned] {
+                assert_eq!(store.top_k_with(&q, k, scan).expect("valid query"), got);
+            }
         }
+        // The f32 full scan and the i8 pre-filter, each forced, beside `top_10` (the public path,
+        // which picks one by size).
+        g.bench_with_input(BenchmarkId::new("full_scan_10", n), &n, |bn, _| {
+            bn.iter(|| store.top_k_with(black_box(&q), 10, Scan::Full))
+        });
+        g.bench_with_input(BenchmarkId::new("pruned_10", n), &n, |bn, _| {
+            bn.iter(|| store.top_k_with(black_box(&q), 10, Scan::Pruned))
+        });
+        // Threshold search at the 10th best score.
+        let t = got_threshold(&store, &q);
+        g.bench_with_input(BenchmarkId::new("above_full", n), &n, |bn, _| {
+            bn.iter(|| store.above_with(black_box(&q), t, Scan::Full))
+        });
+        g.bench_with_input(BenchmarkId::new("above", n), &n, |bn, _| {
+            bn.iter(|| store.above(black_box(&q), t))
+        });
+        assert_eq!(
+            store.above(&q, t).expect("valid"),
+            store.above_with(&q, t, Scan::Full).expect("valid")
+        );
         g.bench_with_input(BenchmarkId::new("scalar_sort", n), &n, |bn, _| {
             bn.iter(|| scalar_top_k(black_box(&data), DIM, black_box(&q), 10))
         });

@@ -28,7 +28,7 @@
 
 use crate::error::QueryError;
 use crate::kernels::{self, l2sq_f32_unchecked_len, GemmBackend, PackedQueries};
-use crate::store::{sanitize, Chunk, Metric, VectorStore};
+use crate::store::{prepare_into, sanitize, Chunk, Metric, VectorStore};
 use crate::topk::{Hit, TopK};
 use crate::VectorId;
 use rayon::prelude::*;
@@ -183,10 +183,8 @@ impl VectorStore {
         let m = queries.len() / dim;
         let mut flat = Vec::with_capacity(queries.len());
         for (i, q) in queries.chunks_exact(dim).enumerate() {
-            let p = self
-                .prepare(q)
+            prepare_into(q, dim, self.metric(), &mut flat)
                 .map_err(|error| QueryError::Vector { query: i, error })?;
-            flat.extend_from_slice(&p.v);
         }
         debug_assert_eq!(flat.len(), m * dim);
         Ok(PackedQueries::new(flat, dim, GemmBackend::detect()))

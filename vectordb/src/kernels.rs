@@ -40,7 +40,9 @@
 //! benchmark shape (1000 × 384 rows times 384 × 100 queries, f32, this machine, median µs, one
 //! thread unless noted): `matrixmultiply` 0.3 `sgemm` per 256-row tile 676, in one call 652;
 //! `gemm` 0.18 one thread 828, with rayon on 2 threads 486; our register-blocked AVX-512 kernel
-//! (queries in lanes, rows read in place, 14 × 32 block) 602, on 2 threads 382. `faer` was not
+//! (queries in lanes, rows read in place, 14 × 32 block) 602, on 2 threads 382; regrouped
+//! panels (6 × 64 and 9 × 48 blocks, no lone 16-query panel) measured 9 % faster again in
+//! `similarity_matrix` (serial, 100 × 1000, A/B best of 1000: 625 → 569 µs, loaded machine). `faer` was not
 //! measured (it builds on `gemm`, and no AVX-512 path is enabled there on stable). So batches use
 //! our kernel where AVX-512 exists and `matrixmultiply` elsewhere; our kernel also makes every
 //! batch score one sequential FMA chain, independent of tiling and threads.
@@ -532,18 +534,15 @@ pub(crate) fn fma_dot_reference(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The AVX-512 batch kernel: the queries live in the 16 lanes of a register (one *panel*), a
-/// stored component is broadcast to all lanes, and a block of up to 14 rows × 2 panels (28
-/// accumulators, 2 panel registers, 1 broadcast: 31 of the 32 zmm registers) is accumulated over
-/// all `dim` components before it is stored. Stored rows are read in place (no packing); only
+/// stored component is broadcast to all lanes, and a block of rows × panels (6 × 4, 9 × 3,
+/// 14 × 2 or 14 × 1: at most 27 accumulators + 4 panel registers + 1 broadcast of the 32 zmm
+/// registers) is accumulated over all `dim` components before it is stored. Stored rows are read in place (no packing); only
 /// the queries are packed, once per batch. Each output lane is one sequential FMA chain over
 /// `k = 0..dim`, so the result does not depend on how rows or panels are blocked.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::PANEL;
     use std::arch::x86_64::*;
-
-    /// Rows per register block of the main loop (see the module docs for the register count).
-    const ROWS: usize = 14;
 
     /// Accumulates `R` rows (starting at `rows`, stride `dim`) against `P` consecutive panels
     /// (starting at `panels`) and stores the `R × (P·16)` results, clipped to the `m` real
@@ -564,15 +563,22 @@ mod avx512 {
         q0: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); P]; R];
+        // One base pointer per row: each broadcast becomes `[row + 4k]{1to16}` fused into its
+        // FMA instead of the end of a chain of pointer additions (one per row per step). Neutral
+        // in the measurements on its own; kept because it leaves the loop only loads and FMAs.
+        // `black_box` keeps the compiler from re-deriving them from one another.
+        // SAFETY: `r·dim <= (R - 1)·dim`, inside the `R × dim` rows.
+        let row_at: [*const f32; R] =
+            std::hint::black_box(std::array::from_fn(|r| unsafe { rows.add(r * dim) }));
         for k in 0..dim {
             let mut b = [_mm512_setzero_ps(); P];
             for (p, bp) in b.iter_mut().enumerate() {
                 // SAFETY: `(p·dim + k)·16 + 15 < P·dim·16` floats from `panels`.
                 *bp = unsafe { _mm512_loadu_ps(panels.add((p * dim + k) * PANEL)) };
             }
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                // SAFETY: `r·dim + k < R·dim`.
-                let a = _mm512_set1_ps(unsafe { *rows.add(r * dim + k) });
+            for (acc_r, &row) in acc.iter_mut().zip(&row_at) {
+                // SAFETY: `row + k` is component `k < dim` of a row inside the `R × dim` rows.
+                let a = _mm512_set1_ps(unsafe { *row.add(k) });
                 for (acc_rp, &bp) in acc_r.iter_mut().zip(&b) {
                     *acc_rp = _mm512_fmadd_ps(a, bp, *acc_rp);
                 }
@@ -599,13 +605,14 @@ mod avx512 {
         }
     }
 
-    /// Runs `block` over every row with `P` panels starting at panel `p`.
+    /// Runs `block` over every row with `P` panels starting at panel `p`, `R` rows per block
+    /// (`R · P` accumulators + `P` panel registers + 1 broadcast must fit the 32 zmm registers).
     ///
     /// # Safety
     /// As [`rows_times_queries`], and panels `p .. p + P` exist.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn panel_run<const P: usize>(
+    unsafe fn panel_run<const P: usize, const R: usize>(
         rows: &[f32],
         dim: usize,
         panels: &[f32],
@@ -621,9 +628,9 @@ mod avx512 {
         let pp = unsafe { panels.as_ptr().add(p * dim * PANEL) };
         let q0 = p * PANEL;
         let mut r = 0;
-        while r + ROWS <= n {
-            unsafe { block::<ROWS, P>(rp.add(r * dim), dim, pp, op.add(r * m), m, q0) };
-            r += ROWS;
+        while r + R <= n {
+            unsafe { block::<R, P>(rp.add(r * dim), dim, pp, op.add(r * m), m, q0) };
+            r += R;
         }
         while r + 4 <= n {
             unsafe { block::<4, P>(rp.add(r * dim), dim, pp, op.add(r * m), m, q0) };
@@ -648,17 +655,206 @@ mod avx512 {
         m: usize,
         out: &mut [f32],
     ) {
-        let count = m.div_ceil(PANEL);
+        // Every row component loaded feeds `P` FMAs. The loop streams about one row component
+        // per cycle here, so one panel (14 × 16, one FMA per load) ran at half the FMA peak and
+        // cost 88 % of a pair; panels therefore go in groups of 4 (6 rows × 64 queries), 3
+        // (9 × 48) or 2 (14 × 32), a group of 1 only when there is one panel in all. For
+        // 100 queries (7 panels): 4 + 3 instead of 2 + 2 + 2 + 1.
+        let mut left = m.div_ceil(PANEL);
         let mut p = 0;
-        // Pairs of panels first (register blocking 14 × 32), then a last single panel.
-        while p + 2 <= count {
-            // SAFETY: panels `p, p + 1` exist; the rest is the caller's contract.
-            unsafe { panel_run::<2>(rows, dim, panels, p, m, out) };
-            p += 2;
+        while left > 0 {
+            let take = match left {
+                5 => 3,
+                l => l.min(4),
+            };
+            // SAFETY: panels `p .. p + take` exist (`take <= left`); the rest is the caller's
+            // contract.
+            unsafe {
+                match take {
+                    4 => panel_run::<4, 6>(rows, dim, panels, p, m, out),
+                    3 => panel_run::<3, 9>(rows, dim, panels, p, m, out),
+                    2 => panel_run::<2, 14>(rows, dim, panels, p, m, out),
+                    _ => panel_run::<1, 14>(rows, dim, panels, p, m, out),
+                }
+            }
+            p += take;
+            left -= take;
         }
-        if p < count {
-            // SAFETY: panel `p` exists; the rest is the caller's contract.
-            unsafe { panel_run::<1>(rows, dim, panels, p, m, out) };
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Row-batch i8 kernel: one i8 query against many i8 rows, exact integer results. Used by the
+// exact pre-filter (`crate::prefilter`), which needs the integer dot products *exactly*.
+
+/// Largest dimension [`dot_i8_rows`] is exact for: every partial sum stays inside `i32`
+/// (`255 · 127 · 65536 < 2³¹`, the bound of the AVX-512 VNNI path's offset trick).
+pub(crate) const I8_ROWS_MAX_DIM: usize = 1 << 16;
+
+/// Which implementation [`dot_i8_rows`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum I8Backend {
+    /// AVX-512 VNNI (`vpdpbusd`), four rows per register block.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Vnni,
+    /// Plain Rust, `i32` accumulation (the compiler vectorises it).
+    Portable,
+}
+
+impl I8Backend {
+    /// The fastest backend this CPU supports.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return I8Backend::Vnni;
+            }
+        }
+        I8Backend::Portable
+    }
+}
+
+/// `out[r] = Σₖ query[k] · rows[r·dim + k]` exactly, for every row `r` of `rows` (`dim =
+/// query.len()`), with `backend`. Codes must lie in `[-127, 127]` (the store's quantiser never
+/// produces -128) and `dim <= I8_ROWS_MAX_DIM`; under those conditions both backends return the
+/// same exact integers.
+///
+/// Returns `true`. Inconsistent lengths (`dim == 0`, `rows.len()` not a multiple of `dim`,
+/// `out.len()` not the row count) or a `dim` above the limit — impossible for the crate's
+/// callers — return `false` with `out` unspecified instead of panicking; callers then use no
+/// bound for those rows.
+#[must_use]
+pub(crate) fn dot_i8_rows(query: &[i8], rows: &[i8], out: &mut [i64], backend: I8Backend) -> bool {
+    let dim = query.len();
+    if dim == 0
+        || dim > I8_ROWS_MAX_DIM
+        || !rows.len().is_multiple_of(dim)
+        || out.len() != rows.len() / dim
+    {
+        debug_assert!(false, "dot_i8_rows: inconsistent lengths");
+        return false;
+    }
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        I8Backend::Vnni => {
+            // SAFETY: `Vnni` is only produced by `detect` after `avx512f`, `avx512bw` and
+            // `avx512vnni` were detected at run time (tests check the same before forcing it).
+            // Lengths were checked above: `rows` holds `out.len()` rows of `dim` codes.
+            unsafe { vnni::dot_i8_rows(query, rows, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        I8Backend::Vnni => dot_i8_rows_portable(query, rows, out),
+        I8Backend::Portable => dot_i8_rows_portable(query, rows, out),
+    }
+    true
+}
+
+fn dot_i8_rows_portable(query: &[i8], rows: &[i8], out: &mut [i64]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(query.len())) {
+        // |term| <= 127² and dim <= 2¹⁶, so the i32 sum cannot overflow.
+        let s: i32 = row
+            .iter()
+            .zip(query)
+            .map(|(&x, &q)| x as i32 * q as i32)
+            .sum();
+        *o = s as i64;
+    }
+}
+
+/// The AVX-512 VNNI row kernel. `vpdpbusd` multiplies *unsigned* bytes by signed bytes, so each
+/// row byte is offset by 128 (`x ^ 0x80` reinterpreted as unsigned is `x + 128`) and the
+/// correction `128 · Σ query` is subtracted once per row. Four rows share each query load.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    /// Bytes per block (one zmm register).
+    const BLOCK: usize = 64;
+
+    /// Sums the 16 i32 lanes of `v` as i64 (exact).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce(v: __m512i) -> i64 {
+        let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+        let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+        _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi))
+    }
+
+    /// Loads block `j` of a row or query: bytes `j·64 .. min(dim, j·64 + 64)`, zeros beyond.
+    ///
+    /// # Safety
+    /// `p` points at `dim` readable bytes and `j·64 < dim`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn load(p: *const i8, dim: usize, j: usize) -> __m512i {
+        let start = j * BLOCK;
+        let left = dim - start;
+        if left >= BLOCK {
+            // SAFETY: bytes `start .. start + 64` lie inside the `dim` readable bytes.
+            unsafe { _mm512_loadu_si512(p.add(start).cast()) }
+        } else {
+            let mask: __mmask64 = (1u64 << left) - 1;
+            // SAFETY: the masked load touches only the `left` bytes inside the row.
+            unsafe { _mm512_maskz_loadu_epi8(mask, p.add(start)) }
+        }
+    }
+
+    /// `R` rows from `rows` (stride `dim`) against `query`; results (before the offset
+    /// correction) into `out[0..R]`.
+    ///
+    /// # Safety
+    /// The CPU has `avx512f`, `avx512bw`, `avx512vnni`; `rows` points at `R · dim` readable
+    /// bytes; `query.len() == dim >= 1`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn block<const R: usize>(query: &[i8], rows: *const i8, dim: usize, out: &mut [i64; R]) {
+        let flip = _mm512_set1_epi8(-128);
+        let mut acc = [_mm512_setzero_si512(); R];
+        for j in 0..dim.div_ceil(BLOCK) {
+            // SAFETY: `query` has `dim` bytes and `j·64 < dim`.
+            let q = unsafe { load(query.as_ptr(), dim, j) };
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: row `r < R` starts at `r·dim`, inside the `R·dim` readable bytes.
+                let x = unsafe { load(rows.add(r * dim), dim, j) };
+                // Lanes past `dim` hold 0 in `q`, so their offset row byte (128) adds nothing.
+                *a = _mm512_dpbusd_epi32(*a, _mm512_xor_si512(x, flip), q);
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = reduce(a);
+        }
+    }
+
+    /// See [`super::dot_i8_rows`].
+    ///
+    /// # Safety
+    /// The CPU has `avx512f`, `avx512bw`, `avx512vnni`; `1 <= query.len() <= 2¹⁶`;
+    /// `rows.len() == out.len() · query.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn dot_i8_rows(query: &[i8], rows: &[i8], out: &mut [i64]) {
+        let dim = query.len();
+        let correction = 128 * query.iter().map(|&q| q as i64).sum::<i64>();
+        let n = out.len();
+        let p = rows.as_ptr();
+        let mut r = 0;
+        while r + 4 <= n {
+            let mut o = [0i64; 4];
+            // SAFETY: rows `r .. r + 4` lie inside `rows` (`r + 4 <= n`).
+            unsafe { block::<4>(query, p.add(r * dim), dim, &mut o) };
+            for (dst, v) in out[r..r + 4].iter_mut().zip(o) {
+                *dst = v - correction;
+            }
+            r += 4;
+        }
+        while r < n {
+            let mut o = [0i64; 1];
+            // SAFETY: row `r < n` lies inside `rows`.
+            unsafe { block::<1>(query, p.add(r * dim), dim, &mut o) };
+            out[r] = o[0] - correction;
+            r += 1;
         }
     }
 }
@@ -876,13 +1072,16 @@ mod tests {
     }
 
     /// Every backend against the references, on shapes that are not multiples of the register
-    /// block (14 rows, 4 rows, 16 or 32 queries): AVX-512 bit-identical to the sequential FMA
-    /// chain; the portable backend within `1e-5 · Σ|aᵢbᵢ|` of the f64 reference.
+    /// blocks (14, 9, 6, 4 rows; groups of 1 to 4 panels of 16 queries): AVX-512 bit-identical
+    /// to the sequential FMA chain; the portable backend within `1e-5 · Σ|aᵢbᵢ|` of the f64
+    /// reference.
     #[test]
     fn rows_times_queries_matches_references() {
         for &dim in &[1usize, 3, 15, 16, 17, 33, 384, 385] {
             for &n in &[0usize, 1, 3, 4, 13, 14, 15, 19, 29, 57] {
-                for &m in &[1usize, 2, 15, 16, 17, 31, 32, 33, 48, 100] {
+                for &m in &[
+                    1usize, 2, 15, 16, 17, 31, 32, 33, 48, 64, 65, 96, 100, 129, 144,
+                ] {
                     let rows = data((dim * 1000 + n) as u64, n * dim);
                     let flat = data((dim * 7 + m) as u64, m * dim);
                     for backend in backends() {

@@ -5,9 +5,10 @@
 //! Vectors live in *chunks* of at most [`CHUNK_CAPACITY`] vectors. A chunk holds one flat
 //! `Vec<f32>` of `len × dim` floats (row-major, no per-vector allocation), the ids of its rows
 //! (strictly increasing), a live flag per row, one per-metric auxiliary float per row (the inverse
-//! norm for cosine, the squared norm otherwise) and, for a quantized store, an i8 copy of each
-//! row with its scale. Chunks sit behind [`Arc`]: cloning a store copies one pointer per chunk and
-//! shares all vector data; a later write copies only the chunk it touches, and only if that chunk
+//! norm for cosine, the squared norm otherwise) and an i8 *shadow* of each row (one flat
+//! `Vec<i8>` of codes plus a scale and quantisation-error bounds per row; see
+//! [`crate::prefilter`]), kept in step by insert and compaction. Chunks sit behind [`Arc`]:
+//! cloning a store copies one pointer per chunk and shares all vector data; a later write copies only the chunk it touches, and only if that chunk
 //! is still shared (copy-on-write through [`Arc::make_mut`]). Appends always go to the last chunk.
 //!
 //! # Ids and tombstones
@@ -19,6 +20,9 @@
 
 use crate::error::{ConfigError, QueryError, VectorError};
 use crate::kernels::{dot_f32_unchecked_len, dot_i8_unchecked_len, l2sq_f32_unchecked_len};
+use crate::prefilter::{
+    norm_upper, shadow_row, RowShadow, PREFILTER_MIN_ROWS, PREFILTER_ROWS_PER_K,
+};
 use crate::topk::{Hit, TopK};
 use std::fmt;
 use std::sync::Arc;
@@ -76,6 +80,27 @@ pub enum Metric {
     L2Squared,
 }
 
+/// Which exact path a single-query search takes. Every path returns the same hits, in the same
+/// order, with the same score bits; only the cost differs.
+///
+/// ```
+/// use rhospace_vectordb::Scan;
+/// assert_eq!(Scan::default(), Scan::Auto);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scan {
+    /// [`Scan::Pruned`] from [`PREFILTER_MIN_ROWS`] live rows (for top-k also
+    /// `k · `[`PREFILTER_ROWS_PER_K`]` <= rows`), [`Scan::Full`] below.
+    #[default]
+    Auto,
+    /// Score every live row in f32.
+    Full,
+    /// The exact i8 pre-filter (see the [crate docs](crate)): bound every row from its i8 shadow,
+    /// rescore in f32 only the rows the bounds cannot exclude. For a dimension above 65,536 this
+    /// is [`Scan::Full`].
+    Pruned,
+}
+
 /// One chunk of rows. See the module docs for the layout.
 #[derive(Clone, Debug)]
 pub(crate) struct Chunk {
@@ -89,10 +114,15 @@ pub(crate) struct Chunk {
     pub(crate) data: Vec<f32>,
     /// Per row: `1/‖v‖` for cosine, `‖v‖²` for the other metrics.
     pub(crate) aux: Vec<f32>,
-    /// Quantized stores only: `ids.len() × dim` i8 codes, row-major (empty otherwise).
+    /// `ids.len() × dim` i8 codes, row-major: row `i` is `≈ shadow[i].scale · code` of the
+    /// row's scan form (`v · aux` for cosine, `v` otherwise). Derived from `data` at insert.
     pub(crate) codes: Vec<i8>,
-    /// Quantized stores only: per-row scale, `v ≈ scale · code` (for cosine, of `v/‖v‖`).
-    pub(crate) scales: Vec<f32>,
+    /// Per row: the code scale and the rigorous error bounds of [`crate::prefilter`].
+    pub(crate) shadow: Vec<RowShadow>,
+    /// An upper bound on `‖v‖₂` of every row the chunk holds (it only grows on insert and is
+    /// kept by compaction, so it stays an upper bound); lets the pre-filter check once per chunk
+    /// that no kernel can overflow.
+    pub(crate) max_norm: f32,
 }
 
 impl Chunk {
@@ -104,7 +134,8 @@ impl Chunk {
             data: Vec::new(),
             aux: Vec::new(),
             codes: Vec::new(),
-            scales: Vec::new(),
+            shadow: Vec::new(),
+            max_norm: 0.0,
         }
     }
 
@@ -164,20 +195,34 @@ pub(crate) fn validate(v: &[f32], dim: usize, metric: Metric) -> Result<f64, Vec
     Ok(norm)
 }
 
-/// Validates a query of dimension `dim` and puts it in scan form (unit length for cosine).
-pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared, VectorError> {
+/// Validates a query of dimension `dim` and appends its scan form (unit length for cosine) to
+/// `out`; on error `out` is unchanged. The one normalisation every query path uses.
+pub(crate) fn prepare_into(
+    q: &[f32],
+    dim: usize,
+    metric: Metric,
+    out: &mut Vec<f32>,
+) -> Result<f64, VectorError> {
     let norm = validate(q, dim, metric)?;
     if metric == Metric::Cosine {
         let inv = (1.0 / norm) as f32;
-        let v: Vec<f32> = q.iter().map(|&x| x * inv).collect();
-        let norm_sq = sum_sq_f64(&v) as f32;
-        Ok(Prepared { v, norm_sq })
+        out.extend(q.iter().map(|&x| x * inv));
     } else {
-        Ok(Prepared {
-            v: q.to_vec(),
-            norm_sq: (norm * norm) as f32,
-        })
+        out.extend_from_slice(q);
     }
+    Ok(norm)
+}
+
+/// Validates a query of dimension `dim` and puts it in scan form (unit length for cosine).
+pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared, VectorError> {
+    let mut v = Vec::with_capacity(dim);
+    let norm = prepare_into(q, dim, metric, &mut v)?;
+    let norm_sq = if metric == Metric::Cosine {
+        sum_sq_f64(&v) as f32
+    } else {
+        (norm * norm) as f32
+    };
+    Ok(Prepared { v, norm_sq })
 }
 
 /// The one scoring formula every path uses (store scans, [`crate::Query::score`]): `aux` is the
@@ -192,20 +237,47 @@ pub(crate) fn score_vec(metric: Metric, p: &Prepared, v: &[f32], aux: f32) -> f3
     sanitize(s)
 }
 
-/// Symmetric i8 quantization: `v ≈ scale · code`, codes in `[-127, 127]`.
-pub(crate) fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+/// Symmetric i8 quantization of `v · mul` (each product rounded to f32): appends
+/// `code ≈ v·mul / scale`, codes in `[-127, 127]`, and returns `scale`.
+///
+/// Rounding is half away from zero by `trunc(x ± 0.5)` (inline, unlike `f32::round`, which is a
+/// libm call on the baseline x86-64 target and made inserts 3× slower); being off by one step
+/// at an exact tie would not matter, since the prefilter measures each row's actual error.
+pub(crate) fn quantize_scaled(v: &[f32], mul: f32, out: &mut Vec<i8>) -> f32 {
+    // Eight independent running maxima with plain comparisons (not `f32::max`, whose NaN rule
+    // keeps the compiler from vectorising); a NaN product is skipped and then coded 0.
+    let mut m8 = [0.0f32; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (m, &x) in m8.iter_mut().zip(c) {
+            let a = (x * mul).abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    for (m, &x) in m8.iter_mut().zip(it.remainder()) {
+        let a = (x * mul).abs();
+        *m = if a > *m { a } else { *m };
+    }
+    let max = m8.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
     let scale = if max > 0.0 && max.is_finite() {
         max / 127.0
     } else {
         1.0
     };
     let inv = 1.0 / scale;
-    out.extend(
-        v.iter()
-            .map(|&x| (x * inv).round().clamp(-127.0, 127.0) as i8),
-    );
+    let start = out.len();
+    out.resize(start + v.len(), 0);
+    for (o, &x) in out[start..].iter_mut().zip(v) {
+        let y = (x * mul * inv).clamp(-127.0, 127.0);
+        // `as` saturates (and maps NaN to 0); `|y ± 0.5| < 128` truncates into `[-127, 127]`.
+        *o = (y + 0.5f32.copysign(y)) as i32 as i8;
+    }
     scale
+}
+
+/// [`quantize_scaled`] with `mul = 1`.
+pub(crate) fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
+    quantize_scaled(v, 1.0, out)
 }
 
 /// A cheaply clonable store of fixed-dimension embeddings with exact and quantized search.
@@ -271,8 +343,10 @@ impl VectorStore {
         })
     }
 
-    /// Creates an empty store that also keeps an i8 copy of every vector (one scale per vector),
-    /// enabling [`top_k_quantized`](Self::top_k_quantized). Costs `dim` bytes + 4 per vector.
+    /// Creates an empty store whose [`top_k_quantized`](Self::top_k_quantized) answers from the
+    /// i8 codes with a shortlist (approximate recall, exact scores). Every store keeps the i8
+    /// codes (for the exact pre-filter of [`top_k`](Self::top_k)); this only changes what
+    /// `top_k_quantized` does.
     ///
     /// Time: O(1).
     ///
@@ -307,7 +381,7 @@ impl VectorStore {
         self.metric
     }
 
-    /// Whether the store keeps i8 codes for quantized search.
+    /// Whether [`top_k_quantized`](Self::top_k_quantized) uses the approximate shortlist search.
     ///
     /// ```
     /// # use rhospace_vectordb::{Metric, VectorStore};
@@ -385,7 +459,6 @@ impl VectorStore {
         if need_new {
             self.chunks.push(Arc::new(Chunk::new()));
         }
-        let quantized = self.quantized;
         let metric = self.metric;
         let id = self.next_id;
         let Some(last) = self.chunks.last_mut() else {
@@ -396,20 +469,14 @@ impl VectorStore {
         chunk.ids.push(id);
         chunk.live.push(true);
         chunk.data.extend_from_slice(v);
-        let inv_norm = (1.0 / norm) as f32;
-        chunk.aux.push(match metric {
-            Metric::Cosine => inv_norm,
+        let aux = match metric {
+            Metric::Cosine => (1.0 / norm) as f32,
             _ => (norm * norm) as f32,
-        });
-        if quantized {
-            let scale = if metric == Metric::Cosine {
-                let unit: Vec<f32> = v.iter().map(|&x| x * inv_norm).collect();
-                quantize(&unit, &mut chunk.codes)
-            } else {
-                quantize(v, &mut chunk.codes)
-            };
-            chunk.scales.push(scale);
-        }
+        };
+        chunk.aux.push(aux);
+        let shadow = shadow_row(v, metric, aux, &mut chunk.codes);
+        chunk.shadow.push(shadow);
+        chunk.max_norm = chunk.max_norm.max(norm_upper(norm, self.dim));
         self.next_id += 1;
         self.live += 1;
         Ok(VectorId(id))
@@ -511,13 +578,12 @@ impl VectorStore {
                 fresh.live.push(true);
                 fresh.data.extend_from_slice(old.row(row, dim));
                 fresh.aux.push(old.aux[row]);
-                if !old.scales.is_empty() {
-                    fresh
-                        .codes
-                        .extend_from_slice(&old.codes[row * dim..(row + 1) * dim]);
-                    fresh.scales.push(old.scales[row]);
-                }
+                fresh
+                    .codes
+                    .extend_from_slice(&old.codes[row * dim..(row + 1) * dim]);
+                fresh.shadow.push(old.shadow[row]);
             }
+            fresh.max_norm = old.max_norm;
             *arc = Arc::new(fresh);
         }
         self.chunks.retain(|c| c.len() > 0);
@@ -608,14 +674,55 @@ impl VectorStore {
     /// assert_eq!(ids, [VectorId(1), VectorId(2)]);
     /// ```
     pub fn top_k(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, QueryError> {
+        self.top_k_with(query, k, Scan::Auto)
+    }
+
+    /// [`top_k`](Self::top_k) through an explicit [`Scan`] path. Every path returns the same
+    /// hits, in the same order, with the same score bits.
+    ///
+    /// Time: as [`top_k`](Self::top_k); [`Scan::Pruned`] reads `dim` bytes per row plus
+    /// `O(dim)` per row it cannot prune.
+    ///
+    /// ```
+    /// use rhospace_vectordb::{Metric, Scan, VectorStore};
+    /// let mut s = VectorStore::new(2, Metric::Cosine).unwrap();
+    /// for i in 0..50 {
+    ///     s.insert(&[1.0, i as f32 / 10.0]).unwrap();
+    /// }
+    /// let q = [1.0, 2.0];
+    /// assert_eq!(
+    ///     s.top_k_with(&q, 3, Scan::Pruned).unwrap(),
+    ///     s.top_k_with(&q, 3, Scan::Full).unwrap()
+    /// );
+    /// ```
+    pub fn top_k_with(&self, query: &[f32], k: usize, scan: Scan) -> Result<Vec<Hit>, QueryError> {
         if k == 0 {
             return Err(QueryError::ZeroK);
         }
         let p = self.prepare(query).map_err(QueryError::single)?;
-        Ok(self.top_k_prepared(&p, k))
+        Ok(self.top_k_prepared(&p, k, scan))
     }
 
-    pub(crate) fn top_k_prepared(&self, p: &Prepared, k: usize) -> Vec<Hit> {
+    /// Top-k by the chosen exact path (see [`Scan`]). `k >= 1`.
+    pub(crate) fn top_k_prepared(&self, p: &Prepared, k: usize, scan: Scan) -> Vec<Hit> {
+        let pruned = self.prefilter_supported()
+            && match scan {
+                Scan::Auto => {
+                    self.live >= PREFILTER_MIN_ROWS
+                        && k.saturating_mul(PREFILTER_ROWS_PER_K) <= self.live
+                }
+                Scan::Full => false,
+                Scan::Pruned => true,
+            };
+        if pruned {
+            self.top_k_pruned(p, k)
+        } else {
+            self.top_k_full(p, k)
+        }
+    }
+
+    /// Top-k by scoring every live row in f32.
+    pub(crate) fn top_k_full(&self, p: &Prepared, k: usize) -> Vec<Hit> {
         let mut top = TopK::new(k);
         let mut floor = f32::NEG_INFINITY;
         self.scan(p, |id, score| {
@@ -645,12 +752,51 @@ impl VectorStore {
     /// assert_eq!(hits[0].id, a);
     /// ```
     pub fn above(&self, query: &[f32], threshold: f32) -> Result<Vec<Hit>, QueryError> {
+        self.above_with(query, threshold, Scan::Auto)
+    }
+
+    /// [`above`](Self::above) through an explicit [`Scan`] path; every path returns the same
+    /// hits and score bits.
+    ///
+    /// ```
+    /// use rhospace_vectordb::{Metric, Scan, VectorStore};
+    /// let mut s = VectorStore::new(2, Metric::Dot).unwrap();
+    /// for i in 0..50 {
+    ///     s.insert(&[i as f32, 1.0]).unwrap();
+    /// }
+    /// let hits = s.above_with(&[1.0, 0.0], 47.0, Scan::Pruned).unwrap();
+    /// assert_eq!(hits, s.above_with(&[1.0, 0.0], 47.0, Scan::Full).unwrap());
+    /// assert_eq!(hits.len(), 3);
+    /// ```
+    pub fn above_with(
+        &self,
+        query: &[f32],
+        threshold: f32,
+        scan: Scan,
+    ) -> Result<Vec<Hit>, QueryError> {
         if threshold.is_nan() {
             return Err(QueryError::NanThreshold);
         }
         let p = self.prepare(query).map_err(QueryError::single)?;
+        let pruned = self.prefilter_supported()
+            && match scan {
+                Scan::Auto => self.live >= PREFILTER_MIN_ROWS,
+                Scan::Full => false,
+                Scan::Pruned => true,
+            };
+        let mut hits = if pruned {
+            self.above_pruned(&p, threshold)
+        } else {
+            self.above_full(&p, threshold)
+        };
+        hits.sort_by(Hit::rank_cmp);
+        Ok(hits)
+    }
+
+    /// Every live row scoring `>= threshold`, by scoring every live row in f32 (id order).
+    pub(crate) fn above_full(&self, p: &Prepared, threshold: f32) -> Vec<Hit> {
         let mut hits = Vec::new();
-        self.scan(&p, |id, score| {
+        self.scan(p, |id, score| {
             if score >= threshold {
                 hits.push(Hit {
                     id: VectorId(id),
@@ -658,8 +804,7 @@ impl VectorStore {
                 });
             }
         });
-        hits.sort_by(Hit::rank_cmp);
-        Ok(hits)
+        hits
     }
 
     /// The best live vector with score `>= threshold`, if any (ties: smaller id). This is the
@@ -679,7 +824,7 @@ impl VectorStore {
             return Err(QueryError::NanThreshold);
         }
         let p = self.prepare(query).map_err(QueryError::single)?;
-        let best = self.top_k_prepared(&p, 1).into_iter().next();
+        let best = self.top_k_prepared(&p, 1, Scan::Auto).into_iter().next();
         Ok(best.filter(|h| h.score >= threshold))
     }
 
@@ -713,7 +858,7 @@ impl VectorStore {
         }
         let p = self.prepare(query).map_err(QueryError::single)?;
         if !self.quantized {
-            return Ok(self.top_k_prepared(&p, k));
+            return Ok(self.top_k_prepared(&p, k, Scan::Auto));
         }
         let dim = self.dim;
         let mut qcodes = Vec::with_capacity(dim);
@@ -726,7 +871,7 @@ impl VectorStore {
                     continue;
                 }
                 let codes = &chunk.codes[row * dim..(row + 1) * dim];
-                let dot = dot_i8_unchecked_len(&qcodes, codes) * (qscale * chunk.scales[row]);
+                let dot = dot_i8_unchecked_len(&qcodes, codes) * (qscale * chunk.shadow[row].scale);
                 let approx = sanitize(match self.metric {
                     Metric::Cosine | Metric::Dot => dot,
                     Metric::L2Squared => -(p.norm_sq + chunk.aux[row] - 2.0 * dot),
