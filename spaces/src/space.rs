@@ -19,7 +19,7 @@ use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{Found, Guide, Incoming, Join, Pick};
+use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
 use crate::log::Event;
@@ -1101,9 +1101,9 @@ where
     /// Finds the continuation a produce fires: installed ones first, then each join group of
     /// the channel in order, each group's continuations in its order. With `replay` (the rig),
     /// only an assignment whose COMM the log holds is taken.
-    fn find_for_produce(
+    fn find_for_produce<'v>(
         &self,
-        view: &View<'_, C, P, A, K>,
+        view: &'v View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
@@ -1121,21 +1121,32 @@ where
             None => DataStore::<A>::new(kind).next_key(incoming.priority),
         };
         let head = store.is_none_or(|s| s.new_item_is_head(key));
-        let mut offer = |list: &[C], w: &WaitingContinuation<P, K>| {
-            let join = resolve(view, list);
-            let cid = list.iter().position(|c| c == channel)?;
-            let alone = list.iter().filter(|c| *c == channel).count() == 1;
+        // Per channel list: `at` holds the positions on `channel` and `join` the list resolved,
+        // once, when a first continuation passes the pre-check. A continuation the datum fits
+        // at no position is skipped after that check alone: `search` would make the same
+        // matcher calls and report nothing else (see `incoming_fits`).
+        let mut offer = |list: &[C],
+                         at: &[usize],
+                         join: &mut Option<Join<'v, A>>,
+                         w: &WaitingContinuation<P, K>| {
+            let (fits, checked) =
+                incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
+            if !fits {
+                out.examined += checked;
+                return None;
+            }
             let inc = Incoming {
-                cid,
+                cid: *at.first()?,
                 key,
                 datum: incoming,
-                alone,
+                alone: at.len() == 1,
                 head,
             };
+            let join = &*join.get_or_insert_with(|| resolve(view, list));
             let run = |guide| {
                 search(
                     &self.matcher,
-                    &join,
+                    join,
                     &w.patterns,
                     &w.peeks,
                     Some(inc),
@@ -1164,9 +1175,12 @@ where
             out.rejected |= found.rejected;
             found.found
         };
+        let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
+            (0..list.len()).filter(|&i| list[i] == *channel).collect()
+        };
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
-                if let Some(found) = offer(&e.list, &e.w) {
+                if let Some(found) = offer(&e.list, &positions(&e.list), &mut None, &e.w) {
                     out.hit = Some((Source::Installed(e.clone()), found));
                     return out;
                 }
@@ -1179,8 +1193,10 @@ where
             let Some(conts) = view.join(jk) else {
                 continue;
             };
+            let at = positions(jk);
+            let mut join = None;
             let mut hit = None;
-            let _ = conts.for_each(|seq, w| match offer(jk, w) {
+            let _ = conts.for_each(|seq, w| match offer(jk, &at, &mut join, w) {
                 Some(found) => {
                     hit = Some((seq, found));
                     ControlFlow::Break(())
