@@ -1123,18 +1123,22 @@ where
         let head = store.is_none_or(|s| s.new_item_is_head(key));
         // Per channel list: `at` holds the positions on `channel` and `join` the list resolved,
         // once, when a first continuation passes the pre-check. A continuation the datum fits
-        // at no position is skipped after that check alone: `search` would make the same
-        // matcher calls and report nothing else (see `incoming_fits`).
+        // at no position is skipped after that check alone (`fits`): `search` would make the
+        // same matcher calls and report nothing else (see `incoming_fits`). Their calls are
+        // counted in `skipped`, added to `out.examined` before returning.
+        let mut skipped = 0u64;
+        let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
+            let (fits, checked) =
+                incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
+            if !fits {
+                skipped += checked;
+            }
+            fits
+        };
         let mut offer = |list: &[C],
                          at: &[usize],
                          join: &mut Option<Join<'v, A>>,
                          w: &WaitingContinuation<P, K>| {
-            let (fits, checked) =
-                incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
-            if !fits {
-                out.examined += checked;
-                return None;
-            }
             let inc = Incoming {
                 cid: *at.first()?,
                 key,
@@ -1178,36 +1182,47 @@ where
         let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
             (0..list.len()).filter(|&i| list[i] == *channel).collect()
         };
+        let mut hit = None;
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
-                if let Some(found) = offer(&e.list, &positions(&e.list), &mut None, &e.w) {
-                    out.hit = Some((Source::Installed(e.clone()), found));
-                    return out;
+                let at = positions(&e.list);
+                if !fits(&at, &e.w) {
+                    continue;
+                }
+                if let Some(found) = offer(&e.list, &at, &mut None, &e.w) {
+                    hit = Some((Source::Installed(e.clone()), found));
+                    break;
                 }
             }
         }
-        let Some(cs) = view.channel(channel) else {
-            return out;
-        };
-        for jk in cs.joins.iter() {
-            let Some(conts) = view.join(jk) else {
-                continue;
-            };
-            let at = positions(jk);
-            let mut join = None;
-            let mut hit = None;
-            let _ = conts.for_each(|seq, w| match offer(jk, &at, &mut join, w) {
-                Some(found) => {
-                    hit = Some((seq, found));
-                    ControlFlow::Break(())
+        if let (None, Some(cs)) = (&hit, view.channel(channel)) {
+            for jk in cs.joins.iter() {
+                let Some(conts) = view.join(jk) else {
+                    continue;
+                };
+                let at = positions(jk);
+                let mut join = None;
+                let mut found = None;
+                let _ = conts.for_each(|seq, w| {
+                    if !fits(&at, w) {
+                        return ControlFlow::Continue(());
+                    }
+                    match offer(jk, &at, &mut join, w) {
+                        Some(f) => {
+                            found = Some((seq, f));
+                            ControlFlow::Break(())
+                        }
+                        None => ControlFlow::Continue(()),
+                    }
+                });
+                if let Some((seq, f)) = found {
+                    hit = Some((Source::Stored(jk.clone(), seq), f));
+                    break;
                 }
-                None => ControlFlow::Continue(()),
-            });
-            if let Some((seq, found)) = hit {
-                out.hit = Some((Source::Stored(jk.clone(), seq), found));
-                return out;
             }
         }
+        out.examined += skipped;
+        out.hit = hit;
         out
     }
 
