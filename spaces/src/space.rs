@@ -2,6 +2,8 @@
 
 pub(crate) mod batch;
 pub(crate) mod hard;
+#[cfg(test)]
+mod produce_search_tests;
 
 use std::collections::HashMap;
 use std::hash::Hash;
