@@ -63,7 +63,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::pattern::{Node, Pattern, Rest, MAX_PATTERN_DEPTH};
-use crate::term::{Record, Term};
+use crate::term::{bytes_eq, Record, Term};
 use crate::Match;
 
 type Entries = SmallVec<[(Arc<str>, Term); 4]>;
@@ -393,7 +393,7 @@ fn find_field(fields: &[(Arc<str>, Term)], key: &str) -> Option<usize> {
     if fields.len() <= 8 {
         fields
             .iter()
-            .position(|(k, _)| k.len() == key.len() && **k == *key)
+            .position(|(k, _)| bytes_eq(k.as_bytes(), key.as_bytes()))
     } else {
         fields.binary_search_by(|(k, _)| (**k).cmp(key)).ok()
     }

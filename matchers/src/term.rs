@@ -553,14 +553,41 @@ impl<'a> Iterator for Tokens<'a> {
     }
 }
 
+/// Byte-slice equality that compares slices of at most 16 bytes inline, with two
+/// (overlapping) word loads per side, instead of calling `memcmp`: for the short strings that
+/// record keys and topics usually are, the call cost more than the comparison (about a quarter
+/// of a structural rejection in the `fanout` benchmark). Longer slices use `==`.
+///
+/// Same answer as `a == b` for all inputs.
+#[inline]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
+/// The `N` bytes of `s` at `at`, if in range (callers ask only in range, so both sides of a
+/// comparison are `Some`).
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], at: usize) -> Option<[u8; N]> {
+    s.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
 impl PartialEq for Term {
     #[inline]
     fn eq(&self, other: &Term) -> bool {
         match (self, other) {
             (Term::Int(a), Term::Int(b)) => a == b,
-            (Term::Str(a), Term::Str(b)) => a == b,
+            (Term::Str(a), Term::Str(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
             (Term::Bool(a), Term::Bool(b)) => a == b,
-            (Term::Bytes(a), Term::Bytes(b)) => a == b,
+            (Term::Bytes(a), Term::Bytes(b)) => bytes_eq(a, b),
             (Term::List(a), Term::List(b)) | (Term::Tuple(a), Term::Tuple(b)) => {
                 Arc::ptr_eq(a, b) || (a.len() == b.len() && self.eq_slow(other))
             }
@@ -714,6 +741,29 @@ impl From<Vec<Term>> for Term {
 impl From<Record> for Term {
     fn from(r: Record) -> Term {
         Term::Record(r)
+    }
+}
+
+#[cfg(test)]
+mod bytes_eq_tests {
+    use super::bytes_eq;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn same_answer_as_slice_eq(a in prop::collection::vec(0u8..3, 0..40), flip in any::<prop::sample::Index>(), len_b in 0usize..40) {
+            // Equal slices, slices differing in one byte, and slices of other lengths.
+            prop_assert!(bytes_eq(&a, &a.clone()));
+            if !a.is_empty() {
+                let mut b = a.clone();
+                let i = flip.index(a.len());
+                b[i] ^= 0x80;
+                prop_assert!(!bytes_eq(&a, &b));
+                prop_assert!(!bytes_eq(&b, &a));
+            }
+            let b: Vec<u8> = a.iter().copied().cycle().take(len_b).collect();
+            prop_assert_eq!(bytes_eq(&a, &b), a == b);
+        }
     }
 }
 

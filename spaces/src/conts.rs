@@ -107,11 +107,7 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
                     f(s, w)?;
                 }
             }
-            ContKind::Bag | ContKind::Set => {
-                for (s, w) in self.items.iter() {
-                    f(s, w)?;
-                }
-            }
+            ContKind::Bag | ContKind::Set => self.items.for_each_live(f)?,
         }
         ControlFlow::Continue(())
     }

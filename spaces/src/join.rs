@@ -498,6 +498,39 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
     }
 }
 
+/// A produce's pre-check: whether a position of `on_channel` (the positions holding the
+/// produced datum's channel, ascending) accepts `datum`, and the matcher calls made (it stops
+/// at the first that accepts).
+///
+/// A produce's assignment must use the produced datum, so when no such position accepts it no
+/// assignment exists and the stored data of the join's other channels need not be searched
+/// (that search costs O(their data) per waiting join). [`search`] starts with exactly this
+/// check and, when it fails, returns at once with `examined` equal to its count and no guide
+/// call; so a caller that runs it first and skips `search` on failure sees what `search`
+/// would have reported. A position without a pattern (never the case for a valid join)
+/// accepts nothing.
+///
+/// Time: O(|on_channel|) matcher calls; allocates nothing.
+#[inline]
+pub(crate) fn incoming_fits<A, P, M: Match<P, A>>(
+    matcher: &M,
+    patterns: &[P],
+    on_channel: impl IntoIterator<Item = usize>,
+    datum: &StoredDatum<A>,
+) -> (bool, u64) {
+    let mut checked = 0u64;
+    for pos in on_channel {
+        checked += 1;
+        if patterns
+            .get(pos)
+            .is_some_and(|p| matcher.get(p, &datum.value).is_some())
+        {
+            return (true, checked);
+        }
+    }
+    (false, checked)
+}
+
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
 /// given. With a `guide` (replay), the first assignment the guide accepts. With `par`, a
 /// position with many candidates consults its pre-check (see [`crate::parallel::search`],
@@ -519,21 +552,10 @@ where
         Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
         None => usize::MAX,
     };
-    // A produce's assignment must use the incoming datum: when no position on its channel
-    // accepts it, no assignment exists, and the stored data of the other channels need not be
-    // searched (that search costs O(their data) per waiting join).
-    let mut checked = 0u64;
     if let Some(inc) = incoming {
-        let mut fits = false;
-        for (pos, &cid) in join.cids.iter().enumerate() {
-            if cid == inc.cid {
-                checked += 1;
-                if matcher.get(&patterns[pos], &inc.datum.value).is_some() {
-                    fits = true;
-                    break;
-                }
-            }
-        }
+        let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
+        let (fits, checked) =
+            incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);
         if !fits {
             return Outcome {
                 found: None,

@@ -2,6 +2,8 @@
 
 pub(crate) mod batch;
 pub(crate) mod hard;
+#[cfg(test)]
+mod produce_search_tests;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -19,7 +21,7 @@ use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{Found, Guide, Incoming, Join, Pick};
+use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
 use crate::log::Event;
@@ -1106,9 +1108,9 @@ where
     /// Finds the continuation a produce fires: installed ones first, then each join group of
     /// the channel in order, each group's continuations in its order. With `replay` (the rig),
     /// only an assignment whose COMM the log holds is taken.
-    fn find_for_produce(
+    fn find_for_produce<'v>(
         &self,
-        view: &View<'_, C, P, A, K>,
+        view: &'v View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
@@ -1126,21 +1128,36 @@ where
             None => DataStore::<A>::new(kind).next_key(incoming.priority),
         };
         let head = store.is_none_or(|s| s.new_item_is_head(key));
-        let mut offer = |list: &[C], w: &WaitingContinuation<P, K>| {
-            let join = resolve(view, list);
-            let cid = list.iter().position(|c| c == channel)?;
-            let alone = list.iter().filter(|c| *c == channel).count() == 1;
+        // Per channel list: `at` holds the positions on `channel` and `join` the list resolved,
+        // once, when a first continuation passes the pre-check. A continuation the datum fits
+        // at no position is skipped after that check alone (`fits`): `search` would make the
+        // same matcher calls and report nothing else (see `incoming_fits`). Their calls are
+        // counted in `skipped`, added to `out.examined` before returning.
+        let mut skipped = 0u64;
+        let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
+            let (fits, checked) =
+                incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
+            if !fits {
+                skipped += checked;
+            }
+            fits
+        };
+        let mut offer = |list: &[C],
+                         at: &[usize],
+                         join: &mut Option<Join<'v, A>>,
+                         w: &WaitingContinuation<P, K>| {
             let inc = Incoming {
-                cid,
+                cid: *at.first()?,
                 key,
                 datum: incoming,
-                alone,
+                alone: at.len() == 1,
                 head,
             };
+            let join = &*join.get_or_insert_with(|| resolve(view, list));
             let run = |guide| {
                 search(
                     &self.matcher,
-                    &join,
+                    join,
                     &w.patterns,
                     &w.peeks,
                     Some(inc),
@@ -1169,34 +1186,50 @@ where
             out.rejected |= found.rejected;
             found.found
         };
+        let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
+            (0..list.len()).filter(|&i| list[i] == *channel).collect()
+        };
+        let mut hit = None;
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
-                if let Some(found) = offer(&e.list, &e.w) {
-                    out.hit = Some((Source::Installed(e.clone()), found));
-                    return out;
+                let at = positions(&e.list);
+                if !fits(&at, &e.w) {
+                    continue;
+                }
+                if let Some(found) = offer(&e.list, &at, &mut None, &e.w) {
+                    hit = Some((Source::Installed(e.clone()), found));
+                    break;
                 }
             }
         }
-        let Some(cs) = view.channel(channel) else {
-            return out;
-        };
-        for jk in cs.joins.iter() {
-            let Some(conts) = view.join(jk) else {
-                continue;
-            };
-            let mut hit = None;
-            let _ = conts.for_each(|seq, w| match offer(jk, w) {
-                Some(found) => {
-                    hit = Some((seq, found));
-                    ControlFlow::Break(())
+        if let (None, Some(cs)) = (&hit, view.channel(channel)) {
+            for jk in cs.joins.iter() {
+                let Some(conts) = view.join(jk) else {
+                    continue;
+                };
+                let at = positions(jk);
+                let mut join = None;
+                let mut found = None;
+                let _ = conts.for_each(|seq, w| {
+                    if !fits(&at, w) {
+                        return ControlFlow::Continue(());
+                    }
+                    match offer(jk, &at, &mut join, w) {
+                        Some(f) => {
+                            found = Some((seq, f));
+                            ControlFlow::Break(())
+                        }
+                        None => ControlFlow::Continue(()),
+                    }
+                });
+                if let Some((seq, f)) = found {
+                    hit = Some((Source::Stored(jk.clone(), seq), f));
+                    break;
                 }
-                None => ControlFlow::Continue(()),
-            });
-            if let Some((seq, found)) = hit {
-                out.hit = Some((Source::Stored(jk.clone(), seq), found));
-                return out;
             }
         }
+        out.examined += skipped;
+        out.hit = hit;
         out
     }
 

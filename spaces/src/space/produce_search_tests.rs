@@ -1,0 +1,315 @@
+//! The produce search's shortcuts (the per-continuation pre-check `incoming_fits`, a channel
+//! list resolved once per group, the leaf-chunk walk of a continuation store) against the
+//! plain algorithm they replace: for every continuation in order, resolve its channel list and
+//! run the full join search. Random spaces (continuation kinds Bag/Queue/Stack/Set, data kinds,
+//! installed continuations, persistence, peeks, repeated channels) and random produces; before
+//! each produce both searches run under the same locks, in play and under a replay rig, and
+//! must agree on the continuation chosen, the assignment and match results, `examined`,
+//! `rejected` and the replay record.
+
+use proptest::prelude::*;
+use rhospace_matchers::{Pattern, StructuralMatch, Term};
+
+use super::*;
+use crate::kind::ContKind;
+use crate::merkle::EMPTY_ROOT;
+
+type S = Space<u8, Pattern, Term, u8, StructuralMatch>;
+type R = rhospace_matchers::Bindings;
+
+/// The search as it was before the shortcuts: every continuation goes through `search`.
+fn reference_find(
+    space: &S,
+    view: &View<'_, u8, Pattern, Term, u8>,
+    channel: &u8,
+    kind: DataKind,
+    incoming: &StoredDatum<Term>,
+    replay: Option<&Rig<u8, Pattern, Term, u8>>,
+) -> ProduceSearch<u8, Pattern, u8, R> {
+    let mut out = ProduceSearch {
+        examined: 0,
+        hit: None,
+        rejected: false,
+        record: None,
+    };
+    let store = view.channel(channel).map(|cs| &cs.data);
+    let key = match store {
+        Some(s) => s.next_key(incoming.priority),
+        None => DataStore::<Term>::new(kind).next_key(incoming.priority),
+    };
+    let head = store.is_none_or(|s| s.new_item_is_head(key));
+    let mut offer = |list: &[u8], w: &WaitingContinuation<Pattern, u8>| {
+        let join = resolve(view, list);
+        let cid = list.iter().position(|c| c == channel)?;
+        let alone = list.iter().filter(|c| *c == channel).count() == 1;
+        let inc = Incoming {
+            cid,
+            key,
+            datum: incoming,
+            alone,
+            head,
+        };
+        let run = |guide| {
+            search(
+                &space.matcher,
+                &join,
+                &w.patterns,
+                &w.peeks,
+                Some(inc),
+                guide,
+                PARALLEL_MIN_CANDIDATES,
+            )
+        };
+        let found = match replay {
+            None => run(None),
+            Some(rig) => {
+                let consume =
+                    || (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
+                let mut recorder = Recorder::new(consume, list, &w.peeks, rig.hash.produce);
+                let mut accept =
+                    |entries: &[(usize, &StoredDatum<Term>)]| recorder.accept(&rig.expect, entries);
+                let found = run(Some(&mut accept));
+                if found.found.is_some() {
+                    out.record = recorder.accepted;
+                }
+                found
+            }
+        };
+        out.examined += found.examined;
+        out.rejected |= found.rejected;
+        found.found
+    };
+    if let Some(entries) = view.installed_on(channel) {
+        for e in entries {
+            if let Some(found) = offer(&e.list, &e.w) {
+                out.hit = Some((Source::Installed(e.clone()), found));
+                return out;
+            }
+        }
+    }
+    let Some(cs) = view.channel(channel) else {
+        return out;
+    };
+    for jk in cs.joins.iter() {
+        let Some(conts) = view.join(jk) else {
+            continue;
+        };
+        let mut hit = None;
+        let _ = conts.for_each(|seq, w| match offer(jk, w) {
+            Some(found) => {
+                hit = Some((seq, found));
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        });
+        if let Some((seq, found)) = hit {
+            out.hit = Some((Source::Stored(jk.clone(), seq), found));
+            return out;
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Produce {
+        channel: u8,
+        value: i64,
+        persist: bool,
+    },
+    Consume {
+        channels: Vec<u8>,
+        patterns: Vec<u8>,
+        continuation: u8,
+        persist: bool,
+        peeks: Vec<usize>,
+    },
+}
+
+/// 0..=3: that literal; 4, 5: binders; 6: a wildcard.
+fn pattern(p: u8) -> Pattern {
+    match p % 7 {
+        v @ 0..=3 => Pattern::lit(Term::from(i64::from(v))),
+        4 => Pattern::bind("x"),
+        5 => Pattern::bind("y"),
+        _ => Pattern::wildcard(),
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..3, 0i64..4, any::<bool>()).prop_map(|(channel, value, persist)| Op::Produce {
+            channel,
+            value,
+            persist
+        }),
+        (
+            prop::collection::vec((0u8..3, 0u8..7), 1..4),
+            any::<u8>(),
+            any::<bool>(),
+            prop::collection::vec(0usize..3, 0..2),
+        )
+            .prop_map(|(cp, continuation, persist, peeks)| {
+                let n = cp.len();
+                Op::Consume {
+                    channels: cp.iter().map(|c| c.0).collect(),
+                    patterns: cp.iter().map(|c| c.1).collect(),
+                    continuation,
+                    persist,
+                    peeks: peeks.into_iter().filter(|p| *p < n).collect(),
+                }
+            }),
+    ]
+}
+
+fn config(cont: u8, data1: u8) -> SpaceConfig<u8> {
+    let cont = [
+        ContKind::Bag,
+        ContKind::Queue,
+        ContKind::Stack,
+        ContKind::Set,
+    ][usize::from(cont % 4)];
+    let data1 = [
+        DataKind::Bag,
+        DataKind::Queue,
+        DataKind::Stack,
+        DataKind::Set,
+        DataKind::PriorityQueue,
+    ][usize::from(data1 % 5)];
+    SpaceConfig::new().cont_kind(cont).channel_kind(1, data1)
+}
+
+fn same_search(a: &ProduceSearch<u8, Pattern, u8, R>, b: &ProduceSearch<u8, Pattern, u8, R>) {
+    assert_eq!(a.examined, b.examined, "examined");
+    assert_eq!(a.rejected, b.rejected, "rejected");
+    assert_eq!(a.record, b.record, "replay record");
+    match (&a.hit, &b.hit) {
+        (None, None) => {}
+        (Some((sa, fa)), Some((sb, fb))) => {
+            match (sa, sb) {
+                (Source::Installed(x), Source::Installed(y)) => assert!(Arc::ptr_eq(x, y)),
+                (Source::Stored(jx, qx), Source::Stored(jy, qy)) => {
+                    assert_eq!((jx, qx), (jy, qy));
+                }
+                _ => panic!("different sources"),
+            }
+            assert_eq!(fa.picks, fb.picks);
+            assert_eq!(fa.results, fb.results);
+            let more = |f: &Found<R>| -> Vec<(usize, Pick, R)> { f.more.iter().cloned().collect() };
+            assert_eq!(more(fa), more(fb));
+        }
+        _ => panic!(
+            "one search fired, the other did not: {:?} / {:?}",
+            a.hit.is_some(),
+            b.hit.is_some()
+        ),
+    }
+}
+
+/// Runs both searches for a produce of `value` on `channel`, under the produce's locks (and
+/// the replay lock, when `rigged`), and compares them. Returns whether one fired.
+fn compare(s: &S, channel: u8, value: i64, persist: bool, rigged: bool) -> bool {
+    let kind = s.config.kind_of(&channel);
+    let mut view = s.lock_for_produce(&channel, smallvec::smallvec![s.router.shard_of(&channel)]);
+    S::index_partners(&mut view, &channel);
+    let incoming = StoredDatum {
+        value: Term::from(value),
+        persist,
+        priority: 0,
+    };
+    let replay = s.replay.lock();
+    let rig = if rigged { replay.rig.as_ref() } else { None };
+    assert_eq!(rig.is_some(), rigged);
+    let new = s.find_for_produce(&view, &channel, kind, &incoming, rig);
+    let old = reference_find(s, &view, &channel, kind, &incoming, rig);
+    same_search(&new, &old);
+    new.hit.is_some()
+}
+
+fn run(s: &S, op: &Op, rigged: bool) -> bool {
+    match op {
+        Op::Produce {
+            channel,
+            value,
+            persist,
+        } => {
+            let fired = compare(s, *channel, *value, *persist, rigged);
+            let _ = s.produce(*channel, Term::from(*value), *persist);
+            fired
+        }
+        Op::Consume {
+            channels,
+            patterns,
+            continuation,
+            persist,
+            peeks,
+        } => {
+            let pats: Vec<Pattern> = patterns.iter().map(|p| pattern(*p)).collect();
+            let _ = s.consume(channels.clone(), pats, *continuation, *persist, peeks);
+            false
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn shortcuts_choose_what_the_plain_search_chooses(
+        cont in 0u8..4,
+        data1 in 0u8..5,
+        installs in prop::collection::vec((prop::collection::vec((0u8..3, 0u8..7), 1..3), any::<u8>()), 0..3),
+        ops in prop::collection::vec(op(), 0..40),
+    ) {
+        let play: S = Space::new(StructuralMatch, config(cont, data1));
+        let replay: S = Space::new(StructuralMatch, config(cont, data1));
+        for (cp, k) in &installs {
+            let chans: Vec<u8> = cp.iter().map(|c| c.0).collect();
+            let pats: Vec<Pattern> = cp.iter().map(|c| pattern(c.1)).collect();
+            let _ = play.install(chans.clone(), pats.clone(), *k);
+            let _ = replay.install(chans, pats, *k);
+        }
+        for op in &ops {
+            run(&play, op, false);
+        }
+        let block = play.create_checkpoint().expect("checkpoint");
+        replay.rig(&EMPTY_ROOT, &block.log).expect("rig");
+        for op in &ops {
+            run(&replay, op, true);
+        }
+    }
+}
+
+/// The benchmark's shape, small: many single-channel continuations that reject the datum,
+/// one that takes it, in each continuation kind; the shortcut must count one matcher call per
+/// rejection and one for the hit (the search counts its pre-check only when it fails), as the
+/// plain search does.
+#[test]
+fn fanout_counts_one_call_per_rejection() {
+    for cont in 0..4 {
+        let s: S = Space::new(StructuralMatch, config(cont, 0));
+        for i in 0..200u8 {
+            let p = Pattern::lit(Term::from(i64::from(i)));
+            s.consume([0u8], [p], i, i == 199, &[]).expect("consume");
+        }
+        let cont_kind = s.config.continuation_kind();
+        let fired = compare(&s, 0, 199, false, false);
+        let view = s.lock_for_produce(&0, smallvec::smallvec![s.router.shard_of(&0)]);
+        let incoming = StoredDatum {
+            value: Term::from(199),
+            persist: false,
+            priority: 0,
+        };
+        let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None);
+        let (want_examined, want_fired) = match cont_kind {
+            // Only the oldest may fire: it rejects.
+            ContKind::Queue => (1, false),
+            // Only the newest: it takes the datum.
+            ContKind::Stack => (1, true),
+            ContKind::Bag | ContKind::Set => (199 + 1, true),
+        };
+        assert_eq!(fired, want_fired);
+        assert_eq!(got.examined, want_examined, "{cont_kind:?}");
+        assert_eq!(got.hit.is_some(), want_fired);
+    }
+}
