@@ -277,22 +277,26 @@ impl<T: Clone> SeqItems<T> {
     }
 
     /// Calls `f` on the live items, oldest first, until it breaks: what [`iter`](Self::iter)
-    /// yields, but walked a leaf chunk at a time (one tree lookup per chunk of 64, not per
-    /// item), for hot scans.
+    /// yields, but walked a slice at a time (the flat vector, or the tree a leaf chunk of 64 at
+    /// a time: one tree lookup per chunk, not per item), for hot scans.
     pub(crate) fn for_each_live<'s>(
         &'s self,
         mut f: impl FnMut(u64, &'s T) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let mut seq = self.front;
-        for chunk in self.slots.leaves() {
+        let mut walk = |chunk: &'s [Option<T>]| {
             for slot in chunk {
                 if let Some(v) = slot {
                     f(seq, v)?;
                 }
                 seq += 1;
             }
+            ControlFlow::Continue(())
+        };
+        match &self.slots {
+            Slots::Small(v) => walk(v),
+            Slots::Large(v) => v.leaves().try_for_each(walk),
         }
-        ControlFlow::Continue(())
     }
 
     /// Whether tombstones are numerous enough to compact.
@@ -409,10 +413,17 @@ mod tests {
 
     #[test]
     fn for_each_live_walks_what_iter_yields() {
+        // The flat layout, and the tree over several leaf chunks.
+        for n in [30, 700] {
+            for_each_live_case(n);
+        }
+    }
+
+    fn for_each_live_case(n: i32) {
         use std::ops::ControlFlow;
         let mut s = SeqItems::default();
-        // Several leaf chunks, tombstones inside them, a trimmed front.
-        let seqs: Vec<u64> = (0..700).map(|i| s.push(i)).collect();
+        // Tombstones inside, a trimmed front.
+        let seqs: Vec<u64> = (0..n).map(|i| s.push(i)).collect();
         for (i, q) in seqs.iter().enumerate() {
             if i % 3 == 1 || i < 5 {
                 s.take(*q);
@@ -430,7 +441,7 @@ mod tests {
         let mut seen = 0;
         let flow = s.for_each_live(|_, v| {
             seen += 1;
-            if *v == 300 {
+            if *v == n / 2 {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -440,7 +451,7 @@ mod tests {
         assert_eq!(
             seen,
             want.iter()
-                .position(|(_, v)| *v == 300)
+                .position(|(_, v)| *v == n / 2)
                 .map_or(0, |i| i + 1)
         );
     }
