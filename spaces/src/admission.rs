@@ -5,6 +5,7 @@
 //! refuses (out of phlogiston), the operation returns the typed error and the space is exactly
 //! as it was. [`ChargingSpace`](crate::ChargingSpace) is such a gate.
 
+use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
 use crate::conts::WaitingContinuation;
@@ -67,5 +68,60 @@ impl<C, P, A, K> Admission<'_, C, P, A, K> {
             freed_data: SmallVec::new(),
             freed_continuation: None,
         }
+    }
+}
+
+/// A gate on an operation: it sees the [`Admission`] before any change and may refuse.
+///
+/// Every `FnOnce(&Admission) -> Result<(), OutOfPhlogiston>` is one (the public `*_admitted`
+/// operations take such closures). [`Open`] admits everything without looking, so an
+/// ungated call skips building the admission (for a firing, a walk over the data it frees).
+pub(crate) trait Gate<C, P, A, K>: Sized {
+    /// Whether [`admit`](Self::admit) reads the admission; `false` lets callers skip it.
+    const LOOKS: bool = true;
+
+    /// Admits or refuses the operation `a` describes.
+    fn admit(self, a: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>;
+
+    /// Admits or refuses the operation that `a` builds, building it only if this gate looks.
+    #[inline]
+    fn admit_with<'s>(
+        self,
+        a: impl FnOnce() -> Admission<'s, C, P, A, K>,
+    ) -> Result<(), OutOfPhlogiston>
+    where
+        C: 's,
+        P: 's,
+        A: 's,
+        K: 's,
+    {
+        if Self::LOOKS {
+            self.admit(&a())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<C, P, A, K, F> Gate<C, P, A, K> for F
+where
+    F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+{
+    #[inline]
+    fn admit(self, a: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston> {
+        self(a)
+    }
+}
+
+/// The gate of the ungated operations (`produce`, `consume`, `install`, the batches): admits
+/// everything and never reads the admission.
+pub(crate) struct Open;
+
+impl<C, P, A, K> Gate<C, P, A, K> for Open {
+    const LOOKS: bool = false;
+
+    #[inline]
+    fn admit(self, _: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston> {
+        Ok(())
     }
 }

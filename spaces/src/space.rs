@@ -15,7 +15,7 @@ use rhospace_matchers::Match;
 use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
-use crate::admission::{Admission, OpKind};
+use crate::admission::{Admission, Gate, OpKind, Open};
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
@@ -718,7 +718,7 @@ where
         persist: bool,
         priority: i64,
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>> {
-        self.produce_admitted(channel, datum, persist, priority, |_| Ok(()))
+        self.produce_gated(channel, datum, persist, priority, Open)
     }
 
     /// [`produce_with_priority`](Self::produce_with_priority) with a gate: after the search and
@@ -749,6 +749,19 @@ where
     where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
+        self.produce_gated(channel, datum, persist, priority, admit)
+    }
+
+    /// [`produce_admitted`](Self::produce_admitted) with any [`Gate`].
+    #[allow(clippy::type_complexity)]
+    fn produce_gated<G: Gate<C, P, A, K>>(
+        &self,
+        channel: C,
+        datum: A,
+        persist: bool,
+        priority: i64,
+        admit: G,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>> {
         let kind = self.config.kind_of(&channel);
         // VectorDB: the datum's embedding is validated before anything else (SPEC §5).
         if let Err(e) = kind.check_embedding(self.matcher.embedding(&datum)) {
@@ -782,7 +795,7 @@ where
                         Ok(r) => r,
                         Err(e) => return Err(ProduceError::new(e, datum)),
                     };
-                    if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, stores)) {
+                    if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, 0, stores)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
                     strike(&mut replay, event, None);
@@ -815,7 +828,7 @@ where
                         Ok(r) => r,
                         Err(e) => return Err(ProduceError::new(e, datum)),
                     };
-                    if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, true)) {
+                    if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, 0, true)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
                     strike(&mut replay, event, None);
@@ -864,18 +877,15 @@ where
     /// ([`produce_shards`](Self::produce_shards)). `priority` is already normalised and the
     /// datum's embedding already checked (`DataKind::check_embedding`).
     #[allow(clippy::type_complexity)]
-    fn produce_in<F>(
+    fn produce_in<G: Gate<C, P, A, K>>(
         &self,
         view: &mut View<'_, C, P, A, K>,
         channel: C,
         datum: A,
         persist: bool,
         priority: i64,
-        admit: F,
-    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>>
-    where
-        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
-    {
+        admit: G,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ProduceError<A>> {
         let kind = self.config.kind_of(&channel);
         let stores = match would_store(kind, view.channel(&channel).map(|cs| &cs.data), &datum) {
             Ok(stores) => stores,
@@ -890,7 +900,7 @@ where
             };
         if !stores {
             // A Set that already holds the datum: the produce is accepted and changes nothing.
-            if let Err(e) = admit(&Admission::storing(OpKind::Produce, 0, false)) {
+            if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, 0, false)) {
                 return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
             }
             strike(&mut replay, event, None);
@@ -915,7 +925,7 @@ where
                 let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
                 return Err(ProduceError::new(e, incoming.value));
             }
-            if let Err(e) = admit(&Admission::storing(OpKind::Produce, examined, true)) {
+            if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, examined, true)) {
                 return Err(ProduceError::new(
                     ErrorKind::OutOfPhlogiston(e),
                     incoming.value,
@@ -928,7 +938,7 @@ where
                 .push_embedded(incoming, |a| self.matcher.embedding(a));
             return Ok(None);
         };
-        let verdict = {
+        let verdict = admit.admit_with(|| {
             let (list, w, freed_cont) = match &source {
                 Source::Installed(e) => (&e.list[..], &e.w, None),
                 Source::Stored(jk, seq) => match view.join(jk).and_then(|s| s.get(*seq)) {
@@ -939,8 +949,8 @@ where
             let mut admission =
                 Self::firing(view, OpKind::Produce, examined, list, &w.peeks, &found);
             admission.freed_continuation = freed_cont;
-            admit(&admission)
-        };
+            admission
+        });
         if let Err(e) = verdict {
             return Err(ProduceError::new(
                 ErrorKind::OutOfPhlogiston(e),
@@ -1441,7 +1451,7 @@ where
         persist: bool,
         peeks: &[usize],
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
-        self.consume_admitted(channels, patterns, continuation, persist, peeks, |_| Ok(()))
+        self.consume_gated(channels, patterns, continuation, persist, peeks, Open)
     }
 
     /// [`consume`](Self::consume) with a gate: after the search and before any change, `admit`
@@ -1476,6 +1486,20 @@ where
     where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
+        self.consume_gated(channels, patterns, continuation, persist, peeks, admit)
+    }
+
+    /// [`consume_admitted`](Self::consume_admitted) with any [`Gate`].
+    #[allow(clippy::type_complexity)]
+    fn consume_gated<G: Gate<C, P, A, K>>(
+        &self,
+        channels: impl Into<Arc<[C]>>,
+        patterns: impl Into<Arc<[P]>>,
+        continuation: K,
+        persist: bool,
+        peeks: &[usize],
+        admit: G,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
         let channels = channels.into();
         let patterns = patterns.into();
         let peeks = match validate(&channels, &patterns, peeks) {
@@ -1496,7 +1520,7 @@ where
 
     /// A validated consume under `view`, which holds the shards of all of `channels`.
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
-    fn consume_in<F>(
+    fn consume_in<G: Gate<C, P, A, K>>(
         &self,
         view: &mut View<'_, C, P, A, K>,
         channels: Arc<[C]>,
@@ -1504,11 +1528,8 @@ where
         continuation: K,
         persist: bool,
         peeks: Peeks,
-        admit: F,
-    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>>
-    where
-        F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
-    {
+        admit: G,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
         if let Err(kind) = self.check_queries(&channels, &patterns) {
             return Err(ConsumeError::new(kind, continuation));
         }
@@ -1545,14 +1566,9 @@ where
         };
         match found {
             Some(found) => {
-                let verdict = admit(&Self::firing(
-                    view,
-                    OpKind::Consume,
-                    examined,
-                    &channels,
-                    &peeks,
-                    &found,
-                ));
+                let verdict = admit.admit_with(|| {
+                    Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
+                });
                 if let Err(e) = verdict {
                     return Err(ConsumeError::new(
                         ErrorKind::OutOfPhlogiston(e),
@@ -1592,7 +1608,8 @@ where
                 let stores = view
                     .join(&channels)
                     .is_none_or(|store| store.would_store(&w));
-                if let Err(e) = admit(&Admission::storing(OpKind::Consume, examined, stores)) {
+                if let Err(e) = admit.admit(&Admission::storing(OpKind::Consume, examined, stores))
+                {
                     return Err(ConsumeError::new(
                         ErrorKind::OutOfPhlogiston(e),
                         w.continuation,

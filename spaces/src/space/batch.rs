@@ -14,6 +14,7 @@ use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
 use super::{validate, Space, View};
+use crate::admission::Open;
 use crate::comm::Comm;
 use crate::conts::Peeks;
 use crate::error::{ConsumeError, ProduceError};
@@ -127,7 +128,7 @@ where
             let r = match held.as_mut() {
                 Some((_, view)) if fits => {
                     match kind.check_embedding(self.matcher.embedding(&datum)) {
-                        Ok(()) => self.produce_in(view, channel, datum, persist, 0, |_| Ok(())),
+                        Ok(()) => self.produce_in(view, channel, datum, persist, 0, Open),
                         Err(e) => Err(ProduceError::new(e, datum)),
                     }
                 }
@@ -197,7 +198,7 @@ where
                     r.continuation,
                     r.persist,
                     peeks,
-                    |_| Ok(()),
+                    Open,
                 );
                 out.push((i, res));
             }
