@@ -2001,11 +2001,27 @@ where
         drop(old);
     }
 
-    /// Distributes the states of another shard count over this space's shards.
+    /// Distributes the states of another shard count over this space's shards: entries and
+    /// dirty lists by routing; the event logs, which are ordered per shard, are kept whole,
+    /// one after another in source shard order, in shard 0 (so the next hard checkpoint
+    /// settles every changed entry and returns every event since the last one).
     fn reroute(&self, states: &[StateRef<C, P, A, K>]) -> Vec<StateRef<C, P, A, K>> {
         let mut out: Vec<State<C, P, A, K>> =
             (0..self.shards.len()).map(|_| State::default()).collect();
         for st in states {
+            for c in st.dirty.iter() {
+                out[self.router.shard_of(c)].dirty.push(c.clone());
+            }
+            for jk in st.dirty_joins.iter() {
+                if let Some(home) = jk.first() {
+                    out[self.router.shard_of(home)].dirty_joins.push(jk.clone());
+                }
+            }
+            if let Some(first) = out.first_mut() {
+                for e in st.log.iter() {
+                    first.log.push(e.clone());
+                }
+            }
             for (c, cs) in st.channels.iter() {
                 out[self.router.shard_of(c)]
                     .channels

@@ -196,6 +196,56 @@ fn same_calls_give_the_same_root_on_any_shard_count() {
     }
 }
 
+/// A soft checkpoint reverted into a space with another shard count carries the changes and
+/// the events since the last hard checkpoint: the next hard checkpoint there gives the same
+/// root and the same log (as a multiset: logs are ordered per shard) as in the source.
+#[test]
+fn a_checkpoint_rerouted_to_another_shard_count_keeps_changes_and_log() {
+    for (from, to) in [(4, 8), (8, 4), (1, 32), (32, 1)] {
+        let a = space(from);
+        let mut rng = Rng(0x5EED ^ from as u64);
+        for _ in 0..200 {
+            step(&a, &mut rng);
+        }
+        a.create_checkpoint().unwrap();
+        for _ in 0..120 {
+            step(&a, &mut rng);
+        }
+        let cp = a.create_soft_checkpoint();
+        let b = space(to);
+        b.revert_to_soft_checkpoint(&cp);
+        assert_eq!(contents(&b), contents(&a));
+        let (ca, cb) = (
+            a.create_checkpoint().unwrap(),
+            b.create_checkpoint().unwrap(),
+        );
+        assert_eq!(hex(&cb.root), hex(&ca.root), "{from} -> {to} shards");
+        assert_eq!(
+            b.full_state_root(),
+            cb.root,
+            "{from} -> {to}: root left out changes"
+        );
+        assert!(!ca.log.is_empty());
+        let sorted = |log: &[LogEvent]| {
+            let mut v: Vec<String> = log.iter().map(|e| format!("{e:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(&cb.log), sorted(&ca.log), "{from} -> {to} shards");
+        // And the rerouted space goes on like the source.
+        let mut rng_a = Rng(7);
+        let mut rng_b = Rng(7);
+        for _ in 0..100 {
+            step(&a, &mut rng_a);
+            step(&b, &mut rng_b);
+        }
+        assert_eq!(
+            b.create_checkpoint().unwrap().root,
+            a.create_checkpoint().unwrap().root
+        );
+    }
+}
+
 #[test]
 fn incremental_root_equals_a_full_rehash() {
     for seed in 1..=8u64 {
