@@ -76,18 +76,18 @@ impl<C, P, A, K> Admission<'_, C, P, A, K> {
 /// Every `FnOnce(&Admission) -> Result<(), OutOfPhlogiston>` is one (the public `*_admitted`
 /// operations take such closures). [`Open`] admits everything without looking, so an
 /// ungated call skips building the admission (for a firing, a walk over the data it frees).
+///
+/// Contract: `admit_with(build)` decides exactly as `admit(&build())` would; a gate that
+/// overrides it to skip `build` must not read the admission in `admit` either.
 pub(crate) trait Gate<C, P, A, K>: Sized {
-    /// Whether [`admit`](Self::admit) reads the admission; `false` lets callers skip it.
-    const LOOKS: bool = true;
-
     /// Admits or refuses the operation `a` describes.
     fn admit(self, a: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>;
 
-    /// Admits or refuses the operation that `a` builds, building it only if this gate looks.
+    /// Admits or refuses the operation that `build` describes, building it only if needed.
     #[inline]
     fn admit_with<'s>(
         self,
-        a: impl FnOnce() -> Admission<'s, C, P, A, K>,
+        build: impl FnOnce() -> Admission<'s, C, P, A, K>,
     ) -> Result<(), OutOfPhlogiston>
     where
         C: 's,
@@ -95,11 +95,7 @@ pub(crate) trait Gate<C, P, A, K>: Sized {
         A: 's,
         K: 's,
     {
-        if Self::LOOKS {
-            self.admit(&a())
-        } else {
-            Ok(())
-        }
+        self.admit(&build())
     }
 }
 
@@ -113,15 +109,28 @@ where
     }
 }
 
-/// The gate of the ungated operations (`produce`, `consume`, `install`, the batches): admits
-/// everything and never reads the admission.
+/// The gate of the ungated operations (`produce`, `consume`, the batches): admits everything
+/// and never reads the admission. (`install` builds only a storing admission, which is cheap,
+/// and keeps its closure.)
 pub(crate) struct Open;
 
 impl<C, P, A, K> Gate<C, P, A, K> for Open {
-    const LOOKS: bool = false;
-
     #[inline]
     fn admit(self, _: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston> {
+        Ok(())
+    }
+
+    #[inline]
+    fn admit_with<'s>(
+        self,
+        _: impl FnOnce() -> Admission<'s, C, P, A, K>,
+    ) -> Result<(), OutOfPhlogiston>
+    where
+        C: 's,
+        P: 's,
+        A: 's,
+        K: 's,
+    {
         Ok(())
     }
 }

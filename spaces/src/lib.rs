@@ -37,7 +37,9 @@
 //! - `Space` is `Send + Sync` and sharded by channel: an operation locks the shards of the
 //!   channels it touches, in ascending shard order (no deadlock), and runs entirely under them,
 //!   so operations are linearizable and operations on different shards run in parallel. The
-//!   shard routing never reaches a result: any shard count gives the same COMMs and state.
+//!   shard routing never reaches a result: any shard count gives the same COMMs and state
+//!   (the hard checkpoint's event log lists each shard's events in turn, so only its order,
+//!   not its contents, depends on the shard count).
 //! - **Parallel matching**: a join position with at least [`PARALLEL_MIN_CANDIDATES`]
 //!   candidates to scan is pre-checked on rayon's threads; the pick is still the first in
 //!   candidate order, on any thread count.
@@ -49,10 +51,11 @@
 //! | operation | time |
 //! |---|---|
 //! | `produce`, no waiting continuation on the channel | O(log n) in channels, in place |
-//! | `produce` meeting waiting continuations | one join search per continuation examined |
+//! | `produce` meeting waiting continuations | per continuation examined: the matcher on the datum's positions; a join search only where it fits |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
+//! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store) |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused |
 //! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |

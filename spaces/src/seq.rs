@@ -1,20 +1,26 @@
 //! `SeqItems`: a persistent sequence with stable sequence numbers and tombstones.
 //!
-//! Items live in an `imbl::Vector<Option<T>>` in arrival order. Item `k` has sequence number
+//! Items live as `Option<T>` slots in arrival order: up to 32 slots in a flat `SmallVec` (two
+//! inline), beyond that in an `imbl::Vector` (a persistent tree). Item `k` has sequence number
 //! `front + k`; removal in the middle leaves a tombstone (`None`) so other items keep their
 //! numbers, and tombstones at either end are trimmed at once. When tombstones outnumber live
 //! items (plus a slack), [`SeqItems::compact`] renumbers; callers holding numbers (the exact
 //! index) rebuild then.
 //!
-//! Cloning is O(1) (the vector is a shared tree); a write to a clone copies only the path to the
-//! changed chunk, and a write to an unshared vector mutates in place.
+//! Cloning the tree is O(1) (a write to a clone copies only the path to the changed chunk);
+//! cloning the flat layout clones its at most 32 items. Stores are cloned when their channel or
+//! join group is first written after a soft checkpoint (see [`crate::state_map`]).
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `push`, `get`, `take` | O(log n), in place when unshared |
-//! | `clone` | O(1) |
+//! | `push`, `get` | O(1) flat, O(log n) tree; in place when unshared |
+//! | `take` | as `get`, plus the tombstones it trims (amortised O(1)) |
+//! | `clone` | at most 32 item clones (flat), O(1) (tree) |
 //! | iteration | O(n + tombstones) |
 //! | `compact` | O(n), amortised O(1) per removal |
+//!
+//! Limits: the switch to the tree is one way until the store empties or compacts to at most
+//! 32 items; a store that shrinks by removals alone stays a tree.
 
 use std::ops::ControlFlow;
 
@@ -25,7 +31,7 @@ use smallvec::SmallVec;
 const SMALL: usize = 32;
 
 /// Invariant: `live` equals the number of `Some` slots; the first and last slots, if any, are
-/// `Some`.
+/// `Some`; the flat layout holds at most [`SMALL`] slots.
 #[derive(Clone, Debug)]
 pub(crate) struct SeqItems<T: Clone> {
     slots: Slots<T>,
@@ -89,7 +95,7 @@ impl<T: Clone> Slots<T> {
         match self {
             Slots::Small(v) if v.len() < SMALL => v.push(value),
             Slots::Small(v) => {
-                let mut large: Vector<Option<T>> = v.iter().cloned().collect();
+                let mut large: Vector<Option<T>> = std::mem::take(v).into_iter().collect();
                 large.push_back(value);
                 *self = Slots::Large(large);
             }

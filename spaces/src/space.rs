@@ -235,8 +235,9 @@ impl<C, P, K> Default for Installed<C, P, K> {
 /// and their installed continuations.
 ///
 /// The state sits behind an `Arc` so a soft checkpoint shares it with one reference-count
-/// increment per shard; the first write after a checkpoint copies the shard's two map roots
-/// (`Arc::make_mut`), later writes mutate in place.
+/// increment per shard; the first write after a checkpoint copies the shard's state header
+/// (two map roots and three trail heads), the first write to each channel or join group then
+/// copies that entry's state (see [`crate::state_map`]), and later writes mutate in place.
 #[derive(Debug)]
 struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     state: StateRef<C, P, A, K>,

@@ -457,3 +457,102 @@ fn disk_history_survives_the_space_and_resets_in_a_new_one() {
         twin.create_checkpoint().unwrap().root
     );
 }
+
+/// Stores crossing the flat/tree layout switch (32 items) while soft checkpoints hold them:
+/// each revert restores exactly the contents at its checkpoint, and the next hard checkpoint
+/// returns exactly the events of the calls behind those contents.
+#[test]
+fn soft_checkpoints_across_the_small_store_limit() {
+    let s = space(4);
+    // `reference` makes only the calls that survive the reverts below.
+    let reference = space(4);
+    let both = |f: &dyn Fn(&S)| {
+        f(&s);
+        f(&reference);
+    };
+    both(&|x| {
+        for i in 0..20 {
+            x.produce(1, i, false).unwrap();
+            x.consume([2], [i], i, false, &[]).unwrap();
+        }
+    });
+    let cp1 = s.create_soft_checkpoint();
+    let at1 = contents(&s);
+    // Past the switch on both channels, on the live space only.
+    for i in 20..70 {
+        s.produce(1, i, false).unwrap();
+        s.consume([2], [i], i, false, &[]).unwrap();
+    }
+    let cp2 = s.create_soft_checkpoint();
+    let at2 = contents(&s);
+    for i in 0..70 {
+        s.consume([1], [i], 0, false, &[]).unwrap();
+        s.produce(2, i, false).unwrap();
+    }
+    assert!(s.data(&1).is_empty() && s.continuations(&[2]).is_empty());
+    for _ in 0..3 {
+        s.revert_to_soft_checkpoint(&cp2);
+        assert_eq!(contents(&s), at2);
+        assert_eq!(s.data(&1).len(), 70);
+        assert_eq!(s.continuations(&[2]).len(), 70);
+        s.revert_to_soft_checkpoint(&cp1);
+        assert_eq!(contents(&s), at1);
+        // Writes after a revert change neither checkpoint.
+        s.produce(1, 999, false).unwrap();
+        s.consume([1], [3], 0, false, &[]).unwrap();
+    }
+    s.revert_to_soft_checkpoint(&cp1);
+    both(&|x| {
+        for i in 20..50 {
+            x.consume([2], [i], i, true, &[]).unwrap();
+        }
+    });
+    assert_eq!(contents(&s), contents(&reference));
+    assert_eq!(
+        s.create_checkpoint().unwrap(),
+        reference.create_checkpoint().unwrap()
+    );
+}
+
+/// The ungated calls (`produce`, `consume`) and the gated ones with an always-admitting gate
+/// give the same COMMs, contents, roots and logs.
+#[test]
+fn ungated_calls_equal_calls_with_an_admitting_gate() {
+    let plain = space(8);
+    let gated = space(8);
+    let mut rng = Rng(0xC0FFEE);
+    for round in 0..10 {
+        for _ in 0..100 {
+            let c = rng.below(6) as u32;
+            let d = rng.below(6) as u32;
+            let v = rng.below(3) as u32;
+            let persist = rng.below(8) == 0;
+            let (a, b) = match rng.below(3) {
+                0 => (
+                    format!("{:?}", plain.produce(c, v, persist)),
+                    format!("{:?}", gated.produce_admitted(c, v, persist, 0, |_| Ok(()))),
+                ),
+                1 => (
+                    format!("{:?}", plain.consume([c], [v], 1, persist, &[])),
+                    format!(
+                        "{:?}",
+                        gated.consume_admitted([c], [v], 1, persist, &[], |_| Ok(()))
+                    ),
+                ),
+                _ => (
+                    format!("{:?}", plain.consume([c, d], [v, v], 2, false, &[1])),
+                    format!(
+                        "{:?}",
+                        gated.consume_admitted([c, d], [v, v], 2, false, &[1], |_| Ok(()))
+                    ),
+                ),
+            };
+            assert_eq!(a, b, "round {round}");
+        }
+        assert_eq!(contents(&plain), contents(&gated));
+        assert_eq!(
+            plain.create_checkpoint().unwrap(),
+            gated.create_checkpoint().unwrap()
+        );
+    }
+}

@@ -71,7 +71,9 @@ use crate::trail::Trail;
 pub struct Checkpoint {
     /// The 32-byte state root.
     pub root: Digest,
-    /// The hashed event log since the previous checkpoint (SPEC §7).
+    /// The hashed event log since the previous checkpoint (SPEC §7): each shard's events in
+    /// that shard's order, shard after shard. The order therefore depends on the shard count;
+    /// the multiset of events (what [`Space::rig`] checks a replay against) does not.
     pub log: Vec<LogEvent>,
 }
 
