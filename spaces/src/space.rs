@@ -24,7 +24,7 @@ use crate::history::{HistoryStore, MemoryHistory};
 use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
-use crate::log::Event;
+use crate::log::{CommEvent, ConsumeCall, Event};
 use crate::merkle::{Digest, MerkleMap};
 use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, Recorder, ReplayError, ReplayState, Rig};
@@ -961,7 +961,7 @@ where
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
         let comm = Self::fire_produce(view, incoming, source, found);
-        self.record_comm(view, &channel, &comm, record.map(|r| r.0));
+        self.record_comm(view, &channel, &comm, record.map(|r| r.0), None);
         Ok(Some(comm))
     }
 
@@ -1015,49 +1015,60 @@ where
         persist: bool,
         peeks: &Peeks,
         hashed: Option<Logged>,
-    ) {
+    ) -> Option<Arc<ConsumeCall<C, P, K>>> {
         if let (true, Some((h, _))) = (self.log_events, hashed) {
             view.record(&channels[0], Event::HashedConsume(h));
+            None
         } else if self.log_events {
-            let event = Event::Consume {
+            let call = Arc::new(ConsumeCall {
                 channels: channels.clone(),
                 patterns: patterns.clone(),
                 continuation: continuation.clone(),
                 persist,
                 peeks: peeks.clone(),
-            };
-            view.record(&channels[0], event);
+            });
+            view.record(&channels[0], Event::Consume(call.clone()));
+            Some(call)
+        } else {
+            None
         }
     }
 
     /// Logs a COMM in `home`'s shard (the shard of the call that fired it); `hashed` is its
-    /// record when a replay has already computed it.
+    /// record when a replay has already computed it; `call` is the consume call that fired it
+    /// at once, as [`record_consume`](Self::record_consume) logged it.
     fn record_comm(
         &self,
         view: &mut View<'_, C, P, A, K>,
         home: &C,
         comm: &Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
+        call: Option<Arc<ConsumeCall<C, P, K>>>,
     ) {
         if !self.log_events {
             return;
         }
         if let Some(r) = hashed {
-            view.record(home, Event::HashedComm(r));
+            view.record(home, Event::HashedComm(Box::new(r)));
             return;
         }
-        let event = Event::Comm {
-            channels: comm.channels.clone(),
-            patterns: comm.patterns.clone(),
-            continuation: comm.continuation.clone(),
-            persist: comm.persistent,
-            peeks: comm.peeks.clone(),
+        let call = call.unwrap_or_else(|| {
+            Arc::new(ConsumeCall {
+                channels: comm.channels.clone(),
+                patterns: comm.patterns.clone(),
+                continuation: comm.continuation.clone(),
+                persist: comm.persistent,
+                peeks: comm.peeks.clone(),
+            })
+        });
+        let event = Event::Comm(CommEvent {
+            call,
             data: comm
                 .matches
                 .iter()
                 .map(|m| (m.position, m.datum.clone(), m.persistent))
                 .collect(),
-        };
+        });
         view.record(home, event);
     }
 
@@ -1577,7 +1588,7 @@ where
                     ));
                 }
                 strike(&mut replay, event, record.as_ref().map(|r| r.1));
-                self.record_consume(
+                let call = self.record_consume(
                     view,
                     &channels,
                     &patterns,
@@ -1596,7 +1607,7 @@ where
                     matches,
                     reissue: persist,
                 };
-                self.record_comm(view, &comm.channels[0], &comm, record.map(|r| r.0));
+                self.record_comm(view, &comm.channels[0], &comm, record.map(|r| r.0), call);
                 Ok(Some(comm))
             }
             None => {
