@@ -49,6 +49,10 @@ pub(crate) struct Incoming<'a, A> {
     /// Whether it may be taken when it is the only item of its channel used (see
     /// [`DataStore::new_item_is_head`]).
     pub(crate) head: bool,
+    /// Whether the caller has already found, with [`incoming_fits`], that it fits some position
+    /// on its channel: [`search`] then skips that check (the same matcher calls, uncounted
+    /// when they pass).
+    pub(crate) fitted: bool,
 }
 
 impl<A> Clone for Incoming<'_, A> {
@@ -552,7 +556,7 @@ where
         Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
         None => usize::MAX,
     };
-    if let Some(inc) = incoming {
+    if let Some(inc) = incoming.filter(|inc| !inc.fitted) {
         let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
         let (fits, checked) =
             incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);

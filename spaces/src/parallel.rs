@@ -361,6 +361,7 @@ mod tests {
                     datum: d,
                     alone: c.positions.iter().filter(|&&(x, _)| x == ch).count() == 1,
                     head: true,
+                    fitted: false,
                 })
             }
             _ => None,

@@ -1174,6 +1174,8 @@ where
                 datum: incoming,
                 alone: at.len() == 1,
                 head,
+                // `fits` above found it fits: the search need not check again.
+                fitted: true,
             };
             let join = &*join.get_or_insert_with(|| resolve(view, list));
             let run = |guide| {

@@ -48,6 +48,7 @@ fn reference_find(
             datum: incoming,
             alone,
             head,
+            fitted: false,
         };
         let run = |guide| {
             search(
