@@ -71,21 +71,30 @@ impl<C, P, A, K> Admission<'_, C, P, A, K> {
     }
 }
 
-/// A gate on an operation: it sees the [`Admission`] before any change and may refuse.
+/// A gate on an operation: it decides on the [`Admission`] before any change and may refuse.
 ///
 /// Every `FnOnce(&Admission) -> Result<(), OutOfPhlogiston>` is one (the public `*_admitted`
 /// operations take such closures). [`Open`] admits everything without looking, so an
-/// ungated call skips building the admission (for a firing, a walk over the data it frees).
-///
-/// Contract: `admit_with(build)` decides exactly as `admit(&build())` would; a gate that
-/// overrides it to skip `build` must not read the admission in `admit` either.
+/// ungated call never builds the admission (for a firing, a walk over the data it frees).
 pub(crate) trait Gate<C, P, A, K>: Sized {
-    /// Admits or refuses the operation `a` describes.
-    fn admit(self, a: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>;
+    /// Admits or refuses the operation that `build` describes, calling it only if needed.
+    fn admit<'s>(
+        self,
+        build: impl FnOnce() -> Admission<'s, C, P, A, K>,
+    ) -> Result<(), OutOfPhlogiston>
+    where
+        C: 's,
+        P: 's,
+        A: 's,
+        K: 's;
+}
 
-    /// Admits or refuses the operation that `build` describes, building it only if needed.
+impl<C, P, A, K, F> Gate<C, P, A, K> for F
+where
+    F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
+{
     #[inline]
-    fn admit_with<'s>(
+    fn admit<'s>(
         self,
         build: impl FnOnce() -> Admission<'s, C, P, A, K>,
     ) -> Result<(), OutOfPhlogiston>
@@ -95,36 +104,18 @@ pub(crate) trait Gate<C, P, A, K>: Sized {
         A: 's,
         K: 's,
     {
-        self.admit(&build())
-    }
-}
-
-impl<C, P, A, K, F> Gate<C, P, A, K> for F
-where
-    F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
-{
-    #[inline]
-    fn admit(self, a: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston> {
-        self(a)
+        self(&build())
     }
 }
 
 /// The gate of the ungated operations (`produce`, `consume`, the batches): admits everything
-/// and never reads the admission. (`install` builds only a storing admission, which is cheap,
-/// and keeps its closure.)
+/// and never builds the admission. (`install` builds only a storing admission, which is
+/// cheap, and keeps its closure.)
 pub(crate) struct Open;
 
 impl<C, P, A, K> Gate<C, P, A, K> for Open {
     #[inline]
-    fn admit(self, _: &Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston> {
-        Ok(())
-    }
-
-    #[inline]
-    fn admit_with<'s>(
-        self,
-        _: impl FnOnce() -> Admission<'s, C, P, A, K>,
-    ) -> Result<(), OutOfPhlogiston>
+    fn admit<'s>(self, _: impl FnOnce() -> Admission<'s, C, P, A, K>) -> Result<(), OutOfPhlogiston>
     where
         C: 's,
         P: 's,

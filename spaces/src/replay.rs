@@ -352,6 +352,27 @@ pub(crate) struct Rig<C, P, A, K> {
     pub(crate) generation: u64,
 }
 
+impl<C, P, A, K> Rig<C, P, A, K> {
+    /// Runs `search` with this rig as its guide: an assignment is accepted only if its COMM
+    /// (the consume hashed by `consume`; data named through the channel list `list`, peeking
+    /// at `peeks`) is an unused logged one. Returns what `search` returns and the accepted
+    /// COMM record with its slot (`Some` exactly when an assignment was accepted).
+    pub(crate) fn guided<R>(
+        &self,
+        consume: impl FnMut() -> Digest,
+        list: &[C],
+        peeks: &[usize],
+        search: impl FnOnce(crate::join::Guide<'_, A>) -> R,
+    ) -> (R, Option<(CommRecord, usize)>) {
+        let mut recorder = Recorder::new(consume, list, peeks, self.hash.produce);
+        let mut accept = |entries: &[(usize, &crate::data::StoredDatum<A>)]| {
+            recorder.accept(&self.expect, entries)
+        };
+        let out = search(&mut accept);
+        (out, recorder.accepted)
+    }
+}
+
 /// The replay lock's contents. Lock order: after the shards, before the hard-checkpoint state.
 pub(crate) struct ReplayState<C, P, A, K> {
     pub(crate) rig: Option<Rig<C, P, A, K>>,

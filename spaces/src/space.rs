@@ -27,7 +27,7 @@ use crate::log::CommRecord;
 use crate::log::{CommEvent, ConsumeCall, Event};
 use crate::merkle::{Digest, MerkleMap};
 use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
-use crate::replay::{Expect, Hashers, Recorder, ReplayError, ReplayState, Rig};
+use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::state_map::StateMap;
 use crate::sync::{Mutex, MutexGuard};
@@ -796,7 +796,7 @@ where
                         Ok(r) => r,
                         Err(e) => return Err(ProduceError::new(e, datum)),
                     };
-                    if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, 0, stores)) {
+                    if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, stores)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
                     strike(&mut replay, event, None);
@@ -829,7 +829,7 @@ where
                         Ok(r) => r,
                         Err(e) => return Err(ProduceError::new(e, datum)),
                     };
-                    if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, 0, true)) {
+                    if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, true)) {
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
                     strike(&mut replay, event, None);
@@ -901,7 +901,7 @@ where
             };
         if !stores {
             // A Set that already holds the datum: the produce is accepted and changes nothing.
-            if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, 0, false)) {
+            if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, false)) {
                 return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
             }
             strike(&mut replay, event, None);
@@ -926,7 +926,7 @@ where
                 let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
                 return Err(ProduceError::new(e, incoming.value));
             }
-            if let Err(e) = admit.admit(&Admission::storing(OpKind::Produce, examined, true)) {
+            if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, examined, true)) {
                 return Err(ProduceError::new(
                     ErrorKind::OutOfPhlogiston(e),
                     incoming.value,
@@ -939,7 +939,7 @@ where
                 .push_embedded(incoming, |a| self.matcher.embedding(a));
             return Ok(None);
         };
-        let verdict = admit.admit_with(|| {
+        let verdict = admit.admit(|| {
             let (list, w, freed_cont) = match &source {
                 Source::Installed(e) => (&e.list[..], &e.w, None),
                 Source::Stored(jk, seq) => match view.join(jk).and_then(|s| s.get(*seq)) {
@@ -1178,7 +1178,7 @@ where
                 fitted: true,
             };
             let join = &*join.get_or_insert_with(|| resolve(view, list));
-            let run = |guide| {
+            let run = |guide: Option<Guide<'_, _>>| {
                 search(
                     &self.matcher,
                     join,
@@ -1195,13 +1195,10 @@ where
                     let consume = || {
                         (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks)
                     };
-                    let mut recorder = Recorder::new(consume, list, &w.peeks, rig.hash.produce);
-                    let mut accept = |entries: &[(usize, &StoredDatum<A>)]| {
-                        recorder.accept(&rig.expect, entries)
-                    };
-                    let found = run(Some(&mut accept));
-                    if found.found.is_some() {
-                        out.record = recorder.accepted;
+                    let (found, record) =
+                        rig.guided(consume, list, &w.peeks, |guide| run(Some(guide)));
+                    if record.is_some() {
+                        out.record = record;
                     }
                     found
                 }
@@ -1560,16 +1557,17 @@ where
         let (examined, found) = match (rig_of(&mut replay), event) {
             (Some(rig), Some((h, _))) => {
                 let rig: &Rig<C, P, A, K> = rig;
-                let mut recorder = Recorder::new(|| h, &channels, &peeks, rig.hash.produce);
-                let mut accept =
-                    |entries: &[(usize, &StoredDatum<A>)]| recorder.accept(&rig.expect, entries);
-                let (examined, found, rejected) =
-                    self.find_for_consume(view, &channels, &patterns, &peeks, Some(&mut accept));
+                let ((examined, found, rejected), accepted) = rig.guided(
+                    || h,
+                    &channels,
+                    &peeks,
+                    |guide| self.find_for_consume(view, &channels, &patterns, &peeks, Some(guide)),
+                );
                 if rejected && found.is_none() {
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
                 }
-                record = recorder.accepted;
+                record = accepted;
                 (examined, found)
             }
             _ => {
@@ -1580,7 +1578,7 @@ where
         };
         match found {
             Some(found) => {
-                let verdict = admit.admit_with(|| {
+                let verdict = admit.admit(|| {
                     Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
                 });
                 if let Err(e) = verdict {
@@ -1622,7 +1620,8 @@ where
                 let stores = view
                     .join(&channels)
                     .is_none_or(|store| store.would_store(&w));
-                if let Err(e) = admit.admit(&Admission::storing(OpKind::Consume, examined, stores))
+                if let Err(e) =
+                    admit.admit(|| Admission::storing(OpKind::Consume, examined, stores))
                 {
                     return Err(ConsumeError::new(
                         ErrorKind::OutOfPhlogiston(e),

@@ -50,7 +50,7 @@ fn reference_find(
             head,
             fitted: false,
         };
-        let run = |guide| {
+        let run = |guide: Option<Guide<'_, _>>| {
             search(
                 &space.matcher,
                 &join,
@@ -66,12 +66,9 @@ fn reference_find(
             Some(rig) => {
                 let consume =
                     || (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
-                let mut recorder = Recorder::new(consume, list, &w.peeks, rig.hash.produce);
-                let mut accept =
-                    |entries: &[(usize, &StoredDatum<Term>)]| recorder.accept(&rig.expect, entries);
-                let found = run(Some(&mut accept));
-                if found.found.is_some() {
-                    out.record = recorder.accepted;
+                let (found, record) = rig.guided(consume, list, &w.peeks, |g| run(Some(g)));
+                if record.is_some() {
+                    out.record = record;
                 }
                 found
             }
