@@ -30,9 +30,13 @@
 //! [`Space::create_checkpoint`]: crate::Space::create_checkpoint
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 
 use smallvec::SmallVec;
 
@@ -117,36 +121,189 @@ impl fmt::Display for ReplayError {
 
 impl std::error::Error for ReplayError {}
 
-/// The distinct calls and COMMs of a rigged log, numbered in order of first appearance.
-/// Built once by [`Expect::from_log`] and never changed (shared by every snapshot); only
-/// looked up, never iterated.
+/// The distinct calls and COMMs of a rigged log, numbered (their *slots*) in order of first
+/// appearance. Built once by [`Expect::from_log`] and never changed (shared by every
+/// snapshot); only looked up, never iterated.
+///
+/// Layout: the keys live in flat arrays by slot (a COMM's produce hashes and peeks in shared
+/// arenas), and two `hashbrown` tables of bare slot numbers find them. Against maps holding
+/// the keys themselves (a COMM bucket with its record was 136 bytes, beside a heap list of
+/// produce hashes) the tables are small enough to stay in cache while a replay looks up every
+/// call and COMM, and building them moves no records.
+///
+/// The tables hash whole keys with a randomly seeded hasher, so a hostile log cannot aim
+/// collisions (its digests are arbitrary bytes, not necessarily real hashes). The seed never
+/// reaches a result: it only decides where a slot sits in a table.
 #[derive(Debug, Default)]
 struct LogIndex {
-    events: HashMap<Key, usize, foldhash::fast::RandomState>,
-    /// By the COMM's consume hash: each distinct record with that consume, and its slot.
-    comms: HashMap<Key, SmallVec<[(CommRecord, usize); 1]>, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    /// Event slots, found by their hash in `event_keys`.
+    events: HashTable<usize>,
+    /// Each distinct call hash, by slot.
+    event_keys: Vec<Digest>,
+    /// COMM slots, found by their record in `comm_keys`.
+    comms: HashTable<usize>,
+    /// Each distinct COMM record, by slot.
+    comm_keys: CommKeys,
 }
 
-/// A digest as a map key. It hashes only its first 8 bytes (through the map's randomly seeded
-/// hasher, so a hostile log cannot aim collisions): digests are uniform, so those bytes tell
-/// keys apart as well as all 32, at a quarter of the hashing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key(Digest);
+/// COMM records by slot, flat: each one's consume hash, and its produce hashes and peeks as
+/// ranges of two shared arenas.
+#[derive(Debug, Default)]
+struct CommKeys {
+    keys: Vec<(Digest, Range<usize>, Range<usize>)>,
+    produces: Vec<Digest>,
+    peeks: Vec<u32>,
+}
 
-impl std::hash::Hash for Key {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut prefix = [0u8; 8];
-        prefix.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(prefix));
+impl CommKeys {
+    /// Record `slot` as `(consume, produces, peeks)`; empty parts for a slot out of range
+    /// (none is: the index hands out only slots it holds).
+    fn get(&self, slot: usize) -> (Option<&Digest>, &[Digest], &[u32]) {
+        match self.keys.get(slot) {
+            Some((c, pr, pe)) => (
+                Some(c),
+                self.produces.get(pr.clone()).unwrap_or_default(),
+                self.peeks.get(pe.clone()).unwrap_or_default(),
+            ),
+            None => (None, &[], &[]),
+        }
+    }
+
+    /// Whether record `slot` is `record`.
+    fn is(&self, slot: usize, record: &CommRecord) -> bool {
+        let (c, pr, pe) = self.get(slot);
+        c == Some(&record.consume) && pr == record.produces && pe == record.peeks
+    }
+
+    /// Appends `record`; returns its slot.
+    fn push(&mut self, record: &CommRecord) -> usize {
+        let (p0, e0) = (self.produces.len(), self.peeks.len());
+        self.produces.extend_from_slice(&record.produces);
+        self.peeks.extend_from_slice(&record.peeks);
+        let key = (
+            record.consume,
+            p0..self.produces.len(),
+            e0..self.peeks.len(),
+        );
+        self.keys.push(key);
+        self.keys.len() - 1
+    }
+
+    /// Record `slot`'s table position.
+    fn hash(&self, hasher: &foldhash::fast::RandomState, slot: usize) -> u64 {
+        let (c, pr, pe) = self.get(slot);
+        comm_hash(hasher, c.unwrap_or(&[0; 32]), pr, pe)
+    }
+}
+
+/// A table position for call `hash`.
+fn event_hash(hasher: &foldhash::fast::RandomState, hash: &Digest) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(hash);
+    h.finish()
+}
+
+/// A table position for the COMM `(consume, produces, peeks)`.
+fn comm_hash(
+    hasher: &foldhash::fast::RandomState,
+    consume: &Digest,
+    produces: &[Digest],
+    peeks: &[u32],
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(consume);
+    h.write_usize(produces.len());
+    for p in produces {
+        h.write(p);
+    }
+    h.write_usize(peeks.len());
+    for &p in peeks {
+        h.write_u32(p);
+    }
+    h.finish()
+}
+
+/// A table position for COMM `record`.
+fn record_hash(hasher: &foldhash::fast::RandomState, record: &CommRecord) -> u64 {
+    comm_hash(hasher, &record.consume, &record.produces, &record.peeks)
+}
+
+impl LogIndex {
+    /// The slot of call `hash`, if the log holds it.
+    fn event(&self, hash: &Digest) -> Option<usize> {
+        let keys = &self.event_keys;
+        self.events
+            .find(event_hash(&self.hasher, hash), |&slot| {
+                keys.get(slot) == Some(hash)
+            })
+            .copied()
+    }
+
+    /// The slot of COMM `record`, if the log holds it.
+    fn comm(&self, record: &CommRecord) -> Option<usize> {
+        let keys = &self.comm_keys;
+        self.comms
+            .find(record_hash(&self.hasher, record), |&slot| {
+                keys.is(slot, record)
+            })
+            .copied()
+    }
+
+    /// The slot of call `hash`, numbering it if new: `(slot, new)`.
+    fn add_event(&mut self, hash: Digest) -> (usize, bool) {
+        let Self {
+            hasher,
+            events,
+            event_keys: keys,
+            ..
+        } = self;
+        let entry = events.entry(
+            event_hash(hasher, &hash),
+            |&slot| keys.get(slot) == Some(&hash),
+            |&slot| event_hash(hasher, keys.get(slot).unwrap_or(&[0; 32])),
+        );
+        match entry {
+            Entry::Occupied(e) => (*e.get(), false),
+            Entry::Vacant(e) => {
+                e.insert(keys.len());
+                keys.push(hash);
+                (keys.len() - 1, true)
+            }
+        }
+    }
+
+    /// The slot of COMM `record`, numbering it if new: `(slot, new)`.
+    fn add_comm(&mut self, record: &CommRecord) -> (usize, bool) {
+        let Self {
+            hasher,
+            comms,
+            comm_keys: keys,
+            ..
+        } = self;
+        let entry = comms.entry(
+            record_hash(hasher, record),
+            |&slot| keys.is(slot, record),
+            |&slot| keys.hash(hasher, slot),
+        );
+        match entry {
+            Entry::Occupied(e) => (*e.get(), false),
+            Entry::Vacant(e) => {
+                e.insert(keys.keys.len());
+                (keys.push(record), true)
+            }
+        }
     }
 }
 
 /// Counts in a two-level copy-on-write array: a shared list of shared chunks. A clone is one
 /// reference count; the first decrement after a clone copies the list of chunk pointers
-/// (n / [`CHUNK`] of them) and the one chunk written; later decrements write in place.
+/// (n / [`CHUNK`] of them) and the one chunk written; later decrements write in place. The
+/// pointers are `triomphe`'s: checking that a chunk is unshared, on every decrement, is one
+/// load rather than std's locked compare-and-swap.
 #[derive(Clone, Debug, Default)]
 struct Counts {
-    chunks: Arc<Vec<Arc<[u32; CHUNK]>>>,
+    chunks: triomphe::Arc<Vec<triomphe::Arc<[u32; CHUNK]>>>,
 }
 
 /// Counts per chunk of [`Counts`].
@@ -159,11 +316,11 @@ impl Counts {
             .map(|c| {
                 let mut chunk = [0u32; CHUNK];
                 chunk[..c.len()].copy_from_slice(c);
-                Arc::new(chunk)
+                triomphe::Arc::new(chunk)
             })
             .collect();
         Counts {
-            chunks: Arc::new(chunks),
+            chunks: triomphe::Arc::new(chunks),
         }
     }
 
@@ -176,10 +333,10 @@ impl Counts {
         if self.get(i) == 0 {
             return false;
         }
-        let chunks = Arc::make_mut(&mut self.chunks);
+        let chunks = triomphe::Arc::make_mut(&mut self.chunks);
         match chunks.get_mut(i / CHUNK) {
             Some(c) => {
-                Arc::make_mut(c)[i % CHUNK] -= 1;
+                triomphe::Arc::make_mut(c)[i % CHUNK] -= 1;
                 true
             }
             None => false,
@@ -215,17 +372,19 @@ impl Expect {
         let n_events = log.len() - n_comms;
         let mut b = Builder {
             index: LogIndex {
-                events: HashMap::with_capacity_and_hasher(n_events, Default::default()),
-                comms: HashMap::with_capacity_and_hasher(n_comms, Default::default()),
+                events: HashTable::with_capacity(n_events),
+                event_keys: Vec::with_capacity(n_events),
+                comms: HashTable::with_capacity(n_comms),
+                comm_keys: CommKeys {
+                    keys: Vec::with_capacity(n_comms),
+                    ..CommKeys::default()
+                },
+                ..LogIndex::default()
             },
             events: Vec::with_capacity(n_events),
             comms: Vec::with_capacity(n_comms),
         };
-        match log {
-            // An owned log's COMM records move into the index; a borrowed one's are copied.
-            Cow::Owned(v) => v.into_iter().try_for_each(|e| b.add(e))?,
-            Cow::Borrowed(v) => v.iter().try_for_each(|e| b.add(e.clone()))?,
-        }
+        log.iter().try_for_each(|e| b.add(e))?;
         let Builder {
             index,
             events,
@@ -243,15 +402,14 @@ impl Expect {
     /// Whether the log still expects a call with this hash: its slot, for
     /// [`strike_event`](Self::strike_event).
     pub(crate) fn expects(&self, hash: &Digest) -> Option<usize> {
-        let slot = *self.index.events.get(&Key(*hash))?;
+        let slot = self.index.event(hash)?;
         (self.events.get(slot) > 0).then_some(slot)
     }
 
     /// Whether `record` is an unused logged COMM: its slot, for
     /// [`strike_comm`](Self::strike_comm).
     pub(crate) fn holds(&self, record: &CommRecord) -> Option<usize> {
-        let same = self.index.comms.get(&Key(record.consume))?;
-        let slot = same.iter().find(|(x, _)| x == record)?.1;
+        let slot = self.index.comm(record)?;
         (self.comms.get(slot) > 0).then_some(slot)
     }
 
@@ -291,35 +449,28 @@ struct Builder {
 
 impl Builder {
     /// Counts one log event. Errors: a counter out of sequence.
-    fn add(&mut self, ev: LogEvent) -> Result<(), ReplayError> {
+    fn add(&mut self, ev: &LogEvent) -> Result<(), ReplayError> {
         match ev {
             LogEvent::Produce { hash, counter } | LogEvent::Consume { hash, counter } => {
-                let next = self.events.len();
-                let slot = *self.index.events.entry(Key(hash)).or_insert(next);
-                if slot == next {
+                let (slot, new) = self.index.add_event(*hash);
+                if new {
                     self.events.push(0);
                 }
                 let expected = self.events[slot];
-                if counter != expected {
+                if *counter != expected {
                     return Err(ReplayError::BadCounter {
-                        hash,
-                        counter,
+                        hash: *hash,
+                        counter: *counter,
                         expected,
                     });
                 }
                 self.events[slot] = expected.saturating_add(1);
             }
             LogEvent::Comm(r) => {
-                let next = self.comms.len();
-                let same = self.index.comms.entry(Key(r.consume)).or_default();
-                let slot = match same.iter().find(|(x, _)| *x == r) {
-                    Some(&(_, slot)) => slot,
-                    None => {
-                        same.push((r, next));
-                        self.comms.push(0);
-                        next
-                    }
-                };
+                let (slot, new) = self.index.add_comm(r);
+                if new {
+                    self.comms.push(0);
+                }
                 self.comms[slot] = self.comms[slot].saturating_add(1);
             }
         }
@@ -491,6 +642,70 @@ mod tests {
         // The snapshot still sees the old counts, in both chunks touched.
         assert_eq!((snapshot.get(1), snapshot.get(599)), (1, 2));
         assert_eq!(snapshot.get(10_000), 0);
+    }
+
+    /// Keys that differ only in their last byte (or only in a COMM's produce list or peeks)
+    /// are different calls and COMMs: the index compares whole keys, whatever it hashes.
+    #[test]
+    fn keys_differing_late_are_told_apart() {
+        let late = |b: u8| {
+            let mut d = [7u8; 32];
+            d[31] = b;
+            d
+        };
+        let rec = |p: u8, peeks: Vec<u32>| CommRecord {
+            consume: late(0),
+            produces: vec![late(1), late(p)],
+            peeks,
+        };
+        let mut log: Vec<LogEvent> = (0..40)
+            .map(|b| LogEvent::Produce {
+                hash: late(b),
+                counter: 0,
+            })
+            .collect();
+        // The same call twice is one slot counted twice.
+        log.push(LogEvent::Consume {
+            hash: late(3),
+            counter: 1,
+        });
+        let comms = [
+            rec(2, vec![]),
+            rec(3, vec![]),
+            rec(2, vec![0]),
+            rec(2, vec![1]),
+        ];
+        log.extend(comms.iter().cloned().map(LogEvent::Comm));
+        log.push(LogEvent::Comm(rec(3, vec![])));
+        let mut e = Expect::from_log(Cow::Owned(log)).unwrap();
+        assert_eq!(
+            e.finished(),
+            Err(ReplayError::Unused {
+                events: 41,
+                comms: 5
+            })
+        );
+        assert!(e.expects(&late(40)).is_none());
+        let mut slots: Vec<usize> = (0..40).map(|b| e.expects(&late(b)).unwrap()).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), 40, "forty distinct calls");
+        let three = e.expects(&late(3)).unwrap();
+        e.strike_event(three);
+        assert_eq!(e.expects(&late(3)), Some(three), "logged twice");
+        e.strike_event(three);
+        assert!(e.expects(&late(3)).is_none());
+        let mut comm_slots: Vec<usize> = comms.iter().map(|r| e.holds(r).unwrap()).collect();
+        comm_slots.dedup();
+        assert_eq!(comm_slots.len(), 4, "four distinct COMMs");
+        assert!(e.holds(&rec(4, vec![])).is_none());
+        assert!(e.holds(&rec(2, vec![0, 1])).is_none());
+        let twice = e.holds(&rec(3, vec![])).unwrap();
+        e.strike_comm(twice);
+        assert_eq!(e.holds(&rec(3, vec![])), Some(twice), "fired twice");
+        e.strike_comm(twice);
+        assert!(e.holds(&rec(3, vec![])).is_none());
+        assert!(e.holds(&rec(2, vec![1])).is_some());
     }
 
     #[test]
