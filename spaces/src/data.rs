@@ -249,6 +249,12 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         }
     }
 
+    /// Whether the exact index exists (tests compare it: it decides `examined`).
+    #[cfg(test)]
+    pub(crate) fn has_index(&self) -> bool {
+        self.index.is_some()
+    }
+
     fn indexable(&self) -> bool {
         matches!(self.kind, DataKind::Bag | DataKind::Set)
     }
