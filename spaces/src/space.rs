@@ -643,6 +643,13 @@ where
 
     /// Locks the shards of `channels` (a consume's or install's join), ascending.
     fn lock_channels(&self, channels: &[C]) -> View<'_, C, P, A, K> {
+        if let [channel] = channels {
+            let i = self.router.shard_of(channel);
+            return View {
+                router: self.router,
+                locks: LockSet::single(i, self.shards[i].0.lock()),
+            };
+        }
         let mut need: SmallVec<[usize; 8]> =
             channels.iter().map(|c| self.router.shard_of(c)).collect();
         need.sort_unstable();

@@ -47,12 +47,13 @@ use std::sync::Arc;
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
-use super::{Space, View};
+use super::{Space, State, View};
 use crate::admission::{Admission, Gate, OpKind};
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::Peeks;
 use crate::data::ItemKey;
 use crate::error::{ConsumeError, ErrorKind};
+use crate::log::{CommEvent, ConsumeCall, Event};
 use crate::parallel::PARALLEL_MIN_CANDIDATES;
 
 /// What the single-position walk found: the pick's key and the matcher's result.
@@ -86,17 +87,15 @@ where
             return None;
         }
         let hint = self.matcher.exact_key(pattern);
+        let mut cs = view.channel(channel);
         // As `find_for_consume`: an exact pattern builds the index the channel wants.
-        if hint.is_some()
-            && view
-                .channel(channel)
-                .is_some_and(|cs| cs.data.wants_index())
-        {
+        if hint.is_some() && cs.is_some_and(|cs| cs.data.wants_index()) {
             if let Some(cs) = view.channel_mut(channel) {
                 cs.data.ensure_index();
             }
+            cs = view.channel(channel);
         }
-        let Some(cs) = view.channel(channel) else {
+        let Some(cs) = cs else {
             // No store: the search offers nothing and makes no matcher call.
             return Some((0, None));
         };
@@ -151,25 +150,38 @@ where
                 continuation,
             ));
         }
-        let call = self.record_consume(
-            view,
-            &channels,
-            &patterns,
-            &continuation,
-            persist,
-            &peeks,
-            None,
-        );
+        // One shard holds the channel, its log and its dirty list: reach it once.
+        let state = view.state_mut(&channels[0]);
+        // The log, as `record_consume` and `record_comm` write it in play: the call, then
+        // the COMM sharing its parts.
+        let call = self.log_events.then(|| {
+            let call = Arc::new(ConsumeCall {
+                channels: channels.clone(),
+                patterns: patterns.clone(),
+                continuation: continuation.clone(),
+                persist,
+                peeks: copy_peeks(&peeks),
+            });
+            state.log.push(Event::Consume(call.clone()));
+            call
+        });
         let mut matches = SmallVec::new();
+        let mut data = SmallVec::new();
         // The pick names a live item found under this lock, so it is present; a missing one
         // would be a bug, and is skipped rather than panicking (as `collect_matches` does).
-        if let Some((datum, persistent)) = take_single(view, &channels[0], key, peek) {
+        if let Some((datum, persistent)) = take_single(state, &channels[0], key, peek) {
+            if call.is_some() {
+                data.push((0, datum.clone(), persistent));
+            }
             matches.push(MatchedDatum {
                 position: 0,
                 result,
                 datum,
                 persistent,
             });
+        }
+        if let Some(call) = call {
+            state.log.push(Event::Comm(CommEvent { call, data }));
         }
         let comm = Comm {
             continuation,
@@ -180,7 +192,6 @@ where
             matches,
             reissue: persist,
         };
-        self.record_comm(view, &comm.channels[0], &comm, None, call);
         Ok(Some(comm))
     }
 }
@@ -233,11 +244,12 @@ where
     }
 }
 
-/// Takes (or, when it stays, copies) the picked datum of a single-channel COMM, then tidies
-/// the channel and drops it when it is left with no data and no join group: `collect_matches`
-/// for one position. Returns the datum and whether it was persistent.
+/// Takes (or, when it stays, copies) the picked datum of a single-channel COMM from the
+/// channel's shard state, then tidies the channel and drops it when it is left with no data
+/// and no join group: `collect_matches` for one position. Returns the datum and whether it
+/// was persistent.
 fn take_single<C, P, A, K>(
-    view: &mut View<'_, C, P, A, K>,
+    state: &mut State<C, P, A, K>,
     channel: &C,
     key: ItemKey,
     peek: bool,
@@ -248,7 +260,7 @@ where
     A: Clone + Hash + Eq,
     K: Clone,
 {
-    let cs = view.channel_mut(channel)?;
+    let cs = state.touch(channel)?;
     let stored = cs.data.get(key)?;
     if stored.persist || peek {
         return Some((stored.value.clone(), stored.persist));
@@ -256,7 +268,17 @@ where
     let taken = cs.data.take(key).map(|d| (d.value, d.persist));
     cs.data.tidy();
     if cs.data.is_empty() && cs.joins.is_empty() {
-        view.remove_channel(channel);
+        state.channels.remove(channel);
     }
     taken
+}
+
+/// A copy of `peeks` (at most one position here): an empty list is made, not cloned.
+#[inline]
+fn copy_peeks(peeks: &Peeks) -> Peeks {
+    if peeks.is_empty() {
+        Peeks::new()
+    } else {
+        peeks.clone()
+    }
 }
