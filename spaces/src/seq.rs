@@ -103,16 +103,6 @@ impl<T: Clone> Slots<T> {
         }
     }
 
-    /// The number of tombstones before the first item.
-    fn leading_none(&self) -> usize {
-        match self {
-            Slots::Small(v) => v.iter().take_while(|s| s.is_none()).count(),
-            Slots::Large(v) => (0..v.len())
-                .take_while(|&i| v.get(i).is_some_and(|s| s.is_none()))
-                .count(),
-        }
-    }
-
     /// The number of tombstones after the last item.
     fn trailing_none(&self) -> usize {
         match self {
@@ -124,18 +114,20 @@ impl<T: Clone> Slots<T> {
         }
     }
 
-    /// Drops the first `n` slots.
-    fn drop_front(&mut self, n: usize) {
+    /// Removes and returns the first slot.
+    #[inline]
+    fn pop_front(&mut self) -> Option<Option<T>> {
         match self {
-            Slots::Small(v) => {
-                v.drain(..n);
-            }
-            Slots::Large(v) => {
-                for _ in 0..n {
-                    v.pop_front();
-                }
-            }
+            Slots::Small(v) if v.is_empty() => None,
+            Slots::Small(v) => Some(v.remove(0)),
+            Slots::Large(v) => v.pop_front(),
         }
+    }
+
+    /// Whether the first slot is a tombstone.
+    #[inline]
+    fn front_is_none(&self) -> bool {
+        self.get(0).is_some_and(|s| s.is_none())
     }
 
     /// Drops the last `n` slots.
@@ -240,6 +232,9 @@ impl<T: Clone> SeqItems<T> {
     /// Removes item `seq`, leaving a tombstone (trimmed at the ends).
     pub(crate) fn take(&mut self, seq: u64) -> Option<T> {
         let pos = usize::try_from(seq.checked_sub(self.front)?).ok()?;
+        if pos == 0 {
+            return self.take_first();
+        }
         let value = self.slots.get_mut(pos)?.take()?;
         self.live -= 1;
         if self.live == 0 {
@@ -248,14 +243,33 @@ impl<T: Clone> SeqItems<T> {
             self.front = 0;
             return Some(value);
         }
-        // Live items remain, so both trims stop at one.
-        if pos == 0 {
-            let head = self.slots.leading_none();
-            self.slots.drop_front(head);
-            self.front += head as u64;
-        } else if pos + 1 == self.slots.len() {
+        // Live items remain (the first among them), so the trim stops at one.
+        if pos + 1 == self.slots.len() {
             let tail = self.slots.trailing_none();
             self.slots.drop_back(tail);
+        }
+        Some(value)
+    }
+
+    /// Removes the first slot's item (the oldest), and the tombstones behind it: one pop per
+    /// slot dropped, where [`take`](Self::take) at another position writes a tombstone first.
+    fn take_first(&mut self) -> Option<T> {
+        // The first slot is live (the invariant); were it a tombstone, dropping it keeps the
+        // numbering (`front` moves past it) and nothing is returned.
+        let value = self.slots.pop_front()?;
+        self.front += 1;
+        let value = value?;
+        self.live -= 1;
+        if self.live == 0 {
+            // Empty: back to a fresh flat vector (numbering restarts, as after a trim).
+            self.slots = Slots::Small(SmallVec::new());
+            self.front = 0;
+            return Some(value);
+        }
+        // Live items remain, so the trim stops at one.
+        while self.slots.front_is_none() {
+            self.slots.pop_front();
+            self.front += 1;
         }
         Some(value)
     }

@@ -4,6 +4,9 @@ pub(crate) mod batch;
 pub(crate) mod hard;
 #[cfg(test)]
 mod produce_search_tests;
+mod single;
+#[cfg(test)]
+mod single_tests;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -392,6 +395,9 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     shards: ShardLocks<C, P, A, K>,
     /// Whether operations append to the event log (SPEC §7).
     log_events: bool,
+    /// Whether calls may take the fast paths that skip the general search (see
+    /// [`single`]). Always on outside tests; the tests turn it off for a reference space.
+    shortcuts: bool,
     /// The rigged replay, if any. Lock order: after the shards, before `hard`.
     replay: Mutex<ReplayState<C, P, A, K>>,
     /// The trie and history of hard checkpoints. Lock order: after every shard.
@@ -499,6 +505,7 @@ where
             config,
             router,
             log_events: true,
+            shortcuts: true,
             replay: Mutex::new(ReplayState::default()),
             hard: Mutex::new(Hard {
                 merkle: MerkleMap::new(),
@@ -636,6 +643,13 @@ where
 
     /// Locks the shards of `channels` (a consume's or install's join), ascending.
     fn lock_channels(&self, channels: &[C]) -> View<'_, C, P, A, K> {
+        if let [channel] = channels {
+            let i = self.router.shard_of(channel);
+            return View {
+                router: self.router,
+                locks: LockSet::single(i, self.shards[i].0.lock()),
+            };
+        }
         let mut need: SmallVec<[usize; 8]> =
             channels.iter().map(|c| self.router.shard_of(c)).collect();
         need.sort_unstable();
@@ -1554,8 +1568,27 @@ where
             Err(e) => return Err(ConsumeError::new(e, continuation)),
         };
         let mut record = None;
-        let (examined, found) = match (rig_of(&mut replay), event) {
-            (Some(rig), Some((h, _))) => {
+        // In play, a single-channel consume takes the fast path (see `single`).
+        let single = match replay {
+            None => self.find_single(view, &channels, &patterns),
+            Some(_) => None,
+        };
+        let (examined, found) = match (single, rig_of(&mut replay), event) {
+            (Some((examined, Some(hit))), _, _) => {
+                return self.fire_single(
+                    view,
+                    examined,
+                    hit,
+                    channels,
+                    patterns,
+                    continuation,
+                    persist,
+                    peeks,
+                    admit,
+                );
+            }
+            (Some((examined, None)), _, _) => (examined, None),
+            (None, Some(rig), Some((h, _))) => {
                 let rig: &Rig<C, P, A, K> = rig;
                 let ((examined, found, rejected), accepted) = rig.guided(
                     || h,

@@ -1,0 +1,284 @@
+//! The single-channel consume fast path: a consume on one channel, in play, finds its datum
+//! with one walk of that channel's candidates and fires without the join machinery (no
+//! resolved join view, no depth-first search, no assignment record to unpack).
+//!
+//! **Algorithm.** With one position there is nothing to backtrack over, and no earlier
+//! position can have used a candidate, so the complete search of [`crate::join`] reduces to:
+//! walk the channel's candidates in the order its kind hands them out
+//! ([`DataStore::for_each_candidate`], through the exact index when the pattern has an exact
+//! key and the index exists); call the matcher on each, counting the call in `examined`; the
+//! first that matches is the pick; on a head-only kind (Queue, Stack, PriorityQueue, Cell) the
+//! walk stops after the first candidate. That is the search's own walk at position 0
+//! (`Dfs::go`, `offer`, `try_candidate`), so the pick, the matcher's result and `examined` are
+//! the general path's.
+//!
+//! **When it applies** ([`Space::find_single`] returns `None` otherwise, and the caller runs
+//! the general search):
+//! - one channel, and the space's shortcuts are on (a test switch turns them off);
+//! - no replay rig (a rigged search consults the log's guide per assignment);
+//! - the pattern is not a similarity pattern (those are ranked, and top-k takes several data);
+//! - the walk is not one the general search would hand to the parallel pre-check (a scan of at
+//!   least [`PARALLEL_MIN_CANDIDATES`] candidates with no index narrowing it).
+//!
+//! Peeks (at most position 0) and persistence of the consume or of the datum are handled: they
+//! only decide whether the pick is taken, as in `collect_matches`.
+//!
+//! **Invariants it keeps** (the same, in the same order, as `consume_in`'s general branch):
+//! - the exact index is built before the walk exactly when the general search builds it (an
+//!   exact pattern on a channel that [`wants_index`](DataStore::wants_index)), listing the
+//!   channel as changed, so `examined` and the dirty lists agree;
+//! - the gate sees the same [`Admission`] (same `examined`, `fires: Some(1)`, and the datum in
+//!   `freed_data` unless it stays) before anything else changes; a refusal changes nothing more
+//!   than the general path's refusal does;
+//! - the log gets the consume call, then the COMM, in the channel's shard; the channel is
+//!   touched (listed as changed) when the COMM fires, the pick taken unless it stays, and the
+//!   channel tidied and dropped when left empty with no join group.
+//!
+//! A miss (nothing matches) returns its `examined` to the caller, which stores the
+//! continuation as after a general search.
+//!
+//! Tests: `single_tests` runs random call sequences on a space with the shortcut and on one
+//! without, comparing every result, admission, state, log and state root.
+
+use std::hash::Hash;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use rhospace_matchers::Match;
+use smallvec::SmallVec;
+
+use super::{Space, State, View};
+use crate::admission::{Admission, Gate, OpKind};
+use crate::comm::{Comm, MatchedDatum};
+use crate::conts::Peeks;
+use crate::data::ItemKey;
+use crate::error::{ConsumeError, ErrorKind};
+use crate::log::{CommEvent, ConsumeCall, Event};
+use crate::parallel::PARALLEL_MIN_CANDIDATES;
+
+/// What the single-position walk found: the pick's key and the matcher's result.
+pub(super) type SingleHit<R> = (ItemKey, R);
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq,
+    P: Clone + Eq + Sync,
+    A: Clone + Hash + Eq + Sync,
+    K: Clone + Eq,
+    M: Match<P, A>,
+{
+    /// The single-position search of a consume on `channels` with `patterns` (validated), in
+    /// play: `Some((examined, hit))` when the fast path applies (see the module docs), `None`
+    /// when the caller must run the general search. Builds the exact index first when the
+    /// general search would.
+    ///
+    /// Time: O(1) expected with an exact pattern on an indexed channel; otherwise O(candidates
+    /// walked), as the general search.
+    pub(super) fn find_single(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        channels: &[C],
+        patterns: &[P],
+    ) -> Option<(u64, Option<SingleHit<M::Output>>)> {
+        let ([channel], [pattern]) = (channels, patterns) else {
+            return None;
+        };
+        if !self.shortcuts || self.matcher.similarity(pattern).is_some() {
+            return None;
+        }
+        let hint = self.matcher.exact_key(pattern);
+        let mut cs = view.channel(channel);
+        // As `find_for_consume`: an exact pattern builds the index the channel wants.
+        if hint.is_some() && cs.is_some_and(|cs| cs.data.wants_index()) {
+            if let Some(cs) = view.channel_mut(channel) {
+                cs.data.ensure_index();
+            }
+            cs = view.channel(channel);
+        }
+        let Some(cs) = cs else {
+            // No store: the search offers nothing and makes no matcher call.
+            return Some((0, None));
+        };
+        let store = &cs.data;
+        let restricted = store.kind().head_only();
+        if !restricted && store.len() >= PARALLEL_MIN_CANDIDATES && store.scans_all(hint) {
+            // The general search pre-checks this walk in parallel: leave it to it.
+            return None;
+        }
+        let mut examined = 0u64;
+        let mut hit = None;
+        let _ = store.for_each_candidate(hint, None, |key, d, _| {
+            examined += 1;
+            if let Some(r) = self.matcher.get(pattern, &d.value) {
+                hit = Some((key, r));
+                return ControlFlow::Break(());
+            }
+            if restricted {
+                // A head-only channel offers only its head.
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        Some((examined, hit))
+    }
+
+    /// Fires the COMM of a single-channel consume whose walk ([`find_single`](Self::find_single))
+    /// picked `hit` after `examined` matcher calls: the general branch of `consume_in` for a
+    /// found assignment, specialised to one position. Not called while replaying (no event
+    /// hash, no COMM record).
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    pub(super) fn fire_single<G: Gate<C, P, A, K>>(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        examined: u64,
+        hit: SingleHit<M::Output>,
+        channels: Arc<[C]>,
+        patterns: Arc<[P]>,
+        continuation: K,
+        persist: bool,
+        peeks: Peeks,
+        admit: G,
+    ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
+        let (key, result) = hit;
+        // Validated: `peeks` is empty or `[0]`.
+        let peek = !peeks.is_empty();
+        let verdict = admit.admit(|| single_firing(view, &channels[0], key, peek, examined));
+        if let Err(e) = verdict {
+            return Err(ConsumeError::new(
+                ErrorKind::OutOfPhlogiston(e),
+                continuation,
+            ));
+        }
+        // One shard holds the channel, its log and its dirty list: reach it once.
+        let state = view.state_mut(&channels[0]);
+        // The log, as `record_consume` and `record_comm` write it in play: the call, then
+        // the COMM sharing its parts.
+        let call = self.log_events.then(|| {
+            let call = Arc::new(ConsumeCall {
+                channels: channels.clone(),
+                patterns: patterns.clone(),
+                continuation: continuation.clone(),
+                persist,
+                peeks: copy_peeks(&peeks),
+            });
+            state.log.push(Event::Consume(call.clone()));
+            call
+        });
+        let mut matches = SmallVec::new();
+        let mut data = SmallVec::new();
+        // The pick names a live item found under this lock, so it is present; a missing one
+        // would be a bug, and is skipped rather than panicking (as `collect_matches` does).
+        if let Some((datum, persistent)) = take_single(state, &channels[0], key, peek) {
+            if call.is_some() {
+                data.push((0, datum.clone(), persistent));
+            }
+            matches.push(MatchedDatum {
+                position: 0,
+                result,
+                datum,
+                persistent,
+            });
+        }
+        if let Some(call) = call {
+            state.log.push(Event::Comm(CommEvent { call, data }));
+        }
+        let comm = Comm {
+            continuation,
+            channels,
+            patterns,
+            persistent: persist,
+            peeks,
+            matches,
+            reissue: persist,
+        };
+        Ok(Some(comm))
+    }
+}
+
+#[cfg(test)]
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq,
+    P: Clone,
+    A: Clone + Hash + Eq,
+    K: Clone,
+{
+    /// The same space with its shortcuts off: every call takes the general route (the
+    /// reference the shortcuts are tested against).
+    pub(crate) fn without_shortcuts(mut self) -> Self {
+        self.shortcuts = false;
+        self
+    }
+}
+
+/// The admission of a single-channel firing: `Self::firing` for one position.
+fn single_firing<'s, C, P, A, K>(
+    view: &'s View<'_, C, P, A, K>,
+    channel: &'s C,
+    key: ItemKey,
+    peek: bool,
+    examined: u64,
+) -> Admission<'s, C, P, A, K>
+where
+    C: Clone + Hash + Eq,
+    P: Clone,
+    A: Clone + Hash + Eq,
+    K: Clone,
+{
+    let mut freed_data = SmallVec::new();
+    if !peek {
+        if let Some(d) = view.channel(channel).and_then(|cs| cs.data.get(key)) {
+            if !d.persist {
+                freed_data.push((channel, d));
+            }
+        }
+    }
+    Admission {
+        op: OpKind::Consume,
+        examined,
+        fires: Some(1),
+        stores: false,
+        freed_data,
+        freed_continuation: None,
+    }
+}
+
+/// Takes (or, when it stays, copies) the picked datum of a single-channel COMM from the
+/// channel's shard state, then tidies the channel and drops it when it is left with no data
+/// and no join group: `collect_matches` for one position. Returns the datum and whether it
+/// was persistent.
+fn take_single<C, P, A, K>(
+    state: &mut State<C, P, A, K>,
+    channel: &C,
+    key: ItemKey,
+    peek: bool,
+) -> Option<(A, bool)>
+where
+    C: Clone + Hash + Eq,
+    P: Clone,
+    A: Clone + Hash + Eq,
+    K: Clone,
+{
+    let cs = state.touch(channel)?;
+    let stored = cs.data.get(key)?;
+    if stored.persist || peek {
+        return Some((stored.value.clone(), stored.persist));
+    }
+    let taken = cs.data.take(key).map(|d| (d.value, d.persist));
+    cs.data.tidy();
+    if cs.data.is_empty() && cs.joins.is_empty() {
+        state.channels.remove(channel);
+    }
+    taken
+}
+
+/// A copy of `peeks` (at most one position here): an empty list is made, not cloned.
+#[inline]
+fn copy_peeks(peeks: &Peeks) -> Peeks {
+    if peeks.is_empty() {
+        Peeks::new()
+    } else {
+        peeks.clone()
+    }
+}

@@ -1,0 +1,421 @@
+//! The single-channel consume fast path ([`super::single`]) against the general route.
+//!
+//! Two spaces with the same configuration get the same random calls: one with its shortcuts
+//! on, one with them off (every consume through `resolve` and the join search). Calls mix
+//! single- and multi-channel consumes, exact and non-exact patterns, persistence, peeks
+//! (in range and out), gated consumes whose gate records the admission and sometimes refuses,
+//! batches, installs, bulk produces that cross the exact index threshold and the flat/tree
+//! layout boundary, soft checkpoints and reverts, and hard checkpoints, on Bag, Set, Queue,
+//! Stack, Cell and PriorityQueue channels. After every call the two must agree on the result
+//! (COMM or error), on what the gate saw, and on the whole state as the code keeps it: every
+//! channel's items with their keys, kind and index, the join groups, the dirty lists and the
+//! event log of every shard; every hard checkpoint must give the same root and log.
+
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+
+use proptest::prelude::*;
+use rhospace_matchers::Match;
+use rhospace_phlogiston::OutOfPhlogiston;
+
+use super::*;
+use crate::kind::ContKind;
+use crate::merkle::EMPTY_ROOT;
+use crate::space::batch::ConsumeRequest;
+
+/// A pattern: `(tag, n)`. Tag 0 accepts anything, 1 even data, 2 data greater than `n`, 3
+/// exactly `n` (reported as an exact key, so the index path is exercised).
+type Pat = (u8, i64);
+
+/// The matcher of [`Pat`]; its result is the datum times ten plus the tag, so a test sees that
+/// a result really comes from the matcher call on the datum picked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Pm;
+
+impl Match<Pat, i64> for Pm {
+    type Output = i64;
+
+    fn get(&self, p: &Pat, d: &i64) -> Option<i64> {
+        let ok = match p.0 {
+            0 => true,
+            1 => d % 2 == 0,
+            2 => *d > p.1,
+            _ => *d == p.1,
+        };
+        ok.then(|| d * 10 + i64::from(p.0))
+    }
+
+    fn exact_key<'p>(&self, p: &'p Pat) -> Option<&'p i64> {
+        (p.0 >= 3).then_some(&p.1)
+    }
+}
+
+type S = Space<u8, Pat, i64, u8, Pm>;
+
+#[derive(Clone, Debug)]
+struct Req {
+    channels: Vec<u8>,
+    patterns: Vec<Pat>,
+    k: u8,
+    persist: bool,
+    peeks: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Produce {
+        channel: u8,
+        value: i64,
+        persist: bool,
+        priority: i64,
+    },
+    /// Many non-persistent produces on one channel.
+    Many {
+        channel: u8,
+        values: Vec<i64>,
+    },
+    /// A consume; with a gate when `gate` is `Some(refuse)`.
+    Consume {
+        req: Req,
+        gate: Option<bool>,
+    },
+    Batch(Vec<Req>),
+    Install(Req),
+    Soft,
+    Revert(usize),
+    Hard,
+}
+
+fn pat() -> impl Strategy<Value = Pat> {
+    // Exact patterns most often: the fast path's common case.
+    prop_oneof![
+        3 => (0i64..8).prop_map(|n| (3u8, n)),
+        1 => (0u8..3, 0i64..8),
+    ]
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    let positions = prop_oneof![
+        4 => prop::collection::vec((0u8..3, pat()), 1..2),
+        1 => prop::collection::vec((0u8..3, pat()), 2..4),
+    ];
+    (
+        positions,
+        any::<u8>(),
+        prop::bool::weighted(0.2),
+        // Sometimes out of range: the error path must agree too.
+        prop_oneof![
+            6 => Just(Vec::new()),
+            2 => Just(vec![0usize]),
+            1 => prop::collection::vec(0usize..3, 1..3),
+        ],
+    )
+        .prop_map(|(cp, k, persist, peeks)| Req {
+            channels: cp.iter().map(|c| c.0).collect(),
+            patterns: cp.iter().map(|c| c.1).collect(),
+            k,
+            persist,
+            peeks,
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..3, 0i64..8, prop::bool::weighted(0.2), -1i64..2).prop_map(
+            |(channel, value, persist, priority)| Op::Produce {
+                channel,
+                value,
+                persist,
+                priority
+            }
+        ),
+        1 => (0u8..3, prop::collection::vec(0i64..8, 10..40))
+            .prop_map(|(channel, values)| Op::Many { channel, values }),
+        8 => (req(), prop_oneof![2 => Just(None), 1 => any::<bool>().prop_map(Some)])
+            .prop_map(|(req, gate)| Op::Consume { req, gate }),
+        1 => prop::collection::vec(req(), 1..4).prop_map(Op::Batch),
+        1 => req().prop_map(Op::Install),
+        1 => Just(Op::Soft),
+        1 => any::<usize>().prop_map(Op::Revert),
+        1 => Just(Op::Hard),
+    ]
+}
+
+const KINDS: [DataKind; 6] = [
+    DataKind::Bag,
+    DataKind::Set,
+    DataKind::Queue,
+    DataKind::Stack,
+    DataKind::Cell,
+    DataKind::PriorityQueue,
+];
+
+fn config(kinds: [usize; 3], cont: usize) -> SpaceConfig<u8> {
+    let cont = [
+        ContKind::Bag,
+        ContKind::Queue,
+        ContKind::Stack,
+        ContKind::Set,
+    ][cont % 4];
+    let mut c = SpaceConfig::new().cont_kind(cont);
+    for (ch, k) in kinds.iter().enumerate() {
+        c = c.channel_kind(ch as u8, KINDS[*k % KINDS.len()]);
+    }
+    c
+}
+
+/// The state as the code keeps it, in a comparable form: per shard, the event log, the dirty
+/// lists, every channel (kind, dirty flag, whether the index exists, items with their keys in
+/// the order the kind hands them out, join groups) and every join group's continuations.
+fn snapshot(s: &S) -> String {
+    let mut out = String::new();
+    for (i, shard) in s.shards.iter().enumerate() {
+        let g = shard.0.lock();
+        let st = &g.state;
+        let _ = writeln!(out, "shard {i} log {:?}", st.log.iter().collect::<Vec<_>>());
+        let _ = writeln!(
+            out,
+            "dirty {:?} joins {:?}",
+            st.dirty.iter().collect::<Vec<_>>(),
+            st.dirty_joins.iter().collect::<Vec<_>>()
+        );
+        let mut chans: Vec<_> = st.channels.iter().collect();
+        chans.sort_by_key(|(c, _)| **c);
+        for (c, cs) in chans {
+            let mut items = Vec::new();
+            let _ = cs.data.for_each_candidate(None, None, |k, d, _| {
+                items.push((k, d.clone()));
+                ControlFlow::Continue(())
+            });
+            let _ = writeln!(
+                out,
+                "ch {c} {:?} dirty {} index {} items {items:?} joins {:?}",
+                cs.data.kind(),
+                cs.dirty,
+                cs.data.has_index(),
+                cs.joins
+            );
+        }
+        let mut joins: Vec<_> = st.joins.iter().collect();
+        joins.sort_by(|a, b| a.0.cmp(b.0));
+        for (jk, store) in joins {
+            let _ = writeln!(
+                out,
+                "join {jk:?} dirty {} {:?}",
+                store.dirty,
+                store.all().collect::<Vec<_>>()
+            );
+        }
+    }
+    out
+}
+
+type Out = Result<Option<Comm<u8, Pat, i64, u8, i64>>, ConsumeError<u8>>;
+
+/// Runs a consume on `s`; with a gate, records the admission it saw (its `Debug` form holds
+/// every field) and refuses when `refuse`.
+fn consume(s: &S, r: &Req, gate: Option<bool>, seen: &mut Vec<String>) -> Out {
+    let (chs, pats) = (r.channels.clone(), r.patterns.clone());
+    match gate {
+        None => s.consume(chs, pats, r.k, r.persist, &r.peeks),
+        Some(refuse) => s.consume_admitted(chs, pats, r.k, r.persist, &r.peeks, |a| {
+            seen.push(format!("{a:?}"));
+            if refuse {
+                Err(OutOfPhlogiston {
+                    requested: 1,
+                    remaining: 0,
+                })
+            } else {
+                Ok(())
+            }
+        }),
+    }
+}
+
+fn request(r: &Req) -> ConsumeRequest<u8, Pat, u8> {
+    ConsumeRequest {
+        channels: r.channels.clone().into(),
+        patterns: r.patterns.clone().into(),
+        continuation: r.k,
+        persist: r.persist,
+        peeks: r.peeks.iter().copied().collect(),
+    }
+}
+
+/// One call on `s`, in a form comparable across the two spaces. `cps` holds the soft
+/// checkpoints taken so far; `seen` collects what gates saw.
+fn apply(
+    s: &S,
+    op: &Op,
+    cps: &mut Vec<SoftCheckpoint<u8, Pat, i64, u8>>,
+    seen: &mut Vec<String>,
+) -> String {
+    match op {
+        Op::Produce {
+            channel,
+            value,
+            persist,
+            priority,
+        } => format!(
+            "{:?}",
+            s.produce_with_priority(*channel, *value, *persist, *priority)
+        ),
+        Op::Many { channel, values } => {
+            let outs: Vec<_> = values
+                .iter()
+                .map(|v| s.produce(*channel, *v, false))
+                .collect();
+            format!("{outs:?}")
+        }
+        Op::Consume { req, gate } => format!("{:?}", consume(s, req, *gate, seen)),
+        Op::Batch(reqs) => format!("{:?}", s.consume_batch(reqs.iter().map(request))),
+        Op::Install(r) => format!(
+            "{:?}",
+            s.install(r.channels.clone(), r.patterns.clone(), r.k)
+        ),
+        Op::Soft => {
+            cps.push(s.create_soft_checkpoint());
+            String::new()
+        }
+        Op::Revert(i) => {
+            if !cps.is_empty() {
+                let cp = &cps[*i % cps.len()];
+                s.revert_to_soft_checkpoint(cp);
+            }
+            String::new()
+        }
+        Op::Hard => format!("{:?}", s.create_checkpoint()),
+    }
+}
+
+/// Runs `ops` on a space with shortcuts and on one without; panics at the first difference.
+fn run_both(kinds: [usize; 3], cont: usize, shards: usize, log: bool, ops: &[Op]) {
+    let fast: S = Space::with_shards(Pm, config(kinds, cont), shards).with_event_log(log);
+    let general: S = Space::with_shards(Pm, config(kinds, cont), shards)
+        .with_event_log(log)
+        .without_shortcuts();
+    let (mut cps_f, mut cps_g) = (Vec::new(), Vec::new());
+    for (i, op) in ops.iter().enumerate() {
+        let (mut seen_f, mut seen_g) = (Vec::new(), Vec::new());
+        let got = apply(&fast, op, &mut cps_f, &mut seen_f);
+        let want = apply(&general, op, &mut cps_g, &mut seen_g);
+        assert_eq!(got, want, "result of call {i}: {op:?}");
+        assert_eq!(seen_f, seen_g, "admission of call {i}: {op:?}");
+        assert_eq!(
+            snapshot(&fast),
+            snapshot(&general),
+            "state after call {i}: {op:?}"
+        );
+    }
+    let a = fast.create_checkpoint().expect("checkpoint");
+    let b = general.create_checkpoint().expect("checkpoint");
+    assert_eq!(a, b, "final hard checkpoint");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn single_channel_fast_path_matches_the_general_route(
+        kinds in [0usize..6, 0usize..6, 0usize..6],
+        cont in 0usize..4,
+        shards in prop_oneof![Just(1usize), Just(4), Just(DEFAULT_SHARDS)],
+        log in prop::bool::weighted(0.9),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run_both(kinds, cont, shards, log, &ops);
+    }
+}
+
+/// Replays, on a rigged space (where the shortcut is off), the calls whose log a space with
+/// the shortcut wrote: every result and the final root must be the same.
+fn replay_matches(kinds: [usize; 3], cont: usize, ops: &[Op]) {
+    // Calls that a replay checks against the log: no gates (a refused call is not logged, so
+    // a replay refuses it differently), installs or checkpoints.
+    let calls: Vec<Op> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Produce { .. } | Op::Many { .. } | Op::Batch(_) => Some(op.clone()),
+            Op::Consume { req, .. } => Some(Op::Consume {
+                req: req.clone(),
+                gate: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    let play: S = Space::new(Pm, config(kinds, cont));
+    let (mut cps, mut seen) = (Vec::new(), Vec::new());
+    let played: Vec<String> = calls
+        .iter()
+        .map(|op| apply(&play, op, &mut cps, &mut seen))
+        .collect();
+    let block = play.create_checkpoint().expect("checkpoint");
+    let replay: S = Space::new(Pm, config(kinds, cont));
+    replay.rig(&EMPTY_ROOT, &block.log).expect("rig");
+    for (i, op) in calls.iter().enumerate() {
+        let got = apply(&replay, op, &mut cps, &mut seen);
+        assert_eq!(got, played[i], "replayed call {i}: {op:?}");
+    }
+    let end = replay.create_checkpoint().expect("replay checkpoint");
+    assert_eq!(end.root, block.root, "replayed root");
+    assert!(!replay.is_replaying());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_fast_path_log_replays(
+        kinds in [0usize..6, 0usize..6, 0usize..6],
+        cont in 0usize..4,
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
+        replay_matches(kinds, cont, &ops);
+    }
+}
+
+/// The benchmark's shape on Bag and Set channels: many data, duplicates among them, then
+/// exact consumes that must take the oldest equal datum through the index, persistent data
+/// that stay, and peeks.
+#[test]
+fn indexed_consumes_take_the_oldest_equal_datum() {
+    for kind in [0, 1] {
+        let mut ops = Vec::new();
+        for i in 0..200i64 {
+            ops.push(Op::Produce {
+                channel: 0,
+                value: i % 50,
+                persist: i % 17 == 0,
+                priority: 0,
+            });
+        }
+        for i in 0..260i64 {
+            ops.push(Op::Consume {
+                req: Req {
+                    channels: vec![0],
+                    patterns: vec![(3, (i * 7) % 50)],
+                    k: (i % 5) as u8,
+                    persist: i % 11 == 0,
+                    peeks: if i % 13 == 0 { vec![0] } else { vec![] },
+                },
+                gate: (i % 3 == 0).then_some(i % 9 == 0),
+            });
+        }
+        ops.push(Op::Hard);
+        run_both([kind, kind, kind], 0, DEFAULT_SHARDS, true, &ops);
+    }
+}
+
+/// A walk the general search would pre-check in parallel is left to it.
+#[test]
+fn big_unindexed_scans_keep_the_general_search() {
+    let s: S = Space::new(Pm, SpaceConfig::new());
+    for i in 0..PARALLEL_MIN_CANDIDATES as i64 {
+        s.produce(0, i, false).expect("produce");
+    }
+    let mut view = s.lock_channels(&[0]);
+    assert!(s.find_single(&mut view, &[0], &[(2, 0)]).is_none());
+    // An exact pattern goes through the index: the fast path takes it.
+    let found = s.find_single(&mut view, &[0], &[(3, 5)]);
+    assert!(matches!(found, Some((1, Some(_)))));
+}
