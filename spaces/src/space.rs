@@ -197,6 +197,15 @@ fn produce_event<C: Clone, P, A: Clone, K>(
 /// A replayed call's hash and its slot in the rig's expectations.
 type Logged = (Digest, usize);
 
+/// A call's replay bookkeeping, handed to a firing: the held replay lock (if any), the call's
+/// hash and slot, and the COMM record the log's guide accepted with its slot. In play, all
+/// three are absent.
+struct Replayed<'r, 'g, C, P, A, K> {
+    guard: &'r mut Option<ReplayGuard<'g, C, P, A, K>>,
+    event: Option<Logged>,
+    record: Option<(CommRecord, usize)>,
+}
+
 /// Strikes a replayed call's event (and the COMM it fired, by slot) from what the rig expects.
 fn strike<C, P, A, K>(
     guard: &mut Option<ReplayGuard<'_, C, P, A, K>>,
@@ -1568,13 +1577,33 @@ where
             Err(e) => return Err(ConsumeError::new(e, continuation)),
         };
         let mut record = None;
-        // In play, a single-channel consume takes the fast path (see `single`).
-        let single = match replay {
-            None => self.find_single(view, &channels, &patterns),
-            Some(_) => None,
+        // A single-channel consume takes the fast path (see `single`); in a replay, guided by
+        // the log as the general search would be.
+        let single = match (rig_of(&mut replay), event) {
+            (Some(rig), Some((h, _))) => {
+                let rig: &Rig<C, P, A, K> = rig;
+                let (single, accepted) = rig.guided(
+                    || h,
+                    &channels,
+                    &peeks,
+                    |guide| self.find_single(view, &channels, &patterns, Some(guide)),
+                );
+                if let Some((_, None, true)) = single {
+                    let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
+                    return Err(ConsumeError::new(e, continuation));
+                }
+                record = accepted;
+                single
+            }
+            _ => self.find_single(view, &channels, &patterns, None),
         };
         let (examined, found) = match (single, rig_of(&mut replay), event) {
-            (Some((examined, Some(hit))), _, _) => {
+            (Some((examined, Some(hit), _)), _, _) => {
+                let replayed = Replayed {
+                    guard: &mut replay,
+                    event,
+                    record,
+                };
                 return self.fire_single(
                     view,
                     examined,
@@ -1585,9 +1614,10 @@ where
                     persist,
                     peeks,
                     admit,
+                    replayed,
                 );
             }
-            (Some((examined, None)), _, _) => (examined, None),
+            (Some((examined, None, _)), _, _) => (examined, None),
             (None, Some(rig), Some((h, _))) => {
                 let rig: &Rig<C, P, A, K> = rig;
                 let ((examined, found, rejected), accepted) = rig.guided(

@@ -1,4 +1,4 @@
-//! The single-channel consume fast path: a consume on one channel, in play, finds its datum
+//! The single-channel consume fast path: a consume on one channel finds its datum
 //! with one walk of that channel's candidates and fires without the join machinery (no
 //! resolved join view, no depth-first search, no assignment record to unpack).
 //!
@@ -15,7 +15,6 @@
 //! **When it applies** ([`Space::find_single`] returns `None` otherwise, and the caller runs
 //! the general search):
 //! - one channel, and the space's shortcuts are on (a test switch turns them off);
-//! - no replay rig (a rigged search consults the log's guide per assignment);
 //! - the pattern is not a similarity pattern (those are ranked, and top-k takes several data);
 //! - the walk is not one the general search would hand to the parallel pre-check (a scan of at
 //!   least [`PARALLEL_MIN_CANDIDATES`] candidates with no index narrowing it).
@@ -37,6 +36,13 @@
 //! A miss (nothing matches) returns its `examined` to the caller, which stores the
 //! continuation as after a general search.
 //!
+//! **Replay.** In a rigged space the walk shows each matching candidate to the log's guide
+//! ([`Guide`], as `Dfs::accepted` shows a complete assignment) and goes on past one the guide
+//! rejects (a head-only channel still stops at its head), so the pick is the first the log
+//! accepts; a walk that met a rejected match and no accepted one reports it, and the caller
+//! refuses the call with `CommNotInLog`, as after the general guided search. A firing then
+//! strikes the call and the accepted COMM from the rig and logs them as hashed events.
+//!
 //! Tests: `single_tests` runs random call sequences on a space with the shortcut and on one
 //! without, comparing every result, admission, state, log and state root.
 
@@ -47,17 +53,22 @@ use std::sync::Arc;
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
-use super::{Space, State, View};
+use super::{strike, Replayed, Space, State, View};
 use crate::admission::{Admission, Gate, OpKind};
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::Peeks;
 use crate::data::ItemKey;
 use crate::error::{ConsumeError, ErrorKind};
+use crate::join::Guide;
 use crate::log::{CommEvent, ConsumeCall, Event};
 use crate::parallel::PARALLEL_MIN_CANDIDATES;
 
 /// What the single-position walk found: the pick's key and the matcher's result.
 pub(super) type SingleHit<R> = (ItemKey, R);
+
+/// What [`Space::find_single`] reports: matcher calls made, the pick, and whether a replay's
+/// guide rejected a match.
+pub(super) type SingleWalk<R> = (u64, Option<SingleHit<R>>, bool);
 
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
@@ -67,10 +78,11 @@ where
     K: Clone + Eq,
     M: Match<P, A>,
 {
-    /// The single-position search of a consume on `channels` with `patterns` (validated), in
-    /// play: `Some((examined, hit))` when the fast path applies (see the module docs), `None`
-    /// when the caller must run the general search. Builds the exact index first when the
-    /// general search would.
+    /// The single-position search of a consume on `channels` with `patterns` (validated):
+    /// `Some((examined, hit, rejected))` when the fast path applies (see the module docs),
+    /// `None` when the caller must run the general search. With a replay's `guide`, `hit` is
+    /// the first match it accepts and `rejected` says whether it turned one down. Builds the
+    /// exact index first when the general search would.
     ///
     /// Time: O(1) expected with an exact pattern on an indexed channel; otherwise O(candidates
     /// walked), as the general search.
@@ -79,7 +91,8 @@ where
         view: &mut View<'_, C, P, A, K>,
         channels: &[C],
         patterns: &[P],
-    ) -> Option<(u64, Option<SingleHit<M::Output>>)> {
+        mut guide: Option<Guide<'_, A>>,
+    ) -> Option<SingleWalk<M::Output>> {
         let ([channel], [pattern]) = (channels, patterns) else {
             return None;
         };
@@ -97,7 +110,7 @@ where
         }
         let Some(cs) = cs else {
             // No store: the search offers nothing and makes no matcher call.
-            return Some((0, None));
+            return Some((0, None, false));
         };
         let store = &cs.data;
         let restricted = store.kind().head_only();
@@ -107,11 +120,17 @@ where
         }
         let mut examined = 0u64;
         let mut hit = None;
+        let mut rejected = false;
         let _ = store.for_each_candidate(hint, None, |key, d, _| {
             examined += 1;
             if let Some(r) = self.matcher.get(pattern, &d.value) {
-                hit = Some((key, r));
-                return ControlFlow::Break(());
+                // A replay's guide sees the complete assignment, as `Dfs::accepted` shows it.
+                let accepted = guide.as_mut().is_none_or(|g| g(&[(0, d)]));
+                if accepted {
+                    hit = Some((key, r));
+                    return ControlFlow::Break(());
+                }
+                rejected = true;
             }
             if restricted {
                 // A head-only channel offers only its head.
@@ -120,13 +139,14 @@ where
                 ControlFlow::Continue(())
             }
         });
-        Some((examined, hit))
+        Some((examined, hit, rejected))
     }
 
     /// Fires the COMM of a single-channel consume whose walk ([`find_single`](Self::find_single))
     /// picked `hit` after `examined` matcher calls: the general branch of `consume_in` for a
-    /// found assignment, specialised to one position. Not called while replaying (no event
-    /// hash, no COMM record).
+    /// found assignment, specialised to one position. In a replay, `replayed` holds the call's
+    /// hash and the COMM record the log's guide accepted; they are struck from the rig and
+    /// logged as such, as the general branch does.
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     pub(super) fn fire_single<G: Gate<C, P, A, K>>(
         &self,
@@ -139,6 +159,7 @@ where
         persist: bool,
         peeks: Peeks,
         admit: G,
+        replayed: Replayed<'_, '_, C, P, A, K>,
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
         let (key, result) = hit;
         // Validated: `peeks` is empty or `[0]`.
@@ -150,27 +171,46 @@ where
                 continuation,
             ));
         }
+        let Replayed {
+            guard,
+            event,
+            record,
+        } = replayed;
+        strike(guard, event, record.as_ref().map(|r| r.1));
+        let hashed = record.map(|r| r.0);
         // One shard holds the channel, its log and its dirty list: reach it once.
         let state = view.state_mut(&channels[0]);
-        // The log, as `record_consume` and `record_comm` write it in play: the call, then
-        // the COMM sharing its parts.
-        let call = self.log_events.then(|| {
-            let call = Arc::new(ConsumeCall {
+        // The log, as `record_consume` and `record_comm` write it: the call (its hash, in a
+        // replay), then the COMM (its accepted record, in a replay; else sharing the call's
+        // parts).
+        let new_call = || {
+            Arc::new(ConsumeCall {
                 channels: channels.clone(),
                 patterns: patterns.clone(),
                 continuation: continuation.clone(),
                 persist,
                 peeks: copy_peeks(&peeks),
-            });
-            state.log.push(Event::Consume(call.clone()));
-            call
-        });
+            })
+        };
+        let call = match (self.log_events, event) {
+            (false, _) => None,
+            (true, Some((h, _))) => {
+                state.log.push(Event::HashedConsume(h));
+                None
+            }
+            (true, None) => {
+                let call = new_call();
+                state.log.push(Event::Consume(call.clone()));
+                Some(call)
+            }
+        };
+        let log_data = self.log_events && hashed.is_none();
         let mut matches = SmallVec::new();
         let mut data = SmallVec::new();
         // The pick names a live item found under this lock, so it is present; a missing one
         // would be a bug, and is skipped rather than panicking (as `collect_matches` does).
         if let Some((datum, persistent)) = take_single(state, &channels[0], key, peek) {
-            if call.is_some() {
+            if log_data {
                 data.push((0, datum.clone(), persistent));
             }
             matches.push(MatchedDatum {
@@ -180,8 +220,15 @@ where
                 persistent,
             });
         }
-        if let Some(call) = call {
-            state.log.push(Event::Comm(CommEvent { call, data }));
+        if self.log_events {
+            let event = match hashed {
+                Some(r) => Event::HashedComm(Box::new(r)),
+                None => Event::Comm(CommEvent {
+                    call: call.unwrap_or_else(new_call),
+                    data,
+                }),
+            };
+            state.log.push(event);
         }
         let comm = Comm {
             continuation,

@@ -327,8 +327,8 @@ proptest! {
     }
 }
 
-/// Replays, on a rigged space (where the shortcut is off), the calls whose log a space with
-/// the shortcut wrote: every result and the final root must be the same.
+/// Replays, on a rigged space, the calls whose log a space with the shortcut wrote: every
+/// result and the final root must be the same.
 fn replay_matches(kinds: [usize; 3], cont: usize, ops: &[Op]) {
     // Calls that a replay checks against the log: no gates (a refused call is not logged, so
     // a replay refuses it differently), installs or checkpoints.
@@ -374,6 +374,63 @@ proptest! {
     }
 }
 
+/// Plays `ops`' replayable calls, drops log event `drop` (if any: a tampered log), and
+/// replays them on a rigged space with the shortcut and one without: every result (refusals
+/// included), state and the closing checkpoint must be the same.
+fn replay_both(kinds: [usize; 3], cont: usize, ops: &[Op], drop: Option<usize>) {
+    let calls: Vec<Op> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Produce { .. } | Op::Many { .. } | Op::Batch(_) => Some(op.clone()),
+            Op::Consume { req, .. } => Some(Op::Consume {
+                req: req.clone(),
+                gate: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    let play: S = Space::new(Pm, config(kinds, cont));
+    let (mut cps, mut seen) = (Vec::new(), Vec::new());
+    for op in &calls {
+        apply(&play, op, &mut cps, &mut seen);
+    }
+    let mut log = play.create_checkpoint().expect("checkpoint").log;
+    if let Some(i) = drop {
+        if !log.is_empty() {
+            log.remove(i % log.len());
+        }
+    }
+    let fast: S = Space::new(Pm, config(kinds, cont));
+    let general: S = Space::new(Pm, config(kinds, cont)).without_shortcuts();
+    let rigged = (fast.rig(&EMPTY_ROOT, &log), general.rig(&EMPTY_ROOT, &log));
+    assert_eq!(format!("{:?}", rigged.0), format!("{:?}", rigged.1), "rig");
+    for (i, op) in calls.iter().enumerate() {
+        let got = apply(&fast, op, &mut cps, &mut seen);
+        let want = apply(&general, op, &mut cps, &mut seen);
+        assert_eq!(got, want, "replayed call {i}: {op:?}");
+        assert_eq!(snapshot(&fast), snapshot(&general), "state after {i}");
+    }
+    let (a, b) = (fast.create_checkpoint(), general.create_checkpoint());
+    assert_eq!(format!("{a:?}"), format!("{b:?}"), "closing checkpoint");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// In a replay the fast path asks the log's guide as the general search does: same
+    /// COMMs, same refusals (`CommNotInLog` when the log lacks the COMM a consume would fire,
+    /// `EventNotInLog` for a dropped call), same states and closing checkpoint.
+    #[test]
+    fn the_fast_path_replays_as_the_general_route(
+        kinds in [0usize..6, 0usize..6, 0usize..6],
+        cont in 0usize..4,
+        ops in prop::collection::vec(op(), 1..60),
+        drop in prop::option::of(any::<usize>()),
+    ) {
+        replay_both(kinds, cont, &ops, drop);
+    }
+}
+
 /// The benchmark's shape on Bag and Set channels: many data, duplicates among them, then
 /// exact consumes that must take the oldest equal datum through the index, persistent data
 /// that stay, and peeks.
@@ -414,8 +471,8 @@ fn big_unindexed_scans_keep_the_general_search() {
         s.produce(0, i, false).expect("produce");
     }
     let mut view = s.lock_channels(&[0]);
-    assert!(s.find_single(&mut view, &[0], &[(2, 0)]).is_none());
+    assert!(s.find_single(&mut view, &[0], &[(2, 0)], None).is_none());
     // An exact pattern goes through the index: the fast path takes it.
-    let found = s.find_single(&mut view, &[0], &[(3, 5)]);
-    assert!(matches!(found, Some((1, Some(_)))));
+    let found = s.find_single(&mut view, &[0], &[(3, 5)], None);
+    assert!(matches!(found, Some((1, Some(_), false))));
 }
