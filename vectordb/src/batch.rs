@@ -3,14 +3,20 @@
 //! # Algorithm
 //!
 //! For cosine and dot, scoring `m` queries against `n` stored rows is the matrix product
-//! `S = V · Qᵀ` (`n × dim` times `dim × m`). Queries are validated and pre-normalised (cosine) into
-//! one flat `m × dim` buffer, packed once per batch for the kernel; the store is cut into fixed
-//! *tiles* of at most [`TILE_ROWS`] rows that never cross a chunk, and each tile is one
-//! single-threaded call of the batch kernel in [`crate::kernels`]: on x86-64 with AVX-512 our own
-//! register-blocked kernel (14 rows × 32 queries per block, rows read in place, each score one
-//! sequential fused multiply-add chain over the components), elsewhere `matrixmultiply::sgemm`.
-//! Cosine rows are then scaled by their stored inverse norm. Squared L2 uses the pair kernel per
-//! (row, query), exactly like single-query search.
+//! `S = V · Qᵀ` (`n × dim` times `dim × m`). The queries are validated (one pass each: the f64
+//! sum of squares is finite exactly when every component is) and packed once per batch into the
+//! layout the kernel reads, cosine queries scaled to unit length as they are packed; no other
+//! copy of the batch is made. The store is cut into fixed *tiles* of at most [`TILE_ROWS`] rows
+//! that never cross a chunk, and each tile is one single-threaded call of the batch kernel in
+//! [`crate::kernels`]: on x86-64 with AVX-512 our own register-blocked kernel (6 rows × 64
+//! queries per block for wide batches, rows read in place, components in k-blocks of at most
+//! 128 so the query panels stay in L1, each score one sequential fused multiply-add chain over
+//! the components), elsewhere `matrixmultiply::sgemm`. The kernel applies the score formula as
+//! it stores each finished block (cosine: times the row's stored inverse norm, clamped to
+//! `[-1, 1]`; NaN to -∞), and it writes straight into the result: the output is never
+//! zero-filled, each tile initialises its own disjoint part (in parallel when the tiles run in
+//! parallel). Squared L2 uses the pair kernel per (row, query), exactly like single-query
+//! search.
 //!
 //! # Determinism and parallelism
 //!
@@ -27,11 +33,12 @@
 //! hits whose scores are that close.
 
 use crate::error::QueryError;
-use crate::kernels::{self, l2sq_f32_unchecked_len, GemmBackend, PackedQueries};
-use crate::store::{prepare_into, sanitize, Chunk, Metric, VectorStore};
+use crate::kernels::{self, l2sq_f32_unchecked_len, Finish, GemmBackend, PackedQueries};
+use crate::store::{sanitize, validate, Chunk, Metric, VectorStore};
 use crate::topk::{Hit, TopK};
 use crate::VectorId;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows per GEMM tile (the unit of parallel work). Tiles never cross a chunk boundary.
 ///
@@ -171,23 +178,39 @@ impl VectorStore {
         tiles
     }
 
-    /// Validates a flat batch; returns the prepared queries packed for the batch kernel.
+    /// Validates a flat batch; returns the prepared queries packed for their consumer: for
+    /// cosine and dot the batch kernel (cosine queries scaled to unit length while they are
+    /// packed, one pass, exactly as [`prepare_into`](crate::store::prepare_into) scales them),
+    /// for squared L2 flat copies.
     fn prepare_batch(&self, queries: &[f32]) -> Result<PackedQueries, QueryError> {
-        let dim = self.dim();
+        let (dim, metric) = (self.dim(), self.metric());
         if !queries.len().is_multiple_of(dim) {
             return Err(QueryError::RaggedBatch {
                 len: queries.len(),
                 dim,
             });
         }
-        let m = queries.len() / dim;
-        let mut flat = Vec::with_capacity(queries.len());
+        let mut inv = Vec::with_capacity(if metric == Metric::Cosine {
+            queries.len() / dim
+        } else {
+            0
+        });
         for (i, q) in queries.chunks_exact(dim).enumerate() {
-            prepare_into(q, dim, self.metric(), &mut flat)
-                .map_err(|error| QueryError::Vector { query: i, error })?;
+            let norm =
+                validate(q, dim, metric).map_err(|error| QueryError::Vector { query: i, error })?;
+            if metric == Metric::Cosine {
+                inv.push((1.0 / norm) as f32);
+            }
         }
-        debug_assert_eq!(flat.len(), m * dim);
-        Ok(PackedQueries::new(flat, dim, GemmBackend::detect()))
+        let scale = (metric == Metric::Cosine).then_some(&inv[..]);
+        let for_kernel = metric != Metric::L2Squared;
+        Ok(PackedQueries::pack(
+            queries,
+            dim,
+            scale,
+            GemmBackend::detect(),
+            for_kernel,
+        ))
     }
 
     fn parallel(&self, m: usize, exec: Execution) -> bool {
@@ -201,37 +224,37 @@ impl VectorStore {
         }
     }
 
-    /// Fills `out` (`tile.len × m`, row-major) with the scores of every tile row (live or not)
-    /// against every prepared query.
-    fn tile_scores(&self, q: &PackedQueries, tile: Tile, out: &mut [f32]) {
+    /// Writes the scores of every tile row (live or not) against every prepared query to `out`
+    /// (`tile.len × m`, row-major, possibly uninitialised) and returns it initialised: every
+    /// element is written, none is read first.
+    fn tile_scores<'o>(
+        &self,
+        q: &PackedQueries,
+        tile: Tile,
+        out: &'o mut [MaybeUninit<f32>],
+    ) -> &'o mut [f32] {
         let dim = self.dim();
         let m = q.len();
         let chunk: &Chunk = &self.chunks[tile.chunk];
         let rows = &chunk.data[tile.start * dim..(tile.start + tile.len) * dim];
         debug_assert_eq!(out.len(), tile.len * m);
         match self.metric() {
-            Metric::Cosine | Metric::Dot => {
-                kernels::rows_times_queries(rows, q, out);
-                if self.metric() == Metric::Cosine {
-                    let inv = &chunk.aux[tile.start..tile.start + tile.len];
-                    for (line, &inv) in out.chunks_exact_mut(m).zip(inv) {
-                        for s in line {
-                            *s = sanitize((*s * inv).clamp(-1.0, 1.0));
+            Metric::Cosine => {
+                let inv = &chunk.aux[tile.start..tile.start + tile.len];
+                kernels::rows_times_queries(rows, q, Finish::Cosine(inv), out)
+            }
+            Metric::Dot => kernels::rows_times_queries(rows, q, Finish::Sanitize, out),
+            Metric::L2Squared => {
+                let out = kernels::init_filled(out, f32::NAN);
+                if let (Some(flat), true) = (q.flat(), m > 0) {
+                    for (r, line) in out.chunks_exact_mut(m).enumerate() {
+                        let v = chunk.row(tile.start + r, dim);
+                        for (s, qv) in line.iter_mut().zip(flat.chunks_exact(dim)) {
+                            *s = sanitize(-l2sq_f32_unchecked_len(qv, v));
                         }
                     }
-                } else {
-                    for s in out.iter_mut() {
-                        *s = sanitize(*s);
-                    }
                 }
-            }
-            Metric::L2Squared => {
-                for (r, line) in out.chunks_exact_mut(m).enumerate() {
-                    let v = chunk.row(tile.start + r, dim);
-                    for (s, qv) in line.iter_mut().zip(q.flat().chunks_exact(dim)) {
-                        *s = sanitize(-l2sq_f32_unchecked_len(qv, v));
-                    }
-                }
+                out
             }
         }
     }
@@ -239,11 +262,14 @@ impl VectorStore {
     /// Top-k selections of one tile, one per query.
     fn tile_top_k(&self, q: &PackedQueries, k: usize, tile: Tile) -> Vec<TopK> {
         let m = q.len();
-        let mut buf = vec![0.0f32; tile.len * m];
-        self.tile_scores(q, tile, &mut buf);
+        let mut buf: Vec<f32> = Vec::with_capacity(tile.len * m);
+        let scores = self.tile_scores(q, tile, &mut buf.spare_capacity_mut()[..tile.len * m]);
         let chunk = &self.chunks[tile.chunk];
         let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
-        for (r, line) in buf.chunks_exact(m).enumerate() {
+        if m == 0 {
+            return tops;
+        }
+        for (r, line) in scores.chunks_exact(m).enumerate() {
             let row = tile.start + r;
             if !chunk.live[row] {
                 continue;
@@ -359,24 +385,35 @@ impl VectorStore {
         let m = q.len();
         let tiles = self.tiles();
         let rows: usize = tiles.iter().map(|t| t.len).sum();
-        let mut scores = vec![0.0f32; rows * m];
-        if m > 0 {
+        let total = rows * m;
+        // No zero fill: each tile writes its own part of the output (in parallel when the
+        // tiles are), and the buffer's length is set once every part is written.
+        let mut scores: Vec<f32> = Vec::with_capacity(total);
+        if total > 0 {
             // Cut the output into one disjoint slice per tile, in tile order.
-            let mut parts: Vec<(Tile, &mut [f32])> = Vec::with_capacity(tiles.len());
-            let mut rest: &mut [f32] = &mut scores;
+            let mut parts: Vec<(Tile, &mut [MaybeUninit<f32>])> = Vec::with_capacity(tiles.len());
+            let mut rest = &mut scores.spare_capacity_mut()[..total];
             for &t in &tiles {
                 let (head, tail) = rest.split_at_mut(t.len * m);
                 parts.push((t, head));
                 rest = tail;
             }
             if self.parallel(m, exec) {
-                parts
-                    .into_par_iter()
-                    .for_each(|(t, out)| self.tile_scores(&q, t, out));
+                parts.into_par_iter().for_each(|(t, out)| {
+                    self.tile_scores(&q, t, out);
+                });
             } else {
                 for (t, out) in parts {
                     self.tile_scores(&q, t, out);
                 }
+            }
+            // SAFETY: the parts cover `0..total` (the tile lengths sum to `rows`, each part is
+            // `len × m`), and every part went through `tile_scores`, which initialises all of
+            // its `out` before returning (it returns that memory as `&mut [f32]`). Had a tile
+            // panicked, the panic would have left this function before this line.
+            #[allow(unsafe_code)]
+            unsafe {
+                scores.set_len(total);
             }
         }
         let mut ids = Vec::with_capacity(self.len());
