@@ -685,21 +685,23 @@ pub(crate) fn fma_dot_reference(a: &[f32], b: &[f32]) -> f32 {
 /// stored component is broadcast to all lanes, and a block of rows × panels (6 × 4, 9 × 3,
 /// 14 × 2 or 14 × 1: at most 27 accumulators + 4 panel registers + 1 broadcast of the 32 zmm
 /// registers) is accumulated over a range of components before it is stored. The components
-/// are taken in k-blocks of at most [`KC`](avx512::KC): a block's accumulators are stored to the
-/// output after each k-block and reloaded for the next (exact in f32), so the panels of one
-/// group for one k-block stay in L1 while every row of the tile streams past them. Stored rows
-/// are read in place (no packing); only the queries are packed, once per batch. Each output
-/// lane is one sequential FMA chain over `k = 0..dim`, so the result does not depend on how
-/// rows, panels or components are blocked. The last k-block applies the [`Finish`] before its
-/// store, so each output element is written once per k-block and read back only by the next.
+/// are taken in k-blocks of at most [`KC`](avx512::KC) / panels: a block's accumulators are
+/// stored to the output after each k-block and reloaded for the next (exact in f32), so the
+/// panels of one group for one k-block stay in L1 while every row of the tile streams past
+/// them. Stored rows are read in place (no packing); only the queries are packed, once per
+/// batch. Each output lane is one sequential FMA chain over `k = 0..dim`, so the result does
+/// not depend on how rows, panels or components are blocked. The last k-block applies the
+/// [`Finish`] before its store, so each output element is written once per k-block and read
+/// back only by the next.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Finish, PANEL};
     use std::arch::x86_64::*;
 
-    /// Components per k-block (at most): 4 panels × 128 components × 64 bytes = 32 KiB, inside
-    /// the 48 KiB L1d of the reference machine (Sapphire Rapids).
-    pub(super) const KC: usize = 128;
+    /// Panel components per k-block summed over the panels of a group (at most): a group's
+    /// k-block is then at most 512 × 64 bytes = 32 KiB, inside the 48 KiB L1d of the reference
+    /// machine (Sapphire Rapids): 128 components for 4 panels, 170 for 3, 256 for 2, 512 for 1.
+    pub(super) const KC: usize = 512;
 
     /// What a block does with its accumulators at the end of its component range.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1036,8 +1038,6 @@ mod avx512 {
             Finish::Sanitize => (End::Sanitize, &[]),
             Finish::Cosine(inv) => (End::Cosine, inv),
         };
-        // Equal k-blocks of at most KC components (384 → 3 × 128, 385 → 4 × 97).
-        let kc = dim.div_ceil(dim.div_ceil(KC));
         // Every row component loaded feeds `P` FMAs. The loop streams about one row component
         // per cycle here, so one panel (14 × 16, one FMA per load) ran at half the FMA peak and
         // cost 88 % of a pair; panels therefore go in groups of 4 (6 rows × 64 queries), 3
@@ -1050,6 +1050,9 @@ mod avx512 {
                 5 => 3,
                 l => l.min(4),
             };
+            // Equal k-blocks of at most KC / take components (384 → 3 × 128 for 4 panels, 3 × 128
+            // for 3, 2 × 192 for 2, 1 × 384 for 1; 385 → 4 × 97 for 4 panels).
+            let kc = dim.div_ceil(dim.div_ceil(KC / take));
             let mut k0 = 0;
             while k0 < dim {
                 let k1 = dim.min(k0 + kc);
@@ -1477,13 +1480,13 @@ mod tests {
     }
 
     /// Every backend against the references, on shapes that are not multiples of the register
-    /// blocks (14, 9, 6, 4 rows; groups of 1 to 4 panels of 16 queries; k-blocks of up to 128
-    /// components), raw and with the cosine finish: AVX-512 bit-identical to the sequential FMA
-    /// chain (then scaled, clamped and sanitised as `score_vec` does); the portable backend
-    /// within `1e-5 · Σ|aᵢbᵢ|` of the f64 reference.
+    /// blocks (14, 9, 6, 4 rows; groups of 1 to 4 panels of 16 queries; one to five k-blocks),
+    /// raw and with the cosine finish: AVX-512 bit-identical to the sequential FMA chain (then
+    /// scaled, clamped and sanitised as `score_vec` does); the portable backend within
+    /// `1e-5 · Σ|aᵢbᵢ|` of the f64 reference.
     #[test]
     fn rows_times_queries_matches_references() {
-        for &dim in &[1usize, 3, 15, 16, 17, 33, 128, 129, 384, 385] {
+        for &dim in &[1usize, 3, 15, 16, 17, 33, 128, 129, 384, 385, 600] {
             for &n in &[0usize, 1, 3, 4, 13, 14, 15, 19, 29, 57] {
                 for &m in &[
                     1usize, 2, 15, 16, 17, 31, 32, 33, 48, 64, 65, 96, 100, 129, 144,
