@@ -3,22 +3,31 @@
 //! # Algorithm
 //!
 //! For cosine and dot, scoring `m` queries against `n` stored rows is the matrix product
-//! `S = V · Qᵀ` (`n × dim` times `dim × m`). Queries are validated and pre-normalised (cosine) into
-//! one flat `m × dim` buffer, packed once per batch for the kernel; the store is cut into fixed
-//! *tiles* of at most [`TILE_ROWS`] rows that never cross a chunk, and each tile is one
-//! single-threaded call of the batch kernel in [`crate::kernels`]: on x86-64 with AVX-512 our own
-//! register-blocked kernel (14 rows × 32 queries per block, rows read in place, each score one
-//! sequential fused multiply-add chain over the components), elsewhere `matrixmultiply::sgemm`.
-//! Cosine rows are then scaled by their stored inverse norm. Squared L2 uses the pair kernel per
-//! (row, query), exactly like single-query search.
+//! `S = V · Qᵀ` (`n × dim` times `dim × m`). The queries are validated (one pass each: the f64
+//! sum of squares is finite exactly when every component is) and packed once per batch into the
+//! layout the kernel reads, cosine queries scaled to unit length as they are packed; no other
+//! copy of the batch is made. The store is cut into fixed *tiles* of at most [`TILE_ROWS`] rows
+//! that never cross a chunk, and each tile is one single-threaded call of the batch kernel in
+//! [`crate::kernels`]: on x86-64 with AVX-512 our own register-blocked kernel (6 rows × 64
+//! queries per block for wide batches, rows read in place, components in k-blocks of at most
+//! 128 so the query panels stay in L1, each score one sequential fused multiply-add chain over
+//! the components), elsewhere `matrixmultiply::sgemm`. The kernel applies the score formula as
+//! it stores each finished block (cosine: times the row's stored inverse norm, clamped to
+//! `[-1, 1]`; NaN to -∞), and it writes straight into the result: the output is never
+//! zero-filled, each tile initialises its own disjoint part (in parallel when the tiles run in
+//! parallel). Squared L2 uses the pair kernel per (row, query), exactly like single-query
+//! search.
 //!
 //! # Determinism and parallelism
 //!
-//! The tile partition depends only on the store, never on the thread count. Tiles run on rayon
-//! when `m × rows × dim` ≥ [`PARALLEL_MIN_WORK`] (or as forced by [`Execution`]), each on one
-//! thread, and their per-query top-k selections are merged in tile order under the total order
-//! of [`Hit::rank_cmp`]. So serial and parallel execution, with any number of threads, return
-//! bit-identical results.
+//! The tile partition depends only on the store, never on the thread count. Tiles run in
+//! parallel when `m × rows × dim` ≥ [`PARALLEL_MIN_WORK`] (or as forced by [`Execution`]): the
+//! calling thread spawns helper jobs on the current rayon pool *before* it validates and packs
+//! the queries, so that a sleeping worker's wake-up (about 20 µs on the reference machine)
+//! overlaps that preparation; then the calling thread and the helpers take tiles from a shared
+//! counter, each tile on one thread, writing its own part of the output. Per-tile top-k
+//! selections are merged in tile order under the total order of [`Hit::rank_cmp`]. So serial
+//! and parallel execution, with any number of threads, return bit-identical results.
 //!
 //! With the AVX-512 kernel a batch score does not depend on tiling or blocking at all (one FMA
 //! chain per score). It sums in a different order than the single-query pair kernel, so for
@@ -27,11 +36,13 @@
 //! hits whose scores are that close.
 
 use crate::error::QueryError;
-use crate::kernels::{self, l2sq_f32_unchecked_len, GemmBackend, PackedQueries};
-use crate::store::{prepare_into, sanitize, Chunk, Metric, VectorStore};
+use crate::kernels::{self, l2sq_f32_unchecked_len, Finish, GemmBackend, PackedQueries};
+use crate::store::{sanitize, validate, Chunk, Metric, VectorStore};
 use crate::topk::{Hit, TopK};
 use crate::VectorId;
-use rayon::prelude::*;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Rows per GEMM tile (the unit of parallel work). Tiles never cross a chunk boundary.
 ///
@@ -153,6 +164,103 @@ struct Tile {
     len: usize,
 }
 
+/// A tile's part of the output, until a thread takes it.
+type OutputPart<'a> = Mutex<Option<(Tile, &'a mut [MaybeUninit<f32>])>>;
+
+/// Takes a tile's output part (once; `None` afterwards).
+fn take_part<'a>(part: &OutputPart<'a>) -> Option<(Tile, &'a mut [MaybeUninit<f32>])> {
+    // A poisoned lock only means another tile panicked (that panic is propagated).
+    part.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// Runs `prepare` on the calling thread, then `work(&prepared, i)` for every `i < n`, each
+/// index exactly once, and returns the prepared value; returns `prepare`'s error if it fails
+/// (then no `work` runs).
+///
+/// In parallel, up to `rayon::current_num_threads() - 1` helper jobs are spawned on the
+/// current pool *before* `prepare` runs, so that waking a sleeping worker (about 20 µs on the
+/// reference machine, as long as preparing a 100-query batch) overlaps the preparation instead
+/// of following it; the calling thread and the helpers then claim indices from one shared
+/// counter until none is left. Which thread runs an index never changes what it computes.
+fn prepared_for_each<P, E>(
+    n: usize,
+    parallel: bool,
+    prepare: impl FnOnce() -> Result<P, E>,
+    work: impl Fn(&P, usize) + Sync,
+) -> Result<Arc<P>, E>
+where
+    P: Send + Sync,
+{
+    let helpers = if parallel {
+        rayon::current_num_threads().min(n).saturating_sub(1)
+    } else {
+        0
+    };
+    if helpers == 0 {
+        let prepared = prepare()?;
+        for i in 0..n {
+            work(&prepared, i);
+        }
+        return Ok(Arc::new(prepared));
+    }
+    // `Some` once prepared, `None` if preparing failed or panicked: either releases helpers.
+    let ready: OnceLock<Option<Arc<P>>> = OnceLock::new();
+    // Relaxed: the counter only hands out distinct indices. What `work` writes is published by
+    // the end of the scope (rayon's join), the prepared value by `ready`.
+    let next = AtomicUsize::new(0);
+    let claim = |prepared: &P| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        work(prepared, i);
+    };
+    rayon::in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| {
+                if let Some(prepared) = wait_ready(&ready) {
+                    claim(prepared);
+                }
+            });
+        }
+        // A panic in `prepare` must still release the helpers, or the scope (which waits for
+        // them before it propagates the panic) would never end.
+        let _release = ReleaseOnDrop(&ready);
+        let prepared = Arc::new(prepare()?);
+        // The calling thread is the only one that sets `ready`, so this stores `prepared`.
+        let _ = ready.set(Some(Arc::clone(&prepared)));
+        claim(&prepared);
+        Ok(prepared)
+    })
+}
+
+/// Sets a [`prepared_for_each`] hand-off to "failed" when dropped before it was set.
+struct ReleaseOnDrop<'a, P>(&'a OnceLock<Option<Arc<P>>>);
+
+impl<P> Drop for ReleaseOnDrop<'_, P> {
+    fn drop(&mut self) {
+        // Err when already set (the normal case): nothing to do.
+        let _ = self.0.set(None);
+    }
+}
+
+/// Waits for the calling thread's preparation: spins up to ~40 µs (it takes about as long as a
+/// worker's wake-up), then yields its core while it waits.
+fn wait_ready<P>(ready: &OnceLock<Option<Arc<P>>>) -> Option<&P> {
+    let mut spins = 0u32;
+    loop {
+        if let Some(prepared) = ready.get() {
+            return prepared.as_deref();
+        }
+        if spins < 1 << 12 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 impl VectorStore {
     fn tiles(&self) -> Vec<Tile> {
         let mut tiles = Vec::new();
@@ -171,23 +279,39 @@ impl VectorStore {
         tiles
     }
 
-    /// Validates a flat batch; returns the prepared queries packed for the batch kernel.
+    /// Validates a flat batch; returns the prepared queries packed for their consumer: for
+    /// cosine and dot the batch kernel (cosine queries scaled to unit length while they are
+    /// packed, one pass, exactly as [`prepare_into`](crate::store::prepare_into) scales them),
+    /// for squared L2 flat copies.
     fn prepare_batch(&self, queries: &[f32]) -> Result<PackedQueries, QueryError> {
-        let dim = self.dim();
+        let (dim, metric) = (self.dim(), self.metric());
         if !queries.len().is_multiple_of(dim) {
             return Err(QueryError::RaggedBatch {
                 len: queries.len(),
                 dim,
             });
         }
-        let m = queries.len() / dim;
-        let mut flat = Vec::with_capacity(queries.len());
+        let mut inv = Vec::with_capacity(if metric == Metric::Cosine {
+            queries.len() / dim
+        } else {
+            0
+        });
         for (i, q) in queries.chunks_exact(dim).enumerate() {
-            prepare_into(q, dim, self.metric(), &mut flat)
-                .map_err(|error| QueryError::Vector { query: i, error })?;
+            let norm =
+                validate(q, dim, metric).map_err(|error| QueryError::Vector { query: i, error })?;
+            if metric == Metric::Cosine {
+                inv.push((1.0 / norm) as f32);
+            }
         }
-        debug_assert_eq!(flat.len(), m * dim);
-        Ok(PackedQueries::new(flat, dim, GemmBackend::detect()))
+        let scale = (metric == Metric::Cosine).then_some(&inv[..]);
+        let for_kernel = metric != Metric::L2Squared;
+        Ok(PackedQueries::pack(
+            queries,
+            dim,
+            scale,
+            GemmBackend::detect(),
+            for_kernel,
+        ))
     }
 
     fn parallel(&self, m: usize, exec: Execution) -> bool {
@@ -201,37 +325,37 @@ impl VectorStore {
         }
     }
 
-    /// Fills `out` (`tile.len × m`, row-major) with the scores of every tile row (live or not)
-    /// against every prepared query.
-    fn tile_scores(&self, q: &PackedQueries, tile: Tile, out: &mut [f32]) {
+    /// Writes the scores of every tile row (live or not) against every prepared query to `out`
+    /// (`tile.len × m`, row-major, possibly uninitialised) and returns it initialised: every
+    /// element is written, none is read first.
+    fn tile_scores<'o>(
+        &self,
+        q: &PackedQueries,
+        tile: Tile,
+        out: &'o mut [MaybeUninit<f32>],
+    ) -> &'o mut [f32] {
         let dim = self.dim();
         let m = q.len();
         let chunk: &Chunk = &self.chunks[tile.chunk];
         let rows = &chunk.data[tile.start * dim..(tile.start + tile.len) * dim];
         debug_assert_eq!(out.len(), tile.len * m);
         match self.metric() {
-            Metric::Cosine | Metric::Dot => {
-                kernels::rows_times_queries(rows, q, out);
-                if self.metric() == Metric::Cosine {
-                    let inv = &chunk.aux[tile.start..tile.start + tile.len];
-                    for (line, &inv) in out.chunks_exact_mut(m).zip(inv) {
-                        for s in line {
-                            *s = sanitize((*s * inv).clamp(-1.0, 1.0));
+            Metric::Cosine => {
+                let inv = &chunk.aux[tile.start..tile.start + tile.len];
+                kernels::rows_times_queries(rows, q, Finish::Cosine(inv), out)
+            }
+            Metric::Dot => kernels::rows_times_queries(rows, q, Finish::Sanitize, out),
+            Metric::L2Squared => {
+                let out = kernels::init_filled(out, f32::NAN);
+                if let (Some(flat), true) = (q.flat(), m > 0) {
+                    for (r, line) in out.chunks_exact_mut(m).enumerate() {
+                        let v = chunk.row(tile.start + r, dim);
+                        for (s, qv) in line.iter_mut().zip(flat.chunks_exact(dim)) {
+                            *s = sanitize(-l2sq_f32_unchecked_len(qv, v));
                         }
                     }
-                } else {
-                    for s in out.iter_mut() {
-                        *s = sanitize(*s);
-                    }
                 }
-            }
-            Metric::L2Squared => {
-                for (r, line) in out.chunks_exact_mut(m).enumerate() {
-                    let v = chunk.row(tile.start + r, dim);
-                    for (s, qv) in line.iter_mut().zip(q.flat().chunks_exact(dim)) {
-                        *s = sanitize(-l2sq_f32_unchecked_len(qv, v));
-                    }
-                }
+                out
             }
         }
     }
@@ -239,11 +363,14 @@ impl VectorStore {
     /// Top-k selections of one tile, one per query.
     fn tile_top_k(&self, q: &PackedQueries, k: usize, tile: Tile) -> Vec<TopK> {
         let m = q.len();
-        let mut buf = vec![0.0f32; tile.len * m];
-        self.tile_scores(q, tile, &mut buf);
+        let mut buf: Vec<f32> = Vec::with_capacity(tile.len * m);
+        let scores = self.tile_scores(q, tile, &mut buf.spare_capacity_mut()[..tile.len * m]);
         let chunk = &self.chunks[tile.chunk];
         let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
-        for (r, line) in buf.chunks_exact(m).enumerate() {
+        if m == 0 {
+            return tops;
+        }
+        for (r, line) in scores.chunks_exact(m).enumerate() {
             let row = tile.start + r;
             if !chunk.live[row] {
                 continue;
@@ -299,22 +426,27 @@ impl VectorStore {
         if k == 0 {
             return Err(QueryError::ZeroK);
         }
-        let q = self.prepare_batch(queries)?;
+        let tiles = self.tiles();
+        // One slot per tile, filled by whichever thread claims the tile.
+        let per_tile: Vec<OnceLock<Vec<TopK>>> = tiles.iter().map(|_| OnceLock::new()).collect();
+        let q = prepared_for_each(
+            tiles.len(),
+            self.parallel(queries.len() / self.dim(), exec),
+            || self.prepare_batch(queries),
+            |q, i| {
+                let _ = per_tile[i].set(self.tile_top_k(q, k, tiles[i]));
+            },
+        )?;
         let m = q.len();
         if m == 0 {
             return Ok(Vec::new());
         }
-        let tiles = self.tiles();
-        let per_tile: Vec<Vec<TopK>> = if self.parallel(m, exec) {
-            tiles
-                .par_iter()
-                .map(|&t| self.tile_top_k(&q, k, t))
-                .collect()
-        } else {
-            tiles.iter().map(|&t| self.tile_top_k(&q, k, t)).collect()
-        };
         let mut merged: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
-        for tops in per_tile {
+        for (slot, &tile) in per_tile.into_iter().zip(&tiles) {
+            // Every slot is set (each tile ran exactly once); computed here otherwise.
+            let tops = slot
+                .into_inner()
+                .unwrap_or_else(|| self.tile_top_k(&q, k, tile));
             for (dst, src) in merged.iter_mut().zip(tops) {
                 dst.merge(src);
             }
@@ -355,29 +487,51 @@ impl VectorStore {
         queries: &[f32],
         exec: Execution,
     ) -> Result<ScoreMatrix, QueryError> {
-        let q = self.prepare_batch(queries)?;
-        let m = q.len();
+        let m = queries.len() / self.dim();
         let tiles = self.tiles();
         let rows: usize = tiles.iter().map(|t| t.len).sum();
-        let mut scores = vec![0.0f32; rows * m];
-        if m > 0 {
-            // Cut the output into one disjoint slice per tile, in tile order.
-            let mut parts: Vec<(Tile, &mut [f32])> = Vec::with_capacity(tiles.len());
-            let mut rest: &mut [f32] = &mut scores;
-            for &t in &tiles {
-                let (head, tail) = rest.split_at_mut(t.len * m);
-                parts.push((t, head));
-                rest = tail;
-            }
-            if self.parallel(m, exec) {
-                parts
-                    .into_par_iter()
-                    .for_each(|(t, out)| self.tile_scores(&q, t, out));
-            } else {
-                for (t, out) in parts {
-                    self.tile_scores(&q, t, out);
+        let total = rows * m;
+        // No zero fill: each tile writes its own part of the output (in parallel when the
+        // tiles are), and the buffer's length is set once every part is written. The buffer
+        // is reserved before the queries are validated so that helper threads can start while
+        // they are (see `prepared_for_each`); an invalid batch only wastes the reservation.
+        let mut scores: Vec<f32> = Vec::with_capacity(total);
+        // One disjoint output part per tile, in tile order, taken by whichever thread claims
+        // the tile.
+        let mut rest = &mut scores.spare_capacity_mut()[..total];
+        let mut parts: Vec<OutputPart<'_>> = Vec::with_capacity(tiles.len());
+        for &t in &tiles {
+            let (head, tail) = rest.split_at_mut(t.len * m);
+            parts.push(Mutex::new(Some((t, head))));
+            rest = tail;
+        }
+        let q = prepared_for_each(
+            parts.len(),
+            self.parallel(m, exec),
+            || self.prepare_batch(queries),
+            |q, i| {
+                if let Some((t, out)) = take_part(&parts[i]) {
+                    self.tile_scores(q, t, out);
                 }
+            },
+        )?;
+        debug_assert_eq!(q.len(), m);
+        for part in &parts {
+            // Every part was taken (each tile ran exactly once); written here otherwise.
+            if let Some((t, out)) = take_part(part) {
+                self.tile_scores(&q, t, out);
             }
+        }
+        drop(parts);
+        // SAFETY: the parts cover `0..total` (the tile lengths sum to `rows`, each part is
+        // `len × m`), and every part went through `tile_scores` exactly once (taken from its
+        // slot by `prepared_for_each` or just above), which initialises all of its `out` before
+        // returning, whatever its length (it returns that memory as `&mut [f32]`; on a length
+        // that does not fit, the kernel fills it with NaN). Had a tile panicked, the panic
+        // would have left this function before this line.
+        #[allow(unsafe_code)]
+        unsafe {
+            scores.set_len(total);
         }
         let mut ids = Vec::with_capacity(self.len());
         if self.tombstones() == 0 {
@@ -404,5 +558,72 @@ impl VectorStore {
             queries: m,
             scores,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// Every index runs exactly once, on pools of several sizes, called from inside and from
+    /// outside the pool; a failed preparation runs nothing.
+    #[test]
+    fn prepared_for_each_runs_each_index_once() {
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for n in [0usize, 1, 2, 5, 64] {
+                for parallel in [false, true] {
+                    let counts: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                    let run = || {
+                        prepared_for_each(
+                            n,
+                            parallel,
+                            || Ok::<_, ()>(7usize),
+                            |&p, i| {
+                                assert_eq!(p, 7);
+                                counts[i].fetch_add(1, Ordering::Relaxed);
+                            },
+                        )
+                    };
+                    assert_eq!(pool.install(run).map(|p| *p), Ok(7));
+                    assert_eq!(run().map(|p| *p), Ok(7));
+                    assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 2));
+                    let failed = pool.install(|| {
+                        prepared_for_each(
+                            n,
+                            parallel,
+                            || Err::<usize, _>("no"),
+                            |_, _| panic!("nothing runs after a failed preparation"),
+                        )
+                    });
+                    assert_eq!(failed.map(|p| *p), Err("no"));
+                }
+            }
+        }
+    }
+
+    /// A panic while preparing still releases the helpers that wait for it: the panic comes
+    /// back to the caller instead of a hang.
+    #[test]
+    fn prepared_for_each_propagates_a_panic_in_prepare() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.install(|| {
+                prepared_for_each(
+                    8,
+                    true,
+                    || -> Result<usize, ()> { panic!("prepare failed") },
+                    |_, _| {},
+                )
+            })
+        }));
+        assert!(result.is_err());
     }
 }

@@ -185,10 +185,15 @@ pub(crate) fn validate(v: &[f32], dim: usize, metric: Metric) -> Result<f64, Vec
             found: v.len(),
         });
     }
-    if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+    // One pass over the components: Σ vᵢ² in f64 is finite exactly when every component is (a
+    // finite f32 squared is below 2²⁵⁶, so only more than 2⁷⁶⁸ of them could overflow; ±∞
+    // and NaN stay non-finite). The first offending index is searched only on failure.
+    let sum_sq = sum_sq_f64(v);
+    if !sum_sq.is_finite() {
+        let index = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
         return Err(VectorError::NonFinite { index });
     }
-    let norm = sum_sq_f64(v).sqrt();
+    let norm = sum_sq.sqrt();
     if metric == Metric::Cosine && !(norm > 0.0 && ((1.0 / norm) as f32).is_finite()) {
         return Err(VectorError::ZeroVector);
     }

@@ -241,6 +241,59 @@ fn batch_kernel_matches_scalar_reference_on_odd_shapes() {
     }
 }
 
+/// Invalid batches are rejected the same way on the parallel path, where helper threads are
+/// already waiting for the batch when it turns out invalid: they must be released (no hang),
+/// and nothing is returned but the error.
+#[test]
+fn parallel_batch_errors_release_the_helpers() {
+    let store = fill(Metric::Cosine, 5, 700, 21);
+    let mut bad = vec![0.5f32; 5 * 9];
+    bad[3 * 5 + 2] = f32::INFINITY;
+    let zero = {
+        let mut q = vec![0.5f32; 5 * 4];
+        q[10..15].fill(0.0);
+        q
+    };
+    for threads in [1, 2, 5] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for exec in [Execution::Parallel, Execution::Serial] {
+                let non_finite = Err(QueryError::Vector {
+                    query: 3,
+                    error: VectorError::NonFinite { index: 2 },
+                });
+                assert_eq!(store.batch_top_k_with(&bad, 3, exec), non_finite);
+                assert_eq!(
+                    store.similarity_matrix_with(&bad, exec).map(|_| ()),
+                    non_finite.map(|_: Vec<Vec<Hit>>| ())
+                );
+                let zero_vector = Err(QueryError::Vector {
+                    query: 2,
+                    error: VectorError::ZeroVector,
+                });
+                assert_eq!(
+                    store.similarity_matrix_with(&zero, exec).map(|_| ()),
+                    zero_vector
+                );
+                let ragged = Err(QueryError::RaggedBatch { len: 7, dim: 5 });
+                assert_eq!(
+                    store.similarity_matrix_with(&[1.0; 7], exec).map(|_| ()),
+                    ragged
+                );
+                // And a valid batch still works afterwards, identically.
+                let q = vec![0.25f32; 5 * 3];
+                assert_eq!(
+                    store.similarity_matrix_with(&q, exec).unwrap(),
+                    store.similarity_matrix_with(&q, Execution::Serial).unwrap()
+                );
+            }
+        });
+    }
+}
+
 #[test]
 fn batch_of_zero_queries_and_empty_store() {
     let store = VectorStore::new(4, Metric::Cosine).unwrap();
