@@ -327,13 +327,10 @@ proptest! {
     }
 }
 
-/// Replays, on a rigged space, the calls whose log a space with the shortcut wrote: every
-/// result and the final root must be the same.
-fn replay_matches(kinds: [usize; 3], cont: usize, ops: &[Op]) {
-    // Calls that a replay checks against the log: no gates (a refused call is not logged, so
-    // a replay refuses it differently), installs or checkpoints.
-    let calls: Vec<Op> = ops
-        .iter()
+/// The calls of `ops` that a replay checks against the log: no gates (a refused call is not
+/// logged, so a replay refuses it differently), installs or checkpoints.
+fn replayable(ops: &[Op]) -> Vec<Op> {
+    ops.iter()
         .filter_map(|op| match op {
             Op::Produce { .. } | Op::Many { .. } | Op::Batch(_) => Some(op.clone()),
             Op::Consume { req, .. } => Some(Op::Consume {
@@ -342,7 +339,13 @@ fn replay_matches(kinds: [usize; 3], cont: usize, ops: &[Op]) {
             }),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Replays, on a rigged space, the calls whose log a space with the shortcut wrote: every
+/// result and the final root must be the same.
+fn replay_matches(kinds: [usize; 3], cont: usize, ops: &[Op]) {
+    let calls = replayable(ops);
     let play: S = Space::new(Pm, config(kinds, cont));
     let (mut cps, mut seen) = (Vec::new(), Vec::new());
     let played: Vec<String> = calls
@@ -378,17 +381,7 @@ proptest! {
 /// replays them on a rigged space with the shortcut and one without: every result (refusals
 /// included), state and the closing checkpoint must be the same.
 fn replay_both(kinds: [usize; 3], cont: usize, ops: &[Op], drop: Option<usize>) {
-    let calls: Vec<Op> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Produce { .. } | Op::Many { .. } | Op::Batch(_) => Some(op.clone()),
-            Op::Consume { req, .. } => Some(Op::Consume {
-                req: req.clone(),
-                gate: None,
-            }),
-            _ => None,
-        })
-        .collect();
+    let calls = replayable(ops);
     let play: S = Space::new(Pm, config(kinds, cont));
     let (mut cps, mut seen) = (Vec::new(), Vec::new());
     for op in &calls {
