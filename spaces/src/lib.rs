@@ -54,7 +54,7 @@
 //! | `produce` meeting waiting continuations | per continuation examined: the matcher on the datum's positions; a join search only where it fits |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
-//! | `consume` on one channel (not replaying, no similarity pattern) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
+//! | `consume` on one channel (no similarity pattern; in play and in replay) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
 //! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store) |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
