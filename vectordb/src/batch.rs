@@ -182,6 +182,9 @@ fn take_part<'a>(part: &OutputPart<'a>) -> Option<(Tile, &'a mut [MaybeUninit<f3
 /// reference machine, as long as preparing a 100-query batch) overlaps the preparation instead
 /// of following it; the calling thread and the helpers then claim indices from one shared
 /// counter until none is left. Which thread runs an index never changes what it computes.
+///
+/// `prepare` must not wait on work of the current rayon pool: the helpers hold pool threads
+/// (spinning, then yielding) until it returns.
 fn prepared_for_each<P, E>(
     n: usize,
     parallel: bool,
@@ -216,6 +219,9 @@ where
         work(prepared, i);
     };
     rayon::in_place_scope(|scope| {
+        // A panic in `prepare` (or anything before it) must still release the helpers, or the
+        // scope (which waits for them before it propagates the panic) would never end.
+        let _release = ReleaseOnDrop(&ready);
         for _ in 0..helpers {
             scope.spawn(|_| {
                 if let Some(prepared) = wait_ready(&ready) {
@@ -223,9 +229,6 @@ where
                 }
             });
         }
-        // A panic in `prepare` must still release the helpers, or the scope (which waits for
-        // them before it propagates the panic) would never end.
-        let _release = ReleaseOnDrop(&ready);
         let prepared = Arc::new(prepare()?);
         // The calling thread is the only one that sets `ready`, so this stores `prepared`.
         let _ = ready.set(Some(Arc::clone(&prepared)));
@@ -490,12 +493,18 @@ impl VectorStore {
         let m = queries.len() / self.dim();
         let tiles = self.tiles();
         let rows: usize = tiles.iter().map(|t| t.len).sum();
-        let total = rows * m;
+        let total = rows.saturating_mul(m);
         // No zero fill: each tile writes its own part of the output (in parallel when the
         // tiles are), and the buffer's length is set once every part is written. The buffer
         // is reserved before the queries are validated so that helper threads can start while
         // they are (see `prepared_for_each`); an invalid batch only wastes the reservation.
-        let mut scores: Vec<f32> = Vec::with_capacity(total);
+        // One too big to reserve is validated first, so that an invalid batch is an error
+        // rather than an allocation failure (a valid one then fails as any `Vec` does).
+        let mut scores: Vec<f32> = Vec::new();
+        if scores.try_reserve_exact(total).is_err() {
+            self.prepare_batch(queries)?;
+            scores.reserve_exact(total);
+        }
         // One disjoint output part per tile, in tile order, taken by whichever thread claims
         // the tile.
         let mut rest = &mut scores.spare_capacity_mut()[..total];

@@ -588,3 +588,23 @@ fn pruned_and_full_scans_agree_bit_for_bit() {
         }
     }
 }
+
+/// An invalid batch whose score matrix could not be allocated (2^40 scores) is the typed
+/// error of its first bad query, not an allocation failure, on both execution paths.
+#[test]
+fn an_invalid_batch_too_big_to_score_is_an_error() {
+    let mut s = VectorStore::new(1, Metric::Dot).unwrap();
+    for i in 0..(1usize << 20) {
+        s.insert(&[i as f32]).unwrap();
+    }
+    let mut q = vec![1.0f32; 1 << 20];
+    q[3] = f32::NAN;
+    for exec in [Execution::Serial, Execution::Parallel] {
+        let err = s.similarity_matrix_with(&q, exec).unwrap_err();
+        assert!(
+            matches!(err, QueryError::Vector { query: 3, .. }),
+            "{err:?}"
+        );
+    }
+    assert_eq!(s.len(), 1 << 20, "the store is unchanged");
+}
