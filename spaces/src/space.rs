@@ -197,6 +197,17 @@ fn produce_event<C: Clone, P, A: Clone, K>(
 /// A replayed call's hash and its slot in the rig's expectations.
 type Logged = (Digest, usize);
 
+/// A copy of `peeks`. Most calls peek nowhere: an empty list is made, not cloned (a
+/// `SmallVec` clone goes through its generic `extend`, ~100 instructions on a consume's path).
+#[inline]
+fn copy_peeks(peeks: &Peeks) -> Peeks {
+    if peeks.is_empty() {
+        Peeks::new()
+    } else {
+        peeks.clone()
+    }
+}
+
 /// A call's replay bookkeeping, handed to a firing: the held replay lock (if any), the call's
 /// hash and slot, and the COMM record the log's guide accepted with its slot. In play, all
 /// three are absent.
@@ -984,7 +995,7 @@ where
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
         let comm = Self::fire_produce(view, incoming, source, found);
-        self.record_comm(view, &channel, &comm, record.map(|r| r.0), None);
+        self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0), None);
         Ok(Some(comm))
     }
 
@@ -1026,12 +1037,14 @@ where
         Ok((replay, event))
     }
 
-    /// Logs a consume call in the shard of its first channel; `hashed` is its hash when a
-    /// replay has already computed it.
+    /// Logs a consume call in `state`, the shard state of its first channel; `hashed` is its
+    /// hash when a replay has already computed it. Returns the call's logged parts, for the
+    /// COMM it fires at once to share ([`record_comm`](Self::record_comm)).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn record_consume(
         &self,
-        view: &mut View<'_, C, P, A, K>,
+        state: &mut State<C, P, A, K>,
         channels: &Arc<[C]>,
         patterns: &Arc<[P]>,
         continuation: &K,
@@ -1040,7 +1053,7 @@ where
         hashed: Option<Logged>,
     ) -> Option<Arc<ConsumeCall<C, P, K>>> {
         if let (true, Some((h, _))) = (self.log_events, hashed) {
-            view.record(&channels[0], Event::HashedConsume(h));
+            state.log.push(Event::HashedConsume(h));
             None
         } else if self.log_events {
             let call = Arc::new(ConsumeCall {
@@ -1048,22 +1061,22 @@ where
                 patterns: patterns.clone(),
                 continuation: continuation.clone(),
                 persist,
-                peeks: peeks.clone(),
+                peeks: copy_peeks(peeks),
             });
-            view.record(&channels[0], Event::Consume(call.clone()));
+            state.log.push(Event::Consume(call.clone()));
             Some(call)
         } else {
             None
         }
     }
 
-    /// Logs a COMM in `home`'s shard (the shard of the call that fired it); `hashed` is its
+    /// Logs a COMM in `state`, the shard state of the call that fired it; `hashed` is its
     /// record when a replay has already computed it; `call` is the consume call that fired it
     /// at once, as [`record_consume`](Self::record_consume) logged it.
+    #[inline]
     fn record_comm(
         &self,
-        view: &mut View<'_, C, P, A, K>,
-        home: &C,
+        state: &mut State<C, P, A, K>,
         comm: &Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
         call: Option<Arc<ConsumeCall<C, P, K>>>,
@@ -1072,7 +1085,7 @@ where
             return;
         }
         if let Some(r) = hashed {
-            view.record(home, Event::HashedComm(Box::new(r)));
+            state.log.push(Event::HashedComm(Box::new(r)));
             return;
         }
         let call = call.unwrap_or_else(|| {
@@ -1081,18 +1094,17 @@ where
                 patterns: comm.patterns.clone(),
                 continuation: comm.continuation.clone(),
                 persist: comm.persistent,
-                peeks: comm.peeks.clone(),
+                peeks: copy_peeks(&comm.peeks),
             })
         });
-        let event = Event::Comm(CommEvent {
-            call,
-            data: comm
-                .matches
-                .iter()
-                .map(|m| (m.position, m.datum.clone(), m.persistent))
-                .collect(),
-        });
-        view.record(home, event);
+        // Pushed one by one: `collect` into a `SmallVec` goes through its generic `extend`,
+        // several times the cost of the one push of a single-datum COMM.
+        let mut data = SmallVec::new();
+        for m in &comm.matches {
+            data.push((m.position, m.datum.clone(), m.persistent));
+        }
+        let event = Event::Comm(CommEvent { call, data });
+        state.log.push(event);
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -1652,7 +1664,7 @@ where
                 }
                 strike(&mut replay, event, record.as_ref().map(|r| r.1));
                 let call = self.record_consume(
-                    view,
+                    view.state_mut(&channels[0]),
                     &channels,
                     &patterns,
                     &continuation,
@@ -1670,7 +1682,8 @@ where
                     matches,
                     reissue: persist,
                 };
-                self.record_comm(view, &comm.channels[0], &comm, record.map(|r| r.0), call);
+                let home = view.state_mut(&comm.channels[0]);
+                self.record_comm(home, &comm, record.map(|r| r.0), call);
                 Ok(Some(comm))
             }
             None => {
@@ -1692,15 +1705,19 @@ where
                     ));
                 }
                 strike(&mut replay, event, None);
-                self.record_consume(
-                    view,
-                    &channels,
-                    &w.patterns,
-                    &w.continuation,
-                    persist,
-                    &w.peeks,
-                    event,
-                );
+                // Only a logging space writes the shard here (a consume a continuation store
+                // drops as a duplicate changes nothing else).
+                if self.log_events {
+                    self.record_consume(
+                        view.state_mut(&channels[0]),
+                        &channels,
+                        &w.patterns,
+                        &w.continuation,
+                        persist,
+                        &w.peeks,
+                        event,
+                    );
+                }
                 if stores {
                     self.store_continuation(view, channels, w);
                 }

@@ -60,7 +60,6 @@ use crate::conts::Peeks;
 use crate::data::ItemKey;
 use crate::error::{ConsumeError, ErrorKind};
 use crate::join::Guide;
-use crate::log::{CommEvent, ConsumeCall, Event};
 use crate::parallel::PARALLEL_MIN_CANDIDATES;
 
 /// What the single-position walk found: the pick's key and the matcher's result.
@@ -177,58 +176,27 @@ where
             record,
         } = replayed;
         strike(guard, event, record.as_ref().map(|r| r.1));
-        let hashed = record.map(|r| r.0);
         // One shard holds the channel, its log and its dirty list: reach it once.
         let state = view.state_mut(&channels[0]);
-        // The log, as `record_consume` and `record_comm` write it: the call (its hash, in a
-        // replay), then the COMM (its accepted record, in a replay; else sharing the call's
-        // parts).
-        let new_call = || {
-            Arc::new(ConsumeCall {
-                channels: channels.clone(),
-                patterns: patterns.clone(),
-                continuation: continuation.clone(),
-                persist,
-                peeks: copy_peeks(&peeks),
-            })
-        };
-        let call = match (self.log_events, event) {
-            (false, _) => None,
-            (true, Some((h, _))) => {
-                state.log.push(Event::HashedConsume(h));
-                None
-            }
-            (true, None) => {
-                let call = new_call();
-                state.log.push(Event::Consume(call.clone()));
-                Some(call)
-            }
-        };
-        let log_data = self.log_events && hashed.is_none();
+        let call = self.record_consume(
+            state,
+            &channels,
+            &patterns,
+            &continuation,
+            persist,
+            &peeks,
+            event,
+        );
         let mut matches = SmallVec::new();
-        let mut data = SmallVec::new();
         // The pick names a live item found under this lock, so it is present; a missing one
         // would be a bug, and is skipped rather than panicking (as `collect_matches` does).
         if let Some((datum, persistent)) = take_single(state, &channels[0], key, peek) {
-            if log_data {
-                data.push((0, datum.clone(), persistent));
-            }
             matches.push(MatchedDatum {
                 position: 0,
                 result,
                 datum,
                 persistent,
             });
-        }
-        if self.log_events {
-            let event = match hashed {
-                Some(r) => Event::HashedComm(Box::new(r)),
-                None => Event::Comm(CommEvent {
-                    call: call.unwrap_or_else(new_call),
-                    data,
-                }),
-            };
-            state.log.push(event);
         }
         let comm = Comm {
             continuation,
@@ -239,6 +207,7 @@ where
             matches,
             reissue: persist,
         };
+        self.record_comm(state, &comm, record.map(|r| r.0), call);
         Ok(Some(comm))
     }
 }
@@ -318,14 +287,4 @@ where
         state.channels.remove(channel);
     }
     taken
-}
-
-/// A copy of `peeks` (at most one position here): an empty list is made, not cloned.
-#[inline]
-fn copy_peeks(peeks: &Peeks) -> Peeks {
-    if peeks.is_empty() {
-        Peeks::new()
-    } else {
-        peeks.clone()
-    }
 }
