@@ -10,7 +10,11 @@
 //! persistent hash index from value to the numbers of the live items equal to it, kept in step
 //! from then on. A pattern with an exact key ([`rhospace_matchers::Match::exact_key`]) then finds
 //! its candidates in O(1) expected instead of scanning. The index is derived state: it never
-//! changes a result, only how fast it is found.
+//! changes a result, only how fast it is found. *First need* is an exact lookup whose key the
+//! oldest item does not equal ([`DataStore::wants_index_for`]): a lookup the oldest item
+//! answers is answered by the scan's first step, so data consumed in arrival order are never
+//! indexed. When the index is built is deterministic (a function of the calls since the last
+//! hard checkpoint, which drops it), as it must be: it decides `examined`, which is charged.
 
 use std::cmp::Reverse;
 use std::hash::Hash;
@@ -240,6 +244,31 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         self.index.is_none() && self.indexable() && self.len() >= INDEX_MIN
     }
 
+    /// Whether an exact lookup for `key` should build the index first: as
+    /// [`wants_index`](Self::wants_index), unless the oldest item equals `key`. The unindexed
+    /// scan then offers that item first, exactly as the index would (it lists equal items
+    /// oldest first), so the build waits for a lookup that needs it: a consumer that takes
+    /// data in arrival order (a mailbox) never pays for an index.
+    ///
+    /// ```text
+    /// 20 items 0..20, no index:  lookup 0 -> scan offers item 0 first (examined 1, no build)
+    ///                            lookup 7 -> build, index offers item 7  (examined 1)
+    /// ```
+    #[inline]
+    pub(crate) fn wants_index_for(&self, key: &A) -> bool {
+        self.wants_index() && !self.oldest_is(key)
+    }
+
+    /// Whether this is an indexable store (Bag or Set, which hand items out oldest first)
+    /// whose oldest item equals `key`.
+    #[inline]
+    fn oldest_is(&self, key: &A) -> bool {
+        match &self.items {
+            Items::Seq(s) if self.indexable() => s.first().is_some_and(|(_, d)| d.value == *key),
+            _ => false,
+        }
+    }
+
     /// Builds the index if [`wants_index`](Self::wants_index).
     pub(crate) fn ensure_index(&mut self) {
         if self.wants_index() {
@@ -303,11 +332,19 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         }
     }
 
-    /// Whether [`for_each_candidate`](Self::for_each_candidate) with `hint` offers every
-    /// item (no exact index narrows the scan): the case the parallel pre-check is for.
+    /// Whether [`for_each_candidate`](Self::for_each_candidate) with `hint` may walk every
+    /// item: the case the parallel pre-check is for. Not when an exact index narrows the
+    /// scan, nor when the oldest item equals the exact key: the scan offers it first and the
+    /// pattern accepts it (the [`exact_key`](rhospace_matchers::Match::exact_key) contract), so
+    /// only a replay guide turning it down walks on, serially.
     #[inline]
     pub(crate) fn scans_all(&self, hint: Option<&A>) -> bool {
-        !(hint.is_some() && self.index.is_some() && matches!(self.items, Items::Seq(_)))
+        match hint {
+            Some(key) if matches!(self.items, Items::Seq(_)) => {
+                self.index.is_none() && !self.oldest_is(key)
+            }
+            _ => true,
+        }
     }
 
     /// Offers candidates in the order this kind hands them out, with an optional produced item

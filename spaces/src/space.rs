@@ -1747,9 +1747,9 @@ where
         guide: Option<Guide<'_, A>>,
     ) -> (u64, Option<Found<M::Output>>, bool) {
         for (c, p) in channels.iter().zip(patterns.iter()) {
-            if self.matcher.exact_key(p).is_some() {
+            if let Some(key) = self.matcher.exact_key(p) {
                 if let Some(cs) = view.channel(c) {
-                    if cs.data.wants_index() {
+                    if cs.data.wants_index_for(key) {
                         if let Some(cs) = view.channel_mut(c) {
                             cs.data.ensure_index();
                         }

@@ -24,7 +24,7 @@
 //!
 //! **Invariants it keeps** (the same, in the same order, as `consume_in`'s general branch):
 //! - the exact index is built before the walk exactly when the general search builds it (an
-//!   exact pattern on a channel that [`wants_index`](DataStore::wants_index)), listing the
+//!   exact pattern on a channel that [`wants_index_for`](DataStore::wants_index_for) it), listing the
 //!   channel as changed, so `examined` and the dirty lists agree;
 //! - the gate sees the same [`Admission`] (same `examined`, `fires: Some(1)`, and the datum in
 //!   `freed_data` unless it stays) before anything else changes; a refusal changes nothing more
@@ -100,8 +100,8 @@ where
         }
         let hint = self.matcher.exact_key(pattern);
         let mut cs = view.channel(channel);
-        // As `find_for_consume`: an exact pattern builds the index the channel wants.
-        if hint.is_some() && cs.is_some_and(|cs| cs.data.wants_index()) {
+        // As `find_for_consume`: an exact pattern builds the index the channel wants for it.
+        if hint.is_some_and(|key| cs.is_some_and(|cs| cs.data.wants_index_for(key))) {
             if let Some(cs) = view.channel_mut(channel) {
                 cs.data.ensure_index();
             }

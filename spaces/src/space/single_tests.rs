@@ -469,3 +469,44 @@ fn big_unindexed_scans_keep_the_general_search() {
     let found = s.find_single(&mut view, &[0], &[(3, 5)], None);
     assert!(matches!(found, Some((1, Some(_), false))));
 }
+
+/// Exact consumes that take data in arrival order are answered by the oldest item: no index
+/// is built and one candidate is examined, on a store big enough for the parallel pre-check,
+/// with the fast path and without it. The first lookup the oldest item does not answer builds
+/// the index and still examines one.
+#[test]
+fn arrival_order_consumes_build_no_index() {
+    let n = PARALLEL_MIN_CANDIDATES as i64;
+    for shortcuts in [true, false] {
+        let s: S = Space::new(Pm, SpaceConfig::new());
+        let s = if shortcuts { s } else { s.without_shortcuts() };
+        for i in 0..n {
+            s.produce(0, i, false).expect("produce");
+        }
+        let indexed = || {
+            let view = s.lock_channels(&[0]);
+            view.channel(&0).map(|cs| cs.data.has_index())
+        };
+        let steps = [(0, false), (1, false), (2, false), (n - 1, true), (3, true)];
+        for (step, (i, index_after)) in steps.into_iter().enumerate() {
+            if shortcuts && step == 3 {
+                // The oldest item (3) answers: the fast path takes the walk rather than leaving
+                // it to the parallel pre-check.
+                let mut view = s.lock_channels(&[0]);
+                let found = s.find_single(&mut view, &[0], &[(3, 3)], None);
+                assert!(matches!(found, Some((1, Some(_), false))));
+            }
+            let seen = std::cell::Cell::new(u64::MAX);
+            let comm = s
+                .consume_admitted([0], [(3, i)], 0, false, &[], |a| {
+                    seen.set(a.examined);
+                    Ok(())
+                })
+                .expect("consume")
+                .expect("fires");
+            assert_eq!(comm.matches[0].datum, i);
+            assert_eq!(seen.get(), 1, "examined, key {i}");
+            assert_eq!(indexed(), Some(index_after), "index after key {i}");
+        }
+    }
+}
