@@ -385,8 +385,17 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
                         }
                     }
                     _ => {
-                        for (seq, d) in s.iter() {
-                            f(ItemKey::seq(seq), d, false)?;
+                        // The oldest first, on its own: most walks stop there (an exact key it
+                        // equals, a wildcard), and a tree store then sets up no walk at all.
+                        if let Some((first, d)) = s.first() {
+                            f(ItemKey::seq(first), d, false)?;
+                            s.for_each_live(|seq, d| {
+                                if seq == first {
+                                    ControlFlow::Continue(())
+                                } else {
+                                    f(ItemKey::seq(seq), d, false)
+                                }
+                            })?;
                         }
                     }
                 }

@@ -27,7 +27,7 @@ use crate::history::{HistoryStore, MemoryHistory};
 use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
-use crate::log::{CommEvent, ConsumeCall, Event};
+use crate::log::{ConsumeCall, Event, Log};
 use crate::merkle::{Digest, MerkleMap};
 use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
@@ -66,7 +66,7 @@ pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K:
     pub(crate) dirty: Trail<C>,
     pub(crate) dirty_joins: Trail<Arc<[C]>>,
     /// Events since the last hard checkpoint, in this shard's order (SPEC §7).
-    pub(crate) log: Trail<Event<C, P, A, K>>,
+    pub(crate) log: Log<C, P, A, K>,
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
@@ -76,7 +76,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
             joins: StateMap::default(),
             dirty: Trail::default(),
             dirty_joins: Trail::default(),
-            log: Trail::default(),
+            log: Log::default(),
         }
     }
 }
@@ -178,12 +178,12 @@ fn would_store<A: Clone + Hash + Eq>(
 
 /// The log event of a produce call: its hash when a replay has already computed it, else the
 /// call's values (hashed at the next hard checkpoint).
-fn produce_event<C: Clone, P, A: Clone, K>(
+fn produce_event<C: Clone, A: Clone>(
     channel: &C,
     datum: &A,
     persist: bool,
     hashed: Option<Logged>,
-) -> Event<C, P, A, K> {
+) -> Event<C, A> {
     match hashed {
         Some((h, _)) => Event::HashedProduce(h),
         None => Event::Produce {
@@ -336,7 +336,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 
     /// Appends `event` to the log of `home`'s shard.
     #[inline]
-    fn record(&mut self, home: &C, event: Event<C, P, A, K>) {
+    fn record(&mut self, home: &C, event: Event<C, A>) {
         self.state_mut(home).log.push(event);
     }
 
@@ -995,7 +995,7 @@ where
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
         let comm = Self::fire_produce(view, incoming, source, found);
-        self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0), None);
+        self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0), false);
         Ok(Some(comm))
     }
 
@@ -1038,8 +1038,8 @@ where
     }
 
     /// Logs a consume call in `state`, the shard state of its first channel; `hashed` is its
-    /// hash when a replay has already computed it. Returns the call's logged parts, for the
-    /// COMM it fires at once to share ([`record_comm`](Self::record_comm)).
+    /// hash when a replay has already computed it. Returns whether its parts were logged, so
+    /// that the COMM it fires at once names them ([`record_comm`](Self::record_comm)).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn record_consume(
@@ -1051,35 +1051,35 @@ where
         persist: bool,
         peeks: &Peeks,
         hashed: Option<Logged>,
-    ) -> Option<Arc<ConsumeCall<C, P, K>>> {
+    ) -> bool {
         if let (true, Some((h, _))) = (self.log_events, hashed) {
             state.log.push(Event::HashedConsume(h));
-            None
+            false
         } else if self.log_events {
-            let call = Arc::new(ConsumeCall {
+            state.log.push_consume(ConsumeCall {
                 channels: channels.clone(),
                 patterns: patterns.clone(),
                 continuation: continuation.clone(),
                 persist,
                 peeks: copy_peeks(peeks),
             });
-            state.log.push(Event::Consume(call.clone()));
-            Some(call)
+            true
         } else {
-            None
+            false
         }
     }
 
     /// Logs a COMM in `state`, the shard state of the call that fired it; `hashed` is its
-    /// record when a replay has already computed it; `call` is the consume call that fired it
-    /// at once, as [`record_consume`](Self::record_consume) logged it.
+    /// record when a replay has already computed it; `called` says that the consume that
+    /// fired it at once was just logged with its parts
+    /// ([`record_consume`](Self::record_consume) returned true, nothing logged since).
     #[inline]
     fn record_comm(
         &self,
         state: &mut State<C, P, A, K>,
         comm: &Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
-        call: Option<Arc<ConsumeCall<C, P, K>>>,
+        called: bool,
     ) {
         if !self.log_events {
             return;
@@ -1088,14 +1088,12 @@ where
             state.log.push(Event::HashedComm(Box::new(r)));
             return;
         }
-        let call = call.unwrap_or_else(|| {
-            Arc::new(ConsumeCall {
-                channels: comm.channels.clone(),
-                patterns: comm.patterns.clone(),
-                continuation: comm.continuation.clone(),
-                persist: comm.persistent,
-                peeks: copy_peeks(&comm.peeks),
-            })
+        let call = (!called).then(|| ConsumeCall {
+            channels: comm.channels.clone(),
+            patterns: comm.patterns.clone(),
+            continuation: comm.continuation.clone(),
+            persist: comm.persistent,
+            peeks: copy_peeks(&comm.peeks),
         });
         // Pushed one by one: `collect` into a `SmallVec` goes through its generic `extend`,
         // several times the cost of the one push of a single-datum COMM.
@@ -1103,8 +1101,7 @@ where
         for m in &comm.matches {
             data.push((m.position, m.datum.clone(), m.persistent));
         }
-        let event = Event::Comm(CommEvent { call, data });
-        state.log.push(event);
+        state.log.push_comm(call, data);
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -2111,9 +2108,7 @@ where
                 }
             }
             if let Some(first) = out.first_mut() {
-                for e in st.log.iter() {
-                    first.log.push(e.clone());
-                }
+                first.log.extend_from(&st.log);
             }
             for (c, cs) in st.channels.iter() {
                 out[self.router.shard_of(c)]

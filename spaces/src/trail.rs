@@ -90,6 +90,15 @@ impl<T> Trail<T> {
         }
     }
 
+    /// The last item appended.
+    #[inline]
+    pub(crate) fn last(&self) -> Option<&T> {
+        match self.tail.last() {
+            Some(item) => Some(item),
+            None => self.sealed.last().and_then(|chunk| chunk.last()),
+        }
+    }
+
     /// The items in append order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.sealed

@@ -47,13 +47,12 @@ use crate::decode::{decode_varint, Decode, DecodeError};
 use crate::encode::{encode_varint, Encode};
 use crate::history::{HistoryError, HistoryStore};
 use crate::kind::{ContKind, DataKind};
-use crate::log::{consume_hash, hash_events, produce_hash, LogEvent};
+use crate::log::{consume_hash, hash_events, produce_hash, Log, LogEvent};
 use crate::merkle::{
     hash_multiset, hash_ordered, trie_key, Digest, KeyDomain, LoadError, MerkleMap, EMPTY_ROOT,
 };
 use crate::replay::{Expect, Hashers, ReplayError};
 use crate::shard::AllLocked;
-use crate::trail::Trail;
 
 /// What [`Space::create_checkpoint`] returns: the state root and the event log since the last
 /// hard checkpoint (or reset, or clear).
@@ -426,7 +425,7 @@ fn settle_shard<C, P, A, K>(
             None => changes.push((join_key(jk), None)),
         }
     }
-    state.log = Trail::default();
+    state.log = Log::default();
 }
 
 impl<C, P, A, K, M> Space<C, P, A, K, M>
@@ -466,7 +465,7 @@ where
         }
         let mut hard = self.hard.lock();
         let len = all.guards.iter().map(|g| g.state.log.len()).sum();
-        let log = hash_events(all.guards.iter().flat_map(|g| g.state.log.iter()), len);
+        let log = hash_events(all.guards.iter().map(|g| &g.state.log), len);
         // Work on copies (O(1) each): on error nothing changes.
         let mut states: Vec<StateRef<C, P, A, K>> =
             all.guards.iter().map(|g| g.state.clone()).collect();
