@@ -86,6 +86,7 @@ mod encode;
 mod error;
 mod history;
 mod join;
+mod join_list;
 mod kind;
 mod log;
 pub mod merkle;

@@ -13,7 +13,6 @@ use std::hash::Hash;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use imbl::Vector;
 use rhospace_matchers::Match;
 use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
@@ -25,6 +24,7 @@ use crate::data::{DataStore, StoredDatum};
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
 use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
+use crate::join_list::JoinList;
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
 use crate::log::{ConsumeCall, Event, Log};
@@ -48,7 +48,7 @@ pub const MAX_JOIN: usize = 64;
 #[derive(Clone, Debug)]
 pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
     pub(crate) data: DataStore<A>,
-    pub(crate) joins: Vector<Arc<[C]>>,
+    pub(crate) joins: JoinList<C>,
     pub(crate) dirty: bool,
 }
 
@@ -106,7 +106,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
                 channel.clone(),
                 ChannelState {
                     data: DataStore::new(kind),
-                    joins: Vector::new(),
+                    joins: JoinList::new(),
                     dirty: true,
                 },
             );
@@ -886,7 +886,7 @@ where
                         channel,
                         ChannelState {
                             data,
-                            joins: Vector::new(),
+                            joins: JoinList::new(),
                             dirty: true,
                         },
                     );
@@ -1439,9 +1439,7 @@ where
                     continue;
                 }
                 if let Some(cs) = view.channel_mut(c) {
-                    if let Some(at) = cs.joins.iter().position(|k| k == jk) {
-                        cs.joins.remove(at);
-                    }
+                    cs.joins.remove(jk);
                 }
                 Self::tidy_channel(view, c);
             }

@@ -37,7 +37,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use imbl::Vector;
+use crate::join_list::JoinList;
 use rhospace_matchers::Match;
 
 use super::{ChannelState, ShardStates, Space, State, StateRef};
@@ -769,7 +769,7 @@ where
                                 channel,
                                 ChannelState {
                                     data,
-                                    joins: Vector::new(),
+                                    joins: JoinList::new(),
                                     dirty: false,
                                 },
                             );
@@ -832,7 +832,7 @@ where
                         c.clone(),
                         ChannelState {
                             data: DataStore::new(self.config.kind_of(c)),
-                            joins: Vector::new(),
+                            joins: JoinList::new(),
                             dirty: false,
                         },
                     );
