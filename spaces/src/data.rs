@@ -10,9 +10,10 @@
 //! persistent hash index from value to the numbers of the live items equal to it, kept in step
 //! from then on. A pattern with an exact key ([`rhospace_matchers::Match::exact_key`]) then finds
 //! its candidates in O(1) expected instead of scanning. The index is derived state: it never
-//! changes a result, only how fast it is found. *First need* is an exact lookup whose key the
-//! oldest item does not equal ([`DataStore::wants_index_for`]): a lookup the oldest item
-//! answers is answered by the scan's first step, so data consumed in arrival order are never
+//! changes a result, only how fast it is found. *First need* is any exact lookup of a join,
+//! and a one-channel exact lookup whose key the oldest item does not equal
+//! ([`DataStore::wants_index_for`]): a lookup the oldest item answers is answered by the
+//! scan's first step, so data consumed in arrival order by one-channel consumes are never
 //! indexed. When the index is built is deterministic (a function of the calls since the last
 //! hard checkpoint, which drops it), as it must be: it decides `examined`, which is charged.
 
@@ -244,11 +245,13 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         self.index.is_none() && self.indexable() && self.len() >= INDEX_MIN
     }
 
-    /// Whether an exact lookup for `key` should build the index first: as
-    /// [`wants_index`](Self::wants_index), unless the oldest item equals `key`. The unindexed
-    /// scan then offers that item first, exactly as the index would (it lists equal items
-    /// oldest first), so the build waits for a lookup that needs it: a consumer that takes
-    /// data in arrival order (a mailbox) never pays for an index.
+    /// Whether a one-position exact lookup for `key` (a consume on one channel) should build
+    /// the index first: as [`wants_index`](Self::wants_index), unless the oldest item equals
+    /// `key`. The unindexed scan then offers that item first, exactly as the index would (it
+    /// lists equal items oldest first), and the pattern accepts it, so the build waits for a
+    /// lookup that needs it: a consumer that takes data in arrival order (a mailbox) never pays
+    /// for an index. A join uses [`wants_index`](Self::wants_index): its search can backtrack
+    /// past the oldest item and walk the rest.
     ///
     /// ```text
     /// 20 items 0..20, no index:  lookup 0 -> scan offers item 0 first (examined 1, no build)
@@ -335,8 +338,10 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
     /// Whether [`for_each_candidate`](Self::for_each_candidate) with `hint` may walk every
     /// item: the case the parallel pre-check is for. Not when an exact index narrows the
     /// scan, nor when the oldest item equals the exact key: the scan offers it first and the
-    /// pattern accepts it (the [`exact_key`](rhospace_matchers::Match::exact_key) contract), so
-    /// only a replay guide turning it down walks on, serially.
+    /// pattern accepts it (the [`exact_key`](rhospace_matchers::Match::exact_key) contract).
+    /// Only a one-position lookup meets the second case on a store big enough to pre-check (a
+    /// join builds the index first); there only a replay guide turning the item down walks
+    /// on, serially.
     #[inline]
     pub(crate) fn scans_all(&self, hint: Option<&A>) -> bool {
         match hint {

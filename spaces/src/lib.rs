@@ -53,7 +53,7 @@
 //! | `produce`, no waiting continuation on the channel | O(log n) in channels, in place |
 //! | `produce` meeting waiting continuations | per continuation examined: the matcher on the datum's positions; a join search only where it fits |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
-//! | `consume`, exact pattern equal to the channel's oldest datum (Bag, Set) | O(1): the scan's first step answers; no index is built for it |
+//! | `consume` on one Bag channel, exact pattern equal to its oldest datum | O(1): the scan's first step answers; no index is built for it (a Set of 16 or more is always indexed) |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
 //! | `consume` on one channel (no similarity pattern; in play and in replay) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |

@@ -2,7 +2,8 @@
 //! what the serial order chooses.
 //!
 //! **Algorithm (ordered speculative pre-check).** When a join position scans a channel with at
-//! least [`PARALLEL_MIN_CANDIDATES`] candidates (and no exact index narrows them), the search
+//! least [`PARALLEL_MIN_CANDIDATES`] candidates (and neither an exact index narrows them nor,
+//! for a one-channel consume, the oldest one equals the exact key), the search
 //! lists the candidates once, in the channel's order (the order
 //! [`for_each_candidate`](crate::data::DataStore::for_each_candidate) hands out), and walks
 //! that list serially as before. What changes is how it learns whether the position's pattern

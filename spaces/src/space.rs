@@ -1741,10 +1741,20 @@ where
         peeks: &[usize],
         guide: Option<Guide<'_, A>>,
     ) -> (u64, Option<Found<M::Output>>, bool) {
+        // One position: the oldest item answering the key spares the index (as `find_single`).
+        // A join builds it whatever the oldest item is: its search backtracks past that item
+        // (a later position fails, or a second position wants the same key), and every datum
+        // the scan then walks is a charged matcher call.
+        let one = channels.len() == 1;
         for (c, p) in channels.iter().zip(patterns.iter()) {
             if let Some(key) = self.matcher.exact_key(p) {
                 if let Some(cs) = view.channel(c) {
-                    if cs.data.wants_index_for(key) {
+                    let wants = if one {
+                        cs.data.wants_index_for(key)
+                    } else {
+                        cs.data.wants_index()
+                    };
+                    if wants {
                         if let Some(cs) = view.channel_mut(c) {
                             cs.data.ensure_index();
                         }
