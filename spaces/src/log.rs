@@ -129,15 +129,22 @@ impl<C, P, A, K> Log<C, P, A, K> {
         self.events.push(Event::Consume);
     }
 
+    /// Whether the last event is a `Consume` (so a COMM may name its call).
+    #[inline]
+    pub(crate) fn ends_with_consume(&self) -> bool {
+        matches!(self.events.last(), Some(Event::Consume))
+    }
+
     /// Appends a COMM: of `call` (a continuation that waited), or, with `None`, of the consume
-    /// appended just before (the caller's contract; it fired at once).
+    /// appended just before (the caller checks [`ends_with_consume`](Self::ends_with_consume);
+    /// it fired at once).
     #[inline]
     pub(crate) fn push_comm(
         &mut self,
         call: Option<ConsumeCall<C, P, K>>,
         data: SmallVec<[(usize, A, bool); 1]>,
     ) {
-        debug_assert!(call.is_some() || matches!(self.events.last(), Some(Event::Consume)));
+        debug_assert!(call.is_some() || self.ends_with_consume());
         let fresh = call.is_some();
         if let Some(call) = call {
             self.calls.push(call);

@@ -74,12 +74,18 @@ pub(crate) struct LockSet<'a, T> {
 }
 
 impl<'a, T> LockSet<'a, T> {
-    /// Locks the shards `indices` (sorted ascending, no duplicates) in that order.
+    /// Locks the shards `indices` (sorted ascending, no duplicates) in that order. One shard
+    /// is taken with [`Mutex::lock_hot`]; several with the plain lock, so that an operation
+    /// holding some shards does not back off (and keep their waiters waiting) on the next.
     pub(crate) fn lock(shards: &'a [Padded<Mutex<T>>], indices: &[usize]) -> Self {
         debug_assert!(indices.windows(2).all(|w| w[0] < w[1]));
         let mut guards = SmallVec::with_capacity(indices.len());
-        for &i in indices {
-            guards.push((i, shards[i].0.lock()));
+        if let [i] = indices {
+            guards.push((*i, shards[*i].0.lock_hot()));
+        } else {
+            for &i in indices {
+                guards.push((i, shards[i].0.lock()));
+            }
         }
         Self { guards }
     }

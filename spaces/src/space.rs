@@ -667,7 +667,7 @@ where
             let i = self.router.shard_of(channel);
             return View {
                 router: self.router,
-                locks: LockSet::single(i, self.shards[i].0.lock()),
+                locks: LockSet::single(i, self.shards[i].0.lock_hot()),
             };
         }
         let mut need: SmallVec<[usize; 8]> =
@@ -808,7 +808,7 @@ where
             0
         };
         let home = self.router.shard_of(&channel);
-        let mut guard = self.shards[home].0.lock();
+        let mut guard = self.shards[home].0.lock_hot();
         let shard = &mut *guard;
         let installed_here = !shard.installed.by_channel.is_empty()
             && shard.installed.by_channel.contains_key(&channel);
@@ -1088,6 +1088,9 @@ where
             state.log.push(Event::HashedComm(Box::new(r)));
             return;
         }
+        // Checked, not assumed (one load): a COMM without its own call must follow its
+        // consume's event, or the log would name another call.
+        let called = called && state.log.ends_with_consume();
         let call = (!called).then(|| ConsumeCall {
             channels: comm.channels.clone(),
             patterns: comm.patterns.clone(),
@@ -1918,7 +1921,7 @@ where
     /// assert_eq!((d[0].value, d[1].value, d[1].persist), (1, 2, true));
     /// ```
     pub fn data(&self, channel: &C) -> Vec<StoredDatum<A>> {
-        let guard = self.shards[self.router.shard_of(channel)].0.lock();
+        let guard = self.shards[self.router.shard_of(channel)].0.lock_hot();
         guard
             .state
             .channels
@@ -1942,7 +1945,7 @@ where
             return Vec::new();
         };
         // Join groups and their installed entries are both found through the first channel.
-        let guard = self.shards[self.router.shard_of(home)].0.lock();
+        let guard = self.shards[self.router.shard_of(home)].0.lock_hot();
         let mut out: Vec<WaitingContinuation<P, K>> = guard
             .installed
             .by_channel
@@ -1969,7 +1972,7 @@ where
     /// assert_eq!(&*s.joins(&2)[0], &[1, 2]);
     /// ```
     pub fn joins(&self, channel: &C) -> Vec<Arc<[C]>> {
-        let guard = self.shards[self.router.shard_of(channel)].0.lock();
+        let guard = self.shards[self.router.shard_of(channel)].0.lock_hot();
         let mut out: Vec<Arc<[C]>> = Vec::new();
         if let Some(entries) = guard.installed.by_channel.get(channel) {
             for e in entries {
