@@ -32,7 +32,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::ops::Range;
 use std::sync::Arc;
 
 use hashbrown::hash_table::Entry;
@@ -125,8 +124,8 @@ impl std::error::Error for ReplayError {}
 /// appearance. Built once by [`Expect::from_log`] and never changed (shared by every
 /// snapshot); only looked up, never iterated.
 ///
-/// Layout: the keys live in flat arrays by slot (a COMM's produce hashes and peeks in shared
-/// arenas), and two `hashbrown` tables of bare slot numbers find them. Against maps holding
+/// Layout: the keys live in flat arrays by slot (a COMM's record as one run of bytes in an
+/// arena, see [`CommKeys`]), and two `hashbrown` tables of bare slot numbers find them. Against maps holding
 /// the keys themselves (a COMM bucket with its record was 136 bytes, beside a heap list of
 /// produce hashes) the tables are small enough to stay in cache while a replay looks up every
 /// call and COMM, and building them moves no records.
@@ -147,54 +146,101 @@ struct LogIndex {
     comm_keys: CommKeys,
 }
 
-/// COMM records by slot, flat: each one's consume hash, and its produce hashes and peeks as
-/// ranges of two shared arenas.
+/// COMM records by slot, flat: each record's bytes one after another in one arena (its
+/// consume hash, its produce hashes, its peeks as little-endian `u32`s), and a short entry per
+/// slot saying where. Checking a slot's record reads its entry and then one run of contiguous
+/// bytes, rather than an entry and then the produce hashes elsewhere; and the records of
+/// consecutive slots (COMMs in their order of first appearance in the log) lie side by side.
+///
+/// Invariant: `keys[s]` describes bytes that `push` appended for slot `s`, so
+/// `start + 32 + 32 * produces + 4 * peeks <= bytes.len()` (no sum overflows).
 #[derive(Debug, Default)]
 struct CommKeys {
-    keys: Vec<(Digest, Range<usize>, Range<usize>)>,
-    produces: Vec<Digest>,
-    peeks: Vec<u32>,
+    keys: Vec<CommKey>,
+    bytes: Vec<u8>,
 }
 
+/// Where one record lies in [`CommKeys`]' arena, and its numbers of produces and peeks.
+#[derive(Clone, Copy, Debug)]
+struct CommKey {
+    start: usize,
+    produces: usize,
+    peeks: usize,
+}
+
+/// A record as [`CommKeys`] stores it: the consume hash, then the produce hashes (32 bytes
+/// each) and the peeks (4 bytes each) as bytes.
+type StoredRecord<'a> = (&'a Digest, &'a [u8], &'a [u8]);
+
 impl CommKeys {
-    /// Record `slot` as `(consume, produces, peeks)`; empty parts for a slot out of range
-    /// (none is: the index hands out only slots it holds).
-    fn get(&self, slot: usize) -> (Option<&Digest>, &[Digest], &[u32]) {
-        match self.keys.get(slot) {
-            Some((c, pr, pe)) => (
-                Some(c),
-                self.produces.get(pr.clone()).unwrap_or_default(),
-                self.peeks.get(pe.clone()).unwrap_or_default(),
-            ),
-            None => (None, &[], &[]),
-        }
+    /// Record `slot`; `None` for a slot out of range (none is: the index hands out only slots
+    /// it holds).
+    #[inline]
+    fn get(&self, slot: usize) -> Option<StoredRecord<'_>> {
+        let k = self.keys.get(slot)?;
+        let produces = k.start + 32;
+        let peeks = produces + 32 * k.produces;
+        let bytes = self.bytes.get(k.start..peeks + 4 * k.peeks)?;
+        let (consume, rest) = bytes.split_first_chunk::<32>()?;
+        let (produces, peeks) = rest.split_at_checked(32 * k.produces)?;
+        Some((consume, produces, peeks))
     }
 
     /// Whether record `slot` is `record`.
+    #[inline]
     fn is(&self, slot: usize, record: &CommRecord) -> bool {
-        let (c, pr, pe) = self.get(slot);
-        c == Some(&record.consume) && pr == record.produces && pe == record.peeks
+        let Some((consume, produces, peeks)) = self.get(slot) else {
+            return false;
+        };
+        // Compared 32 bytes at a time, inline: a COMM has one or two produces, mostly.
+        *consume == record.consume
+            && produces.len() == 32 * record.produces.len()
+            && digests(produces).eq(record.produces.iter())
+            && peeks.len() == 4 * record.peeks.len()
+            && words(peeks).eq(record.peeks.iter().copied())
     }
 
     /// Appends `record`; returns its slot.
     fn push(&mut self, record: &CommRecord) -> usize {
-        let (p0, e0) = (self.produces.len(), self.peeks.len());
-        self.produces.extend_from_slice(&record.produces);
-        self.peeks.extend_from_slice(&record.peeks);
-        let key = (
-            record.consume,
-            p0..self.produces.len(),
-            e0..self.peeks.len(),
-        );
-        self.keys.push(key);
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(&record.consume);
+        self.bytes.extend_from_slice(record.produces.as_flattened());
+        for p in &record.peeks {
+            self.bytes.extend_from_slice(&p.to_le_bytes());
+        }
+        self.keys.push(CommKey {
+            start,
+            produces: record.produces.len(),
+            peeks: record.peeks.len(),
+        });
         self.keys.len() - 1
     }
 
-    /// Record `slot`'s table position.
+    /// Record `slot`'s table position: [`record_hash`] of the record.
     fn hash(&self, hasher: &foldhash::fast::RandomState, slot: usize) -> u64 {
-        let (c, pr, pe) = self.get(slot);
-        comm_hash(hasher, c.unwrap_or(&[0; 32]), pr, pe)
+        match self.get(slot) {
+            Some((consume, produces, peeks)) => {
+                comm_hash(hasher, consume, digests(produces), words(peeks))
+            }
+            None => comm_hash(hasher, &[0; 32], std::iter::empty(), std::iter::empty()),
+        }
     }
+}
+
+/// The 32-byte hashes that `bytes` holds one after another (a whole number of them).
+fn digests(bytes: &[u8]) -> impl ExactSizeIterator<Item = &Digest> {
+    // Every exact chunk has 32 bytes: the fallback is never taken.
+    bytes
+        .chunks_exact(32)
+        .map(|c| c.first_chunk::<32>().unwrap_or(&[0; 32]))
+}
+
+/// The little-endian `u32`s that `bytes` holds one after another (a whole number of them).
+fn words(bytes: &[u8]) -> impl ExactSizeIterator<Item = u32> + '_ {
+    // Every exact chunk has 4 bytes: the fallback is never taken.
+    bytes
+        .chunks_exact(4)
+        .map(|c| c.first_chunk::<4>().map_or(0, |w| u32::from_le_bytes(*w)))
 }
 
 /// A table position for call `hash`.
@@ -204,12 +250,13 @@ fn event_hash(hasher: &foldhash::fast::RandomState, hash: &Digest) -> u64 {
     h.finish()
 }
 
-/// A table position for the COMM `(consume, produces, peeks)`.
-fn comm_hash(
+/// A table position for the COMM `(consume, produces, peeks)`: the same for a
+/// [`CommRecord`] and for its stored form in [`CommKeys`].
+fn comm_hash<'a>(
     hasher: &foldhash::fast::RandomState,
     consume: &Digest,
-    produces: &[Digest],
-    peeks: &[u32],
+    produces: impl ExactSizeIterator<Item = &'a Digest>,
+    peeks: impl ExactSizeIterator<Item = u32>,
 ) -> u64 {
     let mut h = hasher.build_hasher();
     h.write(consume);
@@ -218,7 +265,7 @@ fn comm_hash(
         h.write(p);
     }
     h.write_usize(peeks.len());
-    for &p in peeks {
+    for p in peeks {
         h.write_u32(p);
     }
     h.finish()
@@ -226,7 +273,12 @@ fn comm_hash(
 
 /// A table position for COMM `record`.
 fn record_hash(hasher: &foldhash::fast::RandomState, record: &CommRecord) -> u64 {
-    comm_hash(hasher, &record.consume, &record.produces, &record.peeks)
+    comm_hash(
+        hasher,
+        &record.consume,
+        record.produces.iter(),
+        record.peeks.iter().copied(),
+    )
 }
 
 impl LogIndex {
@@ -362,7 +414,7 @@ pub(crate) struct Expect {
 }
 
 impl Expect {
-    /// The expectations of `log` (its COMM records move into the index). Errors: a counter out
+    /// The expectations of `log` (its keys are copied into the index). Errors: a counter out
     /// of sequence.
     pub(crate) fn from_log(log: Cow<'_, [LogEvent]>) -> Result<Self, ReplayError> {
         let n_comms = log
@@ -377,7 +429,8 @@ impl Expect {
                 comms: HashTable::with_capacity(n_comms),
                 comm_keys: CommKeys {
                     keys: Vec::with_capacity(n_comms),
-                    ..CommKeys::default()
+                    // A consume hash and one produce hash each, as most COMMs have.
+                    bytes: Vec::with_capacity(n_comms.saturating_mul(64)),
                 },
                 ..LogIndex::default()
             },
@@ -706,6 +759,35 @@ mod tests {
         e.strike_comm(twice);
         assert!(e.holds(&rec(3, vec![])).is_none());
         assert!(e.holds(&rec(2, vec![1])).is_some());
+    }
+
+    /// A record's stored form hashes as the record does (so a table that grows finds its
+    /// slots again) and equals exactly the record it was made from.
+    #[test]
+    fn stored_records_hash_and_compare_as_records() {
+        let hasher = foldhash::fast::RandomState::default();
+        let d = |b: u8| [b; 32];
+        let records: Vec<CommRecord> = (0..4usize)
+            .flat_map(|n| {
+                [vec![], vec![0], vec![1, 7]].map(|peeks| CommRecord {
+                    consume: d(1),
+                    produces: (0..n).map(|i| d(2 + i as u8)).collect(),
+                    peeks,
+                })
+            })
+            .collect();
+        let mut keys = CommKeys::default();
+        for (slot, r) in records.iter().enumerate() {
+            assert_eq!(keys.push(r), slot);
+        }
+        for (slot, r) in records.iter().enumerate() {
+            assert_eq!(keys.hash(&hasher, slot), record_hash(&hasher, r), "{r:?}");
+            for (other, o) in records.iter().enumerate() {
+                assert_eq!(keys.is(slot, o), slot == other, "{r:?} / {o:?}");
+            }
+        }
+        assert!(keys.get(records.len()).is_none());
+        assert!(!keys.is(records.len(), &records[0]));
     }
 
     #[test]
