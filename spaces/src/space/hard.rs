@@ -612,7 +612,10 @@ where
     /// replay.
     ///
     /// Time: O(log size) to rig; then each call costs its play cost plus hashing the call, and
-    /// for each assignment met, the COMM's hashes.
+    /// for each assignment met, the COMM's hashes. Each lookup in the log is expected O(1);
+    /// when the calls come in play's order on a space with play's shard count, nearly all are
+    /// answered by per-shard cursors into the log's order, without a hash-table lookup (see
+    /// the `replay` module).
     ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, ReplayError, Space, SpaceConfig};
