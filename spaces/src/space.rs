@@ -4,6 +4,8 @@ pub(crate) mod batch;
 pub(crate) mod hard;
 #[cfg(test)]
 mod produce_search_tests;
+#[cfg(test)]
+mod replay_cursor_tests;
 mod single;
 #[cfg(test)]
 mod single_tests;
@@ -418,6 +420,10 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     /// Whether calls may take the fast paths that skip the general search (see
     /// [`single`]). Always on outside tests; the tests turn it off for a reference space.
     shortcuts: bool,
+    /// Whether a rig keeps per-stream cursors into the log ([`Cursor`](crate::replay::Cursor))
+    /// rather than looking every call and COMM up in its tables. Always on outside tests; the
+    /// tests turn it off for a reference space.
+    replay_cursors: bool,
     /// The rigged replay, if any. Lock order: after the shards, before `hard`.
     replay: Mutex<ReplayState<C, P, A, K>>,
     /// The trie and history of hard checkpoints. Lock order: after every shard.
@@ -526,6 +532,7 @@ where
             router,
             log_events: true,
             shortcuts: true,
+            replay_cursors: true,
             replay: Mutex::new(ReplayState::default()),
             hard: Mutex::new(Hard {
                 merkle: MerkleMap::new(),
@@ -818,8 +825,11 @@ where
             let state = triomphe::Arc::make_mut(&mut shard.state);
             // Replay: the call must be one the log expects (no COMM can fire here).
             let replaying = shard.replaying;
-            let check =
-                |datum: &A| self.expect_call(replaying, |h| (h.produce)(&channel, datum, persist));
+            let check = |datum: &A| {
+                self.expect_call(replaying, &channel, |h| {
+                    (h.produce)(&channel, datum, persist)
+                })
+            };
             match state.channels.get_mut(&channel) {
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match would_store(kind, Some(&cs.data), &datum) {
@@ -928,11 +938,12 @@ where
         };
         // Replay: the call must be one the log expects (SPEC §7).
         let replaying = view.replaying(&channel);
-        let (mut replay, event) =
-            match self.expect_call(replaying, |h| (h.produce)(&channel, &datum, persist)) {
-                Ok(r) => r,
-                Err(e) => return Err(ProduceError::new(e, datum)),
-            };
+        let (mut replay, event) = match self.expect_call(replaying, &channel, |h| {
+            (h.produce)(&channel, &datum, persist)
+        }) {
+            Ok(r) => r,
+            Err(e) => return Err(ProduceError::new(e, datum)),
+        };
         if !stores {
             // A Set that already holds the datum: the produce is accepted and changes nothing.
             if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, false)) {
@@ -948,7 +959,7 @@ where
             priority,
         };
         Self::index_partners(view, &channel);
-        let guide = rig_of(&mut replay).map(|rig| &*rig);
+        let guide = rig_of(&mut replay);
         let ProduceSearch {
             examined,
             hit,
@@ -1015,19 +1026,22 @@ where
     }
 
     /// Replay (SPEC §7): when `replaying`, takes the replay lock (after the caller's shard
-    /// locks) and checks that the log still expects the call that `hash` hashes. Returns the
-    /// held lock and the call's hash and slot; in play, neither (and no lock is taken).
+    /// locks) and checks that the log still expects the call that `hash` hashes, looking it up
+    /// through the cursor of the call's stream, the shard of `home` (the produce's channel, or
+    /// the consume's first; see [`Cursor`](crate::replay::Cursor)). Returns the held lock and
+    /// the call's hash and slot; in play, neither (and no lock is taken).
     #[allow(clippy::type_complexity)]
     fn expect_call(
         &self,
         replaying: bool,
+        home: &C,
         hash: impl FnOnce(&Hashers<C, P, A, K>) -> Digest,
     ) -> Result<(Option<ReplayGuard<'_, C, P, A, K>>, Option<Logged>), ErrorKind> {
         let mut replay = replaying.then(|| self.replay.lock());
         let event = match rig_of(&mut replay) {
             Some(rig) => {
                 let h = hash(&rig.hash);
-                match rig.expect.expects(&h) {
+                match rig.expects(self.router.shard_of(home), &h) {
                     Some(slot) => Some((h, slot)),
                     None => return Err(ErrorKind::Replay(ReplayError::EventNotInLog { hash: h })),
                 }
@@ -1164,15 +1178,18 @@ where
 
     /// Finds the continuation a produce fires: installed ones first, then each join group of
     /// the channel in order, each group's continuations in its order. With `replay` (the rig),
-    /// only an assignment whose COMM the log holds is taken.
+    /// only an assignment whose COMM the log holds is taken (looked up through the cursor of
+    /// the channel's stream).
     fn find_for_produce<'v>(
         &self,
         view: &'v View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
-        replay: Option<&Rig<C, P, A, K>>,
+        mut replay: Option<&mut Rig<C, P, A, K>>,
     ) -> ProduceSearch<C, P, K, M::Output> {
+        // Replay: the produce's stream (see `Cursor`), where the COMM it fires is logged.
+        let stream = replay.as_ref().map_or(0, |_| self.router.shard_of(channel));
         let mut out = ProduceSearch {
             examined: 0,
             hit: None,
@@ -1224,14 +1241,13 @@ where
                     PARALLEL_MIN_CANDIDATES,
                 )
             };
-            let found = match replay {
+            let found = match replay.as_deref_mut() {
                 None => run(None),
                 Some(rig) => {
-                    let consume = || {
-                        (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks)
-                    };
+                    let hash = rig.hash.consume;
+                    let consume = || hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
                     let (found, record) =
-                        rig.guided(consume, list, &w.peeks, |guide| run(Some(guide)));
+                        rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
                     if record.is_some() {
                         out.record = record;
                     }
@@ -1582,7 +1598,7 @@ where
         let hash = |h: &Hashers<C, P, A, K>| {
             (h.consume)(&channels, &patterns, &continuation, persist, &peeks)
         };
-        let (mut replay, event) = match self.expect_call(replaying, hash) {
+        let (mut replay, event) = match self.expect_call(replaying, &channels[0], hash) {
             Ok(r) => r,
             Err(e) => return Err(ConsumeError::new(e, continuation)),
         };
@@ -1591,8 +1607,10 @@ where
         // the log as the general search would be.
         let single = match (rig_of(&mut replay), event) {
             (Some(rig), Some((h, _))) => {
-                let rig: &Rig<C, P, A, K> = rig;
+                // The consume's stream (see `Cursor`), where the COMM it fires is logged.
+                let stream = self.router.shard_of(&channels[0]);
                 let (single, accepted) = rig.guided(
+                    stream,
                     || h,
                     &channels,
                     &peeks,
@@ -1629,8 +1647,9 @@ where
             }
             (Some((examined, None, _)), _, _) => (examined, None),
             (None, Some(rig), Some((h, _))) => {
-                let rig: &Rig<C, P, A, K> = rig;
+                let stream = self.router.shard_of(&channels[0]);
                 let ((examined, found, rejected), accepted) = rig.guided(
+                    stream,
                     || h,
                     &channels,
                     &peeks,
@@ -2180,11 +2199,12 @@ where
         if let Some((expect, hash)) = rig {
             r.rigs += 1;
             let generation = r.rigs;
-            r.rig = Some(Rig {
-                expect,
-                hash,
-                generation,
-            });
+            let streams = if self.replay_cursors {
+                self.shards.len()
+            } else {
+                0
+            };
+            r.rig = Some(Rig::new(expect, hash, generation, streams));
         } else {
             r.rig = None;
         }
@@ -2218,6 +2238,14 @@ where
     /// ```
     pub fn is_replaying(&self) -> bool {
         self.shards.first().is_some_and(|s| s.0.lock().replaying)
+    }
+
+    /// The same space with replay cursors off: its rigs look every call and COMM up in their
+    /// tables (the reference the cursors are tested against).
+    #[cfg(test)]
+    pub(crate) fn without_replay_cursors(mut self) -> Self {
+        self.replay_cursors = false;
+        self
     }
 }
 

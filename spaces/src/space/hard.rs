@@ -603,16 +603,19 @@ where
     ///   `CheckpointError::Replay(ReplayError::Unused)` while logged calls or COMMs are left,
     ///   and otherwise returns the root and ends the replay.
     ///
-    /// `log` is a `Vec` (its records move into the replay's index) or a borrowed `&Vec` or
-    /// slice (copied). Every refusal changes
-    /// nothing. The log is taken as multisets of calls and of COMMs (its
-    /// order is per shard, see [`Checkpoint::log`]); counters must run 0, 1, 2, … per hash, or
-    /// the rig fails with `ReplayError::BadCounter` and nothing changes. A soft checkpoint
-    /// taken during the replay restores what the replay still expects when reverted to in the
-    /// same replay. [`reset`](Self::reset) and [`clear`](Self::clear) end a replay.
+    /// `log` is a `Vec` (dropped once the replay's index is built from it) or a borrowed
+    /// `&Vec` or slice. Every refusal changes nothing. The log is taken as multisets of calls
+    /// and of COMMs (its order is per shard, see [`Checkpoint::log`]); counters must run 0, 1,
+    /// 2, … per hash, or the rig fails with `ReplayError::BadCounter` and nothing changes. A
+    /// soft checkpoint taken during the replay restores what the replay still expects when
+    /// reverted to in the same replay. [`reset`](Self::reset) and [`clear`](Self::clear) end a
+    /// replay.
     ///
     /// Time: O(log size) to rig; then each call costs its play cost plus hashing the call, and
-    /// for each assignment met, the COMM's hashes.
+    /// for each assignment met, the COMM's hashes. Each lookup in the log is expected O(1);
+    /// when the calls come in play's order on a space with play's shard count, nearly all are
+    /// answered by per-shard cursors into the log's order, without a hash-table lookup (see
+    /// the `replay` module).
     ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, ReplayError, Space, SpaceConfig};

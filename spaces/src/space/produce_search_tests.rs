@@ -24,8 +24,9 @@ fn reference_find(
     channel: &u8,
     kind: DataKind,
     incoming: &StoredDatum<Term>,
-    replay: Option<&Rig<u8, Pattern, Term, u8>>,
+    mut replay: Option<&mut Rig<u8, Pattern, Term, u8>>,
 ) -> ProduceSearch<u8, Pattern, u8, R> {
+    let stream = space.router.shard_of(channel);
     let mut out = ProduceSearch {
         examined: 0,
         hit: None,
@@ -61,12 +62,12 @@ fn reference_find(
                 PARALLEL_MIN_CANDIDATES,
             )
         };
-        let found = match replay {
+        let found = match replay.as_deref_mut() {
             None => run(None),
             Some(rig) => {
-                let consume =
-                    || (rig.hash.consume)(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
-                let (found, record) = rig.guided(consume, list, &w.peeks, |g| run(Some(g)));
+                let hash = rig.hash.consume;
+                let consume = || hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
+                let (found, record) = rig.guided(stream, consume, list, &w.peeks, |g| run(Some(g)));
                 if record.is_some() {
                     out.record = record;
                 }
@@ -215,11 +216,10 @@ fn compare(s: &S, channel: u8, value: i64, persist: bool, rigged: bool) -> bool 
         persist,
         priority: 0,
     };
-    let replay = s.replay.lock();
-    let rig = if rigged { replay.rig.as_ref() } else { None };
-    assert_eq!(rig.is_some(), rigged);
-    let new = s.find_for_produce(&view, &channel, kind, &incoming, rig);
-    let old = reference_find(s, &view, &channel, kind, &incoming, rig);
+    let mut replay = s.replay.lock();
+    assert_eq!(replay.rig.is_some(), rigged);
+    let new = s.find_for_produce(&view, &channel, kind, &incoming, replay.rig.as_mut());
+    let old = reference_find(s, &view, &channel, kind, &incoming, replay.rig.as_mut());
     same_search(&new, &old);
     new.hit.is_some()
 }

@@ -25,12 +25,12 @@ use crate::space::batch::ConsumeRequest;
 
 /// A pattern: `(tag, n)`. Tag 0 accepts anything, 1 even data, 2 data greater than `n`, 3
 /// exactly `n` (reported as an exact key, so the index path is exercised).
-type Pat = (u8, i64);
+pub(super) type Pat = (u8, i64);
 
 /// The matcher of [`Pat`]; its result is the datum times ten plus the tag, so a test sees that
 /// a result really comes from the matcher call on the datum picked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Pm;
+pub(super) struct Pm;
 
 impl Match<Pat, i64> for Pm {
     type Output = i64;
@@ -50,19 +50,19 @@ impl Match<Pat, i64> for Pm {
     }
 }
 
-type S = Space<u8, Pat, i64, u8, Pm>;
+pub(super) type S = Space<u8, Pat, i64, u8, Pm>;
 
 #[derive(Clone, Debug)]
-struct Req {
-    channels: Vec<u8>,
-    patterns: Vec<Pat>,
-    k: u8,
-    persist: bool,
-    peeks: Vec<usize>,
+pub(super) struct Req {
+    pub(super) channels: Vec<u8>,
+    pub(super) patterns: Vec<Pat>,
+    pub(super) k: u8,
+    pub(super) persist: bool,
+    pub(super) peeks: Vec<usize>,
 }
 
 #[derive(Clone, Debug)]
-enum Op {
+pub(super) enum Op {
     Produce {
         channel: u8,
         value: i64,
@@ -119,7 +119,7 @@ fn req() -> impl Strategy<Value = Req> {
         })
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (0u8..3, 0i64..8, prop::bool::weighted(0.2), -1i64..2).prop_map(
             |(channel, value, persist, priority)| Op::Produce {
@@ -150,7 +150,7 @@ const KINDS: [DataKind; 6] = [
     DataKind::PriorityQueue,
 ];
 
-fn config(kinds: [usize; 3], cont: usize) -> SpaceConfig<u8> {
+pub(super) fn config(kinds: [usize; 3], cont: usize) -> SpaceConfig<u8> {
     let cont = [
         ContKind::Bag,
         ContKind::Queue,
@@ -167,7 +167,7 @@ fn config(kinds: [usize; 3], cont: usize) -> SpaceConfig<u8> {
 /// The state as the code keeps it, in a comparable form: per shard, the event log, the dirty
 /// lists, every channel (kind, dirty flag, whether the index exists, items with their keys in
 /// the order the kind hands them out, join groups) and every join group's continuations.
-fn snapshot(s: &S) -> String {
+pub(super) fn snapshot(s: &S) -> String {
     let mut out = String::new();
     for (i, shard) in s.shards.iter().enumerate() {
         let g = shard.0.lock();
@@ -244,7 +244,7 @@ fn request(r: &Req) -> ConsumeRequest<u8, Pat, u8> {
 
 /// One call on `s`, in a form comparable across the two spaces. `cps` holds the soft
 /// checkpoints taken so far; `seen` collects what gates saw.
-fn apply(
+pub(super) fn apply(
     s: &S,
     op: &Op,
     cps: &mut Vec<SoftCheckpoint<u8, Pat, i64, u8>>,
