@@ -959,7 +959,7 @@ mod tests {
         CommRecord {
             consume: call_key(0),
             produces: (0..=k % 3).map(|i| call_key(i + k / 3)).collect(),
-            peeks: if k % 2 == 0 {
+            peeks: if k.is_multiple_of(2) {
                 vec![]
             } else {
                 vec![u32::from(k)]

@@ -155,6 +155,20 @@ proptest! {
     }
 }
 
+/// A consume that neither persists nor peeks, with no gate.
+fn plain_consume(channels: Vec<u8>, patterns: Vec<(u8, i64)>, k: u8) -> Op {
+    Op::Consume {
+        req: Req {
+            channels,
+            patterns,
+            k,
+            persist: false,
+            peeks: Vec::new(),
+        },
+        gate: None,
+    }
+}
+
 /// A block shaped like the replay benchmark's: produces and exact consumes on 40 channels, a
 /// tenth of the consumes joining two channels, continuations and data repeating (so calls
 /// and COMMs recur in the log).
@@ -172,16 +186,7 @@ fn block(n: usize) -> Vec<Op> {
             let ch = (r % 40) as u8;
             let v = ((r >> 8) % 4) as i64;
             let k = (i % 199) as u8;
-            let consume = |channels: Vec<u8>, patterns: Vec<(u8, i64)>| Op::Consume {
-                req: Req {
-                    channels,
-                    patterns,
-                    k,
-                    persist: false,
-                    peeks: Vec::new(),
-                },
-                gate: None,
-            };
+            let consume = |channels, patterns| plain_consume(channels, patterns, k);
             match (r >> 32) % 16 {
                 0..=8 => Op::Produce {
                     channel: ch,
@@ -258,16 +263,7 @@ fn a_cursor_on_a_spent_record_does_not_answer() {
         persist: false,
         priority: 0,
     };
-    let consume = |channels: Vec<u8>, patterns: Vec<(u8, i64)>, k| Op::Consume {
-        req: Req {
-            channels,
-            patterns,
-            k,
-            persist: false,
-            peeks: Vec::new(),
-        },
-        gate: None,
-    };
+    let consume = plain_consume;
     let join = || consume(vec![a, b], vec![(3, 1), (3, 2)], 0);
     let ops = vec![
         // X, fired by the join consume: logged in a's shard.
