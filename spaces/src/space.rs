@@ -1006,7 +1006,7 @@ where
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
         let comm = Self::fire_produce(view, incoming, source, found);
-        self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0), false);
+        self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0));
         Ok(Some(comm))
     }
 
@@ -1052,8 +1052,8 @@ where
     }
 
     /// Logs a consume call in `state`, the shard state of its first channel; `hashed` is its
-    /// hash when a replay has already computed it. Returns whether its parts were logged, so
-    /// that the COMM it fires at once names them ([`record_comm`](Self::record_comm)).
+    /// hash when a replay has already computed it. A COMM it fires at once names the parts
+    /// logged here ([`record_comm`](Self::record_comm)).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn record_consume(
@@ -1065,10 +1065,9 @@ where
         persist: bool,
         peeks: &Peeks,
         hashed: Option<Logged>,
-    ) -> bool {
+    ) {
         if let (true, Some((h, _))) = (self.log_events, hashed) {
             state.log.push(Event::HashedConsume(h));
-            false
         } else if self.log_events {
             state.log.push_consume(ConsumeCall {
                 channels: channels.clone(),
@@ -1077,23 +1076,20 @@ where
                 persist,
                 peeks: copy_peeks(peeks),
             });
-            true
-        } else {
-            false
         }
     }
 
     /// Logs a COMM in `state`, the shard state of the call that fired it; `hashed` is its
-    /// record when a replay has already computed it; `called` says that the consume that
-    /// fired it at once was just logged with its parts
-    /// ([`record_consume`](Self::record_consume) returned true, nothing logged since).
+    /// record when a replay has already computed it. A consume that fired it at once has just
+    /// logged its parts ([`record_consume`](Self::record_consume)), so the log ends with that
+    /// consume's event and the COMM names its call; otherwise (a produce fired it, whose own
+    /// event comes last, or a replay hashed the consume) the COMM logs the call's parts.
     #[inline]
     fn record_comm(
         &self,
         state: &mut State<C, P, A, K>,
         comm: &Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
-        called: bool,
     ) {
         if !self.log_events {
             return;
@@ -1102,10 +1098,7 @@ where
             state.log.push(Event::HashedComm(Box::new(r)));
             return;
         }
-        // Checked, not assumed (one load): a COMM without its own call must follow its
-        // consume's event, or the log would name another call.
-        let called = called && state.log.ends_with_consume();
-        let call = (!called).then(|| ConsumeCall {
+        let call = (!state.log.ends_with_consume()).then(|| ConsumeCall {
             channels: comm.channels.clone(),
             patterns: comm.patterns.clone(),
             continuation: comm.continuation.clone(),
@@ -1680,7 +1673,7 @@ where
                     ));
                 }
                 strike(&mut replay, event, record.as_ref().map(|r| r.1));
-                let call = self.record_consume(
+                self.record_consume(
                     view.state_mut(&channels[0]),
                     &channels,
                     &patterns,
@@ -1700,7 +1693,7 @@ where
                     reissue: persist,
                 };
                 let home = view.state_mut(&comm.channels[0]);
-                self.record_comm(home, &comm, record.map(|r| r.0), call);
+                self.record_comm(home, &comm, record.map(|r| r.0));
                 Ok(Some(comm))
             }
             None => {

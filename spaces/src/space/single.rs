@@ -178,7 +178,7 @@ where
         strike(guard, event, record.as_ref().map(|r| r.1));
         // One shard holds the channel, its log and its dirty list: reach it once.
         let state = view.state_mut(&channels[0]);
-        let call = self.record_consume(
+        self.record_consume(
             state,
             &channels,
             &patterns,
@@ -207,7 +207,7 @@ where
             matches,
             reissue: persist,
         };
-        self.record_comm(state, &comm, record.map(|r| r.0), call);
+        self.record_comm(state, &comm, record.map(|r| r.0));
         Ok(Some(comm))
     }
 }
