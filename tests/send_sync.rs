@@ -37,7 +37,7 @@ fn check_conservation<P, M>(
     produced: BTreeSet<i64>,
     consumes: BTreeMap<String, Vec<String>>,
 ) where
-    P: Clone + Eq + Sync,
+    P: Clone + Eq + rhospace_spaces::Encode + Sync,
     M: rhospace_matchers::Match<P, i64>,
 {
     let mut seen: BTreeMap<i64, usize> = BTreeMap::new();

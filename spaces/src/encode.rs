@@ -75,7 +75,18 @@ pub trait Encode {
 /// rhospace_spaces::encode_varint(300, &mut out);
 /// assert_eq!(out, [0xAC, 0x02]);
 /// ```
-pub fn encode_varint(mut n: u64, out: &mut Vec<u8>) {
+#[inline]
+pub fn encode_varint(n: u64, out: &mut Vec<u8>) {
+    // Lengths and positions are nearly always below 128: one byte, inline at the caller.
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        encode_varint_long(n, out);
+    }
+}
+
+/// [`encode_varint`] of a value of two bytes or more.
+fn encode_varint_long(mut n: u64, out: &mut Vec<u8>) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;

@@ -97,6 +97,7 @@ mod shard;
 mod space;
 mod state_map;
 mod sync;
+mod tape;
 mod trail;
 mod vector;
 

@@ -1,10 +1,14 @@
 //! The event log (SPEC §7): what the operations record, and its hashed, stable form.
 //!
-//! Operations append [`Event`]s (cloned values, cheap to record, nothing hashed on the hot
-//! path) to their shard's log, inside the persistent state, so soft checkpoints capture the log
-//! too. A hard checkpoint turns the merged log (shards in ascending order, each in its own
-//! order) into [`LogEvent`]s: stable BLAKE3 hashes over canonical encodings, with a per-hash
-//! counter that tells identical events apart.
+//! Operations append records to their shard's log, inside the persistent state, so soft
+//! checkpoints capture the log too. A record holds the canonical [`Encode`]ings that its
+//! event's hash covers, written into a [`Tape`]: nothing is hashed on the hot path, and no
+//! value is cloned or kept. (The log used to keep clones: a consume's continuation and `Arc`s
+//! of its channel and pattern lists, which the log held to the next hard checkpoint, so every
+//! such allocation missed the allocator's cache, ~150 instructions each; values with heap data
+//! stayed alive as long.) A hard checkpoint reads the merged log (shards in ascending order,
+//! each in its own order) into [`LogEvent`]s: stable BLAKE3 hashes with a per-hash counter
+//! that tells identical events apart.
 //!
 //! # Hashes
 //! - produce: `hash_ordered(["rhospace/produce", channel, datum, persist])`;
@@ -15,182 +19,314 @@
 //!
 //! Each part is the value's canonical [`Encode`]ing, so equal values give equal hashes on every
 //! machine.
+//!
+//! # Records
+//! A record is a tag byte and its body. Lengths are 8-byte little-endian. A *produce part* is
+//! the persist flag (one byte), the channel's and the datum's encoded lengths, then the two
+//! encodings. A *call* is the persist flag, four lengths, then the encodings of the channel
+//! list, the pattern list and the continuation, and the peeks (LEB128 count and positions).
+//!
+//! | tag | body |
+//! |---|---|
+//! | `PRODUCE` | a produce part |
+//! | `CONSUME` | a call |
+//! | `COMM` | `fresh` (one byte); a call if `fresh`; a count; that many produce parts |
+//! | `HASHED_PRODUCE`, `HASHED_CONSUME` | a 32-byte digest (a replay hashed the call) |
+//! | `HASHED_COMM` | a [`CommRecord`]'s encoding (a replay built it) |
+//!
+//! A `COMM` without `fresh` names the call of the `CONSUME` just before it (a consume that
+//! fired at once); with `fresh`, the call of a continuation that waited.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use smallvec::SmallVec;
-
-use crate::conts::Peeks;
 use crate::decode::{decode_varint, Decode, DecodeError};
 use crate::encode::{encode_varint, Encode};
 use crate::merkle::{hash_ordered, Digest};
-use crate::trail::Trail;
+use crate::tape::Tape;
 
-/// One recorded operation, before hashing. Invariant: a `Comm` follows the `Produce` or
-/// `Consume` that fired it in the same shard log.
-///
-/// A consume's parts are not here but in the log's call list ([`Log`]), a replayed COMM's
-/// record is in a box, so an event is small: 48 bytes for `u64` channels and data, whatever
-/// the continuation type, against 144 with every part inline. A log is written to fresh
-/// memory, and on a produce-heavy block its page faults were a third of the cost of a produce.
-#[derive(Clone, Debug)]
-pub(crate) enum Event<C, A> {
-    /// A produce call that was accepted (stored, fired, or ignored by a Set).
-    Produce { channel: C, datum: A, persist: bool },
-    /// A consume call that was accepted (stored or fired); its parts are the log's next call.
-    Consume,
-    /// A firing: see [`CommEvent`].
-    Comm(CommEvent<A>),
-    /// A produce a replay has hashed already (its [`produce_hash`]).
-    HashedProduce(Digest),
-    /// A consume a replay has hashed already (its [`consume_hash`]).
-    HashedConsume(Digest),
-    /// A COMM a replay has recorded already.
-    HashedComm(Box<CommRecord>),
-}
+const PRODUCE: u8 = 0;
+const CONSUME: u8 = 1;
+const COMM: u8 = 2;
+const HASHED_PRODUCE: u8 = 3;
+const HASHED_CONSUME: u8 = 4;
+const HASHED_COMM: u8 = 5;
 
-/// A consume call's parts as the log keeps them: one per `Consume` event, and one per COMM
-/// of a continuation that waited (a COMM a consume fires at once names that consume's).
-#[derive(Clone, Debug)]
-pub(crate) struct ConsumeCall<C, P, K> {
-    pub(crate) channels: Arc<[C]>,
-    pub(crate) patterns: Arc<[P]>,
-    pub(crate) continuation: K,
+/// A consume call's parts, borrowed for logging.
+#[derive(Debug)]
+pub(crate) struct Call<'a, C, P, K: ?Sized> {
+    pub(crate) channels: &'a [C],
+    pub(crate) patterns: &'a [P],
+    pub(crate) continuation: &'a K,
     pub(crate) persist: bool,
-    pub(crate) peeks: Peeks,
+    pub(crate) peeks: &'a [usize],
 }
 
-/// A firing as the log keeps it: which consume call's continuation fired, and each datum in
-/// COMM order with its position and persist flag (a top-k position has several).
-#[derive(Clone, Debug)]
-pub(crate) struct CommEvent<A> {
-    /// The call is the log's next one (a continuation that waited); otherwise it is the call
-    /// of the `Consume` just before this event (a consume that fired at once).
-    pub(crate) fresh: bool,
-    pub(crate) data: SmallVec<[(usize, A, bool); 1]>,
-}
-
-/// One shard's event log: its events in order, and the consume calls they name, in order.
-///
-/// The calls sit in their own persistent list rather than behind a pointer per call: a
-/// consume's log entry costs no allocation of its own (in a benchmark that keeps every log
-/// entry, each such allocation missed the allocator's cache: ~185 instructions), and an
-/// event stays small whatever the continuation type. Cloning is O(1) (two [`Trail`]s).
-///
-/// Invariant: `calls` holds, in order, exactly one call for each `Event::Consume` and each
-/// `Event::Comm` with `fresh` in `events`; a `Comm` without `fresh` comes right after an
-/// `Event::Consume` and names its call.
-#[derive(Clone, Debug)]
-pub(crate) struct Log<C, P, A, K> {
-    events: Trail<Event<C, A>>,
-    calls: Trail<ConsumeCall<C, P, K>>,
-}
-
-impl<C, P, A, K> Default for Log<C, P, A, K> {
-    fn default() -> Self {
-        Self {
-            events: Trail::default(),
-            calls: Trail::default(),
-        }
+// By hand: a derive would ask `C`, `P` and `K` to be `Copy` too.
+impl<C, P, K: ?Sized> Clone for Call<'_, C, P, K> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
 
-impl<C, P, A, K> Log<C, P, A, K> {
+impl<C, P, K: ?Sized> Copy for Call<'_, C, P, K> {}
+
+/// One shard's event log: its records (see the module docs) and their number.
+///
+/// Invariant: `tape` holds exactly `len` records; `last` is the tag of the last one (`None`
+/// when empty); a `COMM` record without `fresh` comes right after a `CONSUME` record.
+/// Cloning is O(1) (the tape's chunks are shared).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Log {
+    tape: Tape,
+    len: usize,
+    last: Option<u8>,
+}
+
+impl Log {
     /// The number of events.
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.events.len()
+        self.len
     }
 
     /// Whether no event is logged.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len == 0
     }
 
-    /// Appends an event that names no call: a produce, or a hashed event of a replay.
     #[inline]
-    pub(crate) fn push(&mut self, event: Event<C, A>) {
-        debug_assert!(matches!(
-            event,
-            Event::Produce { .. }
-                | Event::HashedProduce(_)
-                | Event::HashedConsume(_)
-                | Event::HashedComm(_)
-        ));
-        self.events.push(event);
+    fn pushed(&mut self, tag: u8) {
+        self.len += 1;
+        self.last = Some(tag);
+    }
+
+    /// Appends a produce of `datum` on `channel`.
+    #[inline(always)]
+    pub(crate) fn push_produce<C: Encode + ?Sized, A: Encode + ?Sized>(
+        &mut self,
+        channel: &C,
+        datum: &A,
+        persist: bool,
+    ) {
+        let out = self.tape.record();
+        out.push(PRODUCE);
+        write_produce(out, channel, datum, persist);
+        self.pushed(PRODUCE);
+    }
+
+    /// Appends a produce a replay has hashed already (its [`produce_hash`]).
+    #[inline]
+    pub(crate) fn push_hashed_produce(&mut self, hash: &Digest) {
+        self.push_digest(HASHED_PRODUCE, hash);
+    }
+
+    /// Appends a consume a replay has hashed already (its [`consume_hash`]).
+    #[inline]
+    pub(crate) fn push_hashed_consume(&mut self, hash: &Digest) {
+        self.push_digest(HASHED_CONSUME, hash);
+    }
+
+    fn push_digest(&mut self, tag: u8, hash: &Digest) {
+        let out = self.tape.record();
+        out.push(tag);
+        out.extend_from_slice(hash);
+        self.pushed(tag);
+    }
+
+    /// Appends a COMM a replay has recorded already.
+    pub(crate) fn push_hashed_comm(&mut self, record: &CommRecord) {
+        let out = self.tape.record();
+        out.push(HASHED_COMM);
+        record.encode(out);
+        self.pushed(HASHED_COMM);
     }
 
     /// Appends a consume call.
     #[inline]
-    pub(crate) fn push_consume(&mut self, call: ConsumeCall<C, P, K>) {
-        self.calls.push(call);
-        self.events.push(Event::Consume);
+    pub(crate) fn push_consume<C: Encode, P: Encode, K: Encode + ?Sized>(
+        &mut self,
+        call: Call<'_, C, P, K>,
+    ) {
+        let out = self.tape.record();
+        out.push(CONSUME);
+        write_call(out, call);
+        self.pushed(CONSUME);
     }
 
-    /// Whether the last event is a `Consume` (so a COMM may name its call).
+    /// Whether the last event is a consume call's (so a COMM may name that call).
     #[inline]
     pub(crate) fn ends_with_consume(&self) -> bool {
-        matches!(self.events.last(), Some(Event::Consume))
+        self.last == Some(CONSUME)
     }
 
-    /// Appends a COMM: of `call` (a continuation that waited), or, with `None`, of the consume
+    /// Appends a COMM of `call` (a continuation that waited), or, with `None`, of the consume
     /// appended just before (the caller checks [`ends_with_consume`](Self::ends_with_consume);
-    /// it fired at once).
+    /// it fired at once). `data` is each datum in COMM order with the channel of its position
+    /// and its persist flag.
     #[inline]
-    pub(crate) fn push_comm(
+    pub(crate) fn push_comm<'d, C, P, A, K>(
         &mut self,
-        call: Option<ConsumeCall<C, P, K>>,
-        data: SmallVec<[(usize, A, bool); 1]>,
-    ) {
-        debug_assert!(call.is_some() || self.ends_with_consume());
-        let fresh = call.is_some();
-        if let Some(call) = call {
-            self.calls.push(call);
-        }
-        self.events.push(Event::Comm(CommEvent { fresh, data }));
-    }
-
-    /// Appends every entry of `other`, in order.
-    pub(crate) fn extend_from(&mut self, other: &Self)
-    where
-        C: Clone,
-        P: Clone,
-        A: Clone,
-        K: Clone,
+        call: Option<Call<'_, C, P, K>>,
+        data: impl IntoIterator<Item = (&'d C, &'d A, bool)>,
+    ) where
+        C: Encode + 'd,
+        P: Encode,
+        A: Encode + 'd,
+        K: Encode + ?Sized,
     {
-        other
-            .events
-            .iter()
-            .for_each(|e| self.events.push(e.clone()));
-        other.calls.iter().for_each(|c| self.calls.push(c.clone()));
+        debug_assert!(call.is_some() || self.ends_with_consume());
+        let out = self.tape.record();
+        out.push(COMM);
+        out.push(u8::from(call.is_some()));
+        if let Some(call) = call {
+            write_call(out, call);
+        }
+        let count = reserve_len(out);
+        let mut n = 0;
+        for (channel, datum, persist) in data {
+            write_produce(out, channel, datum, persist);
+            n += 1;
+        }
+        set_len(out, count, n);
+        self.pushed(COMM);
     }
 
-    /// The events in order, each with the call it names (`Consume`, `Comm`; `None` for the
-    /// others).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = Entry<'_, C, P, A, K>> + '_ {
-        let mut calls = self.calls.iter();
-        let mut last = None;
-        self.events.iter().map(move |event| {
-            let call = match event {
-                Event::Consume | Event::Comm(CommEvent { fresh: true, .. }) => {
-                    last = calls.next();
-                    last
-                }
-                Event::Comm(CommEvent { fresh: false, .. }) => last,
-                _ => None,
-            };
-            Entry { event, call }
-        })
+    /// Appends every event of `other`, in order (sharing its bytes).
+    pub(crate) fn extend_from(&mut self, other: &Self) {
+        if other.is_empty() {
+            return;
+        }
+        self.tape.extend_from(&other.tape);
+        self.len += other.len;
+        self.last = other.last;
     }
 }
 
-/// One event of a [`Log`] with the consume call it names, if any (see [`Log::iter`]).
-#[derive(Debug)]
-pub(crate) struct Entry<'l, C, P, A, K> {
-    pub(crate) event: &'l Event<C, A>,
-    pub(crate) call: Option<&'l ConsumeCall<C, P, K>>,
+/// Appends eight zero bytes for a length set later; returns where they are.
+#[inline]
+fn reserve_len(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    at
+}
+
+/// Writes `len` at `at` (reserved by [`reserve_len`]).
+#[inline]
+fn set_len(out: &mut [u8], at: usize, len: usize) {
+    out[at..at + 8].copy_from_slice(&(len as u64).to_le_bytes());
+}
+
+/// Appends a produce part (see the module docs).
+#[inline(always)]
+fn write_produce<C: Encode + ?Sized, A: Encode + ?Sized>(
+    out: &mut Vec<u8>,
+    channel: &C,
+    datum: &A,
+    persist: bool,
+) {
+    let lens = out.len() + 1;
+    let mut head = [0u8; 17];
+    head[0] = u8::from(persist);
+    out.extend_from_slice(&head);
+    let start = out.len();
+    channel.encode(out);
+    let mid = out.len();
+    datum.encode(out);
+    let end = out.len();
+    set_len(out, lens, mid - start);
+    set_len(out, lens + 8, end - mid);
+}
+
+/// Appends a call (see the module docs).
+#[inline(always)]
+fn write_call<C: Encode, P: Encode, K: Encode + ?Sized>(
+    out: &mut Vec<u8>,
+    call: Call<'_, C, P, K>,
+) {
+    let lens = out.len() + 1;
+    let mut head = [0u8; 33];
+    head[0] = u8::from(call.persist);
+    out.extend_from_slice(&head);
+    let a = out.len();
+    call.channels.encode(out);
+    let b = out.len();
+    call.patterns.encode(out);
+    let c = out.len();
+    call.continuation.encode(out);
+    let d = out.len();
+    encode_varint(call.peeks.len() as u64, out);
+    for &p in call.peeks {
+        encode_varint(p as u64, out);
+    }
+    let e = out.len();
+    set_len(out, lens, b - a);
+    set_len(out, lens + 8, c - b);
+    set_len(out, lens + 16, d - c);
+    set_len(out, lens + 24, e - d);
+}
+
+/// Reads one byte of a record.
+#[inline]
+fn take_u8(r: &mut &[u8]) -> u8 {
+    let Some((&b, rest)) = r.split_first() else {
+        broken_log()
+    };
+    *r = rest;
+    b
+}
+
+/// Reads a length of a record.
+#[inline]
+fn take_len(r: &mut &[u8]) -> usize {
+    let Some((n, rest)) = r.split_first_chunk::<8>() else {
+        broken_log()
+    };
+    *r = rest;
+    usize::try_from(u64::from_le_bytes(*n)).unwrap_or_else(|_| broken_log())
+}
+
+/// Reads `n` bytes of a record.
+#[inline]
+fn take_bytes<'a>(r: &mut &'a [u8], n: usize) -> &'a [u8] {
+    if n > r.len() {
+        broken_log()
+    }
+    let (a, rest) = r.split_at(n);
+    *r = rest;
+    a
+}
+
+/// Reads a produce part; returns its hash.
+fn take_produce(r: &mut &[u8]) -> Digest {
+    let persist = take_u8(r) != 0;
+    let (c, d) = (take_len(r), take_len(r));
+    let channel = take_bytes(r, c);
+    let datum = take_bytes(r, d);
+    produce_hash_encoded(channel, datum, persist)
+}
+
+/// Reads a call; returns its hash and its peeks' encoding.
+fn take_call<'a>(r: &mut &'a [u8]) -> (Digest, &'a [u8]) {
+    let persist = take_u8(r) != 0;
+    let lens = [take_len(r), take_len(r), take_len(r), take_len(r)];
+    let [channels, patterns, continuation, peeks] = lens.map(|n| take_bytes(r, n));
+    (
+        consume_hash_encoded(channels, patterns, continuation, persist, peeks),
+        peeks,
+    )
+}
+
+/// The peek positions of a call's peeks encoding.
+fn peek_positions(mut peeks: &[u8]) -> Vec<u32> {
+    let mut next = || {
+        decode_varint(&mut peeks)
+            .ok()
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or_else(|| broken_log())
+    };
+    let n = next();
+    (0..n).map(|_| next()).collect()
 }
 
 /// A COMM as the log names it: the consume that fired, the produce behind each datum it took
@@ -281,7 +417,17 @@ pub fn produce_hash<C: Encode + ?Sized, A: Encode + ?Sized>(
     let split = buf.len();
     datum.encode(&mut buf);
     let (c, d) = buf.split_at(split);
-    hash_ordered([&b"rhospace/produce"[..], c, d, &[u8::from(persist)]])
+    produce_hash_encoded(c, d, persist)
+}
+
+/// [`produce_hash`] from the channel's and the datum's encodings.
+fn produce_hash_encoded(channel: &[u8], datum: &[u8], persist: bool) -> Digest {
+    hash_ordered([
+        &b"rhospace/produce"[..],
+        channel,
+        datum,
+        &[u8::from(persist)],
+    ])
 }
 
 /// The stable hash of a consume (or an installed continuation).
@@ -310,58 +456,33 @@ pub fn consume_hash<C: Encode, P: Encode, K: Encode + ?Sized>(
     for &x in peeks {
         encode_varint(x as u64, &mut buf);
     }
+    consume_hash_encoded(&buf[..c], &buf[c..p], &buf[p..k], persist, &buf[k..])
+}
+
+/// [`consume_hash`] from the encodings of its parts (`peeks`: LEB128 count and positions).
+fn consume_hash_encoded(
+    channels: &[u8],
+    patterns: &[u8],
+    continuation: &[u8],
+    persist: bool,
+    peeks: &[u8],
+) -> Digest {
     hash_ordered([
         &b"rhospace/consume"[..],
-        &buf[..c],
-        &buf[c..p],
-        &buf[p..k],
+        channels,
+        patterns,
+        continuation,
         &[u8::from(persist)],
-        &buf[k..],
+        peeks,
     ])
-}
-
-/// The COMM record of a consume call whose consume hash is `consume`, with `data`.
-fn comm_record<C: Encode, A: Encode>(
-    consume: Digest,
-    channels: &[C],
-    peeks: &[usize],
-    data: &[(usize, A, bool)],
-) -> CommRecord {
-    CommRecord {
-        consume,
-        // A position is always within the channel list; a COMM names each datum through the
-        // channel of its position.
-        produces: data
-            .iter()
-            .filter_map(|(pos, d, p)| channels.get(*pos).map(|c| produce_hash(c, d, *p)))
-            .collect(),
-        peeks: peeks.iter().map(|&p| p as u32).collect(),
-    }
-}
-
-/// The [`consume_hash`] of a logged call.
-fn call_hash<C: Encode, P: Encode, K: Encode>(call: &ConsumeCall<C, P, K>) -> Digest {
-    consume_hash(
-        &call.channels,
-        &call.patterns,
-        &call.continuation,
-        call.persist,
-        &call.peeks,
-    )
 }
 
 /// Hashes the merged event list of `logs` (one after another; `len` events in all),
 /// numbering identical events. A COMM that a consume fired at once reuses that consume's hash.
-pub(crate) fn hash_events<'l, C, P, A, K>(
-    logs: impl IntoIterator<Item = &'l Log<C, P, A, K>>,
+pub(crate) fn hash_events<'l>(
+    logs: impl IntoIterator<Item = &'l Log>,
     len: usize,
-) -> Vec<LogEvent>
-where
-    C: Encode + 'l,
-    P: Encode + 'l,
-    A: Encode + 'l,
-    K: Encode + 'l,
-{
+) -> Vec<LogEvent> {
     // Looked up only; the log's order comes from `logs`.
     let mut seen: HashMap<Digest, u32, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(len, Default::default());
@@ -373,61 +494,82 @@ where
     };
     let mut out = Vec::with_capacity(len);
     for log in logs {
-        // The hash of the last `Consume`, for the COMM it fired at once.
-        let mut consumed: Option<Digest> = None;
-        for Entry { event, call } in log.iter() {
-            out.push(match (event, call) {
-                (
-                    Event::Produce {
-                        channel,
-                        datum,
-                        persist,
-                    },
-                    _,
-                ) => {
-                    let hash = produce_hash(channel, datum, *persist);
+        // The hash and peeks of the last consume call, for the COMM it fired at once.
+        let mut consumed: Option<(Digest, &[u8])> = None;
+        let mut reader = log.tape.reader();
+        for _ in 0..log.len {
+            let Some(r) = reader.next_record() else {
+                broken_log()
+            };
+            out.push(match take_u8(r) {
+                PRODUCE => {
+                    let hash = take_produce(r);
                     LogEvent::Produce {
                         hash,
                         counter: number(hash),
                     }
                 }
-                (Event::Consume, Some(call)) => {
-                    let hash = call_hash(call);
-                    consumed = Some(hash);
+                CONSUME => {
+                    let (hash, peeks) = take_call(r);
+                    consumed = Some((hash, peeks));
                     LogEvent::Consume {
                         hash,
                         counter: number(hash),
                     }
                 }
-                (Event::Comm(c), Some(call)) => {
-                    let hash = match (c.fresh, consumed) {
-                        (false, Some(h)) => h,
-                        _ => call_hash(call),
+                COMM => {
+                    let (consume, peeks) = match (take_u8(r) != 0, consumed) {
+                        (true, _) => take_call(r),
+                        (false, Some(call)) => call,
+                        // `Log`'s invariant puts a consume right before such a COMM.
+                        (false, None) => broken_log(),
                     };
-                    LogEvent::Comm(comm_record(hash, &call.channels, &call.peeks, &c.data))
+                    let n = take_len(r);
+                    let produces = (0..n).map(|_| take_produce(r)).collect();
+                    LogEvent::Comm(CommRecord {
+                        consume,
+                        produces,
+                        peeks: peek_positions(peeks),
+                    })
                 }
-                (Event::HashedProduce(hash), _) => LogEvent::Produce {
-                    hash: *hash,
-                    counter: number(*hash),
-                },
-                (Event::HashedConsume(hash), _) => LogEvent::Consume {
-                    hash: *hash,
-                    counter: number(*hash),
-                },
-                (Event::HashedComm(r), _) => LogEvent::Comm((**r).clone()),
-                // `Log`'s invariant gives every `Consume` and `Comm` its call.
-                (Event::Consume | Event::Comm(_), None) => broken_log(),
+                HASHED_PRODUCE => {
+                    let hash = take_digest(r);
+                    LogEvent::Produce {
+                        hash,
+                        counter: number(hash),
+                    }
+                }
+                HASHED_CONSUME => {
+                    let hash = take_digest(r);
+                    LogEvent::Consume {
+                        hash,
+                        counter: number(hash),
+                    }
+                }
+                HASHED_COMM => {
+                    LogEvent::Comm(CommRecord::decode(r).unwrap_or_else(|_| broken_log()))
+                }
+                _ => broken_log(),
             });
         }
     }
     out
 }
 
+/// Reads a digest of a record.
+fn take_digest(r: &mut &[u8]) -> Digest {
+    let Some((d, rest)) = r.split_first_chunk::<32>() else {
+        broken_log()
+    };
+    *r = rest;
+    *d
+}
+
 #[cold]
 fn broken_log() -> ! {
     // Only reachable if a log broke its own invariant; no input leads here. Abort loudly
     // rather than return a wrong log.
-    panic!("rhospace invariant broken: a logged consume or COMM lost its call")
+    panic!("rhospace invariant broken: an event log record is malformed")
 }
 
 impl Encode for CommRecord {
@@ -555,35 +697,32 @@ impl Decode for LogEvent {
 }
 
 #[cfg(test)]
-mod size_tests {
-    use super::Event;
-
-    /// The log is written to fresh memory on every call: keep events small (see [`Event`]).
-    #[test]
-    fn an_event_of_word_sized_types_is_small() {
-        assert!(std::mem::size_of::<Event<u64, u64>>() <= 48);
-    }
-}
-
-#[cfg(test)]
 mod log_tests {
     use super::*;
 
-    fn call(k: u64, persist: bool) -> ConsumeCall<u64, u64, u64> {
-        ConsumeCall {
-            channels: Arc::from([1u64, 2]),
-            patterns: Arc::from([10u64, 20]),
+    fn call(k: &u64, persist: bool) -> Call<'_, u64, u64, u64> {
+        Call {
+            channels: &[1, 2],
+            patterns: &[10, 20],
             continuation: k,
             persist,
-            peeks: Peeks::new(),
+            peeks: &[],
         }
     }
 
-    /// Every consume and COMM names its own call, across clones (which seal the trails'
-    /// chunks), and the hashed log equals the hashes computed from the calls directly.
+    /// The log is written to fresh memory on every call: keep records small.
+    #[test]
+    fn a_produce_of_word_sized_types_logs_34_bytes() {
+        let mut log = Log::default();
+        log.push_produce(&1u64, &2u64, false);
+        assert_eq!(log.tape.bytes(), 34);
+    }
+
+    /// Every consume and COMM names its own call, across clones (which seal the tape's
+    /// chunks), and the hashed log equals the hashes computed from the values directly.
     #[test]
     fn events_name_their_calls_and_hash_as_the_calls_do() {
-        let mut log: Log<u64, u64, u64, u64> = Log::default();
+        let mut log = Log::default();
         let mut snapshots = Vec::new();
         let mut expected = Vec::new();
         let mut consumes = HashMap::new();
@@ -596,33 +735,30 @@ mod log_tests {
         for i in 0..40u64 {
             let at_once = i % 3 == 0;
             let k = i % 4;
-            log.push_consume(call(k, at_once));
+            log.push_consume(call(&k, at_once));
             let h = consume_hash(&[1u64, 2], &[10u64, 20], &k, at_once, &[]);
             expected.push(LogEvent::Consume {
                 hash: h,
                 counter: count(&mut consumes, h),
             });
-            let data: SmallVec<[(usize, u64, bool); 1]> = SmallVec::from_elem((1, i, false), 1);
+            let data = [(&2u64, &i, false)];
             let produce = produce_hash(&2u64, &i, false);
+            let other = k + 100;
             if at_once {
-                log.push_comm(None, data);
+                log.push_comm(None::<Call<'_, u64, u64, u64>>, data);
             } else {
-                log.push(Event::Produce {
-                    channel: 2,
-                    datum: i,
-                    persist: false,
-                });
+                log.push_produce(&2u64, &i, false);
                 expected.push(LogEvent::Produce {
                     hash: produce,
                     counter: count(&mut produces, produce),
                 });
                 // A waiting continuation of another call fires: the COMM names that call.
-                log.push_comm(Some(call(k + 100, false)), data);
+                log.push_comm(Some(call(&other, false)), data);
             }
             let fired = if at_once {
                 h
             } else {
-                consume_hash(&[1u64, 2], &[10u64, 20], &(k + 100), false, &[])
+                consume_hash(&[1u64, 2], &[10u64, 20], &other, false, &[])
             };
             expected.push(LogEvent::Comm(CommRecord {
                 consume: fired,
@@ -655,5 +791,73 @@ mod log_tests {
         assert_eq!(uncounted(&hashed[snapshots[1].1..]), uncounted(&expected));
         assert_eq!(hashed[..snapshots[1].1], expected[..snapshots[1].1]);
         assert_eq!(hash_events([&snapshots[1].0, &log], merged.len()), hashed);
+    }
+
+    /// Peeks, several data, persistent flags, heap-backed values and the events a replay
+    /// hashed itself all read back as their hashes.
+    #[test]
+    fn every_record_kind_hashes_as_its_values_do() {
+        let mut log = Log::default();
+        let chans = [String::from("a"), String::from("bb")];
+        let pats = [String::from("p"), String::from("q")];
+        let k = String::from("cont");
+        let peeks = [1usize, 300];
+        let c = Call {
+            channels: &chans[..],
+            patterns: &pats[..],
+            continuation: &k,
+            persist: true,
+            peeks: &peeks[..],
+        };
+        let d1 = String::from("x");
+        let d2 = String::from("yy");
+        log.push_consume(c);
+        log.push_comm(
+            None::<Call<'_, String, String, String>>,
+            [(&chans[0], &d1, true), (&chans[1], &d2, false)],
+        );
+        let replayed = CommRecord {
+            consume: [7; 32],
+            produces: vec![[8; 32], [9; 32]],
+            peeks: vec![0, 2],
+        };
+        log.push_hashed_produce(&[1; 32]);
+        log.push_hashed_consume(&[2; 32]);
+        log.push_hashed_comm(&replayed);
+        log.push_comm(Some(c), std::iter::empty::<(&String, &String, bool)>());
+        let ch = consume_hash(&chans, &pats, &k, true, &peeks);
+        let comm = CommRecord {
+            consume: ch,
+            produces: vec![
+                produce_hash(&chans[0], &d1, true),
+                produce_hash(&chans[1], &d2, false),
+            ],
+            peeks: vec![1, 300],
+        };
+        assert!(!log.ends_with_consume());
+        assert_eq!(
+            hash_events([&log], log.len()),
+            vec![
+                LogEvent::Consume {
+                    hash: ch,
+                    counter: 0
+                },
+                LogEvent::Comm(comm),
+                LogEvent::Produce {
+                    hash: [1; 32],
+                    counter: 0
+                },
+                LogEvent::Consume {
+                    hash: [2; 32],
+                    counter: 0
+                },
+                LogEvent::Comm(replayed),
+                LogEvent::Comm(CommRecord {
+                    consume: ch,
+                    produces: vec![],
+                    peeks: vec![1, 300]
+                }),
+            ]
+        );
     }
 }

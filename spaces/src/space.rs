@@ -23,13 +23,14 @@ use crate::admission::{Admission, Gate, OpKind, Open};
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
+use crate::encode::Encode;
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
 use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
 use crate::join_list::JoinList;
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
-use crate::log::{ConsumeCall, Event, Log};
+use crate::log::{Call, Log};
 use crate::merkle::{Digest, MerkleMap};
 use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
@@ -68,7 +69,7 @@ pub(crate) struct State<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K:
     pub(crate) dirty: Trail<C>,
     pub(crate) dirty_joins: Trail<Arc<[C]>>,
     /// Events since the last hard checkpoint, in this shard's order (SPEC §7).
-    pub(crate) log: Log<C, P, A, K>,
+    pub(crate) log: Log,
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for State<C, P, A, K> {
@@ -178,37 +179,24 @@ fn would_store<A: Clone + Hash + Eq>(
     }
 }
 
-/// The log event of a produce call: its hash when a replay has already computed it, else the
-/// call's values (hashed at the next hard checkpoint).
-fn produce_event<C: Clone, A: Clone>(
+/// Logs a produce call in `log`: its hash when a replay has already computed it, else the
+/// call's encodings (hashed at the next hard checkpoint).
+#[inline(always)]
+fn log_produce<C: Encode, A: Encode>(
+    log: &mut Log,
     channel: &C,
     datum: &A,
     persist: bool,
     hashed: Option<Logged>,
-) -> Event<C, A> {
+) {
     match hashed {
-        Some((h, _)) => Event::HashedProduce(h),
-        None => Event::Produce {
-            channel: channel.clone(),
-            datum: datum.clone(),
-            persist,
-        },
+        Some((h, _)) => log.push_hashed_produce(&h),
+        None => log.push_produce(channel, datum, persist),
     }
 }
 
 /// A replayed call's hash and its slot in the rig's expectations.
 type Logged = (Digest, usize);
-
-/// A copy of `peeks`. Most calls peek nowhere: an empty list is made, not cloned (a
-/// `SmallVec` clone goes through its generic `extend`, ~100 instructions on a consume's path).
-#[inline]
-fn copy_peeks(peeks: &Peeks) -> Peeks {
-    if peeks.is_empty() {
-        Peeks::new()
-    } else {
-        peeks.clone()
-    }
-}
 
 /// A call's replay bookkeeping, handed to a firing: the held replay lock (if any), the call's
 /// hash and slot, and the COMM record the log's guide accepted with its slot. In play, all
@@ -336,10 +324,10 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         Some(store)
     }
 
-    /// Appends `event` to the log of `home`'s shard.
+    /// The log of `home`'s shard, for an append.
     #[inline]
-    fn record(&mut self, home: &C, event: Event<C, A>) {
-        self.state_mut(home).log.push(event);
+    fn log_mut(&mut self, home: &C) -> &mut Log {
+        &mut self.state_mut(home).log
     }
 
     fn installed_on(&self, channel: &C) -> Option<&InstalledList<C, P, K>> {
@@ -399,6 +387,12 @@ enum Source<C, P, K> {
 /// index narrowing them) is pre-checked on rayon's threads; the choice stays the serial
 /// order's on any thread count (see the `parallel` module). That is why the operations ask
 /// `P: Sync` and `A: Sync` of the pattern and datum types.
+///
+/// The operations that change the space (produce, consume, install, and their batched and
+/// metered forms) also ask [`Encode`](crate::Encode) of all four value types: each call is
+/// logged as the canonical encodings its event hash covers (SPEC §7), written on the call and
+/// hashed at the next hard checkpoint, so the log keeps no clone of a value. Construction and
+/// the read-only views ask nothing of the kind.
 ///
 /// ```
 /// use rhospace_spaces::{Space, SpaceConfig};
@@ -611,6 +605,39 @@ where
         self.router.shard_of(channel)
     }
 
+    /// The matcher.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert_eq!(*s.matcher(), ExactMatch);
+    /// ```
+    pub fn matcher(&self) -> &M {
+        &self.matcher
+    }
+
+    /// The configuration.
+    ///
+    /// ```
+    /// # use rhospace_spaces::{DataKind, Space, SpaceConfig};
+    /// # use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+    /// assert_eq!(s.config().kind_of(&3), DataKind::Bag);
+    /// ```
+    pub fn config(&self) -> &SpaceConfig<C> {
+        &self.config
+    }
+}
+
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode + Sync,
+    A: Clone + Hash + Eq + Encode + Sync,
+    K: Clone + Eq + Encode,
+    M: Match<P, A>,
+{
     /// The shards that `channel`'s produce reads: its own, and those of every channel of its
     /// join groups and installed continuations. Sorted, without duplicates.
     fn produce_shards(
@@ -685,30 +712,6 @@ where
             router: self.router,
             locks: LockSet::lock(&self.shards, &need),
         }
-    }
-
-    /// The matcher.
-    ///
-    /// ```
-    /// # use rhospace_spaces::{Space, SpaceConfig};
-    /// # use rhospace_matchers::ExactMatch;
-    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
-    /// assert_eq!(*s.matcher(), ExactMatch);
-    /// ```
-    pub fn matcher(&self) -> &M {
-        &self.matcher
-    }
-
-    /// The configuration.
-    ///
-    /// ```
-    /// # use rhospace_spaces::{DataKind, Space, SpaceConfig};
-    /// # use rhospace_matchers::ExactMatch;
-    /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
-    /// assert_eq!(s.config().kind_of(&3), DataKind::Bag);
-    /// ```
-    pub fn config(&self) -> &SpaceConfig<C> {
-        &self.config
     }
 
     /// Sends `datum` on `channel` (priority 0). Fires at most one COMM (SPEC §1): the first
@@ -844,9 +847,9 @@ where
                         return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
                     }
                     strike(&mut replay, event, None);
-                    let logged = self
-                        .log_events
-                        .then(|| produce_event(&channel, &datum, persist, event));
+                    if self.log_events {
+                        log_produce(&mut state.log, &channel, &datum, persist, event);
+                    }
                     let newly_dirty = stores && !cs.dirty;
                     if stores {
                         cs.dirty = true;
@@ -862,9 +865,6 @@ where
                     if newly_dirty {
                         state.dirty.push(channel);
                     }
-                    if let Some(e) = logged {
-                        state.log.push(e);
-                    }
                     return Ok(None);
                 }
                 Some(_) => {}
@@ -878,9 +878,7 @@ where
                     }
                     strike(&mut replay, event, None);
                     if self.log_events {
-                        state
-                            .log
-                            .push(produce_event(&channel, &datum, persist, event));
+                        log_produce(&mut state.log, &channel, &datum, persist, event);
                     }
                     let mut data = DataStore::new(kind);
                     data.push_embedded(
@@ -1021,7 +1019,7 @@ where
         hashed: Option<Logged>,
     ) {
         if self.log_events {
-            view.record(channel, produce_event(channel, datum, persist, hashed));
+            log_produce(view.log_mut(channel), channel, datum, persist, hashed);
         }
     }
 
@@ -1067,14 +1065,14 @@ where
         hashed: Option<Logged>,
     ) {
         if let (true, Some((h, _))) = (self.log_events, hashed) {
-            state.log.push(Event::HashedConsume(h));
+            state.log.push_hashed_consume(&h);
         } else if self.log_events {
-            state.log.push_consume(ConsumeCall {
-                channels: channels.clone(),
-                patterns: patterns.clone(),
-                continuation: continuation.clone(),
+            state.log.push_consume(Call {
+                channels,
+                patterns,
+                continuation,
                 persist,
-                peeks: copy_peeks(peeks),
+                peeks,
             });
         }
     }
@@ -1095,22 +1093,22 @@ where
             return;
         }
         if let Some(r) = hashed {
-            state.log.push(Event::HashedComm(Box::new(r)));
+            state.log.push_hashed_comm(&r);
             return;
         }
-        let call = (!state.log.ends_with_consume()).then(|| ConsumeCall {
-            channels: comm.channels.clone(),
-            patterns: comm.patterns.clone(),
-            continuation: comm.continuation.clone(),
+        let call = (!state.log.ends_with_consume()).then_some(Call {
+            channels: &comm.channels,
+            patterns: &comm.patterns,
+            continuation: &comm.continuation,
             persist: comm.persistent,
-            peeks: copy_peeks(&comm.peeks),
+            peeks: &comm.peeks,
         });
-        // Pushed one by one: `collect` into a `SmallVec` goes through its generic `extend`,
-        // several times the cost of the one push of a single-datum COMM.
-        let mut data = SmallVec::new();
-        for m in &comm.matches {
-            data.push((m.position, m.datum.clone(), m.persistent));
-        }
+        // A position is always within the channel list; each datum is logged with the
+        // channel of its position.
+        let data = comm.matches.iter().filter_map(|m| {
+            let channel = comm.channels.get(m.position)?;
+            Some((channel, &m.datum, m.persistent))
+        });
         state.log.push_comm(call, data);
     }
 
@@ -1917,7 +1915,16 @@ where
         }
         Ok(())
     }
+}
 
+impl<C, P, A, K, M> Space<C, P, A, K, M>
+where
+    C: Clone + Hash + Eq,
+    P: Clone + Eq + Sync,
+    A: Clone + Hash + Eq + Sync,
+    K: Clone + Eq,
+    M: Match<P, A>,
+{
     /// The data stored on `channel`, in the order its kind hands them out (oldest first for
     /// Bag, Set and Queue; newest first for Stack; priority order for PriorityQueue).
     ///

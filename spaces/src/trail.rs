@@ -1,4 +1,4 @@
-//! `Trail`: a persistent append-only sequence, for the per-shard event log and dirty lists.
+//! `Trail`: a persistent append-only sequence, for the per-shard dirty lists.
 //!
 //! Items are appended to an open *tail* chunk (a `Vec` behind a `triomphe::Arc`); a full tail,
 //! or a tail that a clone shares, is *sealed*: moved, as it is, into a persistent vector of
@@ -55,7 +55,7 @@ impl<T> Default for Trail<T> {
 
 impl<T> Trail<T> {
     /// The number of items.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -87,15 +87,6 @@ impl<T> Trail<T> {
         let old = std::mem::replace(&mut self.tail, Arc::new(fresh));
         if !old.is_empty() {
             self.sealed.push_back(old);
-        }
-    }
-
-    /// The last item appended.
-    #[inline]
-    pub(crate) fn last(&self) -> Option<&T> {
-        match self.tail.last() {
-            Some(item) => Some(item),
-            None => self.sealed.last().and_then(|chunk| chunk.last()),
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use rhospace_matchers::similarity::{EmbeddedDatum, Metric, SimilarityMatch, SimilarityPattern};
 use rhospace_matchers::Match;
-use rhospace_spaces::{DataKind, Space, SpaceConfig};
+use rhospace_spaces::{DataKind, Encode, Space, SpaceConfig};
 use rhospace_vectordb::VectorStore;
 
 use common::{best, d, space, Datum};
@@ -198,6 +198,28 @@ struct Mixed;
 enum MixedPattern {
     Sim(SimilarityPattern),
     Tag(u32),
+}
+
+/// A tag byte, then the pattern's own encoding (the event log hashes every pattern).
+impl Encode for MixedPattern {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            MixedPattern::Sim(p) => {
+                out.push(0);
+                p.encode(out);
+            }
+            MixedPattern::Tag(t) => {
+                out.push(1);
+                t.encode(out);
+            }
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        1 + match self {
+            MixedPattern::Sim(p) => p.encoded_len(),
+            MixedPattern::Tag(t) => t.encoded_len(),
+        }
+    }
 }
 
 impl Match<MixedPattern, Datum> for Mixed {

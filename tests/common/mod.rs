@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use rhospace_matchers::Match;
+use rhospace_spaces::Encode;
 
 /// A pattern over integers. Several data can match one pattern, which makes joins interesting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +29,33 @@ impl Pred {
             Pred::Odd => d % 2 != 0,
             Pred::Gt(n) => d > n,
             Pred::Eq(n) => d == n,
+        }
+    }
+}
+
+/// A tag byte, then the bound for `Gt` and `Eq`: a canonical encoding, as the event log's
+/// hashes need of every pattern type.
+impl Encode for Pred {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            Pred::Any => out.push(0),
+            Pred::Even => out.push(1),
+            Pred::Odd => out.push(2),
+            Pred::Gt(n) => {
+                out.push(3);
+                n.encode(out);
+            }
+            Pred::Eq(n) => {
+                out.push(4);
+                n.encode(out);
+            }
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            Pred::Gt(_) | Pred::Eq(_) => 9,
+            _ => 1,
         }
     }
 }

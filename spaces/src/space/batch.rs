@@ -17,6 +17,7 @@ use super::{validate, Space, View};
 use crate::admission::Open;
 use crate::comm::Comm;
 use crate::conts::Peeks;
+use crate::encode::Encode;
 use crate::error::{ConsumeError, ProduceError};
 use crate::shard::LockSet;
 
@@ -72,10 +73,10 @@ pub type ConsumeOutcome<C, P, A, K, R> = Result<Option<Comm<C, P, A, K, R>>, Con
 
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
-    C: Clone + Hash + Eq,
-    P: Clone + Eq + Sync,
-    A: Clone + Hash + Eq + Sync,
-    K: Clone + Eq,
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode + Sync,
+    A: Clone + Hash + Eq + Encode + Sync,
+    K: Clone + Eq + Encode,
     M: Match<P, A>,
 {
     /// Produces every `(channel, datum, persist)` item (priority 0), grouped by shard: the items

@@ -58,6 +58,7 @@ use crate::admission::{Admission, Gate, OpKind};
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::Peeks;
 use crate::data::ItemKey;
+use crate::encode::Encode;
 use crate::error::{ConsumeError, ErrorKind};
 use crate::join::Guide;
 use crate::parallel::PARALLEL_MIN_CANDIDATES;
@@ -71,10 +72,10 @@ pub(super) type SingleWalk<R> = (u64, Option<SingleHit<R>>, bool);
 
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
-    C: Clone + Hash + Eq,
-    P: Clone + Eq + Sync,
-    A: Clone + Hash + Eq + Sync,
-    K: Clone + Eq,
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode + Sync,
+    A: Clone + Hash + Eq + Encode + Sync,
+    K: Clone + Eq + Encode,
     M: Match<P, A>,
 {
     /// The single-position search of a consume on `channels` with `patterns` (validated):

@@ -172,7 +172,11 @@ pub(super) fn snapshot(s: &S) -> String {
     for (i, shard) in s.shards.iter().enumerate() {
         let g = shard.0.lock();
         let st = &g.state;
-        let _ = writeln!(out, "shard {i} log {:?}", st.log.iter().collect::<Vec<_>>());
+        let _ = writeln!(
+            out,
+            "shard {i} log {:?}",
+            crate::log::hash_events([&st.log], st.log.len())
+        );
         let _ = writeln!(
             out,
             "dirty {:?} joins {:?}",
