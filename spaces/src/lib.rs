@@ -32,8 +32,11 @@
 //! - **Soft checkpoints** are O(1): the state lives in persistent maps (`imbl`) with structural
 //!   sharing, each channel's and join group's state behind its own pointer, and a write to an
 //!   unshared node mutates it in place (`triomphe` pointers: checking that a node is unshared
-//!   is one load, not a locked compare-and-swap). The event log and the dirty lists are
-//!   append-only trails of shared chunks; small stores (≤ 32 items) are flat vectors.
+//!   is one load, not a locked compare-and-swap). The dirty lists are append-only trails of
+//!   shared chunks; small stores (≤ 32 items) are flat vectors.
+//! - **The event log** records each call as the canonical [`Encode`]ings its hash covers,
+//!   appended to shared byte chunks (so the operations that change the space ask `Encode` of
+//!   the value types); it keeps no clone of a value, and hashes at the hard checkpoint.
 //! - `Space` is `Send + Sync` and sharded by channel: an operation locks the shards of the
 //!   channels it touches, in ascending shard order (no deadlock), and runs entirely under them,
 //!   so operations are linearizable and operations on different shards run in parallel. The
