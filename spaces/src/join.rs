@@ -26,6 +26,8 @@
 //! channel offers at least its threshold of candidates lists them once in the channel's order
 //! and learns which ones its pattern accepts from an ordered parallel scan, then walks them
 //! serially exactly as above: same order, same choice, same `examined`.
+//!
+//! [`DataKind`]: crate::DataKind
 
 use std::hash::Hash;
 use std::ops::ControlFlow;

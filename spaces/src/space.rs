@@ -389,7 +389,7 @@ enum Source<C, P, K> {
 /// `P: Sync` and `A: Sync` of the pattern and datum types.
 ///
 /// The operations that change the space (produce, consume, install, and their batched and
-/// metered forms) also ask [`Encode`](crate::Encode) of all four value types: each call is
+/// metered forms) also ask [`Encode`] of all four value types: each call is
 /// logged as the canonical encodings its event hash covers (SPEC §7), written on the call and
 /// hashed at the next hard checkpoint, so the log keeps no clone of a value. Construction and
 /// the read-only views ask nothing of the kind.

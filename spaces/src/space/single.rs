@@ -24,7 +24,7 @@
 //!
 //! **Invariants it keeps** (the same, in the same order, as `consume_in`'s general branch):
 //! - the exact index is built before the walk exactly when the general search builds it (an
-//!   exact pattern on a channel that [`wants_index_for`](DataStore::wants_index_for) it), listing the
+//!   exact pattern on a channel that [`wants_index_for`] it), listing the
 //!   channel as changed, so `examined` and the dirty lists agree;
 //! - the gate sees the same [`Admission`] (same `examined`, `fires: Some(1)`, and the datum in
 //!   `freed_data` unless it stays) before anything else changes; a refusal changes nothing more
@@ -45,6 +45,9 @@
 //!
 //! Tests: `single_tests` runs random call sequences on a space with the shortcut and on one
 //! without, comparing every result, admission, state, log and state root.
+//!
+//! [`DataStore::for_each_candidate`]: crate::data::DataStore::for_each_candidate
+//! [`wants_index_for`]: crate::data::DataStore::wants_index_for
 
 use std::hash::Hash;
 use std::ops::ControlFlow;
