@@ -412,12 +412,39 @@ pub fn produce_hash<C: Encode + ?Sized, A: Encode + ?Sized>(
     datum: &A,
     persist: bool,
 ) -> Digest {
-    let mut buf = Vec::with_capacity(64);
-    channel.encode(&mut buf);
-    let split = buf.len();
-    datum.encode(&mut buf);
-    let (c, d) = buf.split_at(split);
-    produce_hash_encoded(c, d, persist)
+    with_scratch(|buf| {
+        channel.encode(buf);
+        let split = buf.len();
+        datum.encode(buf);
+        let (c, d) = buf.split_at(split);
+        produce_hash_encoded(c, d, persist)
+    })
+}
+
+thread_local! {
+    /// Each thread's buffer for encoding a call to hash: a replay hashes every call it checks
+    /// and every datum of every COMM it tries, and a fresh buffer each time cost a `malloc` and
+    /// a `free` per hash. Const-initialised: touching it never allocates.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers larger than this are not kept for the next hash.
+const SCRATCH_KEEP: usize = 4096;
+
+/// Runs `f` on this thread's empty scratch buffer (on a fresh one if an `Encode` impl inside
+/// `f` hashes too).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let out = f(&mut buf);
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            out
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// [`produce_hash`] from the channel's and the datum's encodings.
@@ -445,18 +472,19 @@ pub fn consume_hash<C: Encode, P: Encode, K: Encode + ?Sized>(
     persist: bool,
     peeks: &[usize],
 ) -> Digest {
-    let mut buf = Vec::with_capacity(64);
-    channels.encode(&mut buf);
-    let c = buf.len();
-    patterns.encode(&mut buf);
-    let p = buf.len();
-    continuation.encode(&mut buf);
-    let k = buf.len();
-    encode_varint(peeks.len() as u64, &mut buf);
-    for &x in peeks {
-        encode_varint(x as u64, &mut buf);
-    }
-    consume_hash_encoded(&buf[..c], &buf[c..p], &buf[p..k], persist, &buf[k..])
+    with_scratch(|buf| {
+        channels.encode(buf);
+        let c = buf.len();
+        patterns.encode(buf);
+        let p = buf.len();
+        continuation.encode(buf);
+        let k = buf.len();
+        encode_varint(peeks.len() as u64, buf);
+        for &x in peeks {
+            encode_varint(x as u64, buf);
+        }
+        consume_hash_encoded(&buf[..c], &buf[c..p], &buf[p..k], persist, &buf[k..])
+    })
 }
 
 /// [`consume_hash`] from the encodings of its parts (`peeks`: LEB128 count and positions).
@@ -792,6 +820,30 @@ mod log_tests {
         assert_eq!(uncounted(&hashed[snapshots[1].1..]), uncounted(&expected));
         assert_eq!(hashed[..snapshots[1].1], expected[..snapshots[1].1]);
         assert_eq!(hash_events([&snapshots[1].0, &log], merged.len()), hashed);
+    }
+
+    /// An `Encode` impl that hashes while being encoded for a hash gets its own buffer: the
+    /// outer hash is what a fresh buffer gives.
+    #[test]
+    fn a_hash_inside_an_encoding_leaves_the_outer_hash_intact() {
+        struct Nested;
+        impl Encode for Nested {
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&produce_hash(&1u8, &2u8, false));
+                out.extend_from_slice(&consume_hash(&[1u8], &[2u8], &3u8, true, &[0]));
+            }
+            fn encoded_len(&self) -> usize {
+                64
+            }
+        }
+        let mut expected = Vec::new();
+        Nested.encode(&mut expected);
+        let direct = produce_hash_encoded(&expected, &[5], false);
+        assert_eq!(produce_hash(&Nested, &5u8, false), direct);
+        let big = vec![7u8; 3 * SCRATCH_KEEP];
+        let first = produce_hash(&big, &1u8, true);
+        assert_eq!(produce_hash(&big, &1u8, true), first);
+        assert_eq!(produce_hash(&Nested, &5u8, false), direct);
     }
 
     /// Peeks, several data, persistent flags, heap-backed values and the events a replay
