@@ -33,7 +33,8 @@
 //!   sharing, each channel's and join group's state behind its own pointer, and a write to an
 //!   unshared node mutates it in place (`triomphe` pointers: checking that a node is unshared
 //!   is one load, not a locked compare-and-swap). The event log and the dirty lists are
-//!   append-only trails of shared chunks; small stores (≤ 32 items) are flat vectors.
+//!   append-only trails of shared chunks; small stores (≤ 32 items) are flat vectors, larger
+//!   ones deques of shared chunks.
 //! - `Space` is `Send + Sync` and sharded by channel: an operation locks the shards of the
 //!   channels it touches, in ascending shard order (no deadlock), and runs entirely under them,
 //!   so operations are linearizable and operations on different shards run in parallel. The
@@ -78,6 +79,7 @@
 
 mod admission;
 mod charging;
+mod chunks;
 mod comm;
 mod conts;
 mod data;
