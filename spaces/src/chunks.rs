@@ -146,7 +146,10 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
     }
 
     /// Appends `item`. Time: O(1) amortised; seals a full tail into the middle.
-    #[inline]
+    // Always inlined: left to itself the compiler calls it out of line from every produce, and
+    // the call's register saves cost as much as the push (~10 of ~40 instructions, callgrind);
+    // the rare sealing stays out of line.
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, item: T) {
         if self.tail.len() >= N {
             self.seal_tail();

@@ -9,8 +9,9 @@
 //! index) rebuild then.
 //!
 //! Cloning the chunked layout is O(1) (a write to a clone copies only the chunk it changes, and
-//! in the middle the path to it); cloning the flat layout clones its at most 32 items. Stores are cloned when their channel or
-//! join group is first written after a soft checkpoint (see [`crate::state_map`]).
+//! in the middle the path to it); cloning the flat layout clones its at most 32 items. Stores
+//! are cloned when their channel or join group is first written after a soft checkpoint (see
+//! [`crate::state_map`]).
 //!
 //! | operation | cost |
 //! |---|---|
