@@ -31,11 +31,12 @@
 //! computation, not a dispatch over imbl's layouts. imbl's vector also splits, concatenates
 //! and inserts in the middle in O(log n); this deque does none of that.
 //!
-//! Limits: only the ends grow and shrink; the middle chunks stay full, so a store emptied
-//! from the front keeps its tail's chunk until it is popped or the store is dropped.
+//! Limits: only the ends grow and shrink; the middle chunks stay full. A clone taken before
+//! every write makes every write copy a chunk (up to `N` item clones), as with imbl's vector;
+//! a copied chunk keeps the capacity of the one it copies (a tail's room for `N` items).
 
 use std::collections::{vec_deque, VecDeque};
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Deref};
 
 use imbl::Vector;
 use triomphe::Arc;
@@ -53,20 +54,43 @@ pub(crate) const CHUNK: usize = 64;
 /// `Arc` count above one) is never written: a write copies it first.
 #[derive(Clone, Debug)]
 pub(crate) struct ChunkDeque<T: Clone, const N: usize = CHUNK> {
-    head: Arc<VecDeque<T>>,
-    middle: Vector<Arc<VecDeque<T>>>,
-    tail: Arc<VecDeque<T>>,
+    head: Arc<Chunk<T>>,
+    middle: Vector<Arc<Chunk<T>>>,
+    tail: Arc<Chunk<T>>,
     len: usize,
 }
 
 impl<T: Clone, const N: usize> Default for ChunkDeque<T, N> {
     fn default() -> Self {
         Self {
-            head: Arc::new(VecDeque::new()),
+            head: Arc::new(Chunk(VecDeque::new())),
             middle: Vector::new(),
-            tail: Arc::new(VecDeque::new()),
+            tail: Arc::new(Chunk(VecDeque::new())),
             len: 0,
         }
+    }
+}
+
+/// One chunk's items. Its clone (the copy a write to a shared chunk makes) keeps the
+/// original's capacity, where `VecDeque`'s keeps exactly its items: a copied tail has room to
+/// grow to a whole chunk without reallocating.
+#[derive(Debug)]
+struct Chunk<T>(VecDeque<T>);
+
+impl<T: Clone> Clone for Chunk<T> {
+    fn clone(&self) -> Self {
+        let mut items = VecDeque::with_capacity(self.0.capacity());
+        items.extend(self.0.iter().cloned());
+        Chunk(items)
+    }
+}
+
+impl<T> Deref for Chunk<T> {
+    type Target = VecDeque<T>;
+
+    #[inline]
+    fn deref(&self) -> &VecDeque<T> {
+        &self.0
     }
 }
 
@@ -76,8 +100,8 @@ impl<T: Clone, const N: usize> Default for ChunkDeque<T, N> {
 /// Release decrement of a clone that dropped its pointer, so that clone's reads of the chunk
 /// happen before this write.
 #[inline]
-fn own<T: Clone>(chunk: &mut Arc<VecDeque<T>>) -> &mut VecDeque<T> {
-    Arc::make_mut(chunk)
+fn own<T: Clone>(chunk: &mut Arc<Chunk<T>>) -> &mut VecDeque<T> {
+    &mut Arc::make_mut(chunk).0
 }
 
 impl<T: Clone, const N: usize> ChunkDeque<T, N> {
@@ -162,7 +186,7 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
     /// that the front stays O(1) to read) and opens an empty one.
     #[cold]
     fn seal_tail(&mut self) {
-        let full = std::mem::replace(&mut self.tail, Arc::new(VecDeque::with_capacity(N)));
+        let full = std::mem::replace(&mut self.tail, Arc::new(Chunk(VecDeque::with_capacity(N))));
         if self.head.is_empty() && self.middle.is_empty() {
             self.head = full;
         } else {
@@ -257,7 +281,7 @@ impl<T: Clone, const N: usize> FromIterator<T> for ChunkDeque<T, N> {
 /// each end reads on into the other's chunk.
 pub(crate) struct Iter<'a, T: Clone> {
     front: vec_deque::Iter<'a, T>,
-    middle: imbl::vector::Iter<'a, Arc<VecDeque<T>>, imbl::shared_ptr::DefaultSharedPtr>,
+    middle: imbl::vector::Iter<'a, Arc<Chunk<T>>, imbl::shared_ptr::DefaultSharedPtr>,
     back: vec_deque::Iter<'a, T>,
     remaining: usize,
 }
@@ -379,6 +403,18 @@ mod tests {
             .chain([7])
             .collect();
         assert_eq!(items(&a), want);
+    }
+
+    #[test]
+    fn a_copied_tail_keeps_room_for_a_whole_chunk() {
+        // The first push after a chunk seals opens a tail with room for a whole chunk.
+        let mut a: ChunkDeque<u32> = (0..=CHUNK as u32).collect();
+        let b = a.clone();
+        a.push_back(7);
+        assert!(a.tail.capacity() >= CHUNK);
+        assert!(!Arc::ptr_eq(&a.tail, &b.tail));
+        assert!(b.iter().copied().eq(0..=CHUNK as u32));
+        assert!(a.iter().copied().eq((0..=CHUNK as u32).chain([7])));
     }
 
     #[test]
