@@ -33,7 +33,8 @@
 //!   sharing, each channel's and join group's state behind its own pointer, and a write to an
 //!   unshared node mutates it in place (`triomphe` pointers: checking that a node is unshared
 //!   is one load, not a locked compare-and-swap). The dirty lists are append-only trails of
-//!   shared chunks; small stores (≤ 32 items) are flat vectors.
+//!   shared chunks; small stores (≤ 32 items) are flat vectors, larger ones deques of shared
+//!   chunks.
 //! - **The event log** records each call as the canonical [`Encode`]ings its hash covers,
 //!   appended to shared byte chunks (so the operations that change the space ask `Encode` of
 //!   the value types); it keeps no clone of a value, and hashes at the hard checkpoint.
@@ -81,6 +82,7 @@
 
 mod admission;
 mod charging;
+mod chunks;
 mod comm;
 mod conts;
 mod data;

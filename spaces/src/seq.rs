@@ -1,33 +1,37 @@
 //! `SeqItems`: a persistent sequence with stable sequence numbers and tombstones.
 //!
 //! Items live as `Option<T>` slots in arrival order: up to 32 slots in a flat `SmallVec` (two
-//! inline), beyond that in an `imbl::Vector` (a persistent tree). Item `k` has sequence number
+//! inline), beyond that in a [`ChunkDeque`] (persistent chunks: open head and tail chunks, a
+//! persistent vector of full chunks between). Item `k` has sequence number
 //! `front + k`; removal in the middle leaves a tombstone (`None`) so other items keep their
 //! numbers, and tombstones at either end are trimmed at once. When tombstones outnumber live
 //! items (plus a slack), [`SeqItems::compact`] renumbers; callers holding numbers (the exact
 //! index) rebuild then.
 //!
-//! Cloning the tree is O(1) (a write to a clone copies only the path to the changed chunk);
-//! cloning the flat layout clones its at most 32 items. Stores are cloned when their channel or
-//! join group is first written after a soft checkpoint (see [`crate::state_map`]).
+//! Cloning the chunked layout is O(1) (a write to a clone copies only the chunk it changes, and
+//! in the middle the path to it); cloning the flat layout clones its at most 32 items. Stores
+//! are cloned when their channel or join group is first written after a soft checkpoint (see
+//! [`crate::state_map`]).
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `push`, `get` | O(1) flat, O(log n) tree; in place when unshared |
+//! | `push` | O(1) amortised; in place when unshared |
+//! | `get` | O(1) flat and at the chunked layout's ends, O(log n) in its middle |
 //! | `take` | as `get`, plus the tombstones it trims (amortised O(1)) |
-//! | `clone` | at most 32 item clones (flat), O(1) (tree) |
+//! | `clone` | at most 32 item clones (flat), O(1) (chunked) |
 //! | iteration | O(n + tombstones) |
 //! | `compact` | O(n), amortised O(1) per removal |
 //!
-//! Limits: the switch to the tree is one way until the store empties or compacts to at most
-//! 32 items; a store that shrinks by removals alone stays a tree.
+//! Limits: the switch to chunks is one way until the store empties or compacts to at most
+//! 32 items; a store that shrinks by removals alone stays chunked.
 
 use std::ops::ControlFlow;
 
-use imbl::Vector;
 use smallvec::SmallVec;
 
-/// Slots a store keeps in one flat vector before it moves to a persistent tree.
+use crate::chunks::{self, ChunkDeque};
+
+/// Slots a store keeps in one flat vector before it moves to persistent chunks.
 const SMALL: usize = 32;
 
 /// Invariant: `live` equals the number of `Some` slots; the first and last slots, if any, are
@@ -41,18 +45,18 @@ pub(crate) struct SeqItems<T: Clone> {
 }
 
 /// The slots: a flat vector while at most [`SMALL`] (most channels hold a few items; the
-/// first two live inline), a persistent tree beyond.
+/// first two live inline), persistent chunks beyond.
 ///
-/// `imbl::Vector` allocates a 64-slot chunk for its first few items (for a waiting
-/// continuation, ~6 KB, copied from the stack): most of the cost of a consume that waits on a
-/// new channel. Cloning the flat vector copies at most `SMALL` slots: O(1). Stores are
-/// cloned only when their channel or join group is written after a soft checkpoint (the maps
-/// keep each behind its own pointer, see [`crate::state_map`]), so that copy replaces the
-/// tree's path copy rather than adding to it.
+/// A chunk holds 64 slots (for a waiting continuation, ~6 KB): allocating one for a channel's
+/// first few items was most of the cost of a consume that waits on a new channel. Cloning the
+/// flat vector copies at most `SMALL` slots: O(1). Stores are cloned only when their channel
+/// or join group is written after a soft checkpoint (the maps keep each behind its own
+/// pointer, see [`crate::state_map`]), so that copy replaces the chunk copy of the first
+/// write rather than adding to it.
 #[derive(Clone, Debug)]
 enum Slots<T: Clone> {
     Small(SmallVec<[Option<T>; 2]>),
-    Large(Vector<Option<T>>),
+    Large(ChunkDeque<Option<T>>),
 }
 
 impl<T: Clone> Default for SeqItems<T> {
@@ -95,7 +99,7 @@ impl<T: Clone> Slots<T> {
         match self {
             Slots::Small(v) if v.len() < SMALL => v.push(value),
             Slots::Small(v) => {
-                let mut large: Vector<Option<T>> = std::mem::take(v).into_iter().collect();
+                let mut large: ChunkDeque<Option<T>> = std::mem::take(v).into_iter().collect();
                 large.push_back(value);
                 *self = Slots::Large(large);
             }
@@ -107,10 +111,7 @@ impl<T: Clone> Slots<T> {
     fn trailing_none(&self) -> usize {
         match self {
             Slots::Small(v) => v.iter().rev().take_while(|s| s.is_none()).count(),
-            Slots::Large(v) => (0..v.len())
-                .rev()
-                .take_while(|&i| v.get(i).is_some_and(|s| s.is_none()))
-                .count(),
+            Slots::Large(v) => v.iter().rev().take_while(|s| s.is_none()).count(),
         }
     }
 
@@ -163,7 +164,7 @@ impl<T: Clone> Slots<T> {
 /// Iterates either kind of slots.
 enum SlotIter<'a, T: Clone> {
     Small(std::slice::Iter<'a, Option<T>>),
-    Large(imbl::vector::Iter<'a, Option<T>, imbl::shared_ptr::DefaultSharedPtr>),
+    Large(chunks::Iter<'a, Option<T>>),
 }
 
 impl<'a, T: Clone> Iterator for SlotIter<'a, T> {
@@ -297,8 +298,8 @@ impl<T: Clone> SeqItems<T> {
     }
 
     /// Calls `f` on the live items, oldest first, until it breaks: what [`iter`](Self::iter)
-    /// yields, but walked a slice at a time (the flat vector, or the tree a leaf chunk of 64 at
-    /// a time: one tree lookup per chunk, not per item), for hot scans.
+    /// yields, but walked a slice at a time (the flat vector, or the chunks one at a time: one
+    /// persistent-vector step per chunk, not per item), for hot scans.
     pub(crate) fn for_each_live<'s>(
         &'s self,
         mut f: impl FnMut(u64, &'s T) -> ControlFlow<()>,
@@ -315,7 +316,7 @@ impl<T: Clone> SeqItems<T> {
         };
         match &self.slots {
             Slots::Small(v) => walk(v),
-            Slots::Large(v) => v.leaves().try_for_each(walk),
+            Slots::Large(v) => v.try_for_each_slice(walk),
         }
     }
 
