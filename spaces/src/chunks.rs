@@ -55,7 +55,10 @@ pub(crate) const CHUNK: usize = 64;
 #[derive(Clone, Debug)]
 pub(crate) struct ChunkDeque<T: Clone, const N: usize = CHUNK> {
     head: Arc<Chunk<T>>,
-    middle: Vector<Arc<Chunk<T>>>,
+    /// Behind its own pointer so that the deque is four words (a store is built and moved by
+    /// value on every new channel; with the vector inline it passed 128 bytes, and every such
+    /// move became a `memcpy` call). Only sealing and pulling chunks write it.
+    middle: Arc<Vector<Arc<Chunk<T>>>>,
     tail: Arc<Chunk<T>>,
     len: usize,
 }
@@ -64,7 +67,7 @@ impl<T: Clone, const N: usize> Default for ChunkDeque<T, N> {
     fn default() -> Self {
         Self {
             head: Arc::new(Chunk(VecDeque::new())),
-            middle: Vector::new(),
+            middle: Arc::new(Vector::new()),
             tail: Arc::new(Chunk(VecDeque::new())),
             len: 0,
         }
@@ -152,7 +155,7 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
             return own(&mut self.tail).get_mut(index - tail_start);
         }
         let i = index - self.head.len();
-        own(self.middle.get_mut(i / N)?).get_mut(i % N)
+        own(Arc::make_mut(&mut self.middle).get_mut(i / N)?).get_mut(i % N)
     }
 
     /// The first item. Time: O(1) (O(log(len / N)) while the head is empty).
@@ -190,7 +193,7 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
         if self.head.is_empty() && self.middle.is_empty() {
             self.head = full;
         } else {
-            self.middle.push_back(full);
+            Arc::make_mut(&mut self.middle).push_back(full);
         }
     }
 
@@ -199,7 +202,12 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         if self.head.is_empty() {
-            match self.middle.pop_front() {
+            let next = if self.middle.is_empty() {
+                None
+            } else {
+                Arc::make_mut(&mut self.middle).pop_front()
+            };
+            match next {
                 Some(chunk) => self.head = chunk,
                 // Nothing before the tail: its first item is the first.
                 None => {
@@ -219,7 +227,12 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
     #[inline]
     pub(crate) fn pop_back(&mut self) -> Option<T> {
         if self.tail.is_empty() {
-            match self.middle.pop_back() {
+            let last = if self.middle.is_empty() {
+                None
+            } else {
+                Arc::make_mut(&mut self.middle).pop_back()
+            };
+            match last {
                 Some(chunk) => self.tail = chunk,
                 // Nothing after the head: its last item is the last.
                 None => {
