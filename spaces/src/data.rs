@@ -456,3 +456,13 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         out
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// A new channel's store is built and moved by value; past 128 bytes each such move is a
+    /// `memcpy` call (see `crate::chunks`).
+    #[test]
+    fn a_store_of_word_sized_data_fits_in_128_bytes() {
+        assert!(std::mem::size_of::<super::DataStore<u64>>() <= 128);
+    }
+}
