@@ -287,7 +287,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 
     #[inline]
     fn state_mut(&mut self, channel: &C) -> &mut State<C, P, A, K> {
-        triomphe::Arc::make_mut(&mut self.locks.get_mut(self.router.shard_of(channel)).state)
+        crate::state_map::make_mut(&mut self.locks.get_mut(self.router.shard_of(channel)).state)
     }
 
     #[inline]
@@ -825,7 +825,7 @@ where
         // Fast path: nothing waits on this channel, so the datum is stored (one map walk
         // under one shard lock).
         if !installed_here {
-            let state = triomphe::Arc::make_mut(&mut shard.state);
+            let state = crate::state_map::make_mut(&mut shard.state);
             // Replay: the call must be one the log expects (no COMM can fire here).
             let replaying = shard.replaying;
             let check = |datum: &A| {
