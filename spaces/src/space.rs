@@ -454,7 +454,17 @@ fn resolve<'s, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone>(
     Join { cids, stores }
 }
 
+#[inline]
 fn normalise_peeks(peeks: &[usize], arity: usize) -> Result<Peeks, ErrorKind> {
+    // Most calls peek nowhere: nothing to check or sort, and no call.
+    if peeks.is_empty() {
+        return Ok(Peeks::new());
+    }
+    normalise_peek_list(peeks, arity)
+}
+
+/// [`normalise_peeks`] of a non-empty list: checked, sorted, without duplicates.
+fn normalise_peek_list(peeks: &[usize], arity: usize) -> Result<Peeks, ErrorKind> {
     let mut out = Peeks::new();
     for &p in peeks {
         if p >= arity {
