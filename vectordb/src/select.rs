@@ -6,8 +6,8 @@
 //! A [`Selection`] holds one bounded heap ([`TopK`]) per query and, beside them, a contiguous
 //! copy of each heap's *floor* (the score a candidate must reach to possibly enter,
 //! [`TopK::floor`]). A tile row of `m` scores is compared with the `m` floors in blocks of
-//! [`LANES`] without branches (the compiler emits vector compares); only a block where some
-//! score reaches its floor goes to the heaps, one query at a time. Once the heaps are full the
+//! [`LANES`] without branches (the compiler emits vector compares and a bit mask); only the
+//! queries whose bit is set go to their heaps. Once the heaps are full the
 //! floors are high, and almost every block is dismissed by that one compare.
 //!
 //! A selection lives across tiles (the batch keeps one per thread, not one per tile), and
@@ -84,11 +84,15 @@ impl Selection {
                 .zip(self.floors.chunks_mut(LANES))
                 .zip(self.tops.chunks_mut(LANES));
             for ((scores, floors), tops) in blocks {
-                if !any_reaches(scores, floors) {
-                    continue;
-                }
-                for ((&score, floor), top) in scores.iter().zip(floors).zip(tops) {
-                    if score >= *floor {
+                let mut reached = reaching(scores, floors);
+                while reached != 0 {
+                    let j = reached.trailing_zeros() as usize;
+                    reached &= reached - 1;
+                    // `j` < `scores.len()` (one bit per lane), which is also the length of
+                    // `floors` and `tops`; the `get`s never fail.
+                    if let (Some(&score), Some(floor), Some(top)) =
+                        (scores.get(j), floors.get_mut(j), tops.get_mut(j))
+                    {
                         top.push(Hit { id, score });
                         *floor = top.floor();
                     }
@@ -111,14 +115,23 @@ impl Selection {
     }
 }
 
-/// Whether some `scores[i] >= floors[i]`. No early exit, so that it compiles to vector
-/// compares and one mask test.
+/// Bit `i` set when `scores[i] >= floors[i]` (at most [`LANES`] of each). No branches: a
+/// full block is a fixed-size loop, which compiles to vector compares and a mask extraction.
 #[inline]
-fn any_reaches(scores: &[f32], floors: &[f32]) -> bool {
-    scores
-        .iter()
-        .zip(floors)
-        .fold(false, |any, (&s, &f)| any | (s >= f))
+fn reaching(scores: &[f32], floors: &[f32]) -> u32 {
+    let mask = |s: &[f32], f: &[f32]| {
+        s.iter()
+            .zip(f)
+            .enumerate()
+            .fold(0, |mask, (i, (&s, &f))| mask | (u32::from(s >= f) << i))
+    };
+    match (
+        <&[f32; LANES]>::try_from(scores),
+        <&[f32; LANES]>::try_from(floors),
+    ) {
+        (Ok(s), Ok(f)) => mask(s, f),
+        _ => mask(scores, floors),
+    }
 }
 
 #[cfg(test)]
