@@ -36,7 +36,8 @@ use crate::topk::{Hit, TopK};
 use crate::VectorId;
 use std::mem::MaybeUninit;
 
-/// Floors compared per block: one 512-bit vector of f32.
+/// Floors compared per block: a 512-bit vector of f32 (four SSE compares on baseline
+/// x86-64), and the width of the bit mask [`reaching`] returns.
 const LANES: usize = 16;
 
 /// Top-k selections of `m` queries, fed by score tiles (see the module docs).
