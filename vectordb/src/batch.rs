@@ -25,9 +25,13 @@
 //! calling thread spawns helper jobs on the current rayon pool *before* it validates and packs
 //! the queries, so that a sleeping worker's wake-up (about 20 µs on the reference machine)
 //! overlaps that preparation; then the calling thread and the helpers take tiles from a shared
-//! counter, each tile on one thread, writing its own part of the output. Per-tile top-k
-//! selections are merged in tile order under the total order of [`Hit::rank_cmp`]. So serial
-//! and parallel execution, with any number of threads, return bit-identical results.
+//! counter, each tile on one thread, writing its own part of the output. For top-k, each
+//! thread feeds the tiles it claims into a selection it keeps across tiles (in
+//! [`crate::select`]: a per-query heap behind a vector compare against its k-th best score),
+//! and the selections are merged at the end; a selection keeps the top k under the total
+//! order of [`Hit::rank_cmp`] of whatever it was offered, in any order, so which thread saw
+//! which tile cannot change the result. So serial and parallel execution, with any number of
+//! threads, return bit-identical results.
 //!
 //! With the AVX-512 kernel a batch score does not depend on tiling or blocking at all (one FMA
 //! chain per score). It sums in a different order than the single-query pair kernel, so for
@@ -37,11 +41,12 @@
 
 use crate::error::QueryError;
 use crate::kernels::{self, l2sq_f32_unchecked_len, Finish, GemmBackend, PackedQueries};
+use crate::select::Selection;
 use crate::store::{sanitize, validate, Chunk, Metric, VectorStore};
-use crate::topk::{Hit, TopK};
+use crate::topk::Hit;
 use crate::VectorId;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Rows per GEMM tile (the unit of parallel work). Tiles never cross a chunk boundary.
@@ -166,6 +171,12 @@ struct Tile {
 
 /// A tile's part of the output, until a thread takes it.
 type OutputPart<'a> = Mutex<Option<(Tile, &'a mut [MaybeUninit<f32>])>>;
+
+/// Locks `m`, ignoring poison: a poisoned lock only means another tile panicked (that panic
+/// is propagated).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Takes a tile's output part (once; `None` afterwards).
 fn take_part<'a>(part: &OutputPart<'a>) -> Option<(Tile, &'a mut [MaybeUninit<f32>])> {
@@ -363,36 +374,25 @@ impl VectorStore {
         }
     }
 
-    /// Top-k selections of one tile, one per query.
-    fn tile_top_k(&self, q: &PackedQueries, k: usize, tile: Tile) -> Vec<TopK> {
-        let m = q.len();
-        let mut buf: Vec<f32> = Vec::with_capacity(tile.len * m);
-        let scores = self.tile_scores(q, tile, &mut buf.spare_capacity_mut()[..tile.len * m]);
+    /// Offers one tile's rows (the live ones) to `sel`, scored into its buffer.
+    fn select_tile(&self, q: &PackedQueries, tile: Tile, sel: &mut Selection) {
         let chunk = &self.chunks[tile.chunk];
-        let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
-        if m == 0 {
-            return tops;
-        }
-        for (r, line) in scores.chunks_exact(m).enumerate() {
-            let row = tile.start + r;
-            if !chunk.live[row] {
-                continue;
-            }
-            let id = VectorId(chunk.ids[row]);
-            for (top, &score) in tops.iter_mut().zip(line) {
-                if score >= top.floor() {
-                    top.push(Hit { id, score });
-                }
-            }
-        }
-        tops
+        sel.offer_tile(
+            tile.len,
+            |out| self.tile_scores(q, tile, out),
+            |r| {
+                let row = tile.start + r;
+                chunk.live[row].then(|| VectorId(chunk.ids[row]))
+            },
+        );
     }
 
     /// [`batch_top_k_with`](Self::batch_top_k_with) with [`Execution::Auto`].
     ///
     /// `queries` is a flat buffer of `m × dim` floats (query `i` at `i*dim..(i+1)*dim`).
     ///
-    /// Time: O(m · n · dim / p) on p threads, plus O(m · n log k).
+    /// Time: O(m · n · dim / p) on p threads, plus O(m · n) compares and O(m · n log k) heap
+    /// work at worst (expected O(m · p · k log(n / k) log k) for rows in random order).
     ///
     /// ```
     /// use rhospace_vectordb::{Metric, VectorStore};
@@ -410,7 +410,8 @@ impl VectorStore {
     /// best first, ties by smaller id. The result does not depend on `exec` or on the number of
     /// threads (see the module docs); any invalid query rejects the whole batch.
     ///
-    /// Time: O(m · n · dim / p) on p threads, plus O(m · n log k).
+    /// Time: O(m · n · dim / p) on p threads, plus O(m · n) compares and O(m · n log k) heap
+    /// work at worst (expected O(m · p · k log(n / k) log k) for rows in random order).
     ///
     /// ```
     /// use rhospace_vectordb::{Execution, Metric, QueryError, VectorStore};
@@ -430,31 +431,43 @@ impl VectorStore {
             return Err(QueryError::ZeroK);
         }
         let tiles = self.tiles();
-        // One slot per tile, filled by whichever thread claims the tile.
-        let per_tile: Vec<OnceLock<Vec<TopK>>> = tiles.iter().map(|_| OnceLock::new()).collect();
+        let m = queries.len() / self.dim();
+        // Selections not in use, each kept across the tiles it is given (see `select`): a
+        // thread takes one (or makes one) per tile and puts it back, so there are at most as
+        // many as threads ran at once. Which tiles a selection saw never changes the result.
+        let idle: Mutex<Vec<Selection>> = Mutex::new(Vec::new());
+        // Relaxed: published by the end of `prepared_for_each` (rayon's join), like the
+        // selections themselves.
+        let done: Vec<AtomicBool> = tiles.iter().map(|_| AtomicBool::new(false)).collect();
         let q = prepared_for_each(
             tiles.len(),
-            self.parallel(queries.len() / self.dim(), exec),
+            self.parallel(m, exec),
             || self.prepare_batch(queries),
             |q, i| {
-                let _ = per_tile[i].set(self.tile_top_k(q, k, tiles[i]));
+                let mut sel = lock(&idle)
+                    .pop()
+                    .unwrap_or_else(|| Selection::new(q.len(), k));
+                self.select_tile(q, tiles[i], &mut sel);
+                done[i].store(true, Ordering::Relaxed);
+                lock(&idle).push(sel);
             },
         )?;
         let m = q.len();
         if m == 0 {
             return Ok(Vec::new());
         }
-        let mut merged: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
-        for (slot, &tile) in per_tile.into_iter().zip(&tiles) {
-            // Every slot is set (each tile ran exactly once); computed here otherwise.
-            let tops = slot
-                .into_inner()
-                .unwrap_or_else(|| self.tile_top_k(&q, k, tile));
-            for (dst, src) in merged.iter_mut().zip(tops) {
-                dst.merge(src);
+        let mut idle = idle.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut merged = idle.pop().unwrap_or_else(|| Selection::new(m, k));
+        for sel in idle {
+            merged.merge(sel);
+        }
+        for (tile, done) in tiles.iter().zip(&done) {
+            // Every tile ran (each index exactly once); selected here otherwise.
+            if !done.load(Ordering::Relaxed) {
+                self.select_tile(&q, *tile, &mut merged);
             }
         }
-        Ok(merged.into_iter().map(TopK::into_sorted).collect())
+        Ok(merged.into_sorted())
     }
 
     /// Scores of every query in `queries` (flat, `m × dim`) against every live vector, as one

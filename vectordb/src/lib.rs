@@ -80,7 +80,7 @@
 //! | [`VectorStore::top_k`] | O((n + t) · d + n log k) | one thread; with the pre-filter (n ≥ [`PREFILTER_MIN_ROWS`]) d bytes per row + O(c · d) for c rescored rows |
 //! | [`VectorStore::above`] | O((n + t) · d + h log h) | h = hits; pre-filtered like `top_k` |
 //! | [`VectorStore::top_k_quantized`] | O((n + t) · d) on bytes + O(s · (d + log n)) | s = shortlist |
-//! | [`VectorStore::batch_top_k`] | O(m · (n + t) · d / p + m · n log k) | GEMM tiles |
+//! | [`VectorStore::batch_top_k`] | O(m · (n + t) · d / p + m · n log k) | GEMM tiles; selection O(m · n) compares + expected O(m · p · k log(n / k) log k) heap work |
 //! | [`VectorStore::similarity_matrix`] | O(m · (n + t) · d / p) | O(m · n) output |
 //!
 //! Memory per row: `4·d` (f32 components) + 4 (inverse norm or squared norm) + 8 (id) + 1 (live
@@ -117,6 +117,7 @@ mod error;
 pub mod kernels;
 mod prefilter;
 mod query;
+mod select;
 mod store;
 mod topk;
 

@@ -1,7 +1,9 @@
 //! Bounded top-k selection with a deterministic total order.
 //!
-//! Algorithm: a binary min-heap of at most `k` entries whose root is the *worst* kept hit; a
-//! candidate enters only if it beats the root. Ranking is the total order "higher score first,
+//! Algorithm: a binary heap of at most `k` entries whose root is the *worst* kept hit; a
+//! candidate enters only if it beats the root. Entries are hits packed into `u128` keys whose
+//! integer order is the ranking order (see [`pack`]), so every heap comparison is one integer
+//! compare. Ranking is the total order "higher score first,
 //! then smaller id first", with scores compared by [`f32::total_cmp`], so the kept set and its
 //! order are a pure function of the (id, score) pairs offered, whatever order they arrive in
 //! (this is what lets parallel and serial batches agree exactly).
@@ -48,31 +50,45 @@ impl Hit {
     }
 }
 
-/// Heap entry ordered so that the heap's maximum is the worst-ranked hit.
-struct Worst(Hit);
+/// A hit packed so that integer order is rank order: a *smaller* key ranks *before* (is better
+/// than) a larger one, exactly as [`Hit::rank_cmp`] says, and [`unpack`] gives the hit back
+/// bit for bit.
+///
+/// Layout: high 64 bits `!ordered(score)` (zero-extended), low 64 bits the id, where
+/// `ordered` maps `f32` bits to a `u32` whose unsigned order is [`f32::total_cmp`]'s (the
+/// same transform `total_cmp` applies, then the sign bit flipped). Higher score, smaller high
+/// half; equal scores, the id decides.
+#[inline]
+fn pack(hit: Hit) -> u128 {
+    let bits = hit.score.to_bits();
+    // Negative: flip every bit; non-negative: flip the sign bit. Monotone in total_cmp.
+    let ordered = bits ^ ((((bits as i32) >> 31) as u32) | 0x8000_0000);
+    (u128::from(!ordered) << 64) | u128::from(hit.id.0)
+}
 
-impl PartialEq for Worst {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Worst {}
-impl PartialOrd for Worst {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Worst {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // "Greater" = ranks later = worse, so BinaryHeap's peek is the worst kept hit.
-        self.0.rank_cmp(&other.0)
+/// The hit of a [`pack`]ed key.
+#[inline]
+fn unpack(key: u128) -> Hit {
+    let ordered = !((key >> 64) as u32);
+    // Inverse of `pack`'s transform: the sign bit of `ordered` is set for non-negative scores.
+    let bits = if ordered & 0x8000_0000 != 0 {
+        ordered ^ 0x8000_0000
+    } else {
+        !ordered
+    };
+    Hit {
+        id: VectorId(key as u64),
+        score: f32::from_bits(bits),
     }
 }
 
 /// Keeps the `k` best hits offered so far.
+///
+/// Invariant: `heap` holds at most `k` [`pack`]ed hits, distinct when the ids offered are; its
+/// maximum is the worst kept hit.
 pub(crate) struct TopK {
     k: usize,
-    heap: BinaryHeap<Worst>,
+    heap: BinaryHeap<u128>,
 }
 
 impl TopK {
@@ -87,11 +103,12 @@ impl TopK {
     /// Offers one candidate.
     #[inline]
     pub(crate) fn push(&mut self, hit: Hit) {
+        let key = pack(hit);
         if self.heap.len() < self.k {
-            self.heap.push(Worst(hit));
+            self.heap.push(key);
         } else if let Some(mut worst) = self.heap.peek_mut() {
-            if hit.rank_cmp(&worst.0) == Ordering::Less {
-                *worst = Worst(hit);
+            if key < *worst {
+                *worst = key;
             }
         }
     }
@@ -104,21 +121,102 @@ impl TopK {
         if self.heap.len() < self.k {
             f32::NEG_INFINITY
         } else {
-            self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.score)
+            self.heap
+                .peek()
+                .map_or(f32::NEG_INFINITY, |&w| unpack(w).score)
         }
     }
 
     /// Merges another selection into this one.
     pub(crate) fn merge(&mut self, other: TopK) {
-        for w in other.heap {
-            self.push(w.0);
+        for key in other.heap {
+            self.push(unpack(key));
         }
     }
 
     /// The kept hits, best first.
     pub(crate) fn into_sorted(self) -> Vec<Hit> {
-        let mut v: Vec<Hit> = self.heap.into_iter().map(|w| w.0).collect();
-        v.sort_by(Hit::rank_cmp);
-        v
+        // Ascending keys are best first.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(unpack)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scores that stress the order: both zeros, infinities, NaNs of both signs, subnormals.
+    const SCORES: [f32; 12] = [
+        f32::NEG_INFINITY,
+        -1.5,
+        -f32::MIN_POSITIVE,
+        -1e-45,
+        -0.0,
+        0.0,
+        1e-45,
+        0.25,
+        f32::MAX,
+        f32::INFINITY,
+        f32::NAN,
+        -f32::NAN,
+    ];
+
+    /// Key order is `rank_cmp`'s, and unpacking gives back the same bits.
+    #[test]
+    fn packed_order_is_rank_order_and_round_trips() {
+        let ids = [0u64, 1, 7, u64::MAX];
+        let hits: Vec<Hit> = SCORES
+            .iter()
+            .flat_map(|&score| {
+                ids.iter().map(move |&id| Hit {
+                    id: VectorId(id),
+                    score,
+                })
+            })
+            .collect();
+        for a in &hits {
+            let back = unpack(pack(*a));
+            assert_eq!((back.id, back.score.to_bits()), (a.id, a.score.to_bits()));
+            for b in &hits {
+                assert_eq!(pack(*a).cmp(&pack(*b)), a.rank_cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    /// The kept set is the sort's first `k`, whatever the arrival order.
+    #[test]
+    fn keeps_the_sorted_prefix_in_any_order() {
+        let mut hits: Vec<Hit> = (0..60u64)
+            .map(|i| Hit {
+                id: VectorId(i * 13 % 61),
+                score: SCORES[(i % 10) as usize],
+            })
+            .collect();
+        let mut want = hits.clone();
+        want.sort_by(Hit::rank_cmp);
+        for k in [1, 5, 60, 100] {
+            for rev in [false, true] {
+                if rev {
+                    hits.reverse();
+                }
+                let mut top = TopK::new(k);
+                hits.iter().for_each(|&h| top.push(h));
+                let got: Vec<(VectorId, u32)> = top
+                    .into_sorted()
+                    .iter()
+                    .map(|h| (h.id, h.score.to_bits()))
+                    .collect();
+                let want: Vec<(VectorId, u32)> = want
+                    .iter()
+                    .take(k)
+                    .map(|h| (h.id, h.score.to_bits()))
+                    .collect();
+                assert_eq!(got, want, "k {k}");
+            }
+        }
     }
 }
