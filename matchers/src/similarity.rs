@@ -9,7 +9,7 @@
 //! agree on every threshold decision. A datum passes when `score >= threshold`.
 //!
 //! **Selection.** [`get`](crate::Match::get) judges one datum. Which data a consume takes is the
-//! space's business: through [`Match::similarity`](crate::Match::similarity) it learns that a
+//! space's business: through [`Match::similarity`] it learns that a
 //! pattern selects by score, and on a VectorDB channel it offers candidates best score first
 //! (ties: oldest first); with [`Take::TopK`] one position takes the `k` best. On other channel
 //! kinds a similarity pattern is an ordinary predicate, tried in the kind's order.

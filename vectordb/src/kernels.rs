@@ -394,7 +394,7 @@ pub fn jaccard(a: &[u8], b: &[u8]) -> Result<f32, LengthMismatch> {
 pub(crate) enum GemmBackend {
     /// Our register-blocked AVX-512 kernel (x86-64 with `avx512f` at run time). Every output is
     /// one sequential chain of fused multiply-adds over the components in index order, so it is
-    /// bit-identical to [`fma_dot_reference`] and independent of blocking, tiling and threads.
+    /// bit-identical to the tests' `fma_dot_reference`, whatever the blocking, tiling and threads.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx512,
     /// `matrixmultiply::sgemm` (packed, cache-blocked; AVX2/FMA, NEON or scalar micro-kernels):
