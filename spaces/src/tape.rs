@@ -212,4 +212,88 @@ mod tests {
         empty.extend_from(&Tape::default());
         assert!(read(&empty).is_empty());
     }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Append to tape `at` (modulo the live tapes) a record of `len` bytes.
+        Write(usize, usize),
+        /// Clone tape `at`.
+        Clone(usize),
+        /// Drop tape `at` (the last one is kept).
+        Drop(usize),
+        /// Append tape `from`'s records to tape `at`.
+        Extend(usize, usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => (any::<usize>(), prop_oneof![0..8usize, 200..320usize, 0..3000usize])
+                .prop_map(|(a, l)| Op::Write(a, l)),
+            2 => any::<usize>().prop_map(Op::Clone),
+            1 => any::<usize>().prop_map(Op::Drop),
+            1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::Extend(a, b)),
+        ]
+    }
+
+    /// Reads every record of `t` as written by the property below: a 4-byte length, then
+    /// that many bytes each equal to the record's tag (its length modulo 251).
+    fn read_lengths(t: &Tape) -> Vec<usize> {
+        let mut r = t.reader();
+        let mut out = Vec::new();
+        while let Some(rest) = r.next_record() {
+            let (len, tail) = rest.split_at(4);
+            let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
+            let (body, tail) = tail.split_at(len);
+            assert!(body.iter().all(|b| usize::from(*b) == len % 251));
+            out.push(len);
+            *rest = tail;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any interleaving of records (small, around the room a tail keeps, and larger than a
+        /// tail's first capacity), clones, drops and appends of one tape to another: every live
+        /// tape reads back exactly the records of its own line, each whole and in order.
+        #[test]
+        fn tapes_behave_as_separate_record_lists(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut live: Vec<(Tape, Vec<usize>)> = vec![(Tape::default(), Vec::new())];
+            for (step, op) in ops.into_iter().enumerate() {
+                let n = live.len();
+                match op {
+                    Op::Write(at, len) => {
+                        let (t, m) = &mut live[at % n];
+                        let out = t.record();
+                        out.extend_from_slice(&(len as u32).to_le_bytes());
+                        out.extend(std::iter::repeat_n((len % 251) as u8, len));
+                        m.push(len);
+                    }
+                    Op::Clone(at) => {
+                        let c = live[at % n].clone();
+                        live.push(c);
+                    }
+                    Op::Drop(at) => {
+                        if n > 1 {
+                            live.swap_remove(at % n);
+                        }
+                    }
+                    Op::Extend(at, from) => {
+                        let (other, more) = live[from % n].clone();
+                        let (t, m) = &mut live[at % n];
+                        t.extend_from(&other);
+                        m.extend(more);
+                    }
+                }
+                if step % 8 == 0 {
+                    for (t, m) in &live {
+                        proptest::prop_assert_eq!(&read_lengths(t), m);
+                    }
+                }
+            }
+            for (t, m) in &live {
+                proptest::prop_assert_eq!(&read_lengths(t), m);
+            }
+        }
+    }
 }
