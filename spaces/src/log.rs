@@ -584,13 +584,9 @@ pub(crate) fn hash_events<'l>(
     out
 }
 
-/// Reads a digest of a record.
+/// Reads a digest of a record ([`decode_digest`], which only fails on a short record).
 fn take_digest(r: &mut &[u8]) -> Digest {
-    let Some((d, rest)) = r.split_first_chunk::<32>() else {
-        broken_log()
-    };
-    *r = rest;
-    *d
+    decode_digest(r).unwrap_or_else(|_| broken_log())
 }
 
 #[cold]
