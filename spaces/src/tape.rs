@@ -134,33 +134,43 @@ impl<'t> TapeReader<'t> {
 mod tests {
     use super::*;
 
-    /// Writes record `i`: its length byte then that many copies of `i` (1 to 300 bytes, so
-    /// records cross the chunk size at varied points).
-    fn write(t: &mut Tape, i: u32) {
-        let len = (i * 37 % 300 + 1) as usize;
+    /// Writes a record: a 4-byte length and a tag byte, then `len` copies of the tag.
+    fn put(t: &mut Tape, len: usize, tag: u8) {
         let out = t.record();
         out.extend_from_slice(&(len as u32).to_le_bytes());
-        out.extend(std::iter::repeat_n(i as u8, len));
+        out.push(tag);
+        out.extend(std::iter::repeat_n(tag, len));
     }
 
+    /// The length of record `i` of the fixed sequences: 1 to 300 bytes, so records cross
+    /// the chunk size at varied points.
+    fn len_of(i: u32) -> usize {
+        (i * 37 % 300 + 1) as usize
+    }
+
+    /// Writes record `i` of the fixed sequences, tagged `i`.
+    fn write(t: &mut Tape, i: u32) {
+        put(t, len_of(i), i as u8);
+    }
+
+    /// Every record of `t` as `(length, tag)`, checking that each body is whole.
     fn read(t: &Tape) -> Vec<(usize, u8)> {
         let mut r = t.reader();
         let mut out = Vec::new();
         while let Some(rest) = r.next_record() {
             let (len, tail) = rest.split_at(4);
             let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
+            let (tag, tail) = tail.split_at(1);
             let (body, tail) = tail.split_at(len);
-            assert!(body.iter().all(|b| *b == body[0]), "a record is contiguous");
-            out.push((len, body[0]));
+            assert!(body.iter().all(|b| *b == tag[0]), "a record is contiguous");
+            out.push((len, tag[0]));
             *rest = tail;
         }
         out
     }
 
     fn expected(ids: impl IntoIterator<Item = u32>) -> Vec<(usize, u8)> {
-        ids.into_iter()
-            .map(|i| ((i * 37 % 300 + 1) as usize, i as u8))
-            .collect()
+        ids.into_iter().map(|i| (len_of(i), i as u8)).collect()
     }
 
     #[test]
@@ -236,38 +246,21 @@ mod tests {
         ]
     }
 
-    /// Reads every record of `t` as written by the property below: a 4-byte length, then
-    /// that many bytes each equal to the record's tag (its length modulo 251).
-    fn read_lengths(t: &Tape) -> Vec<usize> {
-        let mut r = t.reader();
-        let mut out = Vec::new();
-        while let Some(rest) = r.next_record() {
-            let (len, tail) = rest.split_at(4);
-            let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
-            let (body, tail) = tail.split_at(len);
-            assert!(body.iter().all(|b| usize::from(*b) == len % 251));
-            out.push(len);
-            *rest = tail;
-        }
-        out
-    }
-
     proptest::proptest! {
         /// Any interleaving of records (small, around the room a tail keeps, and larger than a
         /// tail's first capacity), clones, drops and appends of one tape to another: every live
         /// tape reads back exactly the records of its own line, each whole and in order.
         #[test]
         fn tapes_behave_as_separate_record_lists(ops in proptest::collection::vec(op(), 1..200)) {
-            let mut live: Vec<(Tape, Vec<usize>)> = vec![(Tape::default(), Vec::new())];
+            let mut live: Vec<(Tape, Vec<(usize, u8)>)> = vec![(Tape::default(), Vec::new())];
             for (step, op) in ops.into_iter().enumerate() {
                 let n = live.len();
                 match op {
                     Op::Write(at, len) => {
                         let (t, m) = &mut live[at % n];
-                        let out = t.record();
-                        out.extend_from_slice(&(len as u32).to_le_bytes());
-                        out.extend(std::iter::repeat_n((len % 251) as u8, len));
-                        m.push(len);
+                        let tag = (len % 251) as u8;
+                        put(t, len, tag);
+                        m.push((len, tag));
                     }
                     Op::Clone(at) => {
                         let c = live[at % n].clone();
@@ -287,12 +280,12 @@ mod tests {
                 }
                 if step % 8 == 0 {
                     for (t, m) in &live {
-                        proptest::prop_assert_eq!(&read_lengths(t), m);
+                        proptest::prop_assert_eq!(&read(t), m);
                     }
                 }
             }
             for (t, m) in &live {
-                proptest::prop_assert_eq!(&read_lengths(t), m);
+                proptest::prop_assert_eq!(&read(t), m);
             }
         }
     }
