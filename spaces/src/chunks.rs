@@ -115,7 +115,7 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
     }
 
     /// Whether there are no items. Time: O(1).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
@@ -159,14 +159,14 @@ impl<T: Clone, const N: usize> ChunkDeque<T, N> {
     }
 
     /// The first item. Time: O(1) (O(log(len / N)) while the head is empty).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     #[inline]
     pub(crate) fn front(&self) -> Option<&T> {
         self.get(0)
     }
 
     /// The last item. Time: O(1).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     #[inline]
     pub(crate) fn back(&self) -> Option<&T> {
         self.get(self.len.checked_sub(1)?)
