@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `push` | O(1) amortised; O(log chunks) when it seals |
 //! | `clone` | O(1) |
-//! | `len`, `is_empty` | O(1) |
+//! | `is_empty` | O(1) |
 //! | iteration | O(len) |
 //!
 //! `imbl::Vector` does the same job with a tree of 64-item chunks whose every append checks the
@@ -34,13 +34,12 @@ const CHUNK: usize = 256;
 
 /// A persistent append-only sequence.
 ///
-/// Invariant: `len` equals the items in `sealed` plus those in `tail`; every chunk in
-/// `sealed` is non-empty and never written again (it may be shared by clones).
+/// Invariant: every chunk in `sealed` is non-empty and never written again (it may be shared
+/// by clones); so the trail is empty exactly when `sealed` and `tail` both are.
 #[derive(Clone, Debug)]
 pub(crate) struct Trail<T> {
     sealed: Vector<Arc<Vec<T>>>,
     tail: Arc<Vec<T>>,
-    len: usize,
 }
 
 impl<T> Default for Trail<T> {
@@ -48,22 +47,21 @@ impl<T> Default for Trail<T> {
         Self {
             sealed: Vector::new(),
             tail: Arc::new(Vec::new()),
-            len: 0,
         }
     }
 }
 
 impl<T> Trail<T> {
-    /// The number of items.
+    /// The number of items. Time: O(chunks).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.sealed.iter().map(|c| c.len()).sum::<usize>() + self.tail.len()
     }
 
     /// Whether there are no items.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.tail.is_empty() && self.sealed.is_empty()
     }
 
     /// Appends `item`.
@@ -76,7 +74,6 @@ impl<T> Trail<T> {
             Some(tail) if tail.len() < CHUNK => tail.push(item),
             _ => self.seal_and_push(item),
         }
-        self.len += 1;
     }
 
     /// Seals the tail (full, or shared by a clone) and opens a new one holding `item`.
@@ -182,6 +179,7 @@ mod tests {
                 }
                 for (t, m) in &live {
                     proptest::prop_assert_eq!(t.len(), m.len());
+                    proptest::prop_assert_eq!(t.is_empty(), m.is_empty());
                     proptest::prop_assert!(t.iter().eq(m.iter()));
                 }
             }
