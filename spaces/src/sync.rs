@@ -5,96 +5,160 @@
 //! directly: a poisoned lock cannot happen because no code path panics while holding it).
 //! Algorithm code imports only from here and never branches on the cfg.
 //!
-//! # Contended acquisition of a shard by one operation: back off, then park
-//! A one-shard operation (a produce, a one-channel consume, a read) is short (tens to hundreds
-//! of nanoseconds) and touches a dozen cache lines of shard state. When two threads hammer one
-//! shard and the lock changes hands after every operation, each handover drags those lines to
-//! the other core, and two threads together ran at 0.6x of one thread's throughput
-//! (`lock_contention_same_channel/produce/2`, 2 cores). parking_lot's own spin retries within
-//! ~100 ns, so it hands over on nearly every operation.
+//! # Contended acquisition of a shard by one operation: wait for the holder to go idle
+//! A one-shard operation (a produce, a one-channel consume, a read) is short (tens of
+//! nanoseconds) and touches a dozen cache lines of shard state. When two threads hammer one
+//! shard, every change of hands drags those lines to the other core (~2 µs here), and a waiter
+//! that merely *looks* at the lock word pulls its line away from the holder, which pays for it
+//! on its next acquisition. parking_lot's own spin retries within ~100 ns, so it hands over on
+//! nearly every operation: two threads ran at 0.6x of one thread's throughput
+//! (`lock_contention_same_channel/produce/2`, 2 cores). An exponential backoff that took the
+//! lock whenever a look found it free still changed hands every ~20 µs (a holder between two
+//! operations leaves the lock free much of the time) and ran at 0.92-0.95x.
 //!
-//! So [`Mutex::lock_hot`], which those operations use, backs off when it finds the lock held:
-//! exponentially, [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`] spin-loop hints between looks
-//! (~8k hints in all, 0.1 to 0.3 ms), while the holder runs a stretch of operations with the
-//! state in its cache; handovers become rare and same-shard throughput stays near one
-//! thread's. Then it yields its core [`BACKOFF_YIELDS`] times (a preempted holder may be
-//! waiting for one), and then parks in parking_lot's `lock()`, whose eventual fairness then
-//! applies. Everything else takes [`Mutex::lock`], parking_lot's own: operations that hold or
-//! take several shards (joins, checkpoints, revert, `clear`), which would keep others waiting
-//! on the shards they hold while they back off, and the space's other locks.
+//! So [`Mutex::lock_hot`], which those operations use, tells a holder that is *between*
+//! operations from one that has *gone idle*. Every acquisition bumps a counter beside the lock
+//! word (same cache line, written while the holder owns the line anyway). A waiter that finds
+//! the lock free notes the counter, waits [`CONFIRM_HINTS`] spin-loop hints (far longer than a
+//! holder's gap between two operations) and looks again: still free with the counter
+//! unchanged means nobody took the lock in between, so the holder has gone idle and the waiter
+//! takes it. Otherwise the waiter keeps waiting and looks rarely (the gap between looks doubles
+//! from [`BACKOFF_MIN`] to [`BACKOFF_MAX`] hints, and at the largest gap it also yields its
+//! core, in case the holder was preempted), so the holder runs a long stretch with the shard in
+//! its cache. Once [`PATIENCE`] has passed the waiter takes the lock at the first look that
+//! finds it free, so busy threads take turns in long stretches and none starves. After a
+//! further [`IMPATIENT_SPIN`] (a holder that keeps one acquisition that long, such as a
+//! checkpoint, or one preempted with more threads than cores) it yields [`BACKOFF_YIELDS`]
+//! times and then parks in parking_lot's `lock()`, whose eventual fairness then applies.
 //!
-//! Limits: a waiter can be overtaken for as long as it backs off (fairness is traded for
-//! throughput), and with more threads than cores a spinning waiter takes a core from running
-//! threads for up to the spin time; a review measured waits at p99.999 of ~4 ms against
-//! ~0.4 ms for parking_lot alone with 4 threads on one lock on 2 cores, at twice the
-//! throughput.
+//! Everything else takes [`Mutex::lock`], parking_lot's own: operations that hold or take
+//! several shards (joins, checkpoints, revert, `clear`), which would keep others waiting on the
+//! shards they hold while they waited, and the space's other locks.
 //!
-//! This adds no memory ordering of its own: a look is a `Relaxed` read of parking_lot's state
-//! word that only decides whether to try, and the lock is taken only by parking_lot's
-//! `try_lock` or `lock` (Acquire), released by its guard (Release). Loom builds keep loom's
-//! mutex, since backing off is a performance policy, not part of the protocol the models check.
+//! Measured on the 2-core development machine (a produce per operation, all threads on one
+//! channel, median of 21 interleaved runs of 200 chunks of 32,768 produces): two threads ran
+//! at 1.01x of one thread's throughput and four at 0.97x, against 0.95x and 0.91x for the
+//! backoff alone.
+//!
+//! Limits: under sustained contention a waiter waits about [`PATIENCE`] for its turn (fairness
+//! is traded for throughput); a waiter that collides with a short holder waits at least one
+//! [`BACKOFF_MIN`] and one [`CONFIRM_HINTS`] gap (about a microsecond here); and with more
+//! threads than cores a spinning waiter takes a core from running threads, yielding it at
+//! every look once its gaps are longest, for up to [`PATIENCE`] + [`IMPATIENT_SPIN`].
+//!
+//! This adds no memory ordering of its own: the counter and the look at parking_lot's state
+//! word are `Relaxed` reads that only decide whether to try (a stale value costs at most a
+//! failed `try_lock` or a longer wait), the counter is written only while the lock is held,
+//! and the lock is taken only by parking_lot's `try_lock` or `lock` (Acquire) and released by
+//! its guard (Release). Loom builds keep loom's mutex, since the waiting policy is a matter of
+//! performance, not part of the protocol the models check.
 
 #[cfg(not(loom))]
 mod imp {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    use std::time::Instant;
+
     /// A mutual-exclusion lock with the same API under loom and without it.
+    ///
+    /// Invariant: `acquisitions` is written only by the thread holding `inner`, once per
+    /// acquisition; it shares a cache line with `inner`'s state word (`repr(C)`, both first).
     #[derive(Debug, Default)]
-    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+    #[repr(C)]
+    pub(crate) struct Mutex<T> {
+        /// Acquisitions so far, wrapping: a waiter compares two reads of it to learn whether
+        /// anyone took the lock in between.
+        acquisitions: AtomicU32,
+        inner: parking_lot::Mutex<T>,
+    }
 
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {
-            Self(parking_lot::Mutex::new(value))
-        }
-        /// Takes the lock (parking_lot's own acquisition).
-        #[inline]
-        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock()
-        }
-
-        /// Takes the lock for a one-shard operation: at once if free, else after backing off
-        /// (see the module docs).
-        #[inline]
-        pub(crate) fn lock_hot(&self) -> MutexGuard<'_, T> {
-            match self.0.try_lock() {
-                Some(g) => g,
-                None => self.lock_contended(),
+            Self {
+                acquisitions: AtomicU32::new(0),
+                inner: parking_lot::Mutex::new(value),
             }
         }
 
+        /// Takes the lock (parking_lot's own acquisition).
+        #[inline]
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.acquired(self.inner.lock())
+        }
+
+        /// Takes the lock for a one-shard operation: at once if free, else once its holder
+        /// has gone idle or the waiter's patience has run out (see the module docs).
+        #[inline]
+        pub(crate) fn lock_hot(&self) -> MutexGuard<'_, T> {
+            match self.inner.try_lock() {
+                Some(g) => self.acquired(g),
+                None => self.lock_contended(super::PATIENCE),
+            }
+        }
+
+        /// Counts an acquisition. Relaxed load and store, not a read-modify-write: only the
+        /// holder writes, and readers use the value only to decide whether to try.
+        #[inline]
+        fn acquired<'a>(&'a self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            let n = self.acquisitions.load(Relaxed).wrapping_add(1);
+            self.acquisitions.store(n, Relaxed);
+            g
+        }
+
+        /// The waiting of [`lock_hot`](Self::lock_hot), with the patience as a parameter so
+        /// that tests can take each way in.
         #[cold]
-        fn lock_contended(&self) -> MutexGuard<'_, T> {
+        pub(super) fn lock_contended(&self, patience: std::time::Duration) -> MutexGuard<'_, T> {
+            let start = Instant::now();
             let mut hints = super::BACKOFF_MIN;
             loop {
-                for _ in 0..hints {
-                    std::hint::spin_loop();
+                spin(hints);
+                if !self.inner.is_locked() {
+                    let patient = start.elapsed() < patience;
+                    if !patient || self.stays_free() {
+                        if let Some(g) = self.inner.try_lock() {
+                            #[cfg(test)]
+                            if patient {
+                                super::TAKEN_IDLE.with(|t| t.set(t.get() + 1));
+                            }
+                            return self.acquired(g);
+                        }
+                    }
                 }
-                if let Some(g) = self.try_after_look() {
-                    return g;
+                if start.elapsed() >= patience + super::IMPATIENT_SPIN {
+                    break;
                 }
                 if hints == super::BACKOFF_MAX {
-                    break;
+                    std::thread::yield_now();
                 }
                 hints = (hints * 2).min(super::BACKOFF_MAX);
             }
             for _ in 0..super::BACKOFF_YIELDS {
                 std::thread::yield_now();
-                if let Some(g) = self.try_after_look() {
-                    return g;
+                if !self.inner.is_locked() {
+                    if let Some(g) = self.inner.try_lock() {
+                        return self.acquired(g);
+                    }
                 }
             }
             #[cfg(test)]
             super::PARKED.with(|p| p.set(p.get() + 1));
-            self.0.lock()
+            self.lock()
         }
 
-        /// A `Relaxed` look, then a `try_lock` if the lock looked free: the look only decides
-        /// whether a compare-and-swap is worth trying.
-        #[inline]
-        fn try_after_look(&self) -> Option<MutexGuard<'_, T>> {
-            if self.0.is_locked() {
-                None
-            } else {
-                self.0.try_lock()
-            }
+        /// Whether the lock, just seen free, stays free and untaken for [`CONFIRM_HINTS`](super::CONFIRM_HINTS):
+        /// a holder between two operations would have taken it again by then.
+        fn stays_free(&self) -> bool {
+            let seen = self.acquisitions.load(Relaxed);
+            spin(super::CONFIRM_HINTS);
+            !self.inner.is_locked() && self.acquisitions.load(Relaxed) == seen
+        }
+    }
+
+    /// `hints` spin-loop hints.
+    #[inline]
+    fn spin(hints: u32) {
+        for _ in 0..hints {
+            std::hint::spin_loop();
         }
     }
 
@@ -139,18 +203,34 @@ mod imp {
 
 pub(crate) use imp::{Mutex, MutexGuard};
 
-/// Spin-loop hints before a contended waiter's first look at the lock (~1 µs). Long enough that
-/// the holder finishes a stretch of operations undisturbed (a hint is ~15 ns on the development
-/// machine's Xeon, up to ~40 ns on other Intel parts, which only lengthens the wait). Chosen by
-/// measurement against 16 (first look) / 1024 (most): same-channel produce 0.99x against 0.96x
-/// of one thread, mixed produce/consume 1.06-1.18x against 0.99x.
+/// Spin-loop hints before a contended waiter's first look at the lock; the gap doubles from
+/// here at each look. A hint takes ~10 ns on the development machine's Xeon (up to ~45 ns on
+/// Intel parts with a slow `pause`, which only lengthens the gaps): ~0.6 µs.
 #[cfg_attr(loom, allow(dead_code))]
 const BACKOFF_MIN: u32 = 64;
 
-/// The most hints between two looks; the spinning ends after the look that follows it
-/// (64 + 128 + ... + 4096, ~8k hints in all).
+/// The most hints between two looks (~20 µs here). Each look costs the holder a cache-line
+/// transfer; chosen by measurement (two threads on one channel): with looks every 256 hints
+/// they ran at 0.95x of one thread, at 1024 at 0.99x, at 2048 at 1.01x.
 #[cfg_attr(loom, allow(dead_code))]
-const BACKOFF_MAX: u32 = 4096;
+const BACKOFF_MAX: u32 = 2048;
+
+/// Hints between the two looks that tell an idle holder from one between operations (~0.6 µs
+/// here; a holder's gap between two one-shard operations is tens of nanoseconds).
+#[cfg_attr(loom, allow(dead_code))]
+const CONFIRM_HINTS: u32 = 64;
+
+/// How long a waiter lets a busy holder keep the lock before it takes the lock at the first
+/// look that finds it free. A change of hands costs ~2 µs of cache misses, so this keeps it
+/// under 1% of the time; chosen by measurement (two threads on one channel, 1,024-hint gaps):
+/// 100 µs gave 0.95x of one thread's throughput, 200 µs 0.98x, 500 µs 0.99x.
+#[cfg_attr(loom, allow(dead_code))]
+const PATIENCE: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// How long a waiter goes on spinning once its patience has run out, taking the lock at the
+/// first look that finds it free, before it yields and parks.
+#[cfg_attr(loom, allow(dead_code))]
+const IMPATIENT_SPIN: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Looks after yielding the core, once the spinning is over, before the waiter parks.
 #[cfg_attr(loom, allow(dead_code))]
@@ -158,8 +238,11 @@ const BACKOFF_YIELDS: u32 = 4;
 
 #[cfg(all(test, not(loom)))]
 thread_local! {
-    /// Times this thread parked in [`Mutex::lock_hot`] after backing off (tests read it).
+    /// Times this thread parked in [`Mutex::lock_hot`] after spinning (tests read it).
     static PARKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Times this thread, waiting in [`Mutex::lock_hot`], took the lock because its holder had
+    /// gone idle, within its patience (tests read it).
+    static TAKEN_IDLE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(all(test, not(loom)))]
@@ -187,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn a_waiter_outlasting_its_backoff_parks_and_gets_the_lock() {
+    fn a_waiter_outlasting_its_spin_parks_and_gets_the_lock() {
         let m = Mutex::new(Vec::new());
         let held = AtomicBool::new(false);
         let parked_before = super::PARKED.with(|p| p.get());
@@ -195,7 +278,7 @@ mod tests {
             let holder = s.spawn(|| {
                 let mut g = m.lock();
                 held.store(true, Ordering::SeqCst);
-                // Far longer than the whole backoff (well under a millisecond).
+                // Far longer than the whole spin (about a millisecond).
                 std::thread::sleep(Duration::from_millis(50));
                 g.push("holder");
             });
@@ -206,7 +289,66 @@ mod tests {
             holder.join().expect("holder ran");
         });
         assert_eq!(*m.lock(), ["holder", "waiter"]);
-        // This thread gave up backing off and parked, once.
+        // This thread gave up spinning and parked, once.
         assert_eq!(super::PARKED.with(|p| p.get()), parked_before + 1);
+    }
+
+    #[test]
+    fn a_waiter_takes_the_lock_once_its_holder_goes_idle() {
+        let m = Mutex::new(Vec::new());
+        let held = AtomicBool::new(false);
+        let idle_before = super::TAKEN_IDLE.with(|t| t.get());
+        std::thread::scope(|s| {
+            let holder = s.spawn(|| {
+                let mut g = m.lock();
+                held.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+                g.push("holder");
+            });
+            while !held.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            // Patience far beyond the hold: the only way in before it runs out is to see the
+            // holder gone idle.
+            m.lock_contended(Duration::from_secs(60)).push("waiter");
+            holder.join().expect("holder ran");
+        });
+        assert_eq!(*m.lock(), ["holder", "waiter"]);
+        assert_eq!(super::TAKEN_IDLE.with(|t| t.get()), idle_before + 1);
+    }
+
+    #[test]
+    fn a_waiter_gets_its_turn_from_a_holder_that_never_goes_idle() {
+        // The holder retakes the lock right after each release, so it is never idle for
+        // long; the waiter's patience running out is what lets it in.
+        let m = Mutex::new(0u64);
+        let waiter_in = AtomicBool::new(false);
+        let holding = AtomicBool::new(false);
+        let mut outcome = (0, false);
+        std::thread::scope(|s| {
+            let holder = s.spawn(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                let mut rounds = 0u64;
+                while !waiter_in.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    let mut g = m.lock_hot();
+                    holding.store(true, Ordering::SeqCst);
+                    *g += 1;
+                    rounds += 1;
+                }
+                // Whether the waiter got in before the deadline ended the loop.
+                (rounds, waiter_in.load(Ordering::SeqCst))
+            });
+            while !holding.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            let mut g = m.lock_contended(Duration::from_millis(1));
+            waiter_in.store(true, Ordering::SeqCst);
+            *g += 1_000_000;
+            drop(g);
+            outcome = holder.join().expect("holder ran");
+        });
+        let (rounds, waiter_got_in) = outcome;
+        assert!(waiter_got_in, "the waiter was kept out until the deadline");
+        assert_eq!(*m.lock(), rounds + 1_000_000);
     }
 }
