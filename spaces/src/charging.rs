@@ -27,6 +27,7 @@ use rhospace_matchers::Match;
 use rhospace_phlogiston::{CostTable, OutOfPhlogiston, PhlogistonMeter};
 
 use crate::admission::Admission;
+use crate::call_list::CallList;
 use crate::comm::Comm;
 use crate::encode::Encode;
 use crate::error::{ConsumeError, ProduceError};
@@ -297,14 +298,14 @@ where
     #[allow(clippy::type_complexity)]
     pub fn consume(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
         persist: bool,
         peeks: &[usize],
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
-        let channels: Arc<[C]> = channels.into();
-        let patterns: Arc<[P]> = patterns.into();
+        let channels: CallList<C> = channels.into();
+        let patterns: CallList<P> = patterns.into();
         let arity = channels.len();
         let (channels_len, patterns_len, continuation_len) =
             join_sizes(&channels, &patterns, &continuation);
@@ -350,12 +351,12 @@ where
     /// ```
     pub fn install(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
     ) -> Result<(), ConsumeError<K>> {
-        let channels: Arc<[C]> = channels.into();
-        let patterns: Arc<[P]> = patterns.into();
+        let channels: CallList<C> = channels.into();
+        let patterns: CallList<P> = patterns.into();
         let arity = channels.len();
         let (channels_len, patterns_len, continuation_len) =
             join_sizes(&channels, &patterns, &continuation);

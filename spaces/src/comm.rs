@@ -1,9 +1,8 @@
 //! The report of one firing.
 
-use std::sync::Arc;
-
 use smallvec::SmallVec;
 
+use crate::call_list::CallList;
 use crate::conts::Peeks;
 
 /// One datum a COMM matched, at position `position` of the consume.
@@ -58,9 +57,9 @@ pub struct Comm<C, P, A, K, R> {
     /// The continuation that fired.
     pub continuation: K,
     /// Its channel list, in the consume's order.
-    pub channels: Arc<[C]>,
+    pub channels: CallList<C>,
     /// Its patterns, in the consume's order.
-    pub patterns: Arc<[P]>,
+    pub patterns: CallList<P>,
     /// Whether the continuation was persistent.
     pub persistent: bool,
     /// Positions that peeked.

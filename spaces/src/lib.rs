@@ -81,6 +81,7 @@
 #![deny(unsafe_code)]
 
 mod admission;
+mod call_list;
 mod charging;
 mod chunks;
 mod comm;
@@ -107,6 +108,7 @@ mod trail;
 mod vector;
 
 pub use admission::{Admission, OpKind};
+pub use call_list::CallList;
 pub use charging::ChargingSpace;
 pub use comm::{Comm, MatchedDatum};
 pub use conts::{Peeks, WaitingContinuation};

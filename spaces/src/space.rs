@@ -20,6 +20,7 @@ use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
 use crate::admission::{Admission, Gate, OpKind, Open};
+use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
@@ -1083,8 +1084,8 @@ where
     fn record_consume(
         &self,
         state: &mut State<C, P, A, K>,
-        channels: &Arc<[C]>,
-        patterns: &Arc<[P]>,
+        channels: &[C],
+        patterns: &[P],
         continuation: &K,
         persist: bool,
         peeks: &Peeks,
@@ -1355,8 +1356,8 @@ where
         });
         Comm {
             continuation: w.continuation,
-            channels: list,
-            patterns: w.patterns,
+            channels: list.into(),
+            patterns: w.patterns.into(),
             persistent: w.persist,
             peeks: w.peeks,
             matches,
@@ -1502,6 +1503,10 @@ where
     /// the exact channel list, and each channel records the join group. `peeks` lists positions
     /// whose datum stays in place.
     ///
+    /// `channels` and `patterns` are anything that converts into a [`CallList`]: arrays,
+    /// `Vec`s, slices, `Arc<[T]>`s. A list of one entry is kept inline, so a one-channel
+    /// consume that fires at once allocates nothing for its COMM.
+    ///
     /// A persistent consume that fires at once is not stored: the COMM's `reissue` says so.
     ///
     /// Errors (nothing changes): `EmptyChannels`, `LengthMismatch`, `PeekOutOfRange`,
@@ -1522,8 +1527,8 @@ where
     #[allow(clippy::type_complexity)]
     pub fn consume(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
         persist: bool,
         peeks: &[usize],
@@ -1553,8 +1558,8 @@ where
     #[allow(clippy::type_complexity)]
     pub fn consume_admitted<F>(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
         persist: bool,
         peeks: &[usize],
@@ -1570,8 +1575,8 @@ where
     #[allow(clippy::type_complexity)]
     fn consume_gated<G: Gate<C, P, A, K>>(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
         persist: bool,
         peeks: &[usize],
@@ -1600,8 +1605,8 @@ where
     fn consume_in<G: Gate<C, P, A, K>>(
         &self,
         view: &mut View<'_, C, P, A, K>,
-        channels: Arc<[C]>,
-        patterns: Arc<[P]>,
+        channels: CallList<C>,
+        patterns: CallList<P>,
         continuation: K,
         persist: bool,
         peeks: Peeks,
@@ -1722,7 +1727,7 @@ where
             }
             None => {
                 let w = WaitingContinuation {
-                    patterns,
+                    patterns: patterns.into_shared(),
                     continuation,
                     persist,
                     peeks,
@@ -1753,7 +1758,7 @@ where
                     );
                 }
                 if stores {
-                    self.store_continuation(view, channels, w);
+                    self.store_continuation(view, channels.into_shared(), w);
                 }
                 Ok(None)
             }
@@ -1865,8 +1870,8 @@ where
     /// ```
     pub fn install(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
     ) -> Result<(), ConsumeError<K>> {
         self.install_admitted(channels, patterns, continuation, |_| Ok(()))
@@ -1887,16 +1892,17 @@ where
     /// ```
     pub fn install_admitted<F>(
         &self,
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
         admit: F,
     ) -> Result<(), ConsumeError<K>>
     where
         F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<(), OutOfPhlogiston>,
     {
-        let channels = channels.into();
-        let patterns = patterns.into();
+        // Installed lists are kept (and shared by every COMM they fire).
+        let channels: Arc<[C]> = channels.into().into_shared();
+        let patterns: Arc<[P]> = patterns.into().into_shared();
         if let Err(kind) = validate(&channels, &patterns, &[])
             .and_then(|_| self.check_queries(&channels, &patterns))
         {

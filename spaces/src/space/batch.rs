@@ -8,13 +8,13 @@
 //! Results come back in input order.
 
 use std::hash::Hash;
-use std::sync::Arc;
 
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
 use super::{validate, Space, View};
 use crate::admission::Open;
+use crate::call_list::CallList;
 use crate::comm::Comm;
 use crate::conts::Peeks;
 use crate::encode::Encode;
@@ -31,9 +31,9 @@ use crate::shard::LockSet;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumeRequest<C, P, K> {
     /// The channels to join.
-    pub channels: Arc<[C]>,
+    pub channels: CallList<C>,
     /// One pattern per channel.
-    pub patterns: Arc<[P]>,
+    pub patterns: CallList<P>,
     /// The continuation.
     pub continuation: K,
     /// Whether the continuation persists.
@@ -51,8 +51,8 @@ impl<C, P, K> ConsumeRequest<C, P, K> {
     /// assert_eq!(&*r.channels, &[1]);
     /// ```
     pub fn new(
-        channels: impl Into<Arc<[C]>>,
-        patterns: impl Into<Arc<[P]>>,
+        channels: impl Into<CallList<C>>,
+        patterns: impl Into<CallList<P>>,
         continuation: K,
     ) -> Self {
         Self {

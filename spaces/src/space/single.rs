@@ -51,13 +51,13 @@
 
 use std::hash::Hash;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
 use super::{strike, Replayed, Space, State, View};
 use crate::admission::{Admission, Gate, OpKind};
+use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::Peeks;
 use crate::data::ItemKey;
@@ -156,8 +156,8 @@ where
         view: &mut View<'_, C, P, A, K>,
         examined: u64,
         hit: SingleHit<M::Output>,
-        channels: Arc<[C]>,
-        patterns: Arc<[P]>,
+        channels: CallList<C>,
+        patterns: CallList<P>,
         continuation: K,
         persist: bool,
         peeks: Peeks,
