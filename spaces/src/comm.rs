@@ -19,7 +19,11 @@ use crate::conts::Peeks;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchedDatum<A, R> {
     /// The consume position (index into the COMM's `channels` and `patterns`) it matched at.
-    pub position: usize,
+    ///
+    /// A `u32` (positions are below [`MAX_JOIN`](crate::MAX_JOIN)): with a `usize` here a
+    /// COMM of `u64` channels, patterns and data outgrew 128 bytes, and every move of one
+    /// (returning it, unwrapping it) became a `memcpy` call.
+    pub position: u32,
     /// What the matcher returned (bindings, a transformed value, a score).
     pub result: R,
     /// The stored (or produced) value it matched.
@@ -87,6 +91,21 @@ impl<C, P, A, K, R> Comm<C, P, A, K, R> {
     /// assert_eq!(comm.matches_at(2).count(), 0);
     /// ```
     pub fn matches_at(&self, position: usize) -> impl Iterator<Item = &MatchedDatum<A, R>> + '_ {
-        self.matches.iter().filter(move |m| m.position == position)
+        self.matches
+            .iter()
+            .filter(move |m| m.position as usize == position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comm_of_word_sized_values_moves_without_a_memcpy_call() {
+        // Moves of up to 128 bytes are inlined; a larger COMM costs a `memcpy` call on every
+        // return and unwrap (the produce and consume benchmarks each paid for it).
+        assert!(std::mem::size_of::<Comm<u64, u64, u64, u64, ()>>() <= 128);
+        assert!(std::mem::size_of::<Comm<u64, u64, u64, String, ()>>() <= 128);
     }
 }

@@ -1133,7 +1133,7 @@ where
         // A position is always within the channel list; each datum is logged with the
         // channel of its position.
         let data = comm.matches.iter().filter_map(|m| {
-            let channel = comm.channels.get(m.position)?;
+            let channel = comm.channels.get(m.position as usize)?;
             Some((channel, &m.datum, m.persistent))
         });
         state.log.push_comm(call, data);
@@ -1422,7 +1422,8 @@ where
             // missing one would be a bug, and is skipped rather than panicking.
             if let Some((datum, persistent)) = taken {
                 out.push(MatchedDatum {
-                    position: pos,
+                    // A position is below `MAX_JOIN` (validated), so it fits.
+                    position: pos as u32,
                     result,
                     datum,
                     persistent,

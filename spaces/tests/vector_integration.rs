@@ -170,7 +170,7 @@ fn top_k_takes_the_k_best_as_one_comm_best_first() {
         )
         .unwrap()
         .unwrap();
-    let got: Vec<(usize, u32, f32)> = comm
+    let got: Vec<(u32, u32, f32)> = comm
         .matches
         .iter()
         .map(|m| (m.position, m.datum.value, m.result))
@@ -224,7 +224,7 @@ fn top_k_positions_in_a_join_report_consecutive_entries() {
         )
         .unwrap()
         .unwrap();
-    let got: Vec<(usize, u32)> = comm
+    let got: Vec<(u32, u32)> = comm
         .matches
         .iter()
         .map(|m| (m.position, m.datum.value))
