@@ -82,12 +82,20 @@ enum Items<A: Clone> {
 
 /// One channel's data. Invariant: `index`, when present, maps each value to the ascending
 /// numbers of exactly the live items equal to it (Bag and Set only).
+///
+/// The index sits behind a pointer: inline, its 32 bytes made a channel's state 144 bytes,
+/// and every move of a state over 128 bytes (creating a channel moved one twice) was a
+/// `memcpy` call. Most channels have no index; a write to a shared one copies the pointer's
+/// target, itself an O(1) clone of the persistent map.
 #[derive(Clone, Debug)]
 pub(crate) struct DataStore<A: Clone + Hash + Eq> {
     kind: DataKind,
     items: Items<A>,
-    index: Option<PMap<A, SmallVec<[u64; 2]>>>,
+    index: Option<triomphe::Arc<Index<A>>>,
 }
+
+/// Value to the numbers of the live items equal to it.
+type Index<A> = PMap<A, SmallVec<[u64; 2]>>;
 
 impl<A: Clone + Hash + Eq> DataStore<A> {
     pub(crate) fn new(kind: DataKind) -> Self {
@@ -169,7 +177,10 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
             Items::Seq(s) => {
                 let seq = s.next_seq();
                 if let Some(index) = &mut self.index {
-                    index.entry(datum.value.clone()).or_default().push(seq);
+                    crate::state_map::make_mut(index)
+                        .entry(datum.value.clone())
+                        .or_default()
+                        .push(seq);
                 }
                 s.push(datum);
                 // Set checks for duplicates on every produce, so its index is kept from the
@@ -205,6 +216,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
             Items::Seq(s) => {
                 let d = s.take(key.seq)?;
                 if let Some(index) = &mut self.index {
+                    let index = crate::state_map::make_mut(index);
                     // Most values are stored once: then the removal is the one walk of the
                     // map. A value stored several times goes back without this number (a
                     // second walk, and a clone of the value).
@@ -294,7 +306,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
             return;
         }
         if let Items::Seq(s) = &self.items {
-            let mut index: PMap<A, SmallVec<[u64; 2]>> = PMap::default();
+            let mut index: Index<A> = PMap::default();
             for (seq, d) in s.iter() {
                 // One walk per value stored once (the common case), where looking up first
                 // would walk twice; a repeated value walks again to add its number (items come
@@ -306,7 +318,7 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
                     index.insert(d.value.clone(), earlier);
                 }
             }
-            self.index = Some(index);
+            self.index = Some(triomphe::Arc::new(index));
         }
     }
 
@@ -464,5 +476,7 @@ mod size_tests {
     #[test]
     fn a_store_of_word_sized_data_fits_in_128_bytes() {
         assert!(std::mem::size_of::<super::DataStore<u64>>() <= 128);
+        // With its join list and flag, the whole channel state too (see `DataStore`).
+        assert!(std::mem::size_of::<crate::space::ChannelState<u64, u64>>() <= 128);
     }
 }
