@@ -15,6 +15,14 @@
 //!   - `read_heavy`: each thread reads its own channel (8 data stored) with `data()` 14 times in
 //!     16, and produces then consumes a datum on it once each.
 //!
+//! Between chunks, outside the timed region, every space variant clears its space (and
+//! `read_heavy` stores its 8 data again). `mixed_produce_consume` and `isolated_channels` leave
+//! it empty, so this drops only the event log, as the hard checkpoint a node takes per block
+//! would. Without it a sample's log grew to hundreds of megabytes, and the first-touch page
+//! faults of that growth (~30 ns per operation; the kernel serialises them between threads)
+//! dominated the figures: `isolated_channels` scaled 1.5-1.6x from one thread to two with the
+//! log growing, 1.85-2.06x with it bounded (2 cores).
+//!
 //! Baselines are `baseline_rwlock_<variant>`: one global `RwLock`, channel names as `String`
 //! keys (the shape the issue names), `push` for a produce, find-oldest-equal-and-`remove` for an
 //! exact consume, a read lock and a `Vec` clone for `data()`.
@@ -232,7 +240,7 @@ fn same_channel(c: &mut Criterion) {
                     n,
                     iters,
                     |t, first, ops| mixed(&s, t, first, ops, |_| 0),
-                    || {},
+                    || s.clear(),
                     |comms| assert_eq!(comms.iter().sum::<u64>(), iters * OPS_PER_ITER / 2),
                 );
                 assert!(s.is_empty());
@@ -256,6 +264,15 @@ fn same_channel(c: &mut Criterion) {
         );
     }
     g.finish();
+}
+
+/// Stores `READ_HEAVY_STORED` data on each of the first `n` threads' channels.
+fn fill_read_heavy(s: &ExactSpace, n: usize) {
+    for t in 0..n {
+        for i in 0..READ_HEAVY_STORED {
+            s.produce(t as u64, datum(t, (1 << 39) + i), false).unwrap();
+        }
+    }
 }
 
 /// Alternates a produce of a fresh datum on `channel(t)` and an exact consume of it; returns
@@ -300,7 +317,7 @@ fn different_channels(c: &mut Criterion) {
                     n,
                     iters,
                     |t, first, ops| mixed(&s, t, first, ops, |t| t as u64),
-                    || {},
+                    || s.clear(),
                     |comms| assert_eq!(comms.iter().sum::<u64>(), iters * OPS_PER_ITER / 2),
                 );
                 assert!(s.is_empty());
@@ -325,11 +342,6 @@ fn different_channels(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("read_heavy", n), |b| {
             b.iter_custom(|iters| {
                 let s = space();
-                for t in 0..n {
-                    for i in 0..READ_HEAVY_STORED {
-                        s.produce(t as u64, datum(t, (1 << 39) + i), false).unwrap();
-                    }
-                }
                 timed(
                     n,
                     iters,
@@ -352,7 +364,10 @@ fn different_channels(c: &mut Criterion) {
                         }
                         seen
                     },
-                    || {},
+                    || {
+                        s.clear();
+                        fill_read_heavy(&s, n);
+                    },
                     |seen| check_read_heavy(seen, iters, n),
                 )
             })
