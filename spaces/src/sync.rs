@@ -253,7 +253,7 @@ thread_local! {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::Mutex;
+    use super::{Mutex, MutexGuard};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
@@ -275,51 +275,51 @@ mod tests {
         assert_eq!(*m.lock(), 200_000);
     }
 
-    #[test]
-    fn a_waiter_outlasting_its_spin_parks_and_gets_the_lock() {
+    /// A holder takes a lock with the plain `lock` and keeps it for `hold`, then pushes
+    /// "holder"; this thread, once the lock is held, takes it with `take` and pushes "waiter".
+    /// Returns what the lock holds at the end.
+    fn hold_while_another_waits(
+        hold: Duration,
+        take: impl for<'m> FnOnce(&'m Mutex<Vec<&'static str>>) -> MutexGuard<'m, Vec<&'static str>>,
+    ) -> Vec<&'static str> {
         let m = Mutex::new(Vec::new());
         let held = AtomicBool::new(false);
-        let parked_before = super::PARKED.with(|p| p.get());
         std::thread::scope(|s| {
             let holder = s.spawn(|| {
                 let mut g = m.lock();
                 held.store(true, Ordering::SeqCst);
-                // Far longer than the whole spin (about a millisecond).
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(hold);
                 g.push("holder");
             });
             while !held.load(Ordering::SeqCst) {
                 std::thread::yield_now();
             }
-            m.lock_hot().push("waiter");
+            take(&m).push("waiter");
             holder.join().expect("holder ran");
         });
-        assert_eq!(*m.lock(), ["holder", "waiter"]);
+        let out = m.lock().clone();
+        out
+    }
+
+    #[test]
+    fn a_waiter_outlasting_its_spin_parks_and_gets_the_lock() {
+        let parked_before = super::PARKED.with(|p| p.get());
+        // Far longer than the whole spin (about a millisecond).
+        let seen = hold_while_another_waits(Duration::from_millis(50), |m| m.lock_hot());
+        assert_eq!(seen, ["holder", "waiter"]);
         // This thread gave up spinning and parked, once.
         assert_eq!(super::PARKED.with(|p| p.get()), parked_before + 1);
     }
 
     #[test]
     fn a_waiter_takes_the_lock_once_its_holder_goes_idle() {
-        let m = Mutex::new(Vec::new());
-        let held = AtomicBool::new(false);
         let idle_before = super::TAKEN_IDLE.with(|t| t.get());
-        std::thread::scope(|s| {
-            let holder = s.spawn(|| {
-                let mut g = m.lock();
-                held.store(true, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(1));
-                g.push("holder");
-            });
-            while !held.load(Ordering::SeqCst) {
-                std::thread::yield_now();
-            }
-            // Patience far beyond the hold: the only way in before it runs out is to see the
-            // holder gone idle.
-            m.lock_contended(Duration::from_secs(60)).push("waiter");
-            holder.join().expect("holder ran");
+        // Patience far beyond the hold: the only way in before it runs out is to see the
+        // holder gone idle.
+        let seen = hold_while_another_waits(Duration::from_millis(1), |m| {
+            m.lock_contended(Duration::from_secs(60))
         });
-        assert_eq!(*m.lock(), ["holder", "waiter"]);
+        assert_eq!(seen, ["holder", "waiter"]);
         assert_eq!(super::TAKEN_IDLE.with(|t| t.get()), idle_before + 1);
     }
 
