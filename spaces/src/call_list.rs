@@ -129,19 +129,6 @@ impl<T: Clone> From<&[T]> for CallList<T> {
     }
 }
 
-impl<T: Clone, const N: usize> From<&[T; N]> for CallList<T> {
-    #[inline]
-    fn from(s: &[T; N]) -> Self {
-        Self::from(&s[..])
-    }
-}
-
-impl<T: Clone> From<&Vec<T>> for CallList<T> {
-    fn from(v: &Vec<T>) -> Self {
-        Self::from(&v[..])
-    }
-}
-
 impl<T: PartialEq> PartialEq for CallList<T> {
     fn eq(&self, other: &Self) -> bool {
         **self == **other
@@ -172,12 +159,11 @@ mod tests {
 
     #[test]
     fn one_entry_is_inline_and_more_are_shared() {
-        let forms: [CallList<String>; 5] = [
+        let forms: [CallList<String>; 4] = [
             [String::from("a")].into(),
             vec![String::from("a")].into(),
             (&[String::from("a")][..]).into(),
             vec![String::from("a")].into_boxed_slice().into(),
-            (&vec![String::from("a")]).into(),
         ];
         for l in &forms {
             assert!(is_inline(l));
