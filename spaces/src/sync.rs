@@ -118,8 +118,10 @@ mod imp {
             let mut hints = super::BACKOFF_MIN;
             loop {
                 spin(hints);
+                // One clock read per look serves both decisions below.
+                let waited = start.elapsed();
                 if !self.inner.is_locked() {
-                    let patient = start.elapsed() < patience;
+                    let patient = waited < patience;
                     if !patient || self.stays_free() {
                         if let Some(g) = self.inner.try_lock() {
                             #[cfg(test)]
@@ -130,7 +132,7 @@ mod imp {
                         }
                     }
                 }
-                if start.elapsed() >= patience + super::IMPATIENT_SPIN {
+                if waited >= patience + super::IMPATIENT_SPIN {
                     break;
                 }
                 if hints == super::BACKOFF_MAX {
