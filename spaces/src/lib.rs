@@ -97,6 +97,9 @@ mod kind;
 mod log;
 pub mod merkle;
 mod parallel;
+// Under loom only its models use it (the space keeps loom's mutex).
+#[cfg_attr(loom, allow(dead_code))]
+mod raw_lock;
 mod replay;
 mod seq;
 mod shard;

@@ -1,16 +1,19 @@
 //! The one place this crate takes its locks from.
 //!
 //! Under `cfg(loom)` the space's lock is loom's, so a model can explore interleavings of our
-//! protocol; otherwise it is `parking_lot`'s, wrapped to the same API (`lock()` returns the guard
-//! directly: a poisoned lock cannot happen because no code path panics while holding it).
-//! Algorithm code imports only from here and never branches on the cfg.
+//! protocol; otherwise it is our [`RawLock`](crate::raw_lock::RawLock) (a compare-and-swap to
+//! take, a plain store to release) under `lock_api`'s guard, with the same API (`lock()`
+//! returns the guard directly: a poisoned lock cannot happen because no code path panics while
+//! holding it). The raw lock's own atomics and parking come from here too ([`atomic`],
+//! [`parking`]), loom's and a model parking lot under `cfg(loom)`, so its loom models run the
+//! real protocol. Algorithm code imports only from here and never branches on the cfg.
 //!
 //! # Contended acquisition of a shard by one operation: wait for the holder to go idle
 //! A one-shard operation (a produce, a one-channel consume, a read) is short (tens of
 //! nanoseconds) and touches a dozen cache lines of shard state. When two threads hammer one
 //! shard, every change of hands drags those lines to the other core (~2 µs here), and a waiter
 //! that merely *looks* at the lock word pulls its line away from the holder, which pays for it
-//! on its next acquisition. parking_lot's own spin retries within ~100 ns, so it hands over on
+//! on its next acquisition. A lock's own spin retries within ~100 ns, so it hands over on
 //! nearly every operation: two threads ran at 0.6x of one thread's throughput
 //! (`lock_contention_same_channel/produce/2`, 2 cores). An exponential backoff that took the
 //! lock whenever a look found it free still changed hands every ~20 µs (a holder between two
@@ -29,9 +32,9 @@
 //! finds it free, so busy threads take turns in long stretches and none starves. After a
 //! further [`IMPATIENT_SPIN`] (a holder that keeps one acquisition that long, such as a
 //! checkpoint, or one preempted with more threads than cores) it yields [`BACKOFF_YIELDS`]
-//! times and then parks in parking_lot's `lock()`, whose eventual fairness then applies.
+//! times and then parks in the raw lock's `lock()`, whose eventual fairness then applies.
 //!
-//! Everything else takes [`Mutex::lock`], parking_lot's own: operations that hold or take
+//! Everything else takes [`Mutex::lock`], the raw lock's own: operations that hold or take
 //! several shards (joins, checkpoints, revert, `clear`), which would keep others waiting on the
 //! shards they hold while they waited, and the space's other locks.
 //!
@@ -46,17 +49,20 @@
 //! threads than cores a spinning waiter takes a core from running threads, yielding it at
 //! every look once its gaps are longest, for up to [`PATIENCE`] + [`IMPATIENT_SPIN`].
 //!
-//! This adds no memory ordering of its own: the counter and the look at parking_lot's state
+//! This adds no memory ordering of its own: the counter and the look at the raw lock's state
 //! word are `Relaxed` reads that only decide whether to try (a stale value costs at most a
 //! failed `try_lock` or a longer wait), the counter is written only while the lock is held,
-//! and the lock is taken only by parking_lot's `try_lock` or `lock` (Acquire) and released by
-//! its guard (Release). Loom builds keep loom's mutex, since the waiting policy is a matter of
-//! performance, not part of the protocol the models check.
+//! and the lock is taken only by the raw lock's `try_lock` or `lock` (Acquire) and released by
+//! its guard (Release). Loom builds keep loom's mutex for the space, since the waiting policy
+//! is a matter of performance, not part of the protocol the space's models check; the raw
+//! lock has models of its own (`crate::raw_lock`).
 
 #[cfg(not(loom))]
 mod imp {
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
     use std::time::Instant;
+
+    use crate::raw_lock::RawLock;
 
     /// A mutual-exclusion lock with the same API under loom and without it.
     ///
@@ -74,18 +80,18 @@ mod imp {
         /// Acquisitions so far, wrapping: a waiter compares two reads of it to learn whether
         /// anyone took the lock in between.
         acquisitions: AtomicU32,
-        inner: parking_lot::Mutex<T>,
+        inner: lock_api::Mutex<RawLock, T>,
     }
 
     impl<T> Mutex<T> {
         pub(crate) fn new(value: T) -> Self {
             Self {
                 acquisitions: AtomicU32::new(0),
-                inner: parking_lot::Mutex::new(value),
+                inner: lock_api::Mutex::new(value),
             }
         }
 
-        /// Takes the lock (parking_lot's own acquisition, not counted).
+        /// Takes the lock (the raw lock's own waiting; not counted).
         #[inline]
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.inner.lock()
@@ -171,7 +177,7 @@ mod imp {
     }
 
     /// The guard [`Mutex::lock`] returns.
-    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+    pub(crate) type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawLock, T>;
 }
 
 #[cfg(loom)]
@@ -210,6 +216,166 @@ mod imp {
 }
 
 pub(crate) use imp::{Mutex, MutexGuard};
+
+/// Atomics: std's, or loom's under `cfg(loom)`.
+pub(crate) mod atomic {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU8};
+    pub(crate) use std::sync::atomic::Ordering;
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU8};
+}
+
+/// Parking a thread on an address and waking it: parking_lot_core's, or under `cfg(loom)` a
+/// model with the same signatures (see [`model_parking`]).
+pub(crate) mod parking {
+    #[cfg(loom)]
+    pub(crate) use super::model_parking::{
+        park, unpark_one, ParkResult, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN,
+    };
+    #[cfg(not(loom))]
+    pub(crate) use parking_lot_core::{
+        park, unpark_one, ParkResult, SpinWait, UnparkResult, UnparkToken, DEFAULT_PARK_TOKEN,
+    };
+}
+
+/// A model of parking_lot_core's parking lot for loom: one queue of parked threads under a
+/// loom mutex. A parked thread stays queued across one `yield_now` and then either finds it
+/// was woken (removed, with a token) or times out (removes itself): loom explores a wake-up
+/// and a timeout at every point. `be_fair` alternates between wake-ups, so both release paths
+/// are explored. Signatures follow parking_lot_core's (hence the `unsafe fn`s).
+#[cfg(loom)]
+#[allow(unsafe_code, clippy::missing_safety_doc)]
+mod model_parking {
+    use loom::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    /// A parked thread's token (unused by the model).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct ParkToken(pub usize);
+
+    /// The token a woken thread receives.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct UnparkToken(pub usize);
+
+    /// The default park token.
+    pub(crate) const DEFAULT_PARK_TOKEN: ParkToken = ParkToken(0);
+
+    /// How a park ended.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum ParkResult {
+        /// Woken with a token.
+        Unparked(UnparkToken),
+        /// The validation callback said not to park.
+        Invalid,
+        /// The timeout passed.
+        TimedOut,
+    }
+
+    /// What a wake-up found.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(crate) struct UnparkResult {
+        /// Threads woken (0 or 1).
+        pub(crate) unparked_threads: usize,
+        /// Whether more threads are parked on the key.
+        pub(crate) have_more_threads: bool,
+        /// Whether to hand over (alternates in the model).
+        pub(crate) be_fair: bool,
+    }
+
+    /// Brief spinning before parking: in the model, one yield.
+    #[derive(Default)]
+    pub(crate) struct SpinWait {
+        spun: bool,
+    }
+
+    impl SpinWait {
+        pub(crate) fn new() -> Self {
+            Self::default()
+        }
+        pub(crate) fn spin(&mut self) -> bool {
+            if self.spun {
+                return false;
+            }
+            self.spun = true;
+            loom::thread::yield_now();
+            true
+        }
+        pub(crate) fn reset(&mut self) {
+            self.spun = false;
+        }
+    }
+
+    /// A parked thread's slot: the token it was woken with.
+    type Slot = Arc<Mutex<Option<UnparkToken>>>;
+
+    /// The queue (key and slot of each parked thread, oldest first) and wake-ups so far.
+    struct Lot {
+        queue: Vec<(usize, Slot)>,
+        wakes: usize,
+    }
+
+    loom::lazy_static! {
+        static ref LOT: Mutex<Lot> = Mutex::new(Lot { queue: Vec::new(), wakes: 0 });
+    }
+
+    /// Parks on `key` unless `validate` (run under the lot's lock) says not to.
+    pub(crate) unsafe fn park(
+        key: usize,
+        validate: impl FnOnce() -> bool,
+        before_sleep: impl FnOnce(),
+        timed_out: impl FnOnce(usize, bool),
+        _token: ParkToken,
+        _timeout: Option<Instant>,
+    ) -> ParkResult {
+        let slot: Slot = Arc::new(Mutex::new(None));
+        {
+            let mut lot = LOT.lock().expect("model lot");
+            if !validate() {
+                return ParkResult::Invalid;
+            }
+            lot.queue.push((key, slot.clone()));
+        }
+        before_sleep();
+        loom::thread::yield_now();
+        let mut lot = LOT.lock().expect("model lot");
+        if let Some(i) = lot.queue.iter().position(|(_, s)| Arc::ptr_eq(s, &slot)) {
+            lot.queue.remove(i);
+            let last = !lot.queue.iter().any(|(k, _)| *k == key);
+            timed_out(key, last);
+            return ParkResult::TimedOut;
+        }
+        drop(lot);
+        let token = *slot.lock().expect("model slot");
+        ParkResult::Unparked(token.unwrap_or(UnparkToken(0)))
+    }
+
+    /// Wakes the oldest thread parked on `key`, if any, with the token `callback` picks (run
+    /// under the lot's lock).
+    pub(crate) unsafe fn unpark_one(
+        key: usize,
+        callback: impl FnOnce(UnparkResult) -> UnparkToken,
+    ) -> UnparkResult {
+        let mut lot = LOT.lock().expect("model lot");
+        let mut result = UnparkResult::default();
+        let woken = lot
+            .queue
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map(|i| lot.queue.remove(i).1);
+        if woken.is_some() {
+            lot.wakes += 1;
+            result.unparked_threads = 1;
+            result.have_more_threads = lot.queue.iter().any(|(k, _)| *k == key);
+            result.be_fair = lot.wakes % 2 == 1;
+        }
+        let token = callback(result);
+        if let Some(slot) = woken {
+            *slot.lock().expect("model slot") = Some(token);
+        }
+        result
+    }
+}
 
 /// Spin-loop hints before a contended waiter's first look at the lock; the gap doubles from
 /// here at each look. A hint takes ~10 ns on the development machine's Xeon (up to ~45 ns on
