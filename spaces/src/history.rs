@@ -17,11 +17,16 @@
 //!   killed mid-commit leaves the database as it was before that commit (the crash test in
 //!   `tests/history_redb.rs` kills a writer with SIGKILL and checks every root it reported).
 //! - **Closed under reachability.** A commit must include every blob the new root reaches that
-//!   the store does not already hold (that is what
-//!   [`MerkleMap::missing_nodes`](crate::merkle::MerkleMap::missing_nodes) lists), and
-//!   `commit` refuses a root whose own node is neither given nor stored. So a recorded root,
-//!   and any stored node, always has everything below it, and a walk may skip a whole subtree
-//!   when the store holds its top node.
+//!   the store does not already hold: the trie nodes
+//!   ([`MerkleMap::missing_nodes`](crate::merkle::MerkleMap::missing_nodes) lists them, and the
+//!   leaves among them), and for each leaf, the content blob stored under its value (the leaf
+//!   hash). [`Space::create_checkpoint`](crate::Space::create_checkpoint) brings the blob of
+//!   every listed leaf the store lacks, whether its entry changed since the last checkpoint or
+//!   arrived unchanged from elsewhere (another space's soft checkpoint, a store switched in).
+//!   `commit` itself checks only that the root's own node is given or stored (it refuses the
+//!   root otherwise); the rest is the committer's duty. So a recorded root, and any stored
+//!   node, always has everything below it, leaf blobs included, and a walk may skip a whole
+//!   subtree when the store holds its top node.
 //! - **Structural sharing.** Blobs are keyed by hash and written once: a commit writes only
 //!   the blobs the store lacks, so consecutive checkpoints share every unchanged node on disk.
 //! - **Deterministic.** [`roots`](HistoryStore::roots) lists roots in the order they were first
@@ -114,7 +119,8 @@ fn storage<E: Error + Send + Sync + 'static>(op: &'static str) -> impl FnOnce(E)
 /// Contract of every implementation: [`commit`](HistoryStore::commit) is atomic (all blobs and
 /// the root record, or nothing, also across a crash for a durable store); blobs are written
 /// once per hash (structural sharing); a commit must bring every blob its root reaches that the
-/// store lacks, so a stored node always has everything below it; [`roots`](HistoryStore::roots)
+/// store lacks (trie nodes and the leaves' content blobs; the committer's duty, see the module
+/// docs), so a stored node always has everything below it; [`roots`](HistoryStore::roots)
 /// lists roots in the order first recorded. A store does not check that a blob hashes to its
 /// key: readers verify what they read (as [`MerkleMap::load`](crate::merkle::MerkleMap::load)
 /// does for trie nodes).

@@ -63,7 +63,7 @@
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
 //! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store) |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
-//! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused |
+//! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused; once after a revert to another space's soft checkpoint or a `with_history` switch, also O(channels + join groups + what the store lacks) |
 //! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |
 //! | `produce_batch`, `consume_batch` | as the single calls, one lock acquisition per shard run |
 //! | `rig(root, log)` | a `reset`, plus O(log length) to index the log |

@@ -727,9 +727,10 @@ impl MerkleMap {
     /// The nodes reachable from this map's root that a store does not hold yet, as
     /// `(hash, bytes)` pairs ready to store (parents before children), together with the
     /// `(key, value)` of every leaf among them: the leaves whose value blobs the store may also
-    /// lack. `have(hash)` says whether the store holds a node; a subtree whose root it holds is
-    /// skipped whole (the store holds a node only together with everything below it, as
-    /// [`HistoryStore::commit`](crate::HistoryStore::commit) guarantees). For the empty map the
+    /// lack, which a commit must bring too (the trie does not hold them). `have(hash)` says
+    /// whether the store holds a node; a subtree whose root it holds is skipped whole (the
+    /// store holds a node only together with everything below it, leaf blobs included: the
+    /// contract of [`HistoryStore`](crate::HistoryStore)). For the empty map the
     /// one-byte empty-trie node is listed (unless held), so that every root, the empty one
     /// included, is a stored node.
     ///
@@ -884,7 +885,9 @@ fn load_node<E>(
 pub struct Missing {
     /// `(hash, stored bytes)` of each node to store, parents first, children in nibble order.
     pub nodes: Vec<(Digest, Vec<u8>)>,
-    /// `(key, value)` of each leaf node among `nodes`.
+    /// `(key, value)` of each leaf node among `nodes`. A commit of these nodes must also bring
+    /// the value blob of each leaf the store lacks, or the store is no longer closed under
+    /// reachability (see [`HistoryStore`](crate::HistoryStore)).
     pub leaves: Vec<(Digest, Digest)>,
 }
 

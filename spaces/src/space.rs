@@ -554,6 +554,10 @@ where
     /// Keeps hard-checkpoint history in `store` (for instance a
     /// [`RedbHistory`](crate::RedbHistory) on disk) instead of in memory. A space built on a
     /// store that an earlier process wrote can [`reset`](Self::reset) to any root recorded there.
+    /// Roots recorded before the switch stay in the old store (this space can still reset to
+    /// the last [`SNAPSHOT_CACHE`](crate::SNAPSHOT_CACHE) of them from memory); the next
+    /// [`create_checkpoint`](Self::create_checkpoint) stores everything the new store lacks of
+    /// the current state (O(its size) once).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -2108,7 +2112,9 @@ where
 
     /// Restores the state captured by `checkpoint`, in O(1). Installed continuations stay. The
     /// checkpoint is not consumed and can be reverted to again. A checkpoint taken from another
-    /// space brings that space's stores, with their kinds.
+    /// space brings that space's stores, with their kinds; the next
+    /// [`create_checkpoint`](Self::create_checkpoint) stores in this space's history whatever it
+    /// lacks of them, so the root it records can be reset to from the store alone.
     ///
     /// Time: O(shards). A checkpoint from a space with a different shard count is re-routed
     /// first, in O(channels + join groups).

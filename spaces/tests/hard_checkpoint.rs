@@ -3,14 +3,14 @@
 //! memory or from a database a previous space wrote), errors change nothing, and the event log
 //! (SPEC §7) is returned and cleared.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rhospace_matchers::ExactMatch;
 use rhospace_spaces::merkle::{Digest, EMPTY_ROOT};
 use rhospace_spaces::{
     CheckpointError, ContKind, DataKind, HistoryError, HistoryStore, LogEvent, MemoryHistory,
-    RedbHistory, Space, SpaceConfig,
+    RedbHistory, SoftCheckpoint, Space, SpaceConfig, SNAPSHOT_CACHE,
 };
 
 type S = Space<u32, u32, u32, u32, ExactMatch>;
@@ -555,4 +555,189 @@ fn ungated_calls_equal_calls_with_an_admitting_gate() {
             gated.create_checkpoint().unwrap()
         );
     }
+}
+
+// A recorded root has everything below it in the store, also when the state behind it came
+// from elsewhere: another space's soft checkpoint, or a store switched in after checkpoints.
+
+/// A soft checkpoint of a space whose state is settled in that space's own (memory) history
+/// only: data on a Bag and a Queue channel, and a join group waiting.
+fn settled_elsewhere(shards: usize) -> SoftCheckpoint<u32, u32, u32, u32> {
+    let a = space(shards);
+    a.produce(1, 10, false).unwrap();
+    a.produce(1, 11, true).unwrap();
+    a.produce(100, 12, false).unwrap();
+    a.consume([3, 4], [7, 8], 9, false, &[]).unwrap();
+    a.consume([5], [7], 6, true, &[]).unwrap();
+    a.create_checkpoint().unwrap();
+    a.create_soft_checkpoint()
+}
+
+/// Resets a space with an empty snapshot cache to every root `store` lists (so each is loaded
+/// from the store), and checks each loads to the state its root names.
+fn assert_every_root_loads(store: Arc<dyn HistoryStore>) {
+    let fresh = space(4).with_history(store.clone());
+    for root in store.roots().unwrap() {
+        fresh
+            .reset(&root)
+            .unwrap_or_else(|e| panic!("root {}: {e}", hex(&root)));
+        assert_eq!(fresh.full_state_root(), root);
+    }
+}
+
+#[test]
+fn cross_space_revert_then_disk_reset_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.redb");
+    let cp = settled_elsewhere(4);
+    let (root, want) = {
+        let b = space(4).with_history(Arc::new(RedbHistory::open(&path).unwrap()));
+        b.revert_to_soft_checkpoint(&cp);
+        b.produce(2, 20, false).unwrap();
+        let root = b.create_checkpoint().unwrap().root;
+        assert_eq!(root, b.full_state_root());
+        (root, contents(&b))
+    };
+    let store: Arc<dyn HistoryStore> = Arc::new(RedbHistory::open(&path).unwrap());
+    let c = space(4).with_history(store.clone());
+    c.reset(&root)
+        .expect("reset to a root recorded in this on-disk history");
+    assert_eq!(contents(&c), want);
+    assert_eq!(c.data(&1).len(), 2);
+    assert_eq!(c.data(&2).len(), 1);
+    assert_eq!(c.continuations(&[3, 4]).len(), 1);
+    assert_eq!(c.joins(&4).len(), 1);
+    drop(c);
+    assert_every_root_loads(store);
+}
+
+#[test]
+fn cross_space_revert_then_reset_after_snapshot_eviction() {
+    // From another shard count too: the reverted state is rerouted, its entries still clean.
+    for from_shards in [8, 3] {
+        let cp = settled_elsewhere(from_shards);
+        let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::new());
+        let b = space(8).with_history(store.clone());
+        b.revert_to_soft_checkpoint(&cp);
+        b.produce(2, 20, false).unwrap();
+        let root = b.create_checkpoint().unwrap().root;
+        let want = contents(&b);
+        for i in 0..(SNAPSHOT_CACHE as u32 + 2) {
+            b.produce(50 + i, i, false).unwrap();
+            b.create_checkpoint().unwrap();
+        }
+        b.reset(&root).expect("reset to a root this space recorded");
+        assert_eq!(contents(&b), want, "from {from_shards} shards");
+        assert_every_root_loads(store);
+    }
+}
+
+#[test]
+fn a_store_switched_in_after_checkpoints_gets_everything_below_the_next_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.redb");
+    let s = space(4);
+    let mut rng = Rng(77);
+    for _ in 0..60 {
+        step(&s, &mut rng);
+    }
+    let zeroth = s.create_checkpoint().unwrap().root; // in the default memory history only
+    let want_zeroth = contents(&s);
+    s.consume([3, 4], [7, 8], 9, false, &[]).unwrap();
+    let first = s.create_checkpoint().unwrap().root;
+    let want_first = contents(&s);
+    let s = s.with_history(Arc::new(RedbHistory::open(&path).unwrap()));
+    // Nothing changed since, yet the new store lacks the whole state: all of it is committed.
+    assert_eq!(s.create_checkpoint().unwrap().root, first);
+    s.produce(2, 20, false).unwrap();
+    let second = s.create_checkpoint().unwrap().root;
+    let want_second = contents(&s);
+    // A root of the old store, reset to from memory, then recorded in the new one.
+    s.reset(&zeroth).unwrap();
+    assert_eq!(s.create_checkpoint().unwrap().root, zeroth);
+    drop(s);
+    let store: Arc<dyn HistoryStore> = Arc::new(RedbHistory::open(&path).unwrap());
+    let c = space(4).with_history(store.clone());
+    c.reset(&first).unwrap();
+    assert_eq!(contents(&c), want_first);
+    assert_eq!(c.continuations(&[3, 4]).len(), 1);
+    c.reset(&second).unwrap();
+    assert_eq!(contents(&c), want_second);
+    c.reset(&zeroth).unwrap();
+    assert_eq!(contents(&c), want_zeroth);
+    drop(c);
+    assert_eq!(store.roots().unwrap(), vec![first, second, zeroth]);
+    assert_every_root_loads(store);
+}
+
+/// A store that counts look-ups and blobs committed.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryHistory,
+    lookups: AtomicUsize,
+    committed: AtomicUsize,
+}
+
+impl HistoryStore for Counting {
+    fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
+        self.inner.get(hash)
+    }
+    fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.contains(hash)
+    }
+    fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
+        let written = self.inner.commit(blobs, root)?;
+        self.committed.fetch_add(written, Ordering::SeqCst);
+        Ok(written)
+    }
+    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
+        self.inner.has_root(root)
+    }
+    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
+        self.inner.roots()
+    }
+}
+
+/// Bringing foreign leaves into the store costs work once; a checkpoint after it, or one with
+/// nothing foreign, costs what changed: a few look-ups and blobs, not one per channel.
+#[test]
+fn only_a_checkpoint_whose_store_lacks_leaves_pays_for_them() {
+    const N: u32 = 2000;
+    let a = space(4);
+    for c in 0..N {
+        a.produce(1000 + c, c, false).unwrap();
+    }
+    a.consume([3, 4], [7, 8], 9, false, &[]).unwrap();
+    a.create_checkpoint().unwrap();
+    let cp = a.create_soft_checkpoint();
+
+    let store = Arc::new(Counting::default());
+    let b = space(4).with_history(store.clone());
+    let take = |s: &S| {
+        store.lookups.store(0, Ordering::SeqCst);
+        store.committed.store(0, Ordering::SeqCst);
+        let root = s.create_checkpoint().unwrap().root;
+        let counts = (
+            store.lookups.load(Ordering::SeqCst),
+            store.committed.load(Ordering::SeqCst),
+        );
+        (root, counts)
+    };
+    b.produce(1, 1, false).unwrap();
+    let (_, (lookups, committed)) = take(&b);
+    assert!(lookups < 50 && committed < 10, "{lookups} {committed}");
+    b.revert_to_soft_checkpoint(&cp);
+    b.produce(1, 1, false).unwrap();
+    let (root, (_, committed)) = take(&b);
+    // every foreign leaf's node and blob, and the branches above
+    assert!(committed > 2 * N as usize, "{committed}");
+    b.produce(2, 2, false).unwrap();
+    let (_, (lookups, committed)) = take(&b);
+    assert!(lookups < 100 && committed < 10, "{lookups} {committed}");
+    let store: Arc<dyn HistoryStore> = store;
+    let c = space(4).with_history(store);
+    c.reset(&root).unwrap();
+    assert_eq!(c.data(&(1000 + N - 1)).len(), 1);
+    assert_eq!(c.continuations(&[3, 4]).len(), 1);
 }

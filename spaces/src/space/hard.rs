@@ -24,15 +24,29 @@
 //! checkpoints, new items go after the canonical ones (oldest first, SPEC §3).
 //!
 //! # History
-//! Each checkpoint commits the trie nodes and leaf blobs its history store lacks, in one atomic
-//! commit ([`HistoryStore`]); a leaf blob is the leaf's contents in canonical order, stored
-//! under the leaf hash. The space also keeps each recorded state in memory (persistent
-//! structures, shared between checkpoints), so `reset` to a root this process recorded costs
-//! O(shards); a root known only to the store (recorded by an earlier process) is loaded from it,
-//! verified, in O(size of that state).
+//! Each checkpoint commits, in one atomic commit ([`HistoryStore`]), every trie node and every
+//! leaf blob reachable from its root that its history store lacks; a leaf blob is the leaf's
+//! contents in canonical order, stored under the leaf hash. So every root a checkpoint records
+//! has everything below it in the store, and [`reset`](Space::reset) to it works from the store
+//! alone (another process, or this one once the root has left the in-memory cache).
+//!
+//! The nodes the store lacks come from [`MerkleMap::missing_nodes`]; the blobs of the dirty
+//! entries are re-encoded anyway. Usually those dirty blobs are all the missing leaves need:
+//! the trie came from this store's lineage, so every leaf that is not dirty is stored already.
+//! Not so after [`revert_to_soft_checkpoint`](Space::revert_to_soft_checkpoint) to another
+//! space's checkpoint (its clean entries were settled in that space's store) or after
+//! [`with_history`](Space::with_history) switched stores: then a missing leaf that is not
+//! dirty, and whose blob the store lacks, has its blob encoded from the live state, found by a
+//! scan of the space (keys are hashes). Only such a checkpoint pays for the scan, once; a
+//! normal one makes no extra store look-up.
+//!
+//! The space also keeps each recorded state in memory (persistent structures, shared between
+//! checkpoints), so `reset` to a root this process recorded costs O(shards) while it is among
+//! the last [`SNAPSHOT_CACHE`]; another root (an older one, or one recorded by an earlier
+//! process) is loaded from the store, verified, in O(size of that state).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -92,7 +106,10 @@ pub enum CheckpointError {
     /// The history store failed.
     History(HistoryError),
     /// The history store holds a blob that does not decode, or whose contents do not hash to
-    /// the leaf that names it, or a trie node that fails verification.
+    /// the leaf that names it, or a trie node that fails verification, or lacks a node or blob
+    /// below a recorded root. From [`Space::create_checkpoint`]: a leaf whose blob the store
+    /// lacks has no entry in the state that hashes to it (the trie and the state disagree; a
+    /// bug, never expected).
     Corrupt {
         /// The blob or node concerned.
         hash: Digest,
@@ -428,6 +445,102 @@ fn settle_shard<C, P, A, K>(
     state.log = Log::default();
 }
 
+/// The leaves among `leaves` (the missing leaf nodes of a new root) whose blobs are neither
+/// among `blobs` (the dirty entries' blobs, committed anyway) nor in `history`, as trie key →
+/// leaf value.
+///
+/// Time: O(leaves + blobs), plus one store look-up per leaf that is not dirty (none when the
+/// store holds this state's lineage: then every missing leaf is a dirty entry's).
+fn lacking_blobs(
+    leaves: &[(Digest, Digest)],
+    blobs: &[(Digest, Vec<u8>)],
+    history: &dyn HistoryStore,
+) -> Result<HashMap<Digest, Digest>, CheckpointError> {
+    let mut lacking = HashMap::new();
+    if leaves.is_empty() {
+        return Ok(lacking);
+    }
+    let given: HashSet<&Digest> = blobs.iter().map(|(h, _)| h).collect();
+    for (key, value) in leaves {
+        if !given.contains(value) && !history.contains(value)? {
+            lacking.insert(*key, *value);
+        }
+    }
+    Ok(lacking)
+}
+
+/// The blobs of the `lacking` leaves (trie key → leaf value; from [`lacking_blobs`]), built
+/// from the settled shard states the new root was computed from, encoded as the dirty path
+/// encodes them (without reordering the state). Returned in the order of `leaves`.
+///
+/// Keys are hashes, so the entries are found by scanning the state: O(channels + join groups)
+/// key hashes, stopping once all are found, plus the encoding of each entry found. Only a
+/// checkpoint whose store lacks leaves pays this, once: the commit brings them.
+///
+/// Errors with [`CheckpointError::Corrupt`] (and the checkpoint changes nothing) if a lacking
+/// leaf has no entry in the state that hashes to it: the trie and the state disagree, which
+/// would be a bug here.
+fn clean_blobs<C, P, A, K>(
+    states: &[StateRef<C, P, A, K>],
+    leaves: &[(Digest, Digest)],
+    mut lacking: HashMap<Digest, Digest>,
+) -> Result<Vec<(Digest, Vec<u8>)>, CheckpointError>
+where
+    C: Clone + Hash + Eq + Encode,
+    P: Clone + Eq + Encode,
+    A: Clone + Hash + Eq + Encode,
+    K: Clone + Eq + Encode,
+{
+    let mut found: HashMap<Digest, Vec<u8>> = HashMap::with_capacity(lacking.len());
+    let mismatch = |value: Digest| CheckpointError::Corrupt {
+        hash: value,
+        reason: "the state's entry does not hash to its trie leaf".into(),
+    };
+    'scan: for st in states {
+        for (c, cs) in st.channels.iter() {
+            if lacking.is_empty() {
+                break 'scan;
+            }
+            if cs.data.is_empty() {
+                continue;
+            }
+            let head = encoded(c);
+            if let Some(value) = lacking.remove(&trie_key(KeyDomain::Data, &head)) {
+                let (kind, multiset, items) = encoded_data(&cs.data);
+                let bytes = bytes_of(items);
+                if leaf_value(BLOB_DATA, &head, kind, multiset, &bytes) != value {
+                    return Err(mismatch(value));
+                }
+                found.insert(value, leaf_blob(BLOB_DATA, &head, kind, &bytes));
+            }
+        }
+        for (jk, store) in st.joins.iter() {
+            if lacking.is_empty() {
+                break 'scan;
+            }
+            let head = encoded(&jk[..]);
+            if let Some(value) = lacking.remove(&trie_key(KeyDomain::Continuations, &head)) {
+                let (kind, multiset, items) = encoded_conts(store);
+                let bytes = bytes_of(items);
+                if leaf_value(BLOB_CONTS, &head, kind, multiset, &bytes) != value {
+                    return Err(mismatch(value));
+                }
+                found.insert(value, leaf_blob(BLOB_CONTS, &head, kind, &bytes));
+            }
+        }
+    }
+    if let Some(value) = lacking.into_values().next() {
+        return Err(CheckpointError::Corrupt {
+            hash: value,
+            reason: "no entry in the state for a trie leaf the store lacks".into(),
+        });
+    }
+    Ok(leaves
+        .iter()
+        .filter_map(|(_, value)| found.remove_entry(value))
+        .collect())
+}
+
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
     C: Clone + Hash + Eq + Encode,
@@ -437,14 +550,18 @@ where
     M: Match<P, A>,
 {
     /// Takes a hard checkpoint (SPEC §6): returns the state root and the event log since the
-    /// last checkpoint, clears the log, and records the root in the history store (only the
-    /// trie nodes and leaf blobs it lacks) and in memory.
+    /// last checkpoint, clears the log, and records the root in memory and in the history
+    /// store, together with every trie node and leaf blob below it that the store lacks (so
+    /// the store alone can [`reset`](Self::reset) to it).
     ///
     /// All shards are locked for its duration (writers pause). Errors (the history store
     /// failed): nothing changes, the log and the changes stay pending.
     ///
     /// Time: O(changed entries × their size + changed paths × log₁₆ n), independent of the
-    /// channels left unchanged.
+    /// channels left unchanged. The first checkpoint after a revert to another space's soft
+    /// checkpoint, or after [`with_history`](Self::with_history) switched stores, also stores
+    /// what the store lacks of the unchanged state: O(channels + join groups) to find those
+    /// entries, plus their size (see the module docs).
     ///
     /// ```
     /// use rhospace_spaces::{Space, SpaceConfig};
@@ -481,8 +598,15 @@ where
         let root = merkle.root();
         let history = hard.history.clone();
         let missing = merkle.missing_nodes(|h| history.contains(h))?;
+        // Leaves the store lacks that are not dirty now (a state brought from another space's
+        // soft checkpoint, or a store switched in by `with_history`): their blobs come from the
+        // live state. Empty, and no look-ups, when the store already holds this lineage.
+        let lacking = lacking_blobs(&missing.leaves, &blobs, &*history)?;
         let mut commit = missing.nodes;
         commit.extend(blobs);
+        if !lacking.is_empty() {
+            commit.extend(clean_blobs(&states, &missing.leaves, lacking)?);
+        }
         history.commit(&commit, root)?;
         for (g, st) in all.guards.iter_mut().zip(&states) {
             g.state = st.clone();
