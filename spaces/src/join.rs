@@ -394,7 +394,9 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
             }
         };
         let embed: &dyn Fn(&A) -> Option<&[f32]> = &|a| matcher.embedding(a);
-        let need = k + self.join.cids.len();
+        // `k` is the caller's, up to `usize::MAX`: saturate (the ranking only caps its first
+        // sort at `need`; it never allocates by it).
+        let need = k.saturating_add(self.join.cids.len());
         let _ = match store {
             Some(s) => match s.for_each_ranked(sim, embed, extra, need, &mut visit) {
                 Some(flow) => flow,

@@ -531,6 +531,49 @@ fn quantized_top_k_has_high_recall_and_exact_scores() {
     }
 }
 
+/// A `k` up to `usize::MAX` is accepted by every top-k entry point and returns every live row,
+/// best first; nothing is sized by `k` (a `k`-sized reservation would abort), nothing overflows.
+#[test]
+fn a_huge_k_returns_every_row_by_every_path() {
+    use rhospace_vectordb::Scan;
+    for metric in METRICS {
+        let dim = 5;
+        let mut rng = Rng::new(5);
+        let data: Vec<f32> = (0..300).flat_map(|_| rng.vec_f32(dim)).collect();
+        let mut exact = VectorStore::new(dim, metric).unwrap();
+        let mut quant = VectorStore::new_quantized(dim, metric).unwrap();
+        for v in data.chunks_exact(dim) {
+            exact.insert(v).unwrap();
+            quant.insert(v).unwrap();
+        }
+        let queries = rng.vec_f32(2 * dim);
+        let want: Vec<Vec<Hit>> = queries
+            .chunks_exact(dim)
+            .map(|q| brute(&exact, q))
+            .collect();
+        for k in [usize::MAX, usize::MAX - 1, usize::MAX / 2, 301] {
+            for (q, want) in queries.chunks_exact(dim).zip(&want) {
+                for scan in [Scan::Auto, Scan::Full, Scan::Pruned] {
+                    assert_eq!(&exact.top_k_with(q, k, scan).unwrap(), want, "{metric:?}");
+                }
+                assert_eq!(&quant.top_k_quantized(q, k, k).unwrap(), want);
+                assert_eq!(
+                    &quant.top_k_quantized(q, 3, usize::MAX).unwrap(),
+                    &want[..3]
+                );
+            }
+            // The batch path scores through its GEMM kernel: compared with itself at k = n.
+            let all = exact
+                .batch_top_k_with(&queries, 300, Execution::Serial)
+                .unwrap();
+            assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), [300, 300]);
+            for exec in [Execution::Serial, Execution::Parallel] {
+                assert_eq!(exact.batch_top_k_with(&queries, k, exec).unwrap(), all);
+            }
+        }
+    }
+}
+
 #[test]
 fn huge_components_do_not_poison_rankings() {
     // A dot product that overflows to +inf - inf = NaN must rank last, not first.
