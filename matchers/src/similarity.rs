@@ -12,7 +12,9 @@
 //! space's business: through [`Match::similarity`] it learns that a
 //! pattern selects by score, and on a VectorDB channel it offers candidates best score first
 //! (ties: oldest first); with [`Take::TopK`] one position takes the `k` best. On other channel
-//! kinds a similarity pattern is an ordinary predicate, tried in the kind's order.
+//! kinds a similarity pattern is an ordinary predicate, tried in the kind's order; on a kind
+//! that hands out only its head (a queue, a stack), a top-k takes `k` consecutive items from
+//! the head, reaching each one only past items it uses up.
 //!
 //! **Equality.** Embeddings and thresholds compare by bit pattern (`f32::to_bits`), so `Eq` and
 //! `Hash` are lawful (reflexive, consistent) for use as tuple-space data and patterns; `0.0` and

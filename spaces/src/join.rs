@@ -13,7 +13,11 @@
 //!
 //! **Head-only kinds.** On a Queue, Stack, PriorityQueue or Cell channel, an item is offered
 //! only when every item ahead of it has been used up (consumed) by an earlier position of the
-//! same COMM.
+//! same COMM. A top-k position fills its group under the same rule: it walks on past an item
+//! only when it uses that item up itself (takes it, the item is not persistent, the position
+//! does not peek), so its group is `k` consecutive items from the first one not used up, and a
+//! persistent or peeked item ends the walk. A persistent or peeked head is never used up, so
+//! nothing behind it is reachable.
 //!
 //! **Produce mode.** A produced datum not yet stored is offered at its place in its channel's
 //! order, and an assignment counts only if it uses that datum.
@@ -356,6 +360,11 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
     /// channel's order (best score first on a VectorDB channel) as one group, then goes on.
     /// The group is not varied on backtracking: "the k best" is one choice, so if the rest of
     /// the join fails with it, this position fails.
+    ///
+    /// On a head-only channel the walk stops at the first item it cannot use (as in
+    /// [`offer`](Self::offer)) and also right after an item it takes without using it up (a
+    /// persistent one, or any when this position peeks): what lies behind such an item is not
+    /// reachable in this COMM (see the module docs).
     fn go_top_k(&mut self, pos: usize, k: usize, sim: &SimilarityPattern) -> bool {
         let matcher: &'m M = self.matcher;
         let patterns: &'j [P] = self.patterns;
@@ -380,11 +389,16 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
                 examined += 1;
                 if let Some(r) = matcher.get(pattern, &d.value) {
                     chosen.push((pick, r));
-                    return if chosen.len() == k {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    };
+                    if chosen.len() == k {
+                        return ControlFlow::Break(());
+                    }
+                    // On a head-only channel the next item is reachable only once this one is
+                    // used up, as for the next position in `offer`: taken, and neither
+                    // persistent nor peeked here. A persistent or peeked head ends the walk.
+                    if restricted && (d.persist || peek_here) {
+                        return ControlFlow::Break(());
+                    }
+                    return ControlFlow::Continue(());
                 }
             }
             if restricted {

@@ -23,7 +23,22 @@ use crate::vector::VecItems;
 ///
 /// For the ordered kinds (`Queue`, `Stack`, `PriorityQueue`) a consume that reads the same
 /// channel at several positions takes items in collection order: the second position may take
-/// the second item only because the first position used the first one up.
+/// the second item only because the first position used the first one up. A top-k similarity
+/// pattern on such a channel takes `k` consecutive items from the head under the same rule: it
+/// reaches an item only past items it uses up, so a persistent item, or any item when that
+/// position peeks, ends its reach. A persistent or peeked head is never used up: nothing behind
+/// it is reachable, and a top-k larger than 1 waits.
+///
+/// ```
+/// use rhospace_matchers::similarity::{EmbeddedDatum, Metric, SimilarityMatch, SimilarityPattern};
+/// use rhospace_spaces::{DataKind, Space, SpaceConfig};
+/// let s: Space<u8, SimilarityPattern, EmbeddedDatum<u8>, u8, SimilarityMatch> =
+///     Space::new(SimilarityMatch, SpaceConfig::new().data_kind(DataKind::Queue));
+/// s.produce(0, EmbeddedDatum::new(1, [1.0]), true).unwrap(); // a persistent head
+/// s.produce(0, EmbeddedDatum::new(2, [1.0]), false).unwrap();
+/// let top2 = SimilarityPattern::top_k([1.0], Metric::Dot, 0.5, 2).unwrap();
+/// assert!(s.consume([0], [top2], 7, false, &[]).unwrap().is_none());
+/// ```
 ///
 /// ```
 /// use rhospace_spaces::DataKind;
