@@ -822,6 +822,41 @@ fn documented_limit_head_only_exposed_item_waits_for_a_later_call() {
     // One COMM per call: k2 still waits beside its now-head datum.
     assert_eq!(values(&s, "q"), vec![2]);
     assert_eq!(conts(&s, &["q"]), vec!["k2"]);
+    // A later produce offers only its own datum, which is not the head: k2 goes on waiting.
+    assert!(s.produce("q", 2, false).unwrap().is_none());
+    assert_eq!(values(&s, "q"), vec![2, 2]);
+    assert_eq!(conts(&s, &["q"]), vec!["k2"]);
+    // Emptied by other consumes, the channel's next datum is its head: that produce fires k2.
+    for _ in 0..2 {
+        s.consume(["q"], [eq(2)], "other", false, &[])
+            .unwrap()
+            .expect("the head is 2");
+    }
+    assert_eq!(conts(&s, &["q"]), vec!["k2"]);
+    let comm = s.produce("q", 2, false).unwrap().expect("k2 fires");
+    assert_eq!(comm.continuation, "k2");
+    assert!(s.is_empty());
+}
+
+#[test]
+fn documented_limit_head_only_continuation_kind_exposes_a_waiting_match() {
+    let s = preds_with(SpaceConfig::new().cont_kind(ContKind::Queue));
+    s.consume(["a"], [eq(1)], "k1", false, &[]).unwrap();
+    s.consume(["a"], [eq(2)], "k2", false, &[]).unwrap();
+    // Only k1 (the oldest) is offered 2: stored.
+    assert!(s.produce("a", 2, false).unwrap().is_none());
+    assert_eq!(
+        s.produce("a", 1, false).unwrap().unwrap().continuation,
+        "k1"
+    );
+    // k2 is now the oldest, beside a stored datum it matches: one COMM per call.
+    assert_eq!(values(&s, "a"), vec![2]);
+    assert_eq!(conts(&s, &["a"]), vec!["k2"]);
+    // A later produce offers it its own datum: k2 fires with that one; the stored 2 stays.
+    let comm = s.produce("a", 2, false).unwrap().expect("k2 fires");
+    assert_eq!(comm.continuation, "k2");
+    assert_eq!(values(&s, "a"), vec![2]);
+    assert!(conts(&s, &["a"]).is_empty());
 }
 
 #[test]

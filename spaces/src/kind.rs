@@ -142,6 +142,10 @@ impl DataKind {
 /// | `Stack` | only the newest |
 /// | `Set` | any, oldest first; a consume equal (`Eq` on patterns, continuation, persist, peeks) to a waiting one is not stored again |
 ///
+/// With `Queue` and `Stack`, firing the continuation that may fire exposes the next one, which
+/// may match data already stored; it waits until a later produce offers it a datum (see the
+/// crate docs' Limits: SPEC §1's invariant holds only with `Bag` and `Set`).
+///
 /// ```
 /// use rhospace_spaces::ContKind;
 /// assert_eq!(ContKind::default(), ContKind::Bag);

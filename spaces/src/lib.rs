@@ -73,10 +73,18 @@
 //! that is the price of O(1) checkpoints, measured in the `produce_consume_cycle` benchmark.
 //!
 //! # Limits
-//! - On head-only kinds (Queue, Stack, PriorityQueue), a COMM that takes the head can expose a
-//!   next item that a waiting continuation would accept. Since a call fires at most one COMM,
-//!   that continuation does not fire in the same call; it fires when a later consume or
-//!   produce meets it. SPEC §1's invariant therefore holds for Bag, Set and Cell channels only.
+//! - **Head-only kinds can leave a possible COMM stored.** On a head-only data kind (Queue,
+//!   Stack, PriorityQueue) a COMM that takes the head exposes the next datum; on a head-only
+//!   continuation kind ([`ContKind::Queue`], [`ContKind::Stack`]) a firing exposes the next
+//!   waiting continuation. The exposed item may match one stored before it was exposed. A call
+//!   fires at most one COMM, so that pair does not fire in the call that exposed it, and no
+//!   later call fires it on that account alone: a produce offers only its own datum (on a
+//!   non-empty head-only data channel, not the head) and a consume only its own continuation.
+//!   The waiting continuation fires when a later produce offers it a datum it accepts (on a
+//!   head-only data channel that means one produced while the channel is empty, or, for a
+//!   join, a produce on another of its channels with this channel's head); the datum waits
+//!   for a consume or a produce-fired continuation that takes it. So SPEC §1's invariant
+//!   holds only with Bag, Set or Cell data and Bag or Set continuations.
 //! - Joins have at most [`MAX_JOIN`] channels.
 #![deny(unsafe_code)]
 
