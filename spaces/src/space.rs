@@ -1381,16 +1381,26 @@ where
         // First position of each channel that gave up an item and is not tidied yet.
         let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
         let entries: SmallVec<[(usize, Pick, M::Output); 4]> = found.entries().collect();
-        let positions: SmallVec<[usize; 4]> = entries.iter().map(|e| e.0).collect();
+        // Compaction renumbers items, so a channel is tidied only after its last entry has
+        // taken what it picked. A top-k position has up to k entries, so whether an entry is
+        // its channel's last is found in one backward pass (O(entries + positions²), positions
+        // at most `MAX_JOIN`), not by a scan of the later entries per entry (O(k²)).
+        let mut last_on_channel: SmallVec<[bool; 4]> = SmallVec::from_elem(false, entries.len());
+        let mut seen: SmallVec<[usize; 4]> = SmallVec::new();
+        for (e, (pos, _, _)) in entries.iter().enumerate().rev() {
+            // A channel is named by its first position in the list.
+            let first = list.iter().position(|c| *c == list[*pos]).unwrap_or(*pos);
+            if !seen.contains(&first) {
+                seen.push(first);
+                last_on_channel[e] = true;
+            }
+        }
         for (e, (pos, pick, result)) in entries.into_iter().enumerate() {
             let taken = if pick.incoming {
                 incoming(pos)
             } else {
                 let peek = peeks.contains(&pos);
-                // Compaction renumbers items, so a channel is tidied only after its last
-                // position has taken what it picked.
-                // (A top-k position has several entries: count them all.)
-                let last_on_channel = !positions[e + 1..].iter().any(|q| list[*q] == list[pos]);
+                let last_on_channel = last_on_channel[e];
                 let mut tidied = None;
                 let taken = view.channel_mut(&list[pos]).and_then(|cs| {
                     let stored = cs.data.get(pick.key)?;
