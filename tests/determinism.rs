@@ -1,12 +1,13 @@
 //! SPEC §3 determinism: the same calls give the same COMMs and state, whatever the hash seeds
 //! (every map in the space is seeded at random per instance, so two spaces built in one process
-//! disagree on any leaked iteration order); Bag results do not depend on insertion order where
-//! the spec says order does not matter; a revert gives back identical views and behaviour.
+//! disagree on any leaked iteration order) and whatever the shard count, batched or one by one;
+//! Bag results do not depend on insertion order where the spec says order does not matter; a
+//! revert gives back identical views and behaviour.
 
 mod common;
 
 use common::{Pred, PredMatch};
-use rhospace_spaces::{ContKind, DataKind, Space, SpaceConfig};
+use rhospace_spaces::{ConsumeRequest, ContKind, DataKind, Space, SpaceConfig};
 
 type Ch = String;
 type S = Space<Ch, Pred, i64, u32, PredMatch>;
@@ -271,6 +272,80 @@ fn shard_count_does_not_reach_a_result() {
                 assert_eq!(a, b, "{shards} shards: call {i} ({:?}) differs", seq[i]);
             }
             assert_eq!(end1, end2, "{shards} shards: final contents differ");
+        }
+    }
+}
+
+/// Runs `ops` as batches: each run of consecutive priority-0 produces is one `produce_batch`,
+/// each run of consecutive consumes one `consume_batch` (a produce with a priority is called
+/// alone). Returns what [`run`] returns.
+fn run_batched(space: &S, ops: &[Op], channels: u64) -> (Vec<String>, String) {
+    let mut outcomes = Vec::new();
+    let mut lists: Vec<Vec<Ch>> = Vec::new();
+    let mut rest = ops;
+    while let Some(first) = rest.first() {
+        let batch = |p: fn(&Op) -> bool| rest.iter().take_while(|o| p(o)).count();
+        match first {
+            Op::Produce(c, d, p, prio) if *prio != 0 => {
+                let r = space.produce_with_priority(c.clone(), *d, *p, *prio);
+                outcomes.push(format!("{r:?}"));
+                rest = &rest[1..];
+            }
+            Op::Produce(..) => {
+                let n = batch(|o| matches!(o, Op::Produce(.., 0)));
+                let items = rest[..n].iter().filter_map(|o| match o {
+                    Op::Produce(c, d, p, _) => Some((c.clone(), *d, *p)),
+                    Op::Consume(..) => None,
+                });
+                outcomes.extend(space.produce_batch(items).iter().map(|r| format!("{r:?}")));
+                rest = &rest[n..];
+            }
+            Op::Consume(..) => {
+                let n = batch(|o| matches!(o, Op::Consume(..)));
+                let mut reqs = Vec::new();
+                for o in &rest[..n] {
+                    if let Op::Consume(cs, ps, k, p, peeks) = o {
+                        if !lists.contains(cs) {
+                            lists.push(cs.clone());
+                        }
+                        let mut r = ConsumeRequest::new(cs.clone(), ps.clone(), *k);
+                        r.persist = *p;
+                        r.peeks.extend(peeks.iter().copied());
+                        reqs.push(r);
+                    }
+                }
+                outcomes.extend(space.consume_batch(reqs).iter().map(|r| format!("{r:?}")));
+                rest = &rest[n..];
+            }
+        }
+    }
+    (outcomes, contents(space, channels, &lists))
+}
+
+/// The batch operations run their items in input order: batching the calls gives the COMMs
+/// and state of the single calls, on any shard count.
+#[test]
+fn batches_give_the_single_calls_results_on_any_shard_count() {
+    for (seed, mixed) in [(21u64, false), (22, true)] {
+        let channels = 24;
+        let seq = ops(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1500, channels);
+        let one: S = Space::with_shards(PredMatch, config(mixed), 1);
+        let (outs1, end1) = run(&one, &seq, channels);
+        for shards in [1, 2, 8, 32, 1024] {
+            let many: S = Space::with_shards(PredMatch, config(mixed), shards);
+            let (outs2, end2) = run_batched(&many, &seq, channels);
+            assert_eq!(outs1.len(), outs2.len(), "one outcome per call");
+            for (i, (a, b)) in outs1.iter().zip(&outs2).enumerate() {
+                assert_eq!(
+                    a, b,
+                    "{shards} shards, batched: call {i} ({:?}) differs",
+                    seq[i]
+                );
+            }
+            assert_eq!(
+                end1, end2,
+                "{shards} shards, batched: final contents differ"
+            );
         }
     }
 }

@@ -65,7 +65,7 @@
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused; once after a revert to another space's soft checkpoint or a `with_history` switch, also O(channels + join groups + what the store lacks) |
 //! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |
-//! | `produce_batch`, `consume_batch` | as the single calls, one lock acquisition per shard run |
+//! | `produce_batch`, `consume_batch` | as the single calls in input order; one lock acquisition per run of consecutive items the held locks cover |
 //! | `rig(root, log)` | a `reset`, plus O(log length) to index the log |
 //! | a call while rigged | its play cost, plus hashing the call and, per assignment met, its COMM record |
 //!

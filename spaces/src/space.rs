@@ -608,7 +608,9 @@ where
     }
 
     /// The shard `channel` is routed to, in `0..shard_count()`. Stable across processes for a
-    /// given shard count; useful to group work by shard (as the batch operations do).
+    /// given shard count; useful to group work by shard (the batch operations share one lock
+    /// acquisition across consecutive items of the same shards). It never reaches a result of
+    /// the space's own, but an order a caller builds from it depends on the shard count.
     ///
     /// ```
     /// use rhospace_spaces::{Space, SpaceConfig};

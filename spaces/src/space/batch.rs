@@ -1,11 +1,31 @@
-//! Batched produce and consume: work grouped by the shards it locks, so a run of operations on
-//! one shard takes that shard's lock once.
+//! Batched produce and consume: the items run one by one **in input order**, and a run of
+//! consecutive items whose shards are already locked shares one acquisition of those locks.
 //!
-//! A batch is **not** one atomic operation: each item is its own linearizable operation, and
-//! the items run in a fixed order — grouped by lock set (ascending), input order within a
-//! group. That order is a function of the input alone (shard routing is fixed), so a batch is
-//! deterministic: it gives exactly what calling the single operations in that order gives.
-//! Results come back in input order.
+//! **Algorithm (lock reuse).** The batch keeps the lock set of the item it last ran. The next
+//! item reuses it when it covers every shard that item reads (for a produce: its channel's
+//! shard and those of the channel's join groups and installed continuations, read under the
+//! channel's own lock; for a consume: the shards of its channels). Otherwise the held locks
+//! are released and the item's own are taken, in ascending order, as the single call takes
+//! them (never one lock while a higher one is held: no deadlock). No item is moved: reusing
+//! locks changes when they are taken, never the order in which the items act.
+//!
+//! **Guarantees.**
+//! - *Determinism (SPEC §3)*: a batch gives exactly the COMMs, errors and state of calling
+//!   the single operation on each item in input order ([`Space::produce`] for a produce item,
+//!   [`Space::consume`] for a request), on every shard count and thread count. The shard
+//!   routing decides only how many lock acquisitions the batch makes.
+//! - *Linearizability (SPEC §9)*: a batch is **not** one atomic operation: each item is its
+//!   own linearizable operation, taking effect under its locks, and another thread's call may
+//!   fall between two items (between two that share a lock hold only if it touches none of the
+//!   held shards).
+//! - Results come back in input order; an invalid item fails alone and changes nothing.
+//!
+//! **Limits.** Items on channels of different shards alternate in most batches, so the saving
+//! is only as large as the runs of consecutive items on the same shards (a batch on a space of
+//! one shard takes its lock once). A caller who wants one acquisition per shard may order the
+//! items by [`Space::shard_of`] first, choosing that order, and with it the COMMs of items that
+//! meet each other, knowing that it depends on the shard count. While a batch holds a run's
+//! locks, other threads wait on those shards for the whole run.
 
 use std::hash::Hash;
 
@@ -79,14 +99,16 @@ where
     K: Clone + Eq + Encode,
     M: Match<P, A>,
 {
-    /// Produces every `(channel, datum, persist)` item (priority 0), grouped by shard: the items
-    /// of one shard run in input order under one acquisition of its lock, shards in ascending
-    /// order. An item whose channel has join groups reaching other shards runs on its own, as
-    /// [`produce`](Self::produce) would. Results are in input order. See the module docs of
-    /// `batch` for the ordering guarantee.
+    /// Produces every `(channel, datum, persist)` item (priority 0) in input order: the
+    /// results, COMMs and end state are exactly those of calling [`produce`](Self::produce) on
+    /// each item in turn, on any shard count and thread count. Consecutive items whose shards
+    /// (the channel's, and those of its join groups and installed continuations) are all
+    /// already locked by the item before run under the same acquisition. Results are in input
+    /// order. Each item is its own operation: another thread's calls may fall between two items.
+    /// See the module docs of `batch`.
     ///
-    /// Time: O(n log n) to group, then each item as [`produce`](Self::produce), with one lock
-    /// acquisition per shard run instead of one per item.
+    /// Time: O(n) plus each item as [`produce`](Self::produce), with one lock acquisition per
+    /// run of consecutive items that the held locks cover instead of one per item.
     ///
     /// ```
     /// use rhospace_spaces::{Space, SpaceConfig};
@@ -97,58 +119,46 @@ where
     /// assert_eq!(out.len(), 10);
     /// assert!(out[5].as_ref().unwrap().is_some()); // fired the waiting consume
     /// assert_eq!(s.data(&3)[0].value, 30);
+    /// // Input order decides which of two items meets a waiting continuation first.
+    /// s.consume([7], [1], 0, false, &[]).unwrap();
+    /// let out = s.produce_batch([(7, 1, false), (7, 1, false)]);
+    /// assert!(out[0].as_ref().unwrap().is_some() && out[1].as_ref().unwrap().is_none());
     /// ```
     #[allow(clippy::type_complexity)]
     pub fn produce_batch(
         &self,
         items: impl IntoIterator<Item = (C, A, bool)>,
     ) -> Vec<ProduceOutcome<C, P, A, K, M::Output>> {
-        let mut work: Vec<(usize, usize, C, A, bool)> = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, (c, a, p))| (self.router.shard_of(&c), i, c, a, p))
-            .collect();
-        work.sort_unstable_by_key(|w| (w.0, w.1));
-        let mut out = Vec::with_capacity(work.len());
-        let mut held: Option<(usize, View<'_, C, P, A, K>)> = None;
+        let items = items.into_iter();
+        let mut out = Vec::with_capacity(items.size_hint().0);
+        // The locks the previous item ran under, kept while they cover the next one.
+        let mut held: Option<View<'_, C, P, A, K>> = None;
         let mut need = SmallVec::new();
-        for (shard, i, channel, datum, persist) in work {
-            if held.as_ref().is_none_or(|(s, _)| *s != shard) {
-                // Release before locking another shard (the lock order).
-                drop(held.take());
-                held = Some((shard, self.view_of(&[shard])));
-            }
-            let fits = match held.as_mut() {
-                Some((_, view)) => {
-                    self.produce_shards(view.locks.get(shard), &channel, &mut need);
-                    need.len() == 1
-                }
-                None => false,
-            };
+        for (channel, datum, persist) in items {
+            // VectorDB: the embedding is checked before anything else, as `produce` does.
             let kind = self.config.kind_of(&channel);
-            let r = match held.as_mut() {
-                Some((_, view)) if fits => {
-                    match kind.check_embedding(self.matcher.embedding(&datum)) {
-                        Ok(()) => self.produce_in(view, channel, datum, persist, 0, Open),
-                        Err(e) => Err(ProduceError::new(e, datum)),
-                    }
-                }
-                _ => {
-                    drop(held.take());
-                    self.produce(channel, datum, persist)
-                }
-            };
-            out.push((i, r));
+            if let Err(e) = kind.check_embedding(self.matcher.embedding(&datum)) {
+                out.push(Err(ProduceError::new(e, datum)));
+                continue;
+            }
+            let mut view = self.hold_for_produce(held.take(), &channel, &mut need);
+            out.push(self.produce_in(&mut view, channel, datum, persist, 0, Open));
+            held = Some(view);
         }
-        drop(held);
-        out.sort_unstable_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, r)| r).collect()
+        out
     }
 
-    /// Runs every consume, grouped by the set of shards it locks: the requests of one lock set
-    /// run in input order under one acquisition of those locks, lock sets in ascending order.
-    /// Invalid requests fail as [`consume`](Self::consume) would, changing nothing. Results are
-    /// in input order.
+    /// Runs every consume in input order: the results, COMMs and end state are exactly those
+    /// of calling [`consume`](Self::consume) on each request in turn, on any shard count and
+    /// thread count. Consecutive requests whose channels' shards are all already locked by the
+    /// request before run under the same acquisition. Invalid requests fail as
+    /// [`consume`](Self::consume) would, changing nothing. Results are in input order. Each
+    /// request is its own operation: another thread's calls may fall between two requests.
+    /// See the module docs of `batch`.
+    ///
+    /// Time: O(n · arity) to route the channels, plus each request as
+    /// [`consume`](Self::consume), with one lock acquisition per run of consecutive requests
+    /// that the held locks cover instead of one per request.
     ///
     /// ```
     /// use rhospace_spaces::{ConsumeRequest, Space, SpaceConfig};
@@ -159,54 +169,84 @@ where
     ///     ConsumeRequest::new([1], [10], 0),
     ///     ConsumeRequest::new([2], [20], 1),
     ///     ConsumeRequest::new(Vec::<u32>::new(), Vec::<u32>::new(), 2),
+    ///     ConsumeRequest::new([1], [10], 3), // the datum went to request 0
     /// ]);
     /// assert!(out[0].as_ref().unwrap().is_some());
     /// assert!(out[1].as_ref().unwrap().is_none()); // stored, waiting
     /// assert!(out[2].is_err());
+    /// assert!(out[3].as_ref().unwrap().is_none());
     /// ```
     #[allow(clippy::type_complexity)]
     pub fn consume_batch(
         &self,
         requests: impl IntoIterator<Item = ConsumeRequest<C, P, K>>,
     ) -> Vec<ConsumeOutcome<C, P, A, K, M::Output>> {
-        let mut out = Vec::new();
-        let mut work = Vec::new();
-        for (i, r) in requests.into_iter().enumerate() {
-            match validate(&r.channels, &r.patterns, &r.peeks) {
-                Ok(peeks) => {
-                    let mut shards: SmallVec<[usize; 4]> =
-                        r.channels.iter().map(|c| self.router.shard_of(c)).collect();
-                    shards.sort_unstable();
-                    shards.dedup();
-                    work.push((shards, i, r, peeks));
+        let requests = requests.into_iter();
+        let mut out = Vec::with_capacity(requests.size_hint().0);
+        // The locks the previous request ran under, kept while they cover the next one.
+        let mut held: Option<View<'_, C, P, A, K>> = None;
+        let mut shards: SmallVec<[usize; 8]> = SmallVec::new();
+        for r in requests {
+            let peeks = match validate(&r.channels, &r.patterns, &r.peeks) {
+                Ok(peeks) => peeks,
+                Err(kind) => {
+                    out.push(Err(ConsumeError::new(kind, r.continuation)));
+                    continue;
                 }
-                Err(kind) => out.push((i, Err(ConsumeError::new(kind, r.continuation)))),
-            }
+            };
+            shards.clear();
+            shards.extend(r.channels.iter().map(|c| self.router.shard_of(c)));
+            shards.sort_unstable();
+            shards.dedup();
+            let mut view = match held.take() {
+                Some(view) if shards.iter().all(|&i| view.locks.holds(i)) => view,
+                old => {
+                    // Release before locking again (the lock order).
+                    drop(old);
+                    self.view_of(&shards)
+                }
+            };
+            out.push(self.consume_in(
+                &mut view,
+                r.channels,
+                r.patterns,
+                r.continuation,
+                r.persist,
+                peeks,
+                Open,
+            ));
+            held = Some(view);
         }
-        work.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let mut held: Option<(SmallVec<[usize; 4]>, View<'_, C, P, A, K>)> = None;
-        for (shards, i, r, peeks) in work {
-            if held.as_ref().is_none_or(|(s, _)| *s != shards) {
-                drop(held.take());
-                let view = self.view_of(&shards);
-                held = Some((shards, view));
+        out
+    }
+
+    /// The locks for a produce on `channel`: `held` (the previous item's) when it covers every
+    /// shard the produce reads ([`produce_shards`](Self::produce_shards), read under the
+    /// channel's own lock), else `held` released and the produce's own locks taken as
+    /// [`produce`](Self::produce) takes them. `need` is scratch space.
+    fn hold_for_produce<'s>(
+        &'s self,
+        held: Option<View<'s, C, P, A, K>>,
+        channel: &C,
+        need: &mut SmallVec<[usize; 8]>,
+    ) -> View<'s, C, P, A, K> {
+        let home = self.router.shard_of(channel);
+        let view = match held {
+            Some(view) if view.locks.holds(home) => view,
+            old => {
+                // Release before locking another shard (the lock order).
+                drop(old);
+                self.view_of(&[home])
             }
-            if let Some((_, view)) = held.as_mut() {
-                let res = self.consume_in(
-                    view,
-                    r.channels,
-                    r.patterns,
-                    r.continuation,
-                    r.persist,
-                    peeks,
-                    Open,
-                );
-                out.push((i, res));
-            }
+        };
+        self.produce_shards(view.locks.get(home), channel, need);
+        if need.iter().all(|&i| view.locks.holds(i)) {
+            return view;
         }
-        drop(held);
-        out.sort_unstable_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, r)| r).collect()
+        // Join groups or installed continuations reach shards not held: release everything
+        // and take the produce's whole set, ascending.
+        drop(view);
+        self.lock_for_produce(channel, std::mem::take(need))
     }
 
     /// Locks `shards` (sorted, no duplicates).
