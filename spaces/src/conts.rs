@@ -6,6 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::kind::ContKind;
+use crate::order::Ranker;
 use crate::seq::SeqItems;
 
 /// Positions of a consume that peek, ascending and without repeats.
@@ -110,6 +111,31 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
             ContKind::Bag | ContKind::Set => self.items.for_each_live(f)?,
         }
         ControlFlow::Continue(())
+    }
+
+    /// [`for_each`](Self::for_each) in the space's candidate order: with a `ranker` (a
+    /// shuffled order, see [`crate::order`]) a Bag or Set store offers its continuations by
+    /// ascending rank instead of oldest first; Queue and Stack, and no ranker, keep their
+    /// order.
+    ///
+    /// Time with a ranker on a Bag or Set: O(n) hashes, plus O(log n) per continuation offered.
+    #[inline]
+    pub(crate) fn for_each_in<'s>(
+        &'s self,
+        ranker: Option<&Ranker<WaitingContinuation<P, K>>>,
+        f: impl FnMut(u64, &'s WaitingContinuation<P, K>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        match (ranker, self.kind) {
+            (Some(r), ContKind::Bag | ContKind::Set) => {
+                let mut items: Vec<(u64, &'s WaitingContinuation<P, K>)> = Vec::new();
+                let _ = self.items.for_each_live(|seq, w| {
+                    items.push((seq, w));
+                    ControlFlow::Continue(())
+                });
+                r.walk(&items, f)
+            }
+            _ => self.for_each(f),
+        }
     }
 
     /// All waiting continuations, oldest first.

@@ -16,6 +16,10 @@
 //! scan's first step, so data consumed in arrival order by one-channel consumes are never
 //! indexed. When the index is built is deterministic (a function of the calls since the last
 //! hard checkpoint, which drops it), as it must be: it decides `examined`, which is charged.
+//! With a shuffled candidate order ([`crate::order`]) the oldest item is not offered first, so
+//! every exact lookup on a big enough Bag or Set builds the index; the index lists the equal
+//! items, which are then offered by rank like any others (a persistent and a plain copy of one
+//! value are different candidates, ranked apart).
 
 use std::cmp::Reverse;
 use std::hash::Hash;
@@ -25,6 +29,7 @@ use imbl::OrdMap;
 use smallvec::SmallVec;
 
 use crate::kind::DataKind;
+use crate::order::Ranker;
 use crate::seq::SeqItems;
 use crate::vector::VecItems;
 use crate::PMap;
@@ -269,9 +274,12 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
     /// 20 items 0..20, no index:  lookup 0 -> scan offers item 0 first (examined 1, no build)
     ///                            lookup 7 -> build, index offers item 7  (examined 1)
     /// ```
+    ///
+    /// With a `shuffled` candidate order the oldest item is not offered first, so this is
+    /// [`wants_index`](Self::wants_index): the index spares the walk its hashing of every item.
     #[inline]
-    pub(crate) fn wants_index_for(&self, key: &A) -> bool {
-        self.wants_index() && !self.oldest_is(key)
+    pub(crate) fn wants_index_for(&self, key: &A, shuffled: bool) -> bool {
+        self.wants_index() && (shuffled || !self.oldest_is(key))
     }
 
     /// Whether this is an indexable store (Bag or Set, which hand items out oldest first)
@@ -361,6 +369,36 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
                 self.index.is_none() && !self.oldest_is(key)
             }
             _ => true,
+        }
+    }
+
+    /// [`for_each_candidate`](Self::for_each_candidate) in the space's candidate order:
+    /// with a `ranker` (a shuffled order, see [`crate::order`]) a Bag or Set store offers the
+    /// same candidates (the produced `extra` among them) by ascending rank instead of oldest
+    /// first; other kinds, and no ranker, keep their order. One branch when `ranker` is `None`.
+    ///
+    /// Time with a ranker on a Bag or Set: O(n) hashes of the `n` candidates the walk would
+    /// offer (only the items equal to `hint` when the index exists), plus O(log n) per
+    /// candidate offered.
+    #[inline]
+    pub(crate) fn for_each_candidate_in<'s>(
+        &'s self,
+        ranker: Option<&Ranker<StoredDatum<A>>>,
+        hint: Option<&A>,
+        extra: Option<(ItemKey, &'s StoredDatum<A>)>,
+        mut f: impl FnMut(ItemKey, &'s StoredDatum<A>, bool) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        match ranker {
+            Some(r) if self.indexable() => {
+                let mut items: Vec<((ItemKey, bool), &'s StoredDatum<A>)> =
+                    Vec::with_capacity(self.len() + 1);
+                let _ = self.for_each_candidate(hint, extra, |key, d, incoming| {
+                    items.push(((key, incoming), d));
+                    ControlFlow::Continue(())
+                });
+                r.walk(&items, |(key, incoming), d| f(key, d, incoming))
+            }
+            _ => self.for_each_candidate(hint, extra, f),
         }
     }
 

@@ -19,6 +19,11 @@
 //! persistent or peeked item ends the walk. A persistent or peeked head is never used up, so
 //! nothing behind it is reachable.
 //!
+//! **Candidate order.** With a shuffled [`CandidateOrder`](crate::CandidateOrder) (the
+//! [`Join::ranker`]), Bag and Set positions walk their candidates by seeded content rank
+//! instead of oldest first ([`DataStore::for_each_candidate_in`]); the search is otherwise the
+//! same, so it stays complete and picks the first complete assignment in that order.
+//!
 //! **Produce mode.** A produced datum not yet stored is offered at its place in its channel's
 //! order, and an assignment counts only if it uses that datum.
 //!
@@ -41,6 +46,7 @@ use rhospace_matchers::{Match, SimilarityPattern};
 use smallvec::SmallVec;
 
 use crate::data::{DataStore, ItemKey, StoredDatum};
+use crate::order::Ranker;
 use crate::parallel::ParScan;
 
 /// A produced datum offered to a search before it is stored.
@@ -82,6 +88,8 @@ pub(crate) struct Join<'a, A: Clone + Hash + Eq> {
     pub(crate) cids: SmallVec<[usize; 4]>,
     /// Per position: the channel's store, if it has one.
     pub(crate) stores: SmallVec<[Option<&'a DataStore<A>>; 4]>,
+    /// The shuffled candidate order's ranker; `None` for oldest first (see [`crate::order`]).
+    pub(crate) ranker: Option<Ranker<StoredDatum<A>>>,
 }
 
 /// A found assignment: one pick and one match result per position, plus the further picks of
@@ -283,9 +291,12 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
                 };
                 match ranked {
                     Some(flow) => flow,
-                    None => s.for_each_candidate(hint, extra, |key, d, incoming| {
-                        self.offer(pos, cid, key, d, incoming, restricted)
-                    }),
+                    None => {
+                        let join: &'j Join<'a, A> = self.join;
+                        s.for_each_candidate_in(join.ranker.as_ref(), hint, extra, |key, d, inc| {
+                            self.offer(pos, cid, key, d, inc, restricted)
+                        })
+                    }
                 }
             }
             None => match extra {
@@ -321,11 +332,17 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
                     known: 0,
                     hits: Vec::new(),
                 };
-                let _ = s.for_each_candidate(hint, extra, |key, d, incoming| {
-                    p.keys.push((key, incoming));
-                    p.data.push(d);
-                    ControlFlow::Continue(())
-                });
+                let join: &'j Join<'a, A> = self.join;
+                let _ = s.for_each_candidate_in(
+                    join.ranker.as_ref(),
+                    hint,
+                    extra,
+                    |key, d, incoming| {
+                        p.keys.push((key, incoming));
+                        p.data.push(d);
+                        ControlFlow::Continue(())
+                    },
+                );
                 p
             }
         };
@@ -377,6 +394,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
             _ => None,
         };
         let peek_here = self.peeks_at(pos);
+        let join: &'j Join<'a, A> = self.join;
         let mut chosen: SmallVec<[(Pick, M::Output); 4]> = SmallVec::new();
         let mut examined = 0u64;
         let mut visit = |key: ItemKey, d: &'j StoredDatum<A>, incoming: bool| {
@@ -414,7 +432,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let _ = match store {
             Some(s) => match s.for_each_ranked(sim, embed, extra, need, &mut visit) {
                 Some(flow) => flow,
-                None => s.for_each_candidate(None, extra, &mut visit),
+                None => s.for_each_candidate_in(join.ranker.as_ref(), None, extra, &mut visit),
             },
             None => match extra {
                 Some((key, d)) => visit(key, d, true),

@@ -7,6 +7,7 @@ use rhospace_matchers::SimilarityPattern;
 use rhospace_vectordb::{Metric, VectorError};
 
 use crate::error::ErrorKind;
+use crate::order::CandidateOrder;
 use crate::vector::VecItems;
 
 /// How a channel keeps its data, and which stored datum a pattern may take (SPEC §4).
@@ -20,6 +21,10 @@ use crate::vector::VecItems;
 /// | `Cell` | the one datum | error `CellFull` when a datum is stored |
 /// | `PriorityQueue` | only the head: highest priority, FIFO within a level | stored |
 /// | `VectorDb` | a similarity pattern: by score, best first (ties oldest first), `k` at once for top-k; other patterns: any, oldest first | stored (its embedding validated first) |
+///
+/// "Oldest first" is the default [`CandidateOrder`]; with [`CandidateOrder::Shuffled`] a Bag or
+/// Set offers its data in the seeded, content-keyed order instead (the other kinds keep the
+/// orders above).
 ///
 /// For the ordered kinds (`Queue`, `Stack`, `PriorityQueue`) a consume that reads the same
 /// channel at several positions takes items in collection order: the second position may take
@@ -142,6 +147,9 @@ impl DataKind {
 /// | `Stack` | only the newest |
 /// | `Set` | any, oldest first; a consume equal (`Eq` on patterns, continuation, persist, peeks) to a waiting one is not stored again |
 ///
+/// "Oldest first" is the default [`CandidateOrder`]; with [`CandidateOrder::Shuffled`] a Bag or
+/// Set store offers its continuations in the seeded, content-keyed order instead.
+///
 /// With `Queue` and `Stack`, firing the continuation that may fire exposes the next one, which
 /// may match data already stored; it waits until a later produce offers it a datum (see the
 /// crate docs' Limits: SPEC §1's invariant holds only with `Bag` and `Set`).
@@ -163,8 +171,9 @@ pub enum ContKind {
     Set,
 }
 
-/// A space's configuration: the data kind (per space, optionally per channel) and the
-/// continuation kind. Fixed when the space is built.
+/// A space's configuration: the data kind (per space, optionally per channel), the
+/// continuation kind and the candidate order ([`CandidateOrder`]). Fixed when the space is
+/// built.
 ///
 /// ```
 /// use rhospace_spaces::{DataKind, ContKind, SpaceConfig};
@@ -181,6 +190,7 @@ pub struct SpaceConfig<C> {
     cont_kind: ContKind,
     // Looked up, never iterated: its order cannot reach a result.
     per_channel: HashMap<C, DataKind>,
+    order: CandidateOrder,
 }
 
 impl<C: Hash + Eq> Default for SpaceConfig<C> {
@@ -201,6 +211,7 @@ impl<C: Hash + Eq> SpaceConfig<C> {
             data_kind: DataKind::Bag,
             cont_kind: ContKind::Bag,
             per_channel: HashMap::new(),
+            order: CandidateOrder::OldestFirst,
         }
     }
 
@@ -238,6 +249,30 @@ impl<C: Hash + Eq> SpaceConfig<C> {
     pub fn cont_kind(mut self, kind: ContKind) -> Self {
         self.cont_kind = kind;
         self
+    }
+
+    /// Sets the candidate order where the kinds leave it free (SPEC §3): oldest first (the
+    /// default), or a seeded, content-keyed shuffle. See [`CandidateOrder`] for what it applies
+    /// to and what it guarantees.
+    ///
+    /// ```
+    /// use rhospace_spaces::{CandidateOrder, SpaceConfig};
+    /// let c = SpaceConfig::<u32>::new().candidate_order(CandidateOrder::Shuffled { seed: 7 });
+    /// assert_eq!(c.order(), CandidateOrder::Shuffled { seed: 7 });
+    /// ```
+    pub fn candidate_order(mut self, order: CandidateOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The candidate order.
+    ///
+    /// ```
+    /// use rhospace_spaces::{CandidateOrder, SpaceConfig};
+    /// assert_eq!(SpaceConfig::<u8>::new().order(), CandidateOrder::OldestFirst);
+    /// ```
+    pub fn order(&self) -> CandidateOrder {
+        self.order
     }
 
     /// The data kind of `channel`.

@@ -27,7 +27,11 @@
 //!   the patterns, one is found (a depth-first search, not greedy first-fit).
 //! - **Determinism**: candidates are tried oldest first (data and continuations), join groups in
 //!   creation order, installed continuations first; the first assignment in that order wins.
-//!   Hash maps are only looked up, never iterated into a result.
+//!   Hash maps are only looked up, never iterated into a result. An opt-in seeded shuffle
+//!   ([`CandidateOrder::Shuffled`], through [`SpaceConfig::candidate_order`]) tries Bag and Set
+//!   data, Bag and Set continuations and a channel's join groups by a rank keyed on the seed
+//!   and each candidate's canonical encoding instead: fair, and the same on every machine,
+//!   shard count and insertion order.
 //! - **Errors change nothing** and hand the caller's value back.
 //! - **Soft checkpoints** are O(1): the state lives in persistent maps (`imbl`) with structural
 //!   sharing, each channel's and join group's state behind its own pointer, and a write to an
@@ -59,6 +63,7 @@
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume` on one Bag channel, exact pattern equal to its oldest datum | O(1): the scan's first step answers; no index is built for it (a Set of 16 or more is always indexed) |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions |
+//! | any walk of a Bag or Set channel's candidates (or of a Bag or Set continuation store) with [`CandidateOrder::Shuffled`] | O(n) keyed hashes of the `n` candidates the walk would see (the index's equal items for an indexed exact pattern), plus O(log n) per candidate offered: O(n) for a walk that stops at its first candidate, O(n log n) for a full one; paid again on every visit of a join position while backtracking. A produce also ranks its channel's join groups: O(g log g) |
 //! | `consume` on one channel (no similarity pattern; in play and in replay) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
 //! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store) |
@@ -104,6 +109,7 @@ mod join_list;
 mod kind;
 mod log;
 pub mod merkle;
+mod order;
 mod parallel;
 // Under loom only its models use it (the space keeps loom's mutex).
 #[cfg_attr(loom, allow(dead_code))]
@@ -130,6 +136,7 @@ pub use error::{ConsumeError, ErrorKind, ProduceError};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use log::{consume_hash, produce_hash, CommRecord, LogEvent};
+pub use order::CandidateOrder;
 pub use parallel::{first_match, first_match_from, PARALLEL_MIN_CANDIDATES};
 pub use replay::ReplayError;
 pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};

@@ -345,7 +345,11 @@ mod tests {
             cids.push(first);
             refs.push(stores.get(ch));
         }
-        let join = Join { cids, stores: refs };
+        let join = Join {
+            cids,
+            stores: refs,
+            ranker: None,
+        };
         let patterns: Vec<Pattern> = c.positions.iter().map(|&(_, p)| pattern(p)).collect();
         let inc_datum = c.incoming.map(|(_, v, persist)| StoredDatum {
             value: term(v),

@@ -33,6 +33,7 @@ use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
 use crate::log::{Call, Log};
 use crate::merkle::{Digest, MerkleMap};
+use crate::order::{group_rank, Ranker};
 use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
@@ -408,6 +409,8 @@ enum Source<C, P, K> {
 pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone, M> {
     matcher: M,
     config: SpaceConfig<C>,
+    /// The shuffled candidate order's hashing key (from `config`), `None` for oldest first.
+    order_key: Option<[u8; 32]>,
     router: Router,
     shards: ShardLocks<C, P, A, K>,
     /// Whether operations append to the event log (SPEC §7).
@@ -440,6 +443,7 @@ where
 fn resolve<'s, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone>(
     view: &'s View<'_, C, P, A, K>,
     list: &[C],
+    ranker: Option<Ranker<StoredDatum<A>>>,
 ) -> Join<'s, A> {
     let mut cids = SmallVec::with_capacity(list.len());
     let mut stores = SmallVec::with_capacity(list.len());
@@ -452,8 +456,15 @@ fn resolve<'s, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone>(
             stores[first]
         });
     }
-    Join { cids, stores }
+    Join {
+        cids,
+        stores,
+        ranker,
+    }
 }
+
+/// A join group with its rank under a shuffled candidate order.
+type RankedGroup<'a, C> = (u128, &'a Arc<[C]>);
 
 #[inline]
 fn normalise_peeks(peeks: &[usize], arity: usize) -> Result<Peeks, ErrorKind> {
@@ -531,9 +542,11 @@ where
     /// ```
     pub fn with_shards(matcher: M, config: SpaceConfig<C>, shards: usize) -> Self {
         let router = Router::new(shards);
+        let order_key = config.order().key();
         Self {
             matcher,
             config,
+            order_key,
             router,
             log_events: true,
             shortcuts: true,
@@ -1178,6 +1191,19 @@ where
         }
     }
 
+    /// The shuffled candidate order's ranker of data; `None` for oldest first.
+    #[inline]
+    fn data_ranker(&self) -> Option<Ranker<StoredDatum<A>>> {
+        self.order_key.map(Ranker::data)
+    }
+
+    /// The shuffled candidate order's ranker of waiting continuations; `None` for oldest
+    /// first.
+    #[inline]
+    fn cont_ranker(&self) -> Option<Ranker<WaitingContinuation<P, K>>> {
+        self.order_key.map(Ranker::conts)
+    }
+
     /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it.
     fn index_partners(view: &mut View<'_, C, P, A, K>, channel: &C) {
         let Some(cs) = view.channel(channel) else {
@@ -1253,7 +1279,7 @@ where
                 // `fits` above found it fits: the search need not check again.
                 fitted: true,
             };
-            let join = &*join.get_or_insert_with(|| resolve(view, list));
+            let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
             let run = |guide: Option<Guide<'_, _>>| {
                 search(
                     &self.matcher,
@@ -1299,14 +1325,13 @@ where
             }
         }
         if let (None, Some(cs)) = (&hit, view.channel(channel)) {
-            for jk in cs.joins.iter() {
-                let Some(conts) = view.join(jk) else {
-                    continue;
-                };
+            let cont_ranker = self.cont_ranker();
+            let mut try_group = |jk: &Arc<[C]>| {
+                let conts = view.join(jk)?;
                 let at = positions(jk);
                 let mut join = None;
                 let mut found = None;
-                let _ = conts.for_each(|seq, w| {
+                let _ = conts.for_each_in(cont_ranker.as_ref(), |seq, w| {
                     if !fits(&at, w) {
                         return ControlFlow::Continue(());
                     }
@@ -1318,9 +1343,20 @@ where
                         None => ControlFlow::Continue(()),
                     }
                 });
-                if let Some((seq, f)) = found {
-                    hit = Some((Source::Stored(jk.clone(), seq), f));
-                    break;
+                found.map(|(seq, f)| (Source::Stored(jk.clone(), seq), f))
+            };
+            match self.order_key {
+                None => hit = cs.joins.iter().find_map(&mut try_group),
+                Some(key) => {
+                    // A shuffled order offers the groups by rank; a stable sort, so a rank
+                    // tie (a 128-bit collision) keeps the list's order.
+                    let mut groups: SmallVec<[RankedGroup<'_, C>; 4]> = cs
+                        .joins
+                        .iter()
+                        .map(|jk| (group_rank(&key, &jk[..]), jk))
+                        .collect();
+                    groups.sort_by_key(|g| g.0);
+                    hit = groups.into_iter().find_map(|(_, jk)| try_group(jk));
                 }
             }
         }
@@ -1811,7 +1847,7 @@ where
             if let Some(key) = self.matcher.exact_key(p) {
                 if let Some(cs) = view.channel(c) {
                     let wants = if one {
-                        cs.data.wants_index_for(key)
+                        cs.data.wants_index_for(key, self.order_key.is_some())
                     } else {
                         cs.data.wants_index()
                     };
@@ -1823,7 +1859,7 @@ where
                 }
             }
         }
-        let join = resolve(view, channels);
+        let join = resolve(view, channels, self.data_ranker());
         let out = search(
             &self.matcher,
             &join,

@@ -246,20 +246,32 @@ fn decode_peeks(input: &mut &[u8]) -> Result<Peeks, DecodeError> {
 /// The canonical encoding of one stored datum.
 fn datum_bytes<A: Encode>(d: &StoredDatum<A>) -> Vec<u8> {
     let mut out = Vec::with_capacity(d.value.encoded_len() + 10);
-    d.value.encode(&mut out);
-    d.persist.encode(&mut out);
-    d.priority.encode(&mut out);
+    encode_datum(d, &mut out);
     out
+}
+
+/// Appends the canonical encoding of one stored datum (also what a shuffled candidate order
+/// ranks it by, see [`crate::order`]).
+pub(crate) fn encode_datum<A: Encode>(d: &StoredDatum<A>, out: &mut Vec<u8>) {
+    d.value.encode(out);
+    d.persist.encode(out);
+    d.priority.encode(out);
 }
 
 /// The canonical encoding of one waiting continuation.
 fn cont_bytes<P: Encode, K: Encode>(w: &WaitingContinuation<P, K>) -> Vec<u8> {
     let mut out = Vec::new();
-    w.patterns[..].encode(&mut out);
-    w.continuation.encode(&mut out);
-    w.persist.encode(&mut out);
-    encode_peeks(&w.peeks, &mut out);
+    encode_cont(w, &mut out);
     out
+}
+
+/// Appends the canonical encoding of one waiting continuation (also what a shuffled candidate
+/// order ranks it by, see [`crate::order`]).
+pub(crate) fn encode_cont<P: Encode, K: Encode>(w: &WaitingContinuation<P, K>, out: &mut Vec<u8>) {
+    w.patterns[..].encode(out);
+    w.continuation.encode(out);
+    w.persist.encode(out);
+    encode_peeks(&w.peeks, out);
 }
 
 /// A leaf's value: the hash of its head (channel or channel list), kind and contents, from the

@@ -40,7 +40,7 @@ fn reference_find(
     };
     let head = store.is_none_or(|s| s.new_item_is_head(key));
     let mut offer = |list: &[u8], w: &WaitingContinuation<Pattern, u8>| {
-        let join = resolve(view, list);
+        let join = resolve(view, list, None);
         let cid = list.iter().position(|c| c == channel)?;
         let alone = list.iter().filter(|c| *c == channel).count() == 1;
         let inc = Incoming {

@@ -4,8 +4,9 @@
 //!
 //! **Algorithm.** With one position there is nothing to backtrack over, and no earlier
 //! position can have used a candidate, so the complete search of [`crate::join`] reduces to:
-//! walk the channel's candidates in the order its kind hands them out
-//! ([`DataStore::for_each_candidate`], through the exact index when the pattern has an exact
+//! walk the channel's candidates in the order its kind hands them out, in the space's
+//! candidate order ([`DataStore::for_each_candidate_in`]: shuffled by rank on a Bag or Set
+//! when the space is configured so; through the exact index when the pattern has an exact
 //! key and the index exists); call the matcher on each, counting the call in `examined`; the
 //! first that matches is the pick; on a head-only kind (Queue, Stack, PriorityQueue, Cell) the
 //! walk stops after the first candidate. That is the search's own walk at position 0
@@ -46,7 +47,7 @@
 //! Tests: `single_tests` runs random call sequences on a space with the shortcut and on one
 //! without, comparing every result, admission, state, log and state root.
 //!
-//! [`DataStore::for_each_candidate`]: crate::data::DataStore::for_each_candidate
+//! [`DataStore::for_each_candidate_in`]: crate::data::DataStore::for_each_candidate_in
 //! [`wants_index_for`]: crate::data::DataStore::wants_index_for
 
 use std::hash::Hash;
@@ -105,7 +106,9 @@ where
         let hint = self.matcher.exact_key(pattern);
         let mut cs = view.channel(channel);
         // As `find_for_consume`: an exact pattern builds the index the channel wants for it.
-        if hint.is_some_and(|key| cs.is_some_and(|cs| cs.data.wants_index_for(key))) {
+        if hint.is_some_and(|key| {
+            cs.is_some_and(|cs| cs.data.wants_index_for(key, self.order_key.is_some()))
+        }) {
             if let Some(cs) = view.channel_mut(channel) {
                 cs.data.ensure_index();
             }
@@ -124,7 +127,8 @@ where
         let mut examined = 0u64;
         let mut hit = None;
         let mut rejected = false;
-        let _ = store.for_each_candidate(hint, None, |key, d, _| {
+        let ranker = self.data_ranker();
+        let _ = store.for_each_candidate_in(ranker.as_ref(), hint, None, |key, d, _| {
             examined += 1;
             if let Some(r) = self.matcher.get(pattern, &d.value) {
                 // A replay's guide sees the complete assignment, as `Dfs::accepted` shows it.

@@ -21,6 +21,7 @@ use rhospace_phlogiston::OutOfPhlogiston;
 use super::*;
 use crate::kind::ContKind;
 use crate::merkle::EMPTY_ROOT;
+use crate::order::CandidateOrder;
 use crate::space::batch::ConsumeRequest;
 
 /// A pattern: `(tag, n)`. Tag 0 accepts anything, 1 even data, 2 data greater than `n`, 3
@@ -294,8 +295,21 @@ pub(super) fn apply(
 
 /// Runs `ops` on a space with shortcuts and on one without; panics at the first difference.
 fn run_both(kinds: [usize; 3], cont: usize, shards: usize, log: bool, ops: &[Op]) {
-    let fast: S = Space::with_shards(Pm, config(kinds, cont), shards).with_event_log(log);
-    let general: S = Space::with_shards(Pm, config(kinds, cont), shards)
+    run_both_in(kinds, cont, shards, log, CandidateOrder::OldestFirst, ops);
+}
+
+/// [`run_both`] with a candidate order.
+fn run_both_in(
+    kinds: [usize; 3],
+    cont: usize,
+    shards: usize,
+    log: bool,
+    order: CandidateOrder,
+    ops: &[Op],
+) {
+    let config = || config(kinds, cont).candidate_order(order);
+    let fast: S = Space::with_shards(Pm, config(), shards).with_event_log(log);
+    let general: S = Space::with_shards(Pm, config(), shards)
         .with_event_log(log)
         .without_shortcuts();
     let (mut cps_f, mut cps_g) = (Vec::new(), Vec::new());
@@ -328,6 +342,18 @@ proptest! {
         ops in prop::collection::vec(op(), 1..80),
     ) {
         run_both(kinds, cont, shards, log, &ops);
+    }
+
+    /// The fast path walks a shuffled Bag or Set in the general search's order too.
+    #[test]
+    fn single_channel_fast_path_matches_the_general_route_shuffled(
+        kinds in [0usize..6, 0usize..6, 0usize..6],
+        cont in 0usize..4,
+        shards in prop_oneof![Just(1usize), Just(4), Just(DEFAULT_SHARDS)],
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run_both_in(kinds, cont, shards, true, CandidateOrder::Shuffled { seed }, &ops);
     }
 }
 
