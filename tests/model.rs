@@ -8,7 +8,9 @@ mod common;
 use common::{Pred, PredMatch};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use rhospace_spaces::{Comm, ContKind, DataKind, ErrorKind, SoftCheckpoint, Space, SpaceConfig};
+use rhospace_spaces::{
+    CandidateOrder, Comm, ContKind, DataKind, ErrorKind, SoftCheckpoint, Space, SpaceConfig,
+};
 
 type Ch = u8;
 type K = u8;
@@ -78,6 +80,8 @@ struct MState {
 struct Model {
     kinds: [DataKind; 3],
     cont_kind: ContKind,
+    /// The shuffled order's key; `None` for oldest first.
+    key: Option<[u8; 32]>,
     st: MState,
     installed: Vec<(Vec<Ch>, Wc)>,
 }
@@ -118,6 +122,84 @@ fn kind_order<T: Clone>(kind: DataKind, items: &[(T, i64)]) -> Vec<T> {
     v.into_iter().map(|(t, _)| t).collect()
 }
 
+// The shuffled candidate order, written out from its documentation (`rhospace_spaces::
+// CandidateOrder`, module `order`) and applied by brute force: rank every candidate, stable-sort.
+
+/// The first 16 bytes, little-endian, of the keyed BLAKE3 hash of `domain` then `bytes`.
+fn keyed(key: &[u8; 32], domain: u8, bytes: &[u8]) -> u128 {
+    let mut msg = vec![domain];
+    msg.extend_from_slice(bytes);
+    let h = blake3::keyed_hash(key, &msg);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&h.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// Ranks of `encodings` (storage order): the content hash for the first of equal encodings,
+/// the hash of (content hash, occurrence) for the later ones.
+fn ranks(key: &[u8; 32], domain: u8, encodings: &[Vec<u8>]) -> Vec<u128> {
+    (0..encodings.len())
+        .map(|i| {
+            let content = keyed(key, domain, &encodings[i]);
+            let occ = encodings[..i]
+                .iter()
+                .filter(|e| **e == encodings[i])
+                .count() as u32;
+            if occ == 0 {
+                content
+            } else {
+                let mut b = content.to_le_bytes().to_vec();
+                b.extend_from_slice(&occ.to_le_bytes());
+                keyed(key, 3, &b)
+            }
+        })
+        .collect()
+}
+
+/// `items` stably sorted by their ranks.
+fn by_rank<T: Clone>(items: &[T], ranks: &[u128]) -> Vec<T> {
+    let mut ix: Vec<usize> = (0..items.len()).collect();
+    ix.sort_by_key(|&i| ranks[i]);
+    ix.into_iter().map(|i| items[i].clone()).collect()
+}
+
+/// A datum's encoding: value, persist flag, priority.
+fn datum_enc(value: i64, persist: bool, prio: i64) -> Vec<u8> {
+    let mut e = value.to_le_bytes().to_vec();
+    e.push(u8::from(persist));
+    e.extend_from_slice(&prio.to_le_bytes());
+    e
+}
+
+/// A pattern's encoding (as `common::Pred`'s `Encode`).
+fn pred_enc(p: &Pred, out: &mut Vec<u8>) {
+    match *p {
+        Pred::Any => out.push(0),
+        Pred::Even => out.push(1),
+        Pred::Odd => out.push(2),
+        Pred::Gt(n) => {
+            out.push(3);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        Pred::Eq(n) => {
+            out.push(4);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+}
+
+/// A waiting continuation's encoding: patterns, continuation, persist flag, peeks (the small
+/// counts here fit one LEB128 byte).
+fn cont_enc(w: &Wc) -> Vec<u8> {
+    let mut e = vec![w.patterns.len() as u8];
+    w.patterns.iter().for_each(|p| pred_enc(p, &mut e));
+    e.push(w.k);
+    e.push(u8::from(w.persist));
+    e.push(w.peeks.len() as u8);
+    e.extend(w.peeks.iter().map(|&p| p as u8));
+    e
+}
+
 fn validate(n_ch: usize, n_pat: usize, peeks: &[usize]) -> Result<Vec<usize>, ErrorKind> {
     if n_ch == 0 {
         return Err(ErrorKind::EmptyChannels);
@@ -146,10 +228,18 @@ fn validate(n_ch: usize, n_pat: usize, peeks: &[usize]) -> Result<Vec<usize>, Er
 }
 
 impl Model {
-    fn new(kinds: [DataKind; 3], cont_kind: ContKind) -> Self {
+    fn new(kinds: [DataKind; 3], cont_kind: ContKind, order: CandidateOrder) -> Self {
+        let key = match order {
+            CandidateOrder::OldestFirst => None,
+            CandidateOrder::Shuffled { seed } => Some(blake3::derive_key(
+                "rhospace candidate order v1",
+                &seed.to_le_bytes(),
+            )),
+        };
         Model {
             kinds,
             cont_kind,
+            key,
             st: MState::default(),
             installed: Vec::new(),
         }
@@ -181,7 +271,18 @@ impl Model {
                 ));
             }
         }
-        kind_order(self.kinds[ch as usize], &items)
+        let kind = self.kinds[ch as usize];
+        match self.key {
+            Some(key) if matches!(kind, DataKind::Bag | DataKind::Set) => {
+                let encs: Vec<Vec<u8>> = items
+                    .iter()
+                    .map(|(c, prio)| datum_enc(c.value, c.persist, *prio))
+                    .collect();
+                let cands: Vec<Cand> = items.into_iter().map(|(c, _)| c).collect();
+                by_rank(&cands, &ranks(&key, 0, &encs))
+            }
+            _ => kind_order(kind, &items),
+        }
     }
 
     /// Brute force: every assignment in lexicographic candidate order; the first valid wins.
@@ -338,13 +439,35 @@ impl Model {
             }
         }
         if chosen.is_none() {
-            'groups: for (gi, (list, conts)) in self.st.groups.iter().enumerate() {
+            let mut groups: Vec<usize> = (0..self.st.groups.len()).collect();
+            if let Some(key) = self.key {
+                let encs: Vec<Vec<u8>> = self
+                    .st
+                    .groups
+                    .iter()
+                    .map(|(list, _)| {
+                        let mut e = vec![list.len() as u8];
+                        e.extend_from_slice(list);
+                        e
+                    })
+                    .collect();
+                // Distinct lists: their ranks are their content hashes.
+                let r: Vec<u128> = encs.iter().map(|e| keyed(&key, 2, e)).collect();
+                groups = by_rank(&groups, &r);
+            }
+            'groups: for gi in groups {
+                let (list, conts) = &self.st.groups[gi];
                 if !list.contains(&ch) {
                     continue;
                 }
-                let order: Vec<usize> = match self.cont_kind {
-                    ContKind::Queue => vec![0],
-                    ContKind::Stack => vec![conts.len() - 1],
+                let order: Vec<usize> = match (self.cont_kind, self.key) {
+                    (ContKind::Queue, _) => vec![0],
+                    (ContKind::Stack, _) => vec![conts.len() - 1],
+                    (_, Some(key)) => {
+                        let encs: Vec<Vec<u8>> = conts.iter().map(cont_enc).collect();
+                        let all: Vec<usize> = (0..conts.len()).collect();
+                        by_rank(&all, &ranks(&key, 1, &encs))
+                    }
                     _ => (0..conts.len()).collect(),
                 };
                 for ci in order {
@@ -658,12 +781,23 @@ fn check_contents(
 }
 
 fn run(kinds: [DataKind; 3], cont_kind: ContKind, actions: &[Action]) -> Result<(), TestCaseError> {
-    let mut config = SpaceConfig::new().cont_kind(cont_kind);
+    run_in(kinds, cont_kind, CandidateOrder::OldestFirst, actions)
+}
+
+fn run_in(
+    kinds: [DataKind; 3],
+    cont_kind: ContKind,
+    order: CandidateOrder,
+    actions: &[Action],
+) -> Result<(), TestCaseError> {
+    let mut config = SpaceConfig::new()
+        .cont_kind(cont_kind)
+        .candidate_order(order);
     for c in CHANNELS {
         config = config.channel_kind(c, kinds[c as usize]);
     }
     let space: S = Space::new(PredMatch, config);
-    let mut model = Model::new(kinds, cont_kind);
+    let mut model = Model::new(kinds, cont_kind, order);
     let mut checkpoints: Vec<(SoftCheckpoint<Ch, Pred, i64, K>, MState)> = Vec::new();
     let lists = all_lists();
     for (step, a) in actions.iter().enumerate() {
@@ -766,6 +900,26 @@ proptest! {
     ) {
         run(kinds, ck, &actions)?;
     }
+
+    /// A seeded-shuffle candidate order, the model sorting by the documented rank.
+    #[test]
+    fn shuffled_order_agrees_with_model(
+        seed in any::<u64>(),
+        kinds in proptest::array::uniform3(data_kind()),
+        ck in cont_kind(),
+        actions in proptest::collection::vec(action(), 1..=40),
+    ) {
+        run_in(kinds, ck, CandidateOrder::Shuffled { seed }, &actions)?;
+    }
+
+    /// Bag everywhere, shuffled.
+    #[test]
+    fn shuffled_bag_space_agrees_with_model(
+        seed in any::<u64>(),
+        actions in proptest::collection::vec(action(), 1..=40),
+    ) {
+        run_in([DataKind::Bag; 3], ContKind::Bag, CandidateOrder::Shuffled { seed }, &actions)?;
+    }
 }
 
 /// Long produce-heavy runs so that Bag and Set channels grow past the exact-index threshold
@@ -800,5 +954,16 @@ proptest! {
     ) {
         let k = if set { DataKind::Set } else { DataKind::Bag };
         run([k, k, DataKind::Bag], ContKind::Bag, &actions)?;
+    }
+
+    /// The same, shuffled: indexed exact lookups walk equal items by rank too.
+    #[test]
+    fn indexed_channels_agree_with_model_shuffled(
+        set in any::<bool>(),
+        seed in any::<u64>(),
+        actions in proptest::collection::vec(produce_heavy(), 40..=120),
+    ) {
+        let k = if set { DataKind::Set } else { DataKind::Bag };
+        run_in([k, k, DataKind::Bag], ContKind::Bag, CandidateOrder::Shuffled { seed }, &actions)?;
     }
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use rhospace_matchers::Match;
-use rhospace_spaces::Encode;
+use rhospace_spaces::{Decode, DecodeError, Encode};
 
 /// A pattern over integers. Several data can match one pattern, which makes joins interesting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,6 +57,21 @@ impl Encode for Pred {
             Pred::Gt(_) | Pred::Eq(_) => 9,
             _ => 1,
         }
+    }
+}
+
+/// The inverse of `Encode` (a space `reset` from a history store decodes its patterns).
+impl Decode for Pred {
+    fn decode(input: &mut &[u8]) -> Result<Self, DecodeError> {
+        let tag = u8::decode(input)?;
+        Ok(match tag {
+            0 => Pred::Any,
+            1 => Pred::Even,
+            2 => Pred::Odd,
+            3 => Pred::Gt(i64::decode(input)?),
+            4 => Pred::Eq(i64::decode(input)?),
+            _ => return Err(DecodeError::Invalid("a Pred tag")),
+        })
     }
 }
 
