@@ -3,7 +3,8 @@
 //! Every mutating operation runs in two phases under the space's lock: a read-only search,
 //! then the change. Between them the space calls a gate with an [`Admission`]; if the gate
 //! refuses (out of phlogiston), the operation returns the typed error and the space is exactly
-//! as it was. [`ChargingSpace`](crate::ChargingSpace) is such a gate.
+//! as it was; if it admits, the change follows under the same locks and cannot fail.
+//! [`ChargingSpace`](crate::ChargingSpace) is such a gate.
 
 use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
@@ -73,15 +74,25 @@ impl<C, P, A, K> Admission<'_, C, P, A, K> {
 
 /// A gate on an operation: it decides on the [`Admission`] before any change and may refuse.
 ///
-/// Every `FnOnce(&Admission) -> Result<(), OutOfPhlogiston>` is one (the public `*_admitted`
-/// operations take such closures). [`Open`] admits everything without looking, so an
-/// ungated call never builds the admission (for a firing, a walk over the data it frees).
+/// Nothing fails after a gate admits: the operation then certainly makes the change it
+/// described, under the same locks. A gate may therefore act on its decision at once (a
+/// [`ChargingSpace`](crate::ChargingSpace) refunds the storage the operation frees from inside
+/// its gate), and what it returns is a **credit** that the space adds to its refund ledger
+/// (`Shard::ledger`) in the same critical section as the change. The ledger is what a
+/// soft checkpoint records and a settled revert compares, so a credit and the change it pays
+/// for are never seen apart.
+///
+/// Every `FnOnce(&Admission) -> Result<(), OutOfPhlogiston>` is one, crediting nothing (the
+/// public `*_admitted` operations take such closures). [`Open`] admits everything without
+/// looking, so an ungated call never builds the admission (for a firing, a walk over the data
+/// it frees). [`Credited`] wraps a closure that returns its credit.
 pub(crate) trait Gate<C, P, A, K>: Sized {
-    /// Admits or refuses the operation that `build` describes, calling it only if needed.
+    /// Admits the operation that `build` describes, returning its credit, or refuses it;
+    /// calls `build` only if needed.
     fn admit<'s>(
         self,
         build: impl FnOnce() -> Admission<'s, C, P, A, K>,
-    ) -> Result<(), OutOfPhlogiston>
+    ) -> Result<u64, OutOfPhlogiston>
     where
         C: 's,
         P: 's,
@@ -97,31 +108,57 @@ where
     fn admit<'s>(
         self,
         build: impl FnOnce() -> Admission<'s, C, P, A, K>,
-    ) -> Result<(), OutOfPhlogiston>
+    ) -> Result<u64, OutOfPhlogiston>
     where
         C: 's,
         P: 's,
         A: 's,
         K: 's,
     {
-        self(&build())
+        self(&build()).map(|()| 0)
     }
 }
 
-/// The gate of the ungated operations (`produce`, `consume`, the batches): admits everything
-/// and never builds the admission. (`install` builds only a storing admission, which is
-/// cheap, and keeps its closure.)
+/// A gate that returns a credit for the space's refund ledger: what it refunded for the
+/// storage the admitted operation frees (see [`Gate`]).
+pub(crate) struct Credited<F>(pub(crate) F);
+
+impl<C, P, A, K, F> Gate<C, P, A, K> for Credited<F>
+where
+    F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<u64, OutOfPhlogiston>,
+{
+    #[inline]
+    fn admit<'s>(
+        self,
+        build: impl FnOnce() -> Admission<'s, C, P, A, K>,
+    ) -> Result<u64, OutOfPhlogiston>
+    where
+        C: 's,
+        P: 's,
+        A: 's,
+        K: 's,
+    {
+        (self.0)(&build())
+    }
+}
+
+/// The gate of the ungated operations (`produce`, `consume`, the batches): admits everything,
+/// credits nothing and never builds the admission. (`install` builds only a storing admission,
+/// which is cheap, and keeps its closure.)
 pub(crate) struct Open;
 
 impl<C, P, A, K> Gate<C, P, A, K> for Open {
     #[inline]
-    fn admit<'s>(self, _: impl FnOnce() -> Admission<'s, C, P, A, K>) -> Result<(), OutOfPhlogiston>
+    fn admit<'s>(
+        self,
+        _: impl FnOnce() -> Admission<'s, C, P, A, K>,
+    ) -> Result<u64, OutOfPhlogiston>
     where
         C: 's,
         P: 's,
         A: 's,
         K: 's,
     {
-        Ok(())
+        Ok(0)
     }
 }

@@ -12,13 +12,9 @@
 //! it, by the same [`CostTable`] function with the same lengths. An item that fires at once is
 //! never stored, so its storage is never charged.
 //!
-//! | operation | charge |
-//! |---|---|
-//! | produce | `produce_base` + matching + (`datum_storage` if stored) + (`comm` if it fires) |
-//! | consume | `consume_base` + `join_channel` × arity + matching + (`continuation_storage` if stored) + (`comm` if it fires) |
-//! | install | `install` (base, arity, storage) + matching |
-//! | soft checkpoint create / revert | `soft_checkpoint` |
-//! | a COMM consuming stored items | refund of their storage |
+//! **Soft checkpoints** settle the storage refunds of the lineage a revert leaves. The
+//! charges, that rule, how it stays exact under concurrency, and its limits are documented on
+//! [`ChargingSpace`].
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -26,15 +22,69 @@ use std::sync::Arc;
 use rhospace_matchers::Match;
 use rhospace_phlogiston::{CostTable, OutOfPhlogiston, PhlogistonMeter};
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Credited};
 use crate::call_list::CallList;
 use crate::comm::Comm;
 use crate::encode::Encode;
 use crate::error::{ConsumeError, ProduceError};
 use crate::space::{SoftCheckpoint, Space};
 
-/// A [`Space`] whose every operation is charged to a [`PhlogistonMeter`].
+/// A [`Space`] whose every operation is charged to a [`PhlogistonMeter`] from a [`CostTable`]
+/// before it changes anything (an operation the meter cannot pay fails with
+/// `ErrorKind::OutOfPhlogiston` and changes nothing), and whose COMMs refund the storage of the
+/// items they consume.
 ///
+/// | operation | charge |
+/// |---|---|
+/// | produce | `produce_base` + matching + (`datum_storage` if stored) + (`comm` if it fires) |
+/// | consume | `consume_base` + `join_channel` × arity + matching + (`continuation_storage` if stored) + (`comm` if it fires) |
+/// | install | `install` (base, arity, storage) + matching |
+/// | soft checkpoint create | `soft_checkpoint` |
+/// | soft checkpoint revert | `soft_checkpoint` + the lineage's refunds since the checkpoint (or − its shortfall) |
+/// | a COMM consuming stored items | refund of their storage |
+///
+/// **Soft checkpoints and refunds.** A revert never gives back work: operation prices stay
+/// paid, and the storage of items stored after the checkpoint that the revert drops stays
+/// spent. But a storage refund is part of the state it led to. The space keeps a *refund
+/// ledger*: the net storage its meter refunded along the lineage of the current state. A
+/// soft checkpoint records it with the state, and a revert settles the difference with the
+/// meter:
+///
+/// - the lineage left has refunded more than the checkpoint's (it consumed items that the
+///   revert brings back): the revert charges the difference back, so a restored item's
+///   storage is paid again; a loop of "consume a stored datum, revert" gains nothing;
+/// - less (a revert forward, to a checkpoint taken after more was freed): the revert refunds
+///   the difference.
+///
+/// So a checkpoint taken, `X` consumed (refund `r`), reverted: `r` is charged back. Nested:
+/// `cp2`, consume `X` (`r`), `cp1`, consume `Y` (`s`); reverting to `cp1` charges `s` back,
+/// then to `cp2` charges `r`; and reverting forward to `cp1` again refunds `r`. A charge-back
+/// that would overdraw refuses the revert with `OutOfPhlogiston`, and nothing changes. Every
+/// refund is thus made at most once per lineage: the meter has been paid for the storage of
+/// every item this space stored that the current state holds (SPEC §8; but see *Limits*).
+///
+/// **Under any number of threads** the ledger agrees with the state it describes. The refund
+/// is made by the operation's admission gate, under the shard locks of the operation that
+/// frees the storage, after its search and before its change (nothing fails once a gate has
+/// admitted), and the amount refunded is added to the ledger in that same critical section. A
+/// soft checkpoint reads the ledger, and a revert settles and rewrites it, while holding every
+/// shard. So no checkpoint or revert falls between a COMM and its refund. Cost: the ledger is
+/// split per shard, each part guarded by its shard's lock, so no operation bumps a shared
+/// counter; a refund adds one word to its shard's part, and a checkpoint or revert sums the
+/// parts, O(shards), under the locks it takes anyway.
+///
+/// # Limits
+/// - The wrapped [`Space`] ([`ChargingSpace::space`]) is not metered: its produce, consume,
+///   `reset`, `clear` and plain revert charge nothing and settle nothing (they leave the
+///   ledger as it is, so a later settled revert still charges back every refund made since
+///   its checkpoint).
+/// - A checkpoint of another space carries another meter's refunds: reverting to it charges
+///   only the price, and the ledger goes on from its value before.
+/// - A refund gives back at most what the meter has charged and not refunded (items stored
+///   by another meter or an unmetered call); the ledger counts what was actually refunded.
+/// - The ledger is a `u64` sum of refunds, exact up to 2^64 phlogiston refunded in a lineage.
+///
+/// # Example
 /// ```
 /// use std::sync::Arc;
 /// use rhospace_spaces::{ChargingSpace, ErrorKind, Space, SpaceConfig};
@@ -197,14 +247,19 @@ where
         &self.table
     }
 
-    fn refund(&self, amount: u64) {
-        // Items stored before this meter charged them (another meter, an unmetered call)
-        // cannot be refunded beyond what this meter took: clamp, never fail.
-        let amount = amount.min(self.meter.refundable());
-        if amount > 0 {
-            // Cannot fail: `amount <= refundable()`; a concurrent refund racing this one is
-            // still bounded by the meter itself, which refuses rather than overshoots.
-            let _ = self.meter.refund(amount);
+    /// Refunds `amount`, or as much of it as the meter will take back; returns what it
+    /// refunded.
+    fn refund(&self, amount: u64) -> u64 {
+        let mut amount = amount;
+        loop {
+            match self.meter.refund(amount) {
+                Ok(()) => return amount,
+                // Items stored before this meter charged them (another meter, an unmetered
+                // call) cannot be refunded beyond what this meter took: clamp, never fail.
+                // The meter's answer is below `amount` and a refund of 0 always succeeds, so
+                // the loop ends; it retries only when a concurrent refund took the room.
+                Err(e) => amount = e.refundable,
+            }
         }
     }
 
@@ -254,11 +309,12 @@ where
         let channel_len = channel.encoded_len();
         let datum_len = datum.encoded_len();
         let table = &self.table;
-        let meter = &self.meter;
-        let mut refund = 0u64;
-        let out = self
-            .space
-            .produce_admitted(channel, datum, persist, priority, |a| {
+        self.space.produce_gated(
+            channel,
+            datum,
+            persist,
+            priority,
+            Credited(|a: &Admission<'_, C, P, A, K>| {
                 let mut cost = table
                     .produce_base
                     .saturating_add(table.matching(to_usize(a.examined)));
@@ -268,12 +324,12 @@ where
                 if let Some(positions) = a.fires {
                     cost = cost.saturating_add(table.comm(positions));
                 }
-                meter.charge(cost)?;
-                refund = freed_storage(table, a);
-                Ok(())
-            })?;
-        self.refund(refund);
-        Ok(out)
+                self.meter.charge(cost)?;
+                // Admitted: the change follows under the same locks, so the storage it frees
+                // is refunded now, and the refund is the credit (see the type's docs).
+                Ok(self.refund(freed_storage(table, a)))
+            }),
+        )
     }
 
     /// [`Space::consume`], charged.
@@ -310,31 +366,31 @@ where
         let (channels_len, patterns_len, continuation_len) =
             join_sizes(&channels, &patterns, &continuation);
         let table = &self.table;
-        let meter = &self.meter;
-        let mut refund = 0u64;
-        let out =
-            self.space
-                .consume_admitted(channels, patterns, continuation, persist, peeks, |a| {
-                    let mut cost = table
-                        .consume_base
-                        .saturating_add(table.join_channel.saturating_mul(arity as u64))
-                        .saturating_add(table.matching(to_usize(a.examined)));
-                    if a.stores {
-                        cost = cost.saturating_add(table.continuation_storage(
-                            channels_len,
-                            patterns_len,
-                            continuation_len,
-                        ));
-                    }
-                    if let Some(positions) = a.fires {
-                        cost = cost.saturating_add(table.comm(positions));
-                    }
-                    meter.charge(cost)?;
-                    refund = freed_storage(table, a);
-                    Ok(())
-                })?;
-        self.refund(refund);
-        Ok(out)
+        self.space.consume_gated(
+            channels,
+            patterns,
+            continuation,
+            persist,
+            peeks,
+            Credited(|a: &Admission<'_, C, P, A, K>| {
+                let mut cost = table
+                    .consume_base
+                    .saturating_add(table.join_channel.saturating_mul(arity as u64))
+                    .saturating_add(table.matching(to_usize(a.examined)));
+                if a.stores {
+                    cost = cost.saturating_add(table.continuation_storage(
+                        channels_len,
+                        patterns_len,
+                        continuation_len,
+                    ));
+                }
+                if let Some(positions) = a.fires {
+                    cost = cost.saturating_add(table.comm(positions));
+                }
+                self.meter.charge(cost)?;
+                Ok(self.refund(freed_storage(table, a)))
+            }),
+        )
     }
 
     /// [`Space::install`], charged.
@@ -389,8 +445,18 @@ where
         Ok(self.space.create_soft_checkpoint())
     }
 
-    /// [`Space::revert_to_soft_checkpoint`], charged `soft_checkpoint`. The meter is not
-    /// reverted: phlogiston spent stays spent.
+    /// [`Space::revert_to_soft_checkpoint`], charged `soft_checkpoint`, settling the storage
+    /// refunds of the lineage it leaves (see the type's docs): if the space has refunded more
+    /// storage since `checkpoint` was taken than it had then, the revert brings back items
+    /// whose storage was refunded and charges that difference back; if less (a revert forward
+    /// to a checkpoint taken after more was freed), it refunds the difference. Work stays
+    /// paid for: no operation's price comes back, and storage charged for items the revert
+    /// drops stays spent.
+    ///
+    /// Errors: `OutOfPhlogiston` when the meter cannot pay the price and the charge-back
+    /// together; then nothing changes (neither the space nor the meter).
+    ///
+    /// Time: O(shards), as [`Space::revert_to_soft_checkpoint`].
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -399,17 +465,36 @@ where
     /// # use rhospace_phlogiston::{CostTable, PhlogistonMeter};
     /// # let s: ChargingSpace<u8, u8, u8, u8, ExactMatch> = ChargingSpace::new(
     /// #     Space::new(ExactMatch, SpaceConfig::new()), Arc::new(PhlogistonMeter::new(10_000)), CostTable::default());
+    /// let t = *s.table();
+    /// s.produce(0, 7, false).unwrap();
     /// let cp = s.create_soft_checkpoint().unwrap();
-    /// s.produce(0, 0, false).unwrap();
+    /// let before = s.meter().consumed();
+    /// // The consume refunds the datum's storage; the revert stores the datum again and takes
+    /// // the refund back.
+    /// s.consume([0u8], [7u8], 9, false, &[]).unwrap().unwrap();
     /// s.revert_to_soft_checkpoint(&cp).unwrap();
-    /// assert!(s.space().is_empty());
+    /// assert_eq!(s.space().data(&0).len(), 1);
+    /// assert_eq!(
+    ///     s.meter().consumed(),
+    ///     before + t.consume_base + t.join_channel + t.matching(1) + t.comm(1) + t.soft_checkpoint()
+    /// );
     /// ```
     pub fn revert_to_soft_checkpoint(
         &self,
         checkpoint: &SoftCheckpoint<C, P, A, K>,
     ) -> Result<(), OutOfPhlogiston> {
-        self.meter.charge(self.table.soft_checkpoint())?;
-        self.space.revert_to_soft_checkpoint(checkpoint);
-        Ok(())
+        let price = self.table.soft_checkpoint();
+        self.space.revert_settled(checkpoint, |now, then| {
+            // Both are the net storage this meter refunded, along the lineage of the state now
+            // and of the checkpoint's (exact: no run refunds 2^64).
+            if now >= then {
+                // One charge: the price and the charge-back are paid together or not at all.
+                self.meter.charge(price.saturating_add(now - then))?;
+                Ok(then)
+            } else {
+                self.meter.charge(price)?;
+                Ok(now.wrapping_add(self.refund(then - now)))
+            }
+        })
     }
 }

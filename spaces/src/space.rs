@@ -11,6 +11,7 @@ mod single;
 mod single_tests;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::hash::Hash;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -261,6 +262,26 @@ struct Shard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
     /// `rig`, the checkpoint that ends a replay, `reset` and `clear`), so an operation reads a
     /// settled value under any one shard lock, with no atomic on the hot path.
     replaying: bool,
+    /// This shard's part of the space's refund ledger: the credits of the operations homed
+    /// here (see [`Gate`]: for a [`ChargingSpace`](crate::ChargingSpace), the storage its
+    /// meter refunded), net of what settled reverts moved. The ledger is the wrapping sum of
+    /// every shard's part; only that sum means anything.
+    ///
+    /// Guarded by this shard's lock. An operation adds its credit under it, in the critical
+    /// section of its change; a soft checkpoint reads the sum, and a revert rewrites it (the
+    /// whole sum into shard 0, the other parts zeroed), only while every shard is held. It is
+    /// not part of the [`State`], so `reset`, `clear` and an unsettled revert leave it alone.
+    ledger: u64,
+}
+
+impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Shard<C, P, A, K> {
+    /// Adds an admitted operation's credit to this shard's part of the ledger.
+    #[inline]
+    fn credit(&mut self, amount: u64) {
+        if amount != 0 {
+            self.ledger = self.ledger.wrapping_add(amount);
+        }
+    }
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for Shard<C, P, A, K> {
@@ -269,6 +290,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
             state: StateRef::default(),
             installed: Installed::default(),
             replaying: false,
+            ledger: 0,
         }
     }
 }
@@ -326,6 +348,16 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         Some(store)
     }
 
+    /// Adds an admitted operation's credit to the ledger part of `home`'s shard.
+    #[inline]
+    fn credit(&mut self, home: &C, amount: u64) {
+        if amount != 0 {
+            self.locks
+                .get_mut(self.router.shard_of(home))
+                .credit(amount);
+        }
+    }
+
     /// The log of `home`'s shard, for an append.
     #[inline]
     fn log_mut(&mut self, home: &C) -> &mut Log {
@@ -344,7 +376,9 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 }
 
 /// A captured space state (data, continuations, joins). Immutable: later operations on the
-/// space never change it, and it can be reverted to any number of times.
+/// space never change it, and it can be reverted to any number of times. It also records, under
+/// the same locks, the storage refunds a [`ChargingSpace`](crate::ChargingSpace) had made in
+/// the lineage of that state, which its revert settles.
 ///
 /// Time: O(1) to create, clone and revert to, whatever the number of channels and items.
 ///
@@ -368,7 +402,18 @@ pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, 
     merkle: MerkleMap,
     /// Taken during a replay: the rig's number and what it still expected.
     replay: Option<(u64, Expect)>,
+    /// The space's refund ledger (the sum of `Shard::ledger`) when the states were taken,
+    /// read under the same locks.
+    ledger: u64,
+    /// The [`Space::origin`] of the space that took it: a ledger means something only to the
+    /// space that keeps it.
+    origin: u64,
 }
+
+/// The next [`Space::origin`]. A process-wide counter, touched once per space created; it is
+/// std's atomic rather than the `sync` facade's because a loom atomic cannot live in a static,
+/// and no model needs it (it only hands out distinct numbers).
+static NEXT_ORIGIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Which waiting continuation a produce fires.
 enum Source<C, P, K> {
@@ -426,6 +471,9 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     replay: Mutex<ReplayState<C, P, A, K>>,
     /// The trie and history of hard checkpoints. Lock order: after every shard.
     hard: Mutex<Hard<C, P, A, K>>,
+    /// This space's identity, distinct from every other space's in the process, which its
+    /// soft checkpoints carry (see [`revert_settled`](Self::revert_settled)).
+    origin: u64,
 }
 
 impl<C, P, A, K, M> std::fmt::Debug for Space<C, P, A, K, M>
@@ -561,6 +609,9 @@ where
             shards: (0..router.shards())
                 .map(|_| Padded(Mutex::new(Shard::default())))
                 .collect(),
+            // Relaxed: only distinctness matters (each `fetch_add` returns a different value);
+            // no data is published through this counter.
+            origin: NEXT_ORIGIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -799,7 +850,8 @@ where
     /// [`produce_with_priority`](Self::produce_with_priority) with a gate: after the search and
     /// before any change, `admit` sees what the produce will do; if it refuses, the produce
     /// fails with `ErrorKind::OutOfPhlogiston` and nothing changes. The gate is not called for
-    /// a produce refused for another reason (a full Cell).
+    /// a produce refused for another reason (a full Cell), and once it admits, the produce
+    /// makes the change it was shown: nothing fails after the gate.
     ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
@@ -829,7 +881,7 @@ where
 
     /// [`produce_admitted`](Self::produce_admitted) with any [`Gate`].
     #[allow(clippy::type_complexity)]
-    fn produce_gated<G: Gate<C, P, A, K>>(
+    pub(crate) fn produce_gated<G: Gate<C, P, A, K>>(
         &self,
         channel: C,
         datum: A,
@@ -873,8 +925,11 @@ where
                         Ok(r) => r,
                         Err(e) => return Err(ProduceError::new(e, datum)),
                     };
-                    if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, stores)) {
-                        return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
+                    match admit.admit(|| Admission::storing(OpKind::Produce, 0, stores)) {
+                        Ok(credit) => shard.ledger = shard.ledger.wrapping_add(credit),
+                        Err(e) => {
+                            return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum))
+                        }
                     }
                     strike(&mut replay, event, None);
                     if self.log_events {
@@ -903,8 +958,11 @@ where
                         Ok(r) => r,
                         Err(e) => return Err(ProduceError::new(e, datum)),
                     };
-                    if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, true)) {
-                        return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
+                    match admit.admit(|| Admission::storing(OpKind::Produce, 0, true)) {
+                        Ok(credit) => shard.ledger = shard.ledger.wrapping_add(credit),
+                        Err(e) => {
+                            return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum))
+                        }
                     }
                     strike(&mut replay, event, None);
                     if self.log_events {
@@ -974,8 +1032,9 @@ where
         };
         if !stores {
             // A Set that already holds the datum: the produce is accepted and changes nothing.
-            if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, 0, false)) {
-                return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
+            match admit.admit(|| Admission::storing(OpKind::Produce, 0, false)) {
+                Ok(credit) => view.credit(&channel, credit),
+                Err(e) => return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum)),
             }
             strike(&mut replay, event, None);
             self.record_produce(view, &channel, &datum, persist, event);
@@ -999,11 +1058,14 @@ where
                 let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
                 return Err(ProduceError::new(e, incoming.value));
             }
-            if let Err(e) = admit.admit(|| Admission::storing(OpKind::Produce, examined, true)) {
-                return Err(ProduceError::new(
-                    ErrorKind::OutOfPhlogiston(e),
-                    incoming.value,
-                ));
+            match admit.admit(|| Admission::storing(OpKind::Produce, examined, true)) {
+                Ok(credit) => view.credit(&channel, credit),
+                Err(e) => {
+                    return Err(ProduceError::new(
+                        ErrorKind::OutOfPhlogiston(e),
+                        incoming.value,
+                    ))
+                }
             }
             strike(&mut replay, event, None);
             self.record_produce(view, &channel, &incoming.value, persist, event);
@@ -1025,11 +1087,14 @@ where
             admission.freed_continuation = freed_cont;
             admission
         });
-        if let Err(e) = verdict {
-            return Err(ProduceError::new(
-                ErrorKind::OutOfPhlogiston(e),
-                incoming.value,
-            ));
+        match verdict {
+            Ok(credit) => view.credit(&channel, credit),
+            Err(e) => {
+                return Err(ProduceError::new(
+                    ErrorKind::OutOfPhlogiston(e),
+                    incoming.value,
+                ))
+            }
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
@@ -1592,7 +1657,8 @@ where
     /// [`consume`](Self::consume) with a gate: after the search and before any change, `admit`
     /// sees what the consume will do; if it refuses, the consume fails with
     /// `ErrorKind::OutOfPhlogiston` and nothing changes. Invalid arguments are refused before
-    /// the gate is called.
+    /// the gate is called, and once it admits, the consume makes the change it was shown:
+    /// nothing fails after the gate.
     ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
@@ -1626,7 +1692,7 @@ where
 
     /// [`consume_admitted`](Self::consume_admitted) with any [`Gate`].
     #[allow(clippy::type_complexity)]
-    fn consume_gated<G: Gate<C, P, A, K>>(
+    pub(crate) fn consume_gated<G: Gate<C, P, A, K>>(
         &self,
         channels: impl Into<CallList<C>>,
         patterns: impl Into<CallList<P>>,
@@ -1748,11 +1814,14 @@ where
                 let verdict = admit.admit(|| {
                     Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
                 });
-                if let Err(e) = verdict {
-                    return Err(ConsumeError::new(
-                        ErrorKind::OutOfPhlogiston(e),
-                        continuation,
-                    ));
+                match verdict {
+                    Ok(credit) => view.credit(&channels[0], credit),
+                    Err(e) => {
+                        return Err(ConsumeError::new(
+                            ErrorKind::OutOfPhlogiston(e),
+                            continuation,
+                        ))
+                    }
                 }
                 strike(&mut replay, event, record.as_ref().map(|r| r.1));
                 self.record_consume(
@@ -1788,13 +1857,14 @@ where
                 let stores = view
                     .join(&channels)
                     .is_none_or(|store| store.would_store(&w));
-                if let Err(e) =
-                    admit.admit(|| Admission::storing(OpKind::Consume, examined, stores))
-                {
-                    return Err(ConsumeError::new(
-                        ErrorKind::OutOfPhlogiston(e),
-                        w.continuation,
-                    ));
+                match admit.admit(|| Admission::storing(OpKind::Consume, examined, stores)) {
+                    Ok(credit) => view.credit(&channels[0], credit),
+                    Err(e) => {
+                        return Err(ConsumeError::new(
+                            ErrorKind::OutOfPhlogiston(e),
+                            w.continuation,
+                        ))
+                    }
                 }
                 strike(&mut replay, event, None);
                 // Only a logging space writes the shard here (a consume a continuation store
@@ -2141,6 +2211,7 @@ where
     pub fn create_soft_checkpoint(&self) -> SoftCheckpoint<C, P, A, K> {
         let all = AllLocked::lock(&self.shards);
         let shards = all.guards.iter().map(|g| g.state.clone()).collect();
+        let ledger = Self::ledger(&all);
         let replay = if all.guards.first().is_some_and(|g| g.replaying) {
             let r = self.replay.lock();
             r.rig
@@ -2155,6 +2226,8 @@ where
             shards,
             merkle,
             replay,
+            ledger,
+            origin: self.origin,
         }
     }
 
@@ -2162,7 +2235,8 @@ where
     /// checkpoint is not consumed and can be reverted to again. A checkpoint taken from another
     /// space brings that space's stores, with their kinds; the next
     /// [`create_checkpoint`](Self::create_checkpoint) stores in this space's history whatever it
-    /// lacks of them, so the root it records can be reset to from the store alone.
+    /// lacks of them, so the root it records can be reset to from the store alone. Unmetered: a
+    /// [`ChargingSpace`](crate::ChargingSpace)'s revert also settles its storage refunds.
     ///
     /// Time: O(shards). A checkpoint from a space with a different shard count is re-routed
     /// first, in O(channels + join groups).
@@ -2180,6 +2254,22 @@ where
     /// }
     /// ```
     pub fn revert_to_soft_checkpoint(&self, checkpoint: &SoftCheckpoint<C, P, A, K>) {
+        // Unsettled: the refund ledger stays as it is (see `revert_settled`).
+        let Ok(()) = self.revert_settled(checkpoint, |current, _| Ok::<_, Infallible>(current));
+    }
+
+    /// [`revert_to_soft_checkpoint`](Self::revert_to_soft_checkpoint), settling the refund
+    /// ledger (`Shard::ledger`; see [`Gate`]). With every shard held and before any change,
+    /// `settle` is called with the ledger now and the checkpoint's: the checkpoint's if this
+    /// space took it, otherwise the ledger now again (another space's ledger counts another
+    /// meter's refunds). It returns the ledger the restored state carries, or refuses, and then
+    /// nothing changes. Operations credit the ledger under their shard locks, so no settlement
+    /// falls between an operation's change and its credit.
+    pub(crate) fn revert_settled<E>(
+        &self,
+        checkpoint: &SoftCheckpoint<C, P, A, K>,
+        settle: impl FnOnce(u64, u64) -> Result<u64, E>,
+    ) -> Result<(), E> {
         let rerouted;
         let states: &[StateRef<C, P, A, K>] = if checkpoint.shards.len() == self.shards.len() {
             &checkpoint.shards
@@ -2189,8 +2279,17 @@ where
         };
         let mut old = Vec::with_capacity(states.len());
         let mut all = AllLocked::lock(&self.shards);
-        for (g, state) in all.guards.iter_mut().zip(states) {
+        let current = Self::ledger(&all);
+        let target = if checkpoint.origin == self.origin {
+            checkpoint.ledger
+        } else {
+            current
+        };
+        // On refusal the locks are released and nothing has changed.
+        let ledger = settle(current, target)?;
+        for (i, (g, state)) in all.guards.iter_mut().zip(states).enumerate() {
             old.push(std::mem::replace(&mut g.state, state.clone()));
+            g.ledger = if i == 0 { ledger } else { 0 };
         }
         if let Some((generation, expect)) = &checkpoint.replay {
             if all.guards.first().is_some_and(|g| g.replaying) {
@@ -2206,6 +2305,14 @@ where
         drop(old_merkle);
         // Dropping the old states can free large trees: do it outside the locks.
         drop(old);
+        Ok(())
+    }
+
+    /// The refund ledger: the wrapping sum of every shard's part (all shards held).
+    fn ledger(all: &AllLocked<'_, Shard<C, P, A, K>>) -> u64 {
+        all.guards
+            .iter()
+            .fold(0u64, |sum, g| sum.wrapping_add(g.ledger))
     }
 
     /// Distributes the states of another shard count over this space's shards: entries and

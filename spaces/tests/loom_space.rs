@@ -1,6 +1,7 @@
 //! loom models of the space's lock protocol (SPEC §9): shard locks taken in ascending order,
 //! joins that span shards, the produce path that widens its lock set, soft checkpoints that
-//! lock every shard, and a replay (the replay lock, taken after the shard locks).
+//! lock every shard, a replay (the replay lock, taken after the shard locks), and a charging
+//! space's refund, which a soft checkpoint must see together with the change that earned it.
 //!
 //! Under `--cfg loom` the space's shard mutexes are loom's (see `spaces/src/sync.rs`), so loom
 //! explores the interleavings of *our* protocol on the real `Space`. The maps inside a shard are
@@ -14,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use loom::thread;
 use rhospace_matchers::ExactMatch;
-use rhospace_spaces::{Space, SpaceConfig};
+use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+use rhospace_spaces::{ChargingSpace, Space, SpaceConfig};
 use std::sync::Arc;
 
 type S = Space<u32, u32, u32, u32, ExactMatch>;
@@ -122,6 +124,32 @@ fn checkpoint_racing_a_join_sees_all_or_nothing() {
         s.revert_to_soft_checkpoint(&cp);
         let (na, nb) = (s.data(&a).len(), s.data(&b).len());
         assert_eq!(na, nb, "checkpoint caught half a COMM");
+    });
+}
+
+#[test]
+fn checkpoint_racing_a_refund_records_it_with_the_state() {
+    // A charged consume frees a stored datum (and refunds its storage) while a soft checkpoint
+    // is taken: the checkpoint holds the datum and not the refund, or neither. Reverting to it
+    // then charges the refund back exactly when the datum comes back.
+    model("checkpoint_racing_refund", || {
+        let meter = Arc::new(PhlogistonMeter::new(1_000_000));
+        let t = CostTable::default();
+        let s = Arc::new(ChargingSpace::new(space(), meter.clone(), t));
+        s.produce(0, 7, false).unwrap();
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.consume([0], [7], 1, false, &[]).unwrap().is_some());
+        let cp = s.create_soft_checkpoint().unwrap();
+        assert!(t1.join().unwrap());
+        let before = meter.consumed();
+        s.revert_to_soft_checkpoint(&cp).unwrap();
+        let back = s.space().data(&0).len() as u64;
+        let storage = t.datum_storage(4, 4);
+        assert_eq!(
+            meter.consumed() - before,
+            t.soft_checkpoint() + back * storage
+        );
+        assert_eq!(meter.consumed() + meter.remaining(), meter.limit());
     });
 }
 

@@ -172,11 +172,14 @@ where
         // Validated: `peeks` is empty or `[0]`.
         let peek = !peeks.is_empty();
         let verdict = admit.admit(|| single_firing(view, &channels[0], key, peek, examined));
-        if let Err(e) = verdict {
-            return Err(ConsumeError::new(
-                ErrorKind::OutOfPhlogiston(e),
-                continuation,
-            ));
+        match verdict {
+            Ok(credit) => view.credit(&channels[0], credit),
+            Err(e) => {
+                return Err(ConsumeError::new(
+                    ErrorKind::OutOfPhlogiston(e),
+                    continuation,
+                ))
+            }
         }
         let Replayed {
             guard,
