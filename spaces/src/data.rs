@@ -14,8 +14,12 @@
 //! and a one-channel exact lookup whose key the oldest item does not equal
 //! ([`DataStore::wants_index_for`]): a lookup the oldest item answers is answered by the
 //! scan's first step, so data consumed in arrival order by one-channel consumes are never
-//! indexed. When the index is built is deterministic (a function of the calls since the last
-//! hard checkpoint, which drops it), as it must be: it decides `examined`, which is charged.
+//! indexed. When the index is built is deterministic (a function of the admitted calls since
+//! the last hard checkpoint, which drops it), as it must be: it decides `examined`, which is
+//! charged. A call builds the index during its search, before its gate has seen it; a refused
+//! call (out of phlogiston, replay divergence, install over matching data) drops again every
+//! index it built ([`DataStore::drop_index`]; see `Built` in the space module), so a refusal
+//! leaves no trace in later charges, and a replay that refuses a call charges as play did.
 //! With a shuffled candidate order ([`crate::order`]) the oldest item is not offered first, so
 //! every exact lookup on a big enough Bag or Set builds the index; the index lists the equal
 //! items, which are then offered by rank like any others (a persistent and a plain copy of one
@@ -292,11 +296,19 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         }
     }
 
-    /// Builds the index if [`wants_index`](Self::wants_index).
-    pub(crate) fn ensure_index(&mut self) {
-        if self.wants_index() {
+    /// Builds the index if [`wants_index`](Self::wants_index); returns whether it did.
+    pub(crate) fn ensure_index(&mut self) -> bool {
+        let wanted = self.wants_index();
+        if wanted {
             self.build_index();
         }
+        wanted
+    }
+
+    /// Drops the index: undoes an [`ensure_index`](Self::ensure_index) that built one (the
+    /// store then is exactly as before it) for a call that was refused.
+    pub(crate) fn drop_index(&mut self) {
+        self.index = None;
     }
 
     /// Whether the exact index exists (tests compare it: it decides `examined`).

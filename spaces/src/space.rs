@@ -201,6 +201,48 @@ fn log_produce<C: Encode, A: Encode>(
 /// A replayed call's hash and its slot in the rig's expectations.
 type Logged = (Digest, usize);
 
+/// The positions of a consume's (or install's) channel list whose channel's exact index the
+/// call's search built, before its gate (or a replay's log) decided on the call: bit `i` for
+/// position `i` (a list has at most [`MAX_JOIN`] positions), a repeated channel under its
+/// first position only. A produce's search, which builds its join partners' indexes, notes
+/// their channels in a [`BuiltPartners`] list instead.
+///
+/// Building lists nothing as changed. At the decision, before anything else changes,
+/// [`View::settle_built`] (or [`View::settle_partners`]) keeps the indexes of an admitted
+/// call, listing their channels as changed (the next hard checkpoint drops the indexes, as
+/// for any change), and drops those of a refused one: a refusal then changes nothing
+/// (SPEC §5), not even the `examined` of later calls, which the index decides and which is
+/// charged (SPEC §8), and a replay that refuses a call charges as play did (SPEC §7). Every
+/// path from a search that may build to a return settles once: each gate's verdict, and
+/// each `CommNotInLog` refusal of a replay. (A one-channel firing settles only a refusal:
+/// admitted, taking its pick lists the channel anyway, and its hot path keeps no check.) A
+/// word, not a list: on the hot path (no index built) it costs a register and a test.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Built(u64);
+
+// Every position of a channel list has its bit.
+const _: () = assert!(MAX_JOIN <= u64::BITS as usize);
+
+impl Built {
+    /// Position 0 when `built` (a one-channel walk's report).
+    #[inline]
+    fn first(built: bool) -> Self {
+        Self(u64::from(built))
+    }
+
+    /// Notes that the index of the channel at `position` was built.
+    #[inline]
+    fn add(&mut self, position: usize) {
+        self.0 |= 1 << position;
+    }
+}
+
+/// The channels whose exact index a produce's search built: the big channels its join
+/// groups read besides its own (see [`Built`]). Inline for two: most produces build none (a
+/// channel keeps its index until a hard checkpoint or until it is emptied), so it never
+/// allocates on the hot path.
+type BuiltPartners<C> = SmallVec<[C; 2]>;
+
 /// A call's replay bookkeeping, handed to a firing: the held replay lock (if any), the call's
 /// hash and slot, and the COMM record the log's guide accepted with its slot. In play, all
 /// three are absent.
@@ -326,6 +368,67 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 
     fn remove_channel(&mut self, channel: &C) {
         self.state_mut(channel).channels.remove(channel);
+    }
+
+    /// Builds `channel`'s exact index if its store [wants one](DataStore::wants_index);
+    /// returns whether it did. The channel is not listed as changed: the caller notes it
+    /// ([`Built`]) and settles it when the call is decided.
+    #[inline]
+    fn build_index(&mut self, channel: &C) -> bool {
+        self.state_mut(channel)
+            .channels
+            .get_mut(channel)
+            .is_some_and(|cs| cs.data.ensure_index())
+    }
+
+    /// Settles the exact indexes that the search of a call on `channels` built (`built`),
+    /// once the call is decided and before anything else changes: kept when `admitted`,
+    /// dropped when refused (see [`Built`]).
+    #[inline]
+    fn settle_built(&mut self, channels: &[C], built: Built, admitted: bool) {
+        if built != Built::default() {
+            self.settle_positions(channels, built, admitted);
+        }
+    }
+
+    /// [`settle_built`](Self::settle_built) for a produce: `partners` are the channels whose
+    /// index its search built.
+    #[inline]
+    fn settle_partners(&mut self, partners: &[C], admitted: bool) {
+        if !partners.is_empty() {
+            self.settle_channels(partners, admitted);
+        }
+    }
+
+    /// [`settle_built`](Self::settle_built) of a non-empty set of positions.
+    #[cold]
+    fn settle_positions(&mut self, channels: &[C], built: Built, admitted: bool) {
+        for (i, c) in channels.iter().enumerate() {
+            if built.0 & (1 << i) != 0 {
+                self.settle_channel(c, admitted);
+            }
+        }
+    }
+
+    /// [`settle_partners`](Self::settle_partners) of a non-empty list.
+    #[cold]
+    fn settle_channels(&mut self, channels: &[C], admitted: bool) {
+        for c in channels {
+            self.settle_channel(c, admitted);
+        }
+    }
+
+    /// Settles the exact index that a call's search built on `channel`. Admitted: lists the
+    /// channel as changed (a no-op if the call has listed it already), so the next hard
+    /// checkpoint settles it and drops the index. Refused: drops the index again; the store
+    /// is then exactly as before the call, and nothing was listed.
+    fn settle_channel(&mut self, channel: &C, admitted: bool) {
+        let state = self.state_mut(channel);
+        if admitted {
+            state.touch(channel);
+        } else if let Some(cs) = state.channels.get_mut(channel) {
+            cs.data.drop_index();
+        }
     }
 
     /// The continuation store of join group `jk` (homed on its first channel).
@@ -1007,6 +1110,10 @@ where
     /// A produce under `view`, which holds every shard the produce reads
     /// ([`produce_shards`](Self::produce_shards)). `priority` is already normalised and the
     /// datum's embedding already checked (`DataKind::check_embedding`).
+    ///
+    /// The search may build the partners' exact indexes (noted in `built`); every refusal
+    /// after it (the log's, the gate's) settles them as refused, every admission as admitted,
+    /// before anything else changes (see [`Built`]).
     #[allow(clippy::type_complexity)]
     fn produce_in<G: Gate<C, P, A, K>>(
         &self,
@@ -1045,7 +1152,8 @@ where
             persist,
             priority,
         };
-        Self::index_partners(view, &channel);
+        let mut built = BuiltPartners::new();
+        Self::index_partners(view, &channel, &mut built);
         let guide = rig_of(&mut replay);
         let ProduceSearch {
             examined,
@@ -1055,10 +1163,13 @@ where
         } = self.find_for_produce(view, &channel, kind, &incoming, guide);
         let Some((source, found)) = hit else {
             if let (true, Some((hash, _))) = (rejected, event) {
+                view.settle_partners(&built, false);
                 let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
                 return Err(ProduceError::new(e, incoming.value));
             }
-            match admit.admit(|| Admission::storing(OpKind::Produce, examined, true)) {
+            let verdict = admit.admit(|| Admission::storing(OpKind::Produce, examined, true));
+            view.settle_partners(&built, verdict.is_ok());
+            match verdict {
                 Ok(credit) => view.credit(&channel, credit),
                 Err(e) => {
                     return Err(ProduceError::new(
@@ -1087,6 +1198,7 @@ where
             admission.freed_continuation = freed_cont;
             admission
         });
+        view.settle_partners(&built, verdict.is_ok());
         match verdict {
             Ok(credit) => view.credit(&channel, credit),
             Err(e) => {
@@ -1269,25 +1381,26 @@ where
         self.order_key.map(Ranker::conts)
     }
 
-    /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it.
-    fn index_partners(view: &mut View<'_, C, P, A, K>, channel: &C) {
+    /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it,
+    /// noting them in `built` (see [`Built`]).
+    fn index_partners(view: &mut View<'_, C, P, A, K>, channel: &C, built: &mut BuiltPartners<C>) {
         let Some(cs) = view.channel(channel) else {
             return;
         };
-        let mut todo: SmallVec<[C; 2]> = SmallVec::new();
+        let from = built.len();
         for jk in cs.joins.iter().filter(|jk| jk.len() > 1) {
             for c in jk.iter() {
                 if let Some(other) = view.channel(c) {
-                    if other.data.wants_index() && !todo.contains(c) {
-                        todo.push(c.clone());
+                    if other.data.wants_index() && !built[from..].contains(c) {
+                        built.push(c.clone());
                     }
                 }
             }
         }
-        for c in todo {
-            if let Some(cs) = view.channel_mut(&c) {
-                cs.data.ensure_index();
-            }
+        for c in &built[from..] {
+            // Each wants its index (checked above, under the same locks): this builds it.
+            let done = view.build_index(c);
+            debug_assert!(done, "a partner that wanted its index did not build it");
         }
     }
 
@@ -1720,6 +1833,10 @@ where
     }
 
     /// A validated consume under `view`, which holds the shards of all of `channels`.
+    ///
+    /// The search may build exact indexes (noted in `built`); every refusal after it (the
+    /// log's, the gate's) settles them as refused, every admission as admitted, before
+    /// anything else changes (see [`Built`]).
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn consume_in<G: Gate<C, P, A, K>>(
         &self,
@@ -1744,6 +1861,7 @@ where
             Err(e) => return Err(ConsumeError::new(e, continuation)),
         };
         let mut record = None;
+        let mut built = Built::default();
         // A single-channel consume takes the fast path (see `single`); in a replay, guided by
         // the log as the general search would be.
         let single = match (rig_of(&mut replay), event) {
@@ -1757,7 +1875,8 @@ where
                     &peeks,
                     |guide| self.find_single(view, &channels, &patterns, Some(guide)),
                 );
-                if let Some((_, None, true)) = single {
+                if let Some((_, None, true, built)) = single {
+                    view.settle_built(&channels, Built::first(built), false);
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
                 }
@@ -1767,7 +1886,7 @@ where
             _ => self.find_single(view, &channels, &patterns, None),
         };
         let (examined, found) = match (single, rig_of(&mut replay), event) {
-            (Some((examined, Some(hit), _)), _, _) => {
+            (Some((examined, Some(hit), _, built)), _, _) => {
                 let replayed = Replayed {
                     guard: &mut replay,
                     event,
@@ -1784,9 +1903,13 @@ where
                     peeks,
                     admit,
                     replayed,
+                    built,
                 );
             }
-            (Some((examined, None, _)), _, _) => (examined, None),
+            (Some((examined, None, _, walk_built)), _, _) => {
+                built = Built::first(walk_built);
+                (examined, None)
+            }
             (None, Some(rig), Some((h, _))) => {
                 let stream = self.router.shard_of(&channels[0]);
                 let ((examined, found, rejected), accepted) = rig.guided(
@@ -1794,9 +1917,19 @@ where
                     || h,
                     &channels,
                     &peeks,
-                    |guide| self.find_for_consume(view, &channels, &patterns, &peeks, Some(guide)),
+                    |guide| {
+                        self.find_for_consume(
+                            view,
+                            &channels,
+                            &patterns,
+                            &peeks,
+                            Some(guide),
+                            &mut built,
+                        )
+                    },
                 );
                 if rejected && found.is_none() {
+                    view.settle_built(&channels, built, false);
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
                 }
@@ -1805,7 +1938,7 @@ where
             }
             _ => {
                 let (examined, found, _) =
-                    self.find_for_consume(view, &channels, &patterns, &peeks, None);
+                    self.find_for_consume(view, &channels, &patterns, &peeks, None, &mut built);
                 (examined, found)
             }
         };
@@ -1814,6 +1947,7 @@ where
                 let verdict = admit.admit(|| {
                     Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
                 });
+                view.settle_built(&channels, built, verdict.is_ok());
                 match verdict {
                     Ok(credit) => view.credit(&channels[0], credit),
                     Err(e) => {
@@ -1857,7 +1991,9 @@ where
                 let stores = view
                     .join(&channels)
                     .is_none_or(|store| store.would_store(&w));
-                match admit.admit(|| Admission::storing(OpKind::Consume, examined, stores)) {
+                let verdict = admit.admit(|| Admission::storing(OpKind::Consume, examined, stores));
+                view.settle_built(&channels, built, verdict.is_ok());
+                match verdict {
                     Ok(credit) => view.credit(&channels[0], credit),
                     Err(e) => {
                         return Err(ConsumeError::new(
@@ -1899,7 +2035,8 @@ where
     }
 
     /// The first assignment for a consume (or install), in candidate order; with a `guide`
-    /// (replay), the first one it accepts. Also says whether the guide rejected one.
+    /// (replay), the first one it accepts. Also says whether the guide rejected one. Notes
+    /// the exact indexes it builds in `built` (see [`Built`]).
     fn find_for_consume(
         &self,
         view: &mut View<'_, C, P, A, K>,
@@ -1907,13 +2044,14 @@ where
         patterns: &[P],
         peeks: &[usize],
         guide: Option<Guide<'_, A>>,
+        built: &mut Built,
     ) -> (u64, Option<Found<M::Output>>, bool) {
         // One position: the oldest item answering the key spares the index (as `find_single`).
         // A join builds it whatever the oldest item is: its search backtracks past that item
         // (a later position fails, or a second position wants the same key), and every datum
         // the scan then walks is a charged matcher call.
         let one = channels.len() == 1;
-        for (c, p) in channels.iter().zip(patterns.iter()) {
+        for (i, (c, p)) in channels.iter().zip(patterns.iter()).enumerate() {
             if let Some(key) = self.matcher.exact_key(p) {
                 if let Some(cs) = view.channel(c) {
                     let wants = if one {
@@ -1921,10 +2059,8 @@ where
                     } else {
                         cs.data.wants_index()
                     };
-                    if wants {
-                        if let Some(cs) = view.channel_mut(c) {
-                            cs.data.ensure_index();
-                        }
+                    if wants && view.build_index(c) {
+                        built.add(i);
                     }
                 }
             }
@@ -2032,19 +2168,19 @@ where
             return Err(ConsumeError::new(kind, continuation));
         }
         let mut view = self.lock_channels(&channels);
+        let mut built = Built::default();
         let (examined, found, _) =
-            self.find_for_consume(&mut view, &channels, &patterns, &[], None);
-        if found.is_some() {
-            return Err(ConsumeError::new(
-                ErrorKind::InstallWouldMatch,
-                continuation,
-            ));
-        }
-        if let Err(e) = admit(&Admission::storing(OpKind::Install, examined, true)) {
-            return Err(ConsumeError::new(
-                ErrorKind::OutOfPhlogiston(e),
-                continuation,
-            ));
+            self.find_for_consume(&mut view, &channels, &patterns, &[], None, &mut built);
+        let refused = if found.is_some() {
+            Some(ErrorKind::InstallWouldMatch)
+        } else {
+            admit(&Admission::storing(OpKind::Install, examined, true))
+                .err()
+                .map(ErrorKind::OutOfPhlogiston)
+        };
+        view.settle_built(&channels, built, refused.is_none());
+        if let Some(kind) = refused {
+            return Err(ConsumeError::new(kind, continuation));
         }
         let entry = Arc::new(InstalledEntry {
             list: channels.clone(),

@@ -210,7 +210,10 @@ fn same_search(a: &ProduceSearch<u8, Pattern, u8, R>, b: &ProduceSearch<u8, Patt
 fn compare(s: &S, channel: u8, value: i64, persist: bool, rigged: bool) -> bool {
     let kind = s.config.kind_of(&channel);
     let mut view = s.lock_for_produce(&channel, smallvec::smallvec![s.router.shard_of(&channel)]);
-    S::index_partners(&mut view, &channel);
+    // The produce's own index build, kept as an admitted produce keeps it.
+    let mut built = BuiltPartners::new();
+    S::index_partners(&mut view, &channel, &mut built);
+    view.settle_partners(&built, true);
     let incoming = StoredDatum {
         value: Term::from(value),
         persist,

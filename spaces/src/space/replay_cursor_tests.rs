@@ -13,7 +13,7 @@
 
 use proptest::prelude::*;
 
-use super::single_tests::{apply, config, op, snapshot, Op, Pm, Req, S};
+use super::single_tests::{apply, apply_checked, config, op, snapshot, Op, Pm, Req, S};
 use super::*;
 use crate::log::LogEvent;
 use crate::merkle::EMPTY_ROOT;
@@ -107,8 +107,8 @@ fn replay_both(
     let mut results = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let (mut seen_h, mut seen_t) = (Vec::new(), Vec::new());
-        let got = apply(&hinted, op, &mut cps_h, &mut seen_h);
-        let want = apply(&table, op, &mut cps_t, &mut seen_t);
+        let got = apply_checked(&hinted, op, &mut cps_h, &mut seen_h);
+        let want = apply_checked(&table, op, &mut cps_t, &mut seen_t);
         assert_eq!(got, want, "replayed call {i}: {op:?}");
         assert_eq!(seen_h, seen_t, "admission of call {i}: {op:?}");
         assert_eq!(

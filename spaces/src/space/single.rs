@@ -25,8 +25,10 @@
 //!
 //! **Invariants it keeps** (the same, in the same order, as `consume_in`'s general branch):
 //! - the exact index is built before the walk exactly when the general search builds it (an
-//!   exact pattern on a channel that [`wants_index_for`] it), listing the
-//!   channel as changed, so `examined` and the dirty lists agree;
+//!   exact pattern on a channel that [`wants_index_for`] it), noted in the call's [`Built`]
+//!   record and settled at the gate's verdict (or the log's refusal), before anything else
+//!   changes: kept (the channel listed as changed) when the call is admitted, dropped when it
+//!   is refused, so `examined` and the dirty lists agree;
 //! - the gate sees the same [`Admission`] (same `examined`, `fires: Some(1)`, and the datum in
 //!   `freed_data` unless it stays) before anything else changes; a refusal changes nothing more
 //!   than the general path's refusal does;
@@ -49,6 +51,7 @@
 //!
 //! [`DataStore::for_each_candidate_in`]: crate::data::DataStore::for_each_candidate_in
 //! [`wants_index_for`]: crate::data::DataStore::wants_index_for
+//! [`Built`]: super::Built
 
 use std::hash::Hash;
 use std::ops::ControlFlow;
@@ -56,7 +59,7 @@ use std::ops::ControlFlow;
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
-use super::{strike, Replayed, Space, State, View};
+use super::{strike, Built, Replayed, Space, State, View};
 use crate::admission::{Admission, Gate, OpKind};
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
@@ -70,9 +73,11 @@ use crate::parallel::PARALLEL_MIN_CANDIDATES;
 /// What the single-position walk found: the pick's key and the matcher's result.
 pub(super) type SingleHit<R> = (ItemKey, R);
 
-/// What [`Space::find_single`] reports: matcher calls made, the pick, and whether a replay's
-/// guide rejected a match.
-pub(super) type SingleWalk<R> = (u64, Option<SingleHit<R>>, bool);
+/// What [`Space::find_single`] reports: matcher calls made, the pick, whether a replay's
+/// guide rejected a match, and whether the walk built the channel's exact index (see
+/// [`Built`]; returned rather than written through a pointer, which cost the hot path a
+/// stack argument).
+pub(super) type SingleWalk<R> = (u64, Option<SingleHit<R>>, bool, bool);
 
 impl<C, P, A, K, M> Space<C, P, A, K, M>
 where
@@ -83,10 +88,12 @@ where
     M: Match<P, A>,
 {
     /// The single-position search of a consume on `channels` with `patterns` (validated):
-    /// `Some((examined, hit, rejected))` when the fast path applies (see the module docs),
-    /// `None` when the caller must run the general search. With a replay's `guide`, `hit` is
-    /// the first match it accepts and `rejected` says whether it turned one down. Builds the
-    /// exact index first when the general search would.
+    /// `Some((examined, hit, rejected, built))` when the fast path applies (see the module
+    /// docs), `None` when the caller must run the general search. With a replay's `guide`,
+    /// `hit` is the first match it accepts and `rejected` says whether it turned one down.
+    /// Builds the exact index first when the general search would, and then says so in
+    /// `built`: the caller settles it (see [`Built`]). A walk that built the index never
+    /// returns `None` (the index narrows it, so it is no parallel scan).
     ///
     /// Time: O(1) expected with an exact pattern on an indexed channel; otherwise O(candidates
     /// walked), as the general search.
@@ -105,18 +112,17 @@ where
         }
         let hint = self.matcher.exact_key(pattern);
         let mut cs = view.channel(channel);
+        let mut built = false;
         // As `find_for_consume`: an exact pattern builds the index the channel wants for it.
         if hint.is_some_and(|key| {
             cs.is_some_and(|cs| cs.data.wants_index_for(key, self.order_key.is_some()))
         }) {
-            if let Some(cs) = view.channel_mut(channel) {
-                cs.data.ensure_index();
-            }
+            built = view.build_index(channel);
             cs = view.channel(channel);
         }
         let Some(cs) = cs else {
             // No store: the search offers nothing and makes no matcher call.
-            return Some((0, None, false));
+            return Some((0, None, false, built));
         };
         let store = &cs.data;
         let restricted = store.kind().head_only();
@@ -146,14 +152,15 @@ where
                 ControlFlow::Continue(())
             }
         });
-        Some((examined, hit, rejected))
+        Some((examined, hit, rejected, built))
     }
 
     /// Fires the COMM of a single-channel consume whose walk ([`find_single`](Self::find_single))
     /// picked `hit` after `examined` matcher calls: the general branch of `consume_in` for a
     /// found assignment, specialised to one position. In a replay, `replayed` holds the call's
     /// hash and the COMM record the log's guide accepted; they are struck from the rig and
-    /// logged as such, as the general branch does.
+    /// logged as such, as the general branch does. `built` says whether the walk built the
+    /// channel's exact index, dropped again if the gate refuses (see [`Built`]).
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     pub(super) fn fire_single<G: Gate<C, P, A, K>>(
         &self,
@@ -167,6 +174,7 @@ where
         peeks: Peeks,
         admit: G,
         replayed: Replayed<'_, '_, C, P, A, K>,
+        built: bool,
     ) -> Result<Option<Comm<C, P, A, K, M::Output>>, ConsumeError<K>> {
         let (key, result) = hit;
         // Validated: `peeks` is empty or `[0]`.
@@ -175,10 +183,13 @@ where
         match verdict {
             Ok(credit) => view.credit(&channels[0], credit),
             Err(e) => {
+                // Refused: the index the walk built goes again. (Admitted, it stays: taking
+                // the pick below lists the channel as changed, as settling it would.)
+                view.settle_built(&channels, Built::first(built), false);
                 return Err(ConsumeError::new(
                     ErrorKind::OutOfPhlogiston(e),
                     continuation,
-                ))
+                ));
             }
         }
         let Replayed {

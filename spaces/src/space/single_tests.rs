@@ -3,13 +3,18 @@
 //! Two spaces with the same configuration get the same random calls: one with its shortcuts
 //! on, one with them off (every consume through `resolve` and the join search). Calls mix
 //! single- and multi-channel consumes, exact and non-exact patterns, persistence, peeks
-//! (in range and out), gated consumes whose gate records the admission and sometimes refuses,
-//! batches, installs, bulk produces that cross the exact index threshold and the flat/tree
-//! layout boundary, soft checkpoints and reverts, and hard checkpoints, on Bag, Set, Queue,
-//! Stack, Cell and PriorityQueue channels. After every call the two must agree on the result
-//! (COMM or error), on what the gate saw, and on the whole state as the code keeps it: every
-//! channel's items with their keys, kind and index, the join groups, the dirty lists and the
-//! event log of every shard; every hard checkpoint must give the same root and log.
+//! (in range and out), gated consumes and produces whose gate records the admission and
+//! sometimes refuses, batches, installs, bulk produces that cross the exact index threshold and
+//! the flat/tree layout boundary, soft checkpoints and reverts, and hard checkpoints, on Bag,
+//! Set, Queue, Stack, Cell and PriorityQueue channels. After every call the two must agree on
+//! the result (COMM or error), on what the gate saw, and on the whole state as the code keeps
+//! it: every channel's items with their keys, kind and index, the join groups, the dirty lists
+//! and the event log of every shard; every hard checkpoint must give the same root and log.
+//!
+//! Refusals (SPEC §5): a call that fails must leave that whole state exactly as it was, the
+//! exact indexes its search built included ([`apply_checked`]); and a space where the refused
+//! calls never happened must then agree with one where they did on every later result,
+//! admission (`examined`, which is charged) and state (`refused_calls_leave_no_trace`).
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
@@ -80,6 +85,13 @@ pub(super) enum Op {
         req: Req,
         gate: Option<bool>,
     },
+    /// A produce (priority 0) with a gate that refuses when `refuse`.
+    GatedProduce {
+        channel: u8,
+        value: i64,
+        persist: bool,
+        refuse: bool,
+    },
     Batch(Vec<Req>),
     Install(Req),
     Soft,
@@ -139,6 +151,22 @@ pub(super) fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Soft),
         1 => any::<usize>().prop_map(Op::Revert),
         1 => Just(Op::Hard),
+    ]
+}
+
+/// [`op`], or a gated produce. (`op` itself stays as it was: the saved proptest seeds of the
+/// tests that use it, `proptest-regressions/`, stand for the cases it generated.)
+fn gated_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => op(),
+        1 => (0u8..3, 0i64..8, prop::bool::weighted(0.2), any::<bool>()).prop_map(
+            |(channel, value, persist, refuse)| Op::GatedProduce {
+                channel,
+                value,
+                persist,
+                refuse
+            }
+        ),
     ]
 }
 
@@ -217,23 +245,38 @@ pub(super) fn snapshot(s: &S) -> String {
 
 type Out = Result<Option<Comm<u8, Pat, i64, u8, i64>>, ConsumeError<u8>>;
 
-/// Runs a consume on `s`; with a gate, records the admission it saw (its `Debug` form holds
-/// every field) and refuses when `refuse`.
+/// A gate that records the admission it sees in `seen` (its `Debug` form holds every field,
+/// `examined` included) and refuses when `refuse`.
+fn gate<'s>(
+    seen: &'s mut Vec<String>,
+    refuse: bool,
+) -> impl FnOnce(&Admission<'_, u8, Pat, i64, u8>) -> Result<(), OutOfPhlogiston> + 's {
+    move |a| {
+        seen.push(format!("{a:?}"));
+        if refuse {
+            Err(OutOfPhlogiston {
+                requested: 1,
+                remaining: 0,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Runs a consume on `s`; with a [`gate`] when `gate` is `Some(refuse)`.
 fn consume(s: &S, r: &Req, gate: Option<bool>, seen: &mut Vec<String>) -> Out {
     let (chs, pats) = (r.channels.clone(), r.patterns.clone());
     match gate {
         None => s.consume(chs, pats, r.k, r.persist, &r.peeks),
-        Some(refuse) => s.consume_admitted(chs, pats, r.k, r.persist, &r.peeks, |a| {
-            seen.push(format!("{a:?}"));
-            if refuse {
-                Err(OutOfPhlogiston {
-                    requested: 1,
-                    remaining: 0,
-                })
-            } else {
-                Ok(())
-            }
-        }),
+        Some(refuse) => s.consume_admitted(
+            chs,
+            pats,
+            r.k,
+            r.persist,
+            &r.peeks,
+            self::gate(seen, refuse),
+        ),
     }
 }
 
@@ -273,6 +316,15 @@ pub(super) fn apply(
             format!("{outs:?}")
         }
         Op::Consume { req, gate } => format!("{:?}", consume(s, req, *gate, seen)),
+        Op::GatedProduce {
+            channel,
+            value,
+            persist,
+            refuse,
+        } => format!(
+            "{:?}",
+            s.produce_admitted(*channel, *value, *persist, 0, gate(seen, *refuse))
+        ),
         Op::Batch(reqs) => format!("{:?}", s.consume_batch(reqs.iter().map(request))),
         Op::Install(r) => format!(
             "{:?}",
@@ -290,6 +342,51 @@ pub(super) fn apply(
             String::new()
         }
         Op::Hard => format!("{:?}", s.create_checkpoint()),
+    }
+}
+
+/// [`apply`], checking that a call that fails (refused by its gate or the replay's log,
+/// invalid, a full Cell, an install over matching data) leaves the state exactly as it was:
+/// the [`snapshot`] (items, exact indexes, dirty lists, log) is the same after it as before.
+pub(super) fn apply_checked(
+    s: &S,
+    op: &Op,
+    cps: &mut Vec<SoftCheckpoint<u8, Pat, i64, u8>>,
+    seen: &mut Vec<String>,
+) -> String {
+    // The calls whose result `apply` formats alone, so that an `Err` is that call's.
+    let one_call = matches!(
+        op,
+        Op::Produce { .. } | Op::GatedProduce { .. } | Op::Consume { .. } | Op::Install(_)
+    );
+    let before = one_call.then(|| snapshot(s));
+    let out = apply(s, op, cps, seen);
+    if let (Some(before), true) = (before, out.starts_with("Err(")) {
+        assert_eq!(
+            snapshot(s),
+            before,
+            "a failed call changed the state: {op:?} {out}"
+        );
+    }
+    out
+}
+
+/// After a hard checkpoint no Bag channel keeps an exact index: a call that builds one lists
+/// its channel as changed (when admitted; a refused one drops it), and settling a changed Bag
+/// drops its index. So when an index exists is a function of the calls since the last hard
+/// checkpoint, as for a space that `reset` to that root. (A Set builds its index on produce,
+/// and keeps it.)
+pub(super) fn assert_no_bag_index(s: &S) {
+    for shard in s.shards.iter() {
+        let g = shard.0.lock();
+        for (c, cs) in g.state.channels.iter() {
+            if cs.data.kind() == DataKind::Bag {
+                assert!(
+                    !cs.data.has_index(),
+                    "channel {c} kept its index past a hard checkpoint"
+                );
+            }
+        }
     }
 }
 
@@ -315,9 +412,13 @@ fn run_both_in(
     let (mut cps_f, mut cps_g) = (Vec::new(), Vec::new());
     for (i, op) in ops.iter().enumerate() {
         let (mut seen_f, mut seen_g) = (Vec::new(), Vec::new());
-        let got = apply(&fast, op, &mut cps_f, &mut seen_f);
-        let want = apply(&general, op, &mut cps_g, &mut seen_g);
+        let got = apply_checked(&fast, op, &mut cps_f, &mut seen_f);
+        let want = apply_checked(&general, op, &mut cps_g, &mut seen_g);
         assert_eq!(got, want, "result of call {i}: {op:?}");
+        if matches!(op, Op::Hard) && got.starts_with("Ok(") {
+            assert_no_bag_index(&fast);
+            assert_no_bag_index(&general);
+        }
         assert_eq!(seen_f, seen_g, "admission of call {i}: {op:?}");
         assert_eq!(
             snapshot(&fast),
@@ -339,7 +440,7 @@ proptest! {
         cont in 0usize..4,
         shards in prop_oneof![Just(1usize), Just(4), Just(DEFAULT_SHARDS)],
         log in prop::bool::weighted(0.9),
-        ops in prop::collection::vec(op(), 1..80),
+        ops in prop::collection::vec(gated_op(), 1..80),
     ) {
         run_both(kinds, cont, shards, log, &ops);
     }
@@ -354,6 +455,82 @@ proptest! {
         ops in prop::collection::vec(op(), 1..80),
     ) {
         run_both_in(kinds, cont, shards, true, CandidateOrder::Shuffled { seed }, &ops);
+    }
+}
+
+/// Whether `op` is a call whose gate refuses it: it fails (refused, or invalid before the gate
+/// is asked), and must leave no trace.
+fn refused(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Consume {
+            gate: Some(true),
+            ..
+        } | Op::GatedProduce { refuse: true, .. }
+    )
+}
+
+/// Runs `ops` on a space, and the same calls less the refused ones on another, both with
+/// shortcuts or both without: after every call they share, the two must agree on the result,
+/// on what its gate saw (`examined`, which decides the charge, included) and on the whole state
+/// (exact indexes and dirty lists included). A refused call whose search built an exact index
+/// and left it would change the `examined` of later exact lookups, and the state.
+fn run_without_refusals(
+    kinds: [usize; 3],
+    cont: usize,
+    shards: usize,
+    shortcuts: bool,
+    ops: &[Op],
+) {
+    let make = || {
+        let s: S = Space::with_shards(Pm, config(kinds, cont), shards);
+        if shortcuts {
+            s
+        } else {
+            s.without_shortcuts()
+        }
+    };
+    let (with, without) = (make(), make());
+    let (mut cps_w, mut cps_o) = (Vec::new(), Vec::new());
+    for (i, op) in ops.iter().enumerate() {
+        let (mut seen_w, mut seen_o) = (Vec::new(), Vec::new());
+        let got = apply_checked(&with, op, &mut cps_w, &mut seen_w);
+        if refused(op) {
+            assert!(
+                got.starts_with("Err("),
+                "call {i} was not refused: {op:?} {got}"
+            );
+            continue;
+        }
+        let want = apply(&without, op, &mut cps_o, &mut seen_o);
+        assert_eq!(got, want, "result of call {i}: {op:?}");
+        if matches!(op, Op::Hard) && got.starts_with("Ok(") {
+            assert_no_bag_index(&with);
+        }
+        assert_eq!(seen_w, seen_o, "admission of call {i}: {op:?}");
+        assert_eq!(
+            snapshot(&with),
+            snapshot(&without),
+            "state after call {i}: {op:?}"
+        );
+    }
+    let a = with.create_checkpoint().expect("checkpoint");
+    let b = without.create_checkpoint().expect("checkpoint");
+    assert_eq!(a, b, "final hard checkpoint");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn refused_calls_leave_no_trace(
+        kinds in [0usize..6, 0usize..6, 0usize..6],
+        cont in 0usize..4,
+        shards in prop_oneof![Just(1usize), Just(4), Just(DEFAULT_SHARDS)],
+        shortcuts in any::<bool>(),
+        ops in prop::collection::vec(gated_op(), 1..80),
+    ) {
+        run_without_refusals(kinds, cont, shards, shortcuts, &ops);
     }
 }
 
@@ -428,8 +605,8 @@ fn replay_both(kinds: [usize; 3], cont: usize, ops: &[Op], drop: Option<usize>) 
     let rigged = (fast.rig(&EMPTY_ROOT, &log), general.rig(&EMPTY_ROOT, &log));
     assert_eq!(format!("{:?}", rigged.0), format!("{:?}", rigged.1), "rig");
     for (i, op) in calls.iter().enumerate() {
-        let got = apply(&fast, op, &mut cps, &mut seen);
-        let want = apply(&general, op, &mut cps, &mut seen);
+        let got = apply_checked(&fast, op, &mut cps, &mut seen);
+        let want = apply_checked(&general, op, &mut cps, &mut seen);
         assert_eq!(got, want, "replayed call {i}: {op:?}");
         assert_eq!(snapshot(&fast), snapshot(&general), "state after {i}");
     }
@@ -495,9 +672,10 @@ fn big_unindexed_scans_keep_the_general_search() {
     }
     let mut view = s.lock_channels(&[0]);
     assert!(s.find_single(&mut view, &[0], &[(2, 0)], None).is_none());
-    // An exact pattern goes through the index: the fast path takes it.
+    // An exact pattern goes through the index (which the walk builds and reports): the fast
+    // path takes it.
     let found = s.find_single(&mut view, &[0], &[(3, 5)], None);
-    assert!(matches!(found, Some((1, Some(_), false))));
+    assert!(matches!(found, Some((1, Some(_), false, true))));
 }
 
 /// Exact consumes that take data in arrival order are answered by the oldest item: no index
@@ -524,7 +702,7 @@ fn arrival_order_consumes_build_no_index() {
                 // it to the parallel pre-check.
                 let mut view = s.lock_channels(&[0]);
                 let found = s.find_single(&mut view, &[0], &[(3, 3)], None);
-                assert!(matches!(found, Some((1, Some(_), false))));
+                assert!(matches!(found, Some((1, Some(_), false, false))));
             }
             let seen = std::cell::Cell::new(u64::MAX);
             let comm = s
@@ -592,4 +770,70 @@ fn a_repeated_channel_join_on_the_oldest_key_uses_the_index() {
         .expect("fires");
     assert_eq!(comm.matches.len(), 2);
     assert_eq!(seen.get(), 2);
+}
+
+/// Every search that builds an exact index, refused: a one-channel consume (the fast path),
+/// a join, an install over matching data and a produce whose join partner is the big channel.
+/// Each drops the index it built and lists nothing as changed, with the fast path and
+/// without it; the same call admitted keeps the index and lists the channel.
+#[test]
+fn a_refused_call_drops_the_index_it_built() {
+    for shortcuts in [true, false] {
+        let s: S = Space::new(Pm, SpaceConfig::new());
+        let s = if shortcuts { s } else { s.without_shortcuts() };
+        for i in 0..20i64 {
+            s.produce(0, i, false).expect("produce");
+        }
+        s.produce(1, 5, false).expect("produce");
+        // A join waits on 9 at channel 2 and 7 at channel 0 (its search indexes channel 0).
+        let stored = s.consume([2u8, 0], [(3, 9), (3, 7)], 1, false, &[]);
+        assert!(stored.expect("consume").is_none());
+        // The hard checkpoint drops the index and clears the dirty lists.
+        s.create_checkpoint().expect("checkpoint");
+        let indexed = || {
+            let view = s.lock_channels(&[0]);
+            view.channel(&0).is_some_and(|cs| cs.data.has_index())
+        };
+        assert!(!indexed());
+        let before = snapshot(&s);
+        let mut seen = Vec::new();
+        let refusals = [
+            format!(
+                "{:?}",
+                s.consume_admitted([0u8], [(3, 7)], 0, false, &[], gate(&mut seen, true))
+            ),
+            format!(
+                "{:?}",
+                s.consume_admitted(
+                    [0u8, 1],
+                    [(3, 7), (3, 5)],
+                    0,
+                    false,
+                    &[],
+                    gate(&mut seen, true)
+                )
+            ),
+            format!("{:?}", s.install([0u8, 1], [(3, 7), (3, 5)], 0)),
+            format!(
+                "{:?}",
+                s.produce_admitted(2, 9, false, 0, gate(&mut seen, true))
+            ),
+        ];
+        for (i, r) in refusals.iter().enumerate() {
+            assert!(r.starts_with("Err("), "call {i} refused: {r}");
+        }
+        assert!(refusals[2].contains("InstallWouldMatch"), "{}", refusals[2]);
+        // Each gate (not the install's) saw a search that found its match.
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|a| a.contains("fires: Some(")), "{seen:?}");
+        assert!(!indexed(), "shortcuts {shortcuts}");
+        assert_eq!(snapshot(&s), before, "shortcuts {shortcuts}");
+        // Admitted, the one-channel consume keeps the index it built and lists channel 0.
+        let comm = s.consume([0u8], [(3, 7)], 0, false, &[]).expect("consume");
+        assert!(comm.is_some());
+        assert!(indexed());
+        let view = s.lock_channels(&[0]);
+        let state = &view.shard(&0).state;
+        assert!(state.dirty.iter().any(|c| *c == 0));
+    }
 }
