@@ -6,7 +6,8 @@
 //! parked threads are one atomic step. A locked instruction costs ~7 ns on the development
 //! machine's Xeon, and every one-shard operation takes and releases a shard lock: a
 //! parking_lot lock-and-unlock pair measured 14.8 ns there, a compare-and-swap followed by a
-//! plain store 7.3 ns. Half a pair is about a seventh of a produce (`produce_only`).
+//! plain store 7.3 ns. In `produce_only` the change took a produce from 30.0 to 26.8 ns, and
+//! a soft checkpoint (32 shard locks) from 590 to 466 ns.
 //!
 //! # Protocol
 //! - `locked` is 1 while the lock is held. Taking it is a compare-and-swap 0 → 1 (Acquire).
