@@ -451,14 +451,21 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
         Some(store)
     }
 
-    /// Adds an admitted operation's credit to the ledger part of `home`'s shard.
+    /// A gate's verdict, applied: an admitted operation's credit (what its gate refunded) goes
+    /// to the ledger of `home`'s shard; a refusal is handed back.
     #[inline]
-    fn credit(&mut self, home: &C, amount: u64) {
+    fn admitted(
+        &mut self,
+        home: &C,
+        verdict: Result<u64, OutOfPhlogiston>,
+    ) -> Result<(), OutOfPhlogiston> {
+        let amount = verdict?;
         if amount != 0 {
             self.locks
                 .get_mut(self.router.shard_of(home))
                 .credit(amount);
         }
+        Ok(())
     }
 
     /// The log of `home`'s shard, for an append.
@@ -1139,9 +1146,9 @@ where
         };
         if !stores {
             // A Set that already holds the datum: the produce is accepted and changes nothing.
-            match admit.admit(|| Admission::storing(OpKind::Produce, 0, false)) {
-                Ok(credit) => view.credit(&channel, credit),
-                Err(e) => return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum)),
+            let verdict = admit.admit(|| Admission::storing(OpKind::Produce, 0, false));
+            if let Err(e) = view.admitted(&channel, verdict) {
+                return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
             }
             strike(&mut replay, event, None);
             self.record_produce(view, &channel, &datum, persist, event);
@@ -1169,14 +1176,11 @@ where
             }
             let verdict = admit.admit(|| Admission::storing(OpKind::Produce, examined, true));
             view.settle_partners(&built, verdict.is_ok());
-            match verdict {
-                Ok(credit) => view.credit(&channel, credit),
-                Err(e) => {
-                    return Err(ProduceError::new(
-                        ErrorKind::OutOfPhlogiston(e),
-                        incoming.value,
-                    ))
-                }
+            if let Err(e) = view.admitted(&channel, verdict) {
+                return Err(ProduceError::new(
+                    ErrorKind::OutOfPhlogiston(e),
+                    incoming.value,
+                ));
             }
             strike(&mut replay, event, None);
             self.record_produce(view, &channel, &incoming.value, persist, event);
@@ -1199,14 +1203,11 @@ where
             admission
         });
         view.settle_partners(&built, verdict.is_ok());
-        match verdict {
-            Ok(credit) => view.credit(&channel, credit),
-            Err(e) => {
-                return Err(ProduceError::new(
-                    ErrorKind::OutOfPhlogiston(e),
-                    incoming.value,
-                ))
-            }
+        if let Err(e) = view.admitted(&channel, verdict) {
+            return Err(ProduceError::new(
+                ErrorKind::OutOfPhlogiston(e),
+                incoming.value,
+            ));
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
@@ -1948,14 +1949,11 @@ where
                     Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
                 });
                 view.settle_built(&channels, built, verdict.is_ok());
-                match verdict {
-                    Ok(credit) => view.credit(&channels[0], credit),
-                    Err(e) => {
-                        return Err(ConsumeError::new(
-                            ErrorKind::OutOfPhlogiston(e),
-                            continuation,
-                        ))
-                    }
+                if let Err(e) = view.admitted(&channels[0], verdict) {
+                    return Err(ConsumeError::new(
+                        ErrorKind::OutOfPhlogiston(e),
+                        continuation,
+                    ));
                 }
                 strike(&mut replay, event, record.as_ref().map(|r| r.1));
                 self.record_consume(
@@ -1993,14 +1991,11 @@ where
                     .is_none_or(|store| store.would_store(&w));
                 let verdict = admit.admit(|| Admission::storing(OpKind::Consume, examined, stores));
                 view.settle_built(&channels, built, verdict.is_ok());
-                match verdict {
-                    Ok(credit) => view.credit(&channels[0], credit),
-                    Err(e) => {
-                        return Err(ConsumeError::new(
-                            ErrorKind::OutOfPhlogiston(e),
-                            w.continuation,
-                        ))
-                    }
+                if let Err(e) = view.admitted(&channels[0], verdict) {
+                    return Err(ConsumeError::new(
+                        ErrorKind::OutOfPhlogiston(e),
+                        w.continuation,
+                    ));
                 }
                 strike(&mut replay, event, None);
                 // Only a logging space writes the shard here (a consume a continuation store

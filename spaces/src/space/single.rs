@@ -180,17 +180,14 @@ where
         // Validated: `peeks` is empty or `[0]`.
         let peek = !peeks.is_empty();
         let verdict = admit.admit(|| single_firing(view, &channels[0], key, peek, examined));
-        match verdict {
-            Ok(credit) => view.credit(&channels[0], credit),
-            Err(e) => {
-                // Refused: the index the walk built goes again. (Admitted, it stays: taking
-                // the pick below lists the channel as changed, as settling it would.)
-                view.settle_built(&channels, Built::first(built), false);
-                return Err(ConsumeError::new(
-                    ErrorKind::OutOfPhlogiston(e),
-                    continuation,
-                ));
-            }
+        if let Err(e) = view.admitted(&channels[0], verdict) {
+            // Refused: the index the walk built goes again. (Admitted, it stays: taking
+            // the pick below lists the channel as changed, as settling it would.)
+            view.settle_built(&channels, Built::first(built), false);
+            return Err(ConsumeError::new(
+                ErrorKind::OutOfPhlogiston(e),
+                continuation,
+            ));
         }
         let Replayed {
             guard,
