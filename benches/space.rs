@@ -11,6 +11,9 @@
 //! - `fanout/1000_waiting`: one produce examined by 1,000 waiting structural patterns, only the
 //!   last accepting it.
 //! - `channel_index/lookup_shuffled`: reading one channel among N in shuffled order.
+//! - `batch_operations`: `produce_batch` and `consume_batch` of 10,000 items, on one channel
+//!   and over 1,024 channels (32 shards: consecutive items mostly change shard), beside the
+//!   same items passed one by one to `produce`/`consume` (`*_loop`), collecting results alike.
 //!
 //! Data are seeded; every result is checked after timing so the work cannot be optimised away.
 
@@ -24,7 +27,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rhospace_matchers::{ExactMatch, Pattern, StructuralMatch, Term};
 use rhospace_phlogiston::{CostTable, PhlogistonMeter};
-use rhospace_spaces::{ChargingSpace, Space, SpaceConfig};
+use rhospace_spaces::{ChargingSpace, ConsumeRequest, Space, SpaceConfig};
 
 type ExactSpace = Space<u64, u64, u64, String, ExactMatch>;
 
@@ -355,12 +358,95 @@ fn charging_overhead(c: &mut Criterion) {
     g.finish();
 }
 
+/// `batch_operations`: a batch beside the same items called one by one (see the module docs).
+fn batch_operations(c: &mut Criterion) {
+    const N: u64 = 10_000;
+    let mut g = c.benchmark_group("batch_operations");
+    g.throughput(Throughput::Elements(N));
+    for (layout, spread) in [("one_channel", false), ("1024_channels", true)] {
+        let channel = move |i: u64| if spread { mix(i) % 1_024 } else { 7 };
+        let items = move || (0..N).map(|i| (channel(i), i, false)).collect::<Vec<_>>();
+        g.bench_function(BenchmarkId::new("produce_batch", layout), |b| {
+            b.iter_batched(
+                || (exact_space(), items()),
+                |(space, items)| {
+                    let out = space.produce_batch(items);
+                    (space, out)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("produce_loop", layout), |b| {
+            b.iter_batched(
+                || (exact_space(), items()),
+                |(space, items)| {
+                    let mut out = Vec::with_capacity(items.len());
+                    for (ch, datum, persist) in items {
+                        out.push(space.produce(ch, datum, persist));
+                    }
+                    (space, out)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        let filled = move || {
+            let space = exact_space();
+            for i in 0..N {
+                space.produce(channel(i), i, false).expect("bag produce");
+            }
+            let requests: Vec<_> = (0..N)
+                .map(|i| ConsumeRequest::new([channel(i)], [i], String::from("k")))
+                .collect();
+            (space, requests)
+        };
+        let fired = |out: &[Result<Option<_>, _>]| {
+            assert_eq!(
+                out.iter().filter(|r| matches!(r, Ok(Some(_)))).count() as u64,
+                N
+            );
+        };
+        g.bench_function(BenchmarkId::new("consume_batch", layout), |b| {
+            b.iter_batched(
+                filled,
+                |(space, requests)| {
+                    let out = space.consume_batch(requests);
+                    fired(&out);
+                    (space, out)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("consume_loop", layout), |b| {
+            b.iter_batched(
+                filled,
+                |(space, requests)| {
+                    let mut out = Vec::with_capacity(requests.len());
+                    for r in requests {
+                        let got = space.consume(
+                            r.channels,
+                            r.patterns,
+                            r.continuation,
+                            r.persist,
+                            &r.peeks,
+                        );
+                        out.push(got);
+                    }
+                    fired(&out);
+                    (space, out)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, channel_index,
-        charging_overhead
+        charging_overhead, batch_operations
 }
 criterion_main!(benches);

@@ -525,6 +525,15 @@ pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, 
 /// and no model needs it (it only hands out distinct numbers).
 static NEXT_ORIGIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// What [`Space::produce_fast`] did: the produce's result, or nothing (the arguments handed
+/// back for the general path).
+enum FastProduce<C, A, G, R> {
+    /// The fast path applied; the produce's result.
+    Done(R),
+    /// Something may wait on the channel: nothing changed.
+    Slow(C, A, G),
+}
+
 /// Which waiting continuation a produce fires.
 enum Source<C, P, K> {
     Installed(Arc<InstalledEntry<C, P, K>>),
@@ -1011,7 +1020,44 @@ where
         };
         let home = self.router.shard_of(&channel);
         let mut guard = self.shards[home].0.lock_hot();
-        let shard = &mut *guard;
+        let (channel, datum, admit) =
+            match self.produce_fast(&mut guard, kind, channel, datum, persist, priority, admit) {
+                FastProduce::Done(r) => return r.map(|()| None),
+                FastProduce::Slow(channel, datum, admit) => (channel, datum, admit),
+            };
+        let shard = &*guard;
+        let mut need = SmallVec::new();
+        self.produce_shards(shard, &channel, &mut need);
+        let mut view = if need.len() == 1 {
+            View {
+                router: self.router,
+                locks: LockSet::single(home, guard),
+            }
+        } else {
+            drop(guard);
+            self.lock_for_produce(&channel, need)
+        };
+        self.produce_in(&mut view, channel, datum, persist, priority, admit)
+    }
+
+    /// The produce fast path, under the lock of `channel`'s shard (`shard`): when nothing
+    /// waits on the channel (no installed continuation, no join group on it), the datum is
+    /// stored (or refused) with one map walk, and the result is [`FastProduce::Done`]. Else
+    /// nothing changed and the arguments come back as [`FastProduce::Slow`], for the general
+    /// path ([`produce_in`](Self::produce_in)). `priority` is already normalised and the
+    /// datum's embedding already checked.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn produce_fast<G: Gate<C, P, A, K>>(
+        &self,
+        shard: &mut Shard<C, P, A, K>,
+        kind: DataKind,
+        channel: C,
+        datum: A,
+        persist: bool,
+        priority: i64,
+        admit: G,
+    ) -> FastProduce<C, A, G, Result<(), ProduceError<A>>> {
         let installed_here = !shard.installed.by_channel.is_empty()
             && shard.installed.by_channel.contains_key(&channel);
         // Fast path: nothing waits on this channel, so the datum is stored (one map walk
@@ -1029,16 +1075,17 @@ where
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match would_store(kind, Some(&cs.data), &datum) {
                         Ok(stores) => stores,
-                        Err(e) => return Err(ProduceError::new(e, datum)),
+                        Err(e) => return FastProduce::Done(Err(ProduceError::new(e, datum))),
                     };
                     let (mut replay, event) = match check(&datum) {
                         Ok(r) => r,
-                        Err(e) => return Err(ProduceError::new(e, datum)),
+                        Err(e) => return FastProduce::Done(Err(ProduceError::new(e, datum))),
                     };
                     match admit.admit(|| Admission::storing(OpKind::Produce, 0, stores)) {
                         Ok(credit) => shard.ledger = shard.ledger.wrapping_add(credit),
                         Err(e) => {
-                            return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum))
+                            let e = ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum);
+                            return FastProduce::Done(Err(e));
                         }
                     }
                     strike(&mut replay, event, None);
@@ -1060,18 +1107,19 @@ where
                     if newly_dirty {
                         state.dirty.push(channel);
                     }
-                    return Ok(None);
+                    return FastProduce::Done(Ok(()));
                 }
                 Some(_) => {}
                 None => {
                     let (mut replay, event) = match check(&datum) {
                         Ok(r) => r,
-                        Err(e) => return Err(ProduceError::new(e, datum)),
+                        Err(e) => return FastProduce::Done(Err(ProduceError::new(e, datum))),
                     };
                     match admit.admit(|| Admission::storing(OpKind::Produce, 0, true)) {
                         Ok(credit) => shard.ledger = shard.ledger.wrapping_add(credit),
                         Err(e) => {
-                            return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum))
+                            let e = ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum);
+                            return FastProduce::Done(Err(e));
                         }
                     }
                     strike(&mut replay, event, None);
@@ -1096,22 +1144,11 @@ where
                             dirty: true,
                         },
                     );
-                    return Ok(None);
+                    return FastProduce::Done(Ok(()));
                 }
             }
         }
-        let mut need = SmallVec::new();
-        self.produce_shards(shard, &channel, &mut need);
-        let mut view = if need.len() == 1 {
-            View {
-                router: self.router,
-                locks: LockSet::single(home, guard),
-            }
-        } else {
-            drop(guard);
-            self.lock_for_produce(&channel, need)
-        };
-        self.produce_in(&mut view, channel, datum, persist, priority, admit)
+        FastProduce::Slow(channel, datum, admit)
     }
 
     /// A produce under `view`, which holds every shard the produce reads

@@ -9,6 +9,14 @@
 //! them (never one lock while a higher one is held: no deadlock). No item is moved: reusing
 //! locks changes when they are taken, never the order in which the items act.
 //!
+//! **Per item, the single call's code.** A produce first tries [`Space::produce`]'s fast path
+//! under its channel's shard alone (nothing waits on the channel: the datum is stored with one
+//! map walk); only when something may wait does it turn the held lock into the full set the
+//! general path needs. Before this, every batched produce took the general path: a batch of
+//! 10,000 produces on one channel ran ~2.8x slower than calling `produce` on each (callgrind:
+//! ~1,690 instructions per item, whole program, against ~490), and now runs level with it (see the
+//! `batch_operations` benchmark group).
+//!
 //! **Guarantees.**
 //! - *Determinism (SPEC §3)*: a batch gives exactly the COMMs, errors and state of calling
 //!   the single operation on each item in input order ([`Space::produce`] for a produce item,
@@ -32,14 +40,54 @@ use std::hash::Hash;
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
-use super::{validate, Space, View};
+use super::{validate, FastProduce, Shard, Space, View};
 use crate::admission::Open;
 use crate::call_list::CallList;
 use crate::comm::Comm;
 use crate::conts::Peeks;
 use crate::encode::Encode;
 use crate::error::{ConsumeError, ProduceError};
-use crate::shard::LockSet;
+use crate::shard::{LockSet, Router};
+use crate::sync::MutexGuard;
+
+/// The locks a batch of produces holds between items: one shard's (the fast path's), or the
+/// set the general path took.
+enum Held<'s, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> {
+    Home(usize, MutexGuard<'s, Shard<C, P, A, K>>),
+    View(View<'s, C, P, A, K>),
+}
+
+impl<'s, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Held<'s, C, P, A, K> {
+    /// Whether shard `index` is held.
+    fn holds(&self, index: usize) -> bool {
+        match self {
+            Self::Home(i, _) => *i == index,
+            Self::View(view) => view.locks.holds(index),
+        }
+    }
+
+    /// Shard `index`, which must be held.
+    fn shard_mut(&mut self, index: usize) -> &mut Shard<C, P, A, K> {
+        match self {
+            Self::Home(i, guard) => {
+                debug_assert_eq!(*i, index, "shard not locked");
+                guard
+            }
+            Self::View(view) => view.locks.get_mut(index),
+        }
+    }
+
+    /// The held locks as a [`View`].
+    fn into_view(self, router: Router) -> View<'s, C, P, A, K> {
+        match self {
+            Self::Home(i, guard) => View {
+                router,
+                locks: LockSet::single(i, guard),
+            },
+            Self::View(view) => view,
+        }
+    }
+}
 
 /// One consume of a [`Space::consume_batch`]: the arguments of [`Space::consume`].
 ///
@@ -132,7 +180,7 @@ where
         let items = items.into_iter();
         let mut out = Vec::with_capacity(items.size_hint().0);
         // The locks the previous item ran under, kept while they cover the next one.
-        let mut held: Option<View<'_, C, P, A, K>> = None;
+        let mut held: Option<Held<'_, C, P, A, K>> = None;
         let mut need = SmallVec::new();
         for (channel, datum, persist) in items {
             // VectorDB: the embedding is checked before anything else, as `produce` does.
@@ -141,9 +189,30 @@ where
                 out.push(Err(ProduceError::new(e, datum)));
                 continue;
             }
-            let mut view = self.hold_for_produce(held.take(), &channel, &mut need);
-            out.push(self.produce_in(&mut view, channel, datum, persist, 0, Open));
-            held = Some(view);
+            // The single call's fast path first, under the channel's own shard.
+            let home = self.router.shard_of(&channel);
+            let mut locks = match held.take() {
+                Some(locks) if locks.holds(home) => locks,
+                old => {
+                    // Release before locking another shard (the lock order).
+                    drop(old);
+                    Held::Home(home, self.shards[home].0.lock_hot())
+                }
+            };
+            let shard = locks.shard_mut(home);
+            let (channel, datum, admit) =
+                match self.produce_fast(shard, kind, channel, datum, persist, 0, Open) {
+                    FastProduce::Done(r) => {
+                        out.push(r.map(|()| None));
+                        held = Some(locks);
+                        continue;
+                    }
+                    FastProduce::Slow(channel, datum, admit) => (channel, datum, admit),
+                };
+            let view = locks.into_view(self.router);
+            let mut view = self.hold_for_produce(view, home, &channel, &mut need);
+            out.push(self.produce_in(&mut view, channel, datum, persist, 0, admit));
+            held = Some(Held::View(view));
         }
         out
     }
@@ -195,9 +264,13 @@ where
                 }
             };
             shards.clear();
-            shards.extend(r.channels.iter().map(|c| self.router.shard_of(c)));
-            shards.sort_unstable();
-            shards.dedup();
+            if let [channel] = &r.channels[..] {
+                shards.push(self.router.shard_of(channel));
+            } else {
+                shards.extend(r.channels.iter().map(|c| self.router.shard_of(c)));
+                shards.sort_unstable();
+                shards.dedup();
+            }
             let mut view = match held.take() {
                 Some(view) if shards.iter().all(|&i| view.locks.holds(i)) => view,
                 old => {
@@ -220,32 +293,25 @@ where
         out
     }
 
-    /// The locks for a produce on `channel`: `held` (the previous item's) when it covers every
-    /// shard the produce reads ([`produce_shards`](Self::produce_shards), read under the
-    /// channel's own lock), else `held` released and the produce's own locks taken as
-    /// [`produce`](Self::produce) takes them. `need` is scratch space.
+    /// The locks for a produce on `channel`, whose shard `home` `held` (the previous item's
+    /// locks, or the home shard alone) holds: `held` when it covers every shard the produce
+    /// reads ([`produce_shards`](Self::produce_shards), read under the channel's own lock),
+    /// else `held` released and the produce's own locks taken as [`produce`](Self::produce)
+    /// takes them. `need` is scratch space.
     fn hold_for_produce<'s>(
         &'s self,
-        held: Option<View<'s, C, P, A, K>>,
+        held: View<'s, C, P, A, K>,
+        home: usize,
         channel: &C,
         need: &mut SmallVec<[usize; 8]>,
     ) -> View<'s, C, P, A, K> {
-        let home = self.router.shard_of(channel);
-        let view = match held {
-            Some(view) if view.locks.holds(home) => view,
-            old => {
-                // Release before locking another shard (the lock order).
-                drop(old);
-                self.view_of(&[home])
-            }
-        };
-        self.produce_shards(view.locks.get(home), channel, need);
-        if need.iter().all(|&i| view.locks.holds(i)) {
-            return view;
+        self.produce_shards(held.locks.get(home), channel, need);
+        if need.iter().all(|&i| held.locks.holds(i)) {
+            return held;
         }
         // Join groups or installed continuations reach shards not held: release everything
         // and take the produce's whole set, ascending.
-        drop(view);
+        drop(held);
         self.lock_for_produce(channel, std::mem::take(need))
     }
 
