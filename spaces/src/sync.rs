@@ -227,7 +227,7 @@ pub(crate) mod atomic {
 }
 
 /// Parking a thread on an address and waking it: parking_lot_core's, or under `cfg(loom)` a
-/// model with the same signatures (see [`model_parking`]).
+/// model with the same signatures (see `model_parking`, compiled only under `cfg(loom)`).
 pub(crate) mod parking {
     #[cfg(loom)]
     pub(crate) use super::model_parking::{
