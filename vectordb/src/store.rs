@@ -732,7 +732,9 @@ impl VectorStore {
         let mut floor = f32::NEG_INFINITY;
         self.scan(p, |id, score| {
             // Rows come in increasing id order, so an equal score never beats a kept hit.
-            if score > floor || (floor == f32::NEG_INFINITY && score == floor) {
+            // Compared by `total_cmp`, the ranking order: IEEE `>` would skip a `+0.0` after a
+            // kept `-0.0`, which `Hit::rank_cmp` ranks before it.
+            if score.total_cmp(&floor).is_gt() || (floor == f32::NEG_INFINITY && score == floor) {
                 top.push(Hit {
                     id: VectorId(id),
                     score,

@@ -651,3 +651,42 @@ fn an_invalid_batch_too_big_to_score_is_an_error() {
     }
     assert_eq!(s.len(), 1 << 20, "the store is unchanged");
 }
+
+/// Scores `-0.0` and `+0.0` are ranked by [`Hit::rank_cmp`] (`+0.0` first, `f32::total_cmp`) on
+/// every path. Under cosine, a row orthogonal to the query but for a subnormal component scores
+/// a signed zero (`-1e-44 · 1e-10` rounds to `-0.0`). The full scan used to skip a `+0.0` that
+/// came after a kept `-0.0` (IEEE `0.0 > -0.0` is false), so it returned the `-0.0` row while the
+/// pre-filter, `above` and the batch returned the `+0.0` one.
+#[test]
+fn signed_zero_scores_rank_the_same_on_every_path() {
+    use rhospace_vectordb::Scan;
+    let mut s = VectorStore::new(2, Metric::Cosine).unwrap();
+    let neg = s.insert(&[-1e-44, 1e10]).unwrap();
+    let pos = s.insert(&[1e-44, 1e10]).unwrap();
+    let q = [1.0, 0.0];
+    let bits = |hits: &[Hit]| -> Vec<(VectorId, u32)> {
+        hits.iter().map(|h| (h.id, h.score.to_bits())).collect()
+    };
+    assert_eq!(
+        s.score(&q, neg).unwrap().map(f32::to_bits),
+        Some((-0.0f32).to_bits())
+    );
+    assert_eq!(
+        s.score(&q, pos).unwrap().map(f32::to_bits),
+        Some(0.0f32.to_bits())
+    );
+    let want = bits(&s.above(&q, f32::NEG_INFINITY).unwrap());
+    assert_eq!(want[0].0, pos);
+    for scan in [Scan::Full, Scan::Pruned, Scan::Auto] {
+        assert_eq!(
+            bits(&s.top_k_with(&q, 1, scan).unwrap()),
+            want[..1],
+            "{scan:?}"
+        );
+        assert_eq!(bits(&s.top_k_with(&q, 2, scan).unwrap()), want, "{scan:?}");
+    }
+    assert_eq!(
+        s.best_above(&q, f32::NEG_INFINITY).unwrap().map(|h| h.id),
+        Some(pos)
+    );
+}
