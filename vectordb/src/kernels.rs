@@ -303,7 +303,7 @@ pub fn l2sq_f16(a: &[F16], b: &[F16]) -> Result<f32, LengthMismatch> {
     Ok(d.unwrap_or(f64::NAN) as f32)
 }
 
-/// Dot product of two i8 vectors (exact for fewer than 2^17 components).
+/// Dot product of two i8 vectors (exact integer, converted to `f32` once, at any length).
 ///
 /// ```
 /// use rhospace_vectordb::kernels::dot_i8;
@@ -315,11 +315,34 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> Result<f32, LengthMismatch> {
     Ok(dot_i8_unchecked_len(a, b))
 }
 
+/// Components per simsimd call in the i8 kernels. simsimd accumulates i8 products in `i32`,
+/// which overflows past 33,025 components for L2 (`255²` each) and 2¹⁷ for dot (`128²` each);
+/// with at most `2¹⁵` components per call (`255² · 2¹⁵ < 2³¹`) every call is exact, and longer
+/// inputs add the calls' results in `i64`.
+const I8_CHUNK: usize = 1 << 15;
+
+/// An exact i8 kernel (`dot` or `l2sq`) over inputs of any length: one simsimd call per
+/// [`I8_CHUNK`] components, summed in `i64`; `None` on a length mismatch.
+#[inline]
+fn i8_sum(a: &[i8], b: &[i8], kernel: fn(&[i8], &[i8]) -> Option<f64>) -> Option<f64> {
+    if a.len() != b.len() {
+        return None;
+    }
+    if a.len() <= I8_CHUNK {
+        return kernel(a, b);
+    }
+    let mut sum = 0i64;
+    for (x, y) in a.chunks(I8_CHUNK).zip(b.chunks(I8_CHUNK)) {
+        sum += kernel(x, y)? as i64;
+    }
+    Some(sum as f64)
+}
+
 /// Hot-path i8 dot: lengths equal by construction; NaN on a mismatch, never a panic.
 #[inline]
 pub(crate) fn dot_i8_unchecked_len(a: &[i8], b: &[i8]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    match <i8 as SpatialSimilarity>::dot(a, b) {
+    match i8_sum(a, b, <i8 as SpatialSimilarity>::dot) {
         Some(d) => d as f32,
         None => f32::NAN,
     }
@@ -334,6 +357,19 @@ pub(crate) fn dot_i8_unchecked_len(a: &[i8], b: &[i8]) -> f32 {
 #[inline]
 pub fn cosine_i8(a: &[i8], b: &[i8]) -> Result<f32, LengthMismatch> {
     check(a.len(), b.len())?;
+    if a.len() > I8_CHUNK {
+        // simsimd's cosine would overflow its i32 sums: build it from exact dot products.
+        let dot = |x: &[i8], y: &[i8]| i8_sum(x, y, <i8 as SpatialSimilarity>::dot);
+        let (ab, aa, bb) = (dot(a, b), dot(a, a), dot(b, b));
+        let (Some(ab), Some(aa), Some(bb)) = (ab, aa, bb) else {
+            return Ok(f32::NAN);
+        };
+        return Ok(match (aa == 0.0, bb == 0.0) {
+            (true, true) => 1.0,
+            (true, false) | (false, true) => 0.0,
+            (false, false) => (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) as f32,
+        });
+    }
     let d = <i8 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN);
     Ok(similarity_from_cos_distance(d))
 }
@@ -347,7 +383,7 @@ pub fn cosine_i8(a: &[i8], b: &[i8]) -> Result<f32, LengthMismatch> {
 #[inline]
 pub fn l2sq_i8(a: &[i8], b: &[i8]) -> Result<f32, LengthMismatch> {
     check(a.len(), b.len())?;
-    let d = <i8 as SpatialSimilarity>::l2sq(a, b).unwrap_or(f64::NAN);
+    let d = i8_sum(a, b, <i8 as SpatialSimilarity>::l2sq).unwrap_or(f64::NAN);
     Ok(d as f32)
 }
 

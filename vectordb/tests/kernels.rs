@@ -280,3 +280,41 @@ fn f16_rounds_to_nearest_even() {
         assert_eq!(F16::from_f32(x).0, simsimd::f16::from_f32(x).0, "{x}");
     }
 }
+
+/// The i8 kernels stay exact (dot, L2) and within tolerance (cosine) on long vectors, where
+/// simsimd's 32-bit accumulator overflows: from 33,026 components `l2sq_i8` of `-128`s against
+/// `127`s used to return a *negative* squared distance, from 2^17 `dot_i8` of `-128`s a negative
+/// dot and `cosine_i8` of opposite vectors `+1`.
+#[test]
+fn i8_kernels_do_not_overflow_on_long_vectors() {
+    for n in [33_025usize, 33_026, 40_000, 131_072, 300_001] {
+        let a = vec![-128i8; n];
+        let b = vec![127i8; n];
+        assert_eq!(
+            kernels::l2sq_i8(&a, &b),
+            scalar::l2sq_i8(&a, &b),
+            "l2sq n {n}"
+        );
+        assert_eq!(kernels::dot_i8(&a, &a), scalar::dot_i8(&a, &a), "dot n {n}");
+        assert_eq!(kernels::dot_i8(&a, &b), scalar::dot_i8(&a, &b), "dot n {n}");
+        close(
+            kernels::cosine_i8(&a, &b).unwrap(),
+            scalar::cosine_i8(&a, &b).unwrap(),
+            2e-3,
+            "cosine_i8 long",
+            n,
+        );
+    }
+    let mut rng = Rng::new(6);
+    let a = rng.vec_i8(100_003);
+    let b = rng.vec_i8(100_003);
+    assert_eq!(kernels::l2sq_i8(&a, &b), scalar::l2sq_i8(&a, &b));
+    assert_eq!(kernels::dot_i8(&a, &b), scalar::dot_i8(&a, &b));
+    close(
+        kernels::cosine_i8(&a, &b).unwrap(),
+        scalar::cosine_i8(&a, &b).unwrap(),
+        2e-3,
+        "cosine_i8 random long",
+        100_003,
+    );
+}
