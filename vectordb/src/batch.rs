@@ -42,7 +42,9 @@
 use crate::error::QueryError;
 use crate::kernels::{self, l2sq_f32_unchecked_len, Finish, GemmBackend, PackedQueries};
 use crate::select::Selection;
-use crate::store::{sanitize, validate, Chunk, Metric, VectorStore};
+use crate::store::{
+    cosine_score, sanitize, validate, Chunk, Metric, VectorStore, COSINE_OVERFLOW_AUX,
+};
 use crate::topk::Hit;
 use crate::VectorId;
 use std::mem::MaybeUninit;
@@ -356,7 +358,23 @@ impl VectorStore {
         match self.metric() {
             Metric::Cosine => {
                 let inv = &chunk.aux[tile.start..tile.start + tile.len];
-                kernels::rows_times_queries(rows, q, Finish::Cosine(inv), out)
+                let out = kernels::rows_times_queries(rows, q, Finish::Cosine(inv), out);
+                // A row with a norm near `f32::MAX` can overflow the kernel's f32 sums: score
+                // it as a single query does, which cannot.
+                let mut query = Vec::new();
+                if m > 0 {
+                    for (r, (line, &aux)) in out.chunks_exact_mut(m).zip(inv).enumerate() {
+                        if aux >= COSINE_OVERFLOW_AUX {
+                            continue;
+                        }
+                        let v = chunk.row(tile.start + r, dim);
+                        for (j, s) in line.iter_mut().enumerate() {
+                            q.query_into(j, &mut query);
+                            *s = sanitize(cosine_score(&query, v, aux));
+                        }
+                    }
+                }
+                out
             }
             Metric::Dot => kernels::rows_times_queries(rows, q, Finish::Sanitize, out),
             Metric::L2Squared => {

@@ -538,6 +538,27 @@ impl PackedQueries {
         self.m
     }
 
+    /// Writes query `j` (as packed: scaled when `pack` was given factors) to `out`, whatever
+    /// the layout; `out` is left empty when `j >= m`.
+    pub(crate) fn query_into(&self, j: usize, out: &mut Vec<f32>) {
+        out.clear();
+        if j >= self.m {
+            return;
+        }
+        let dim = self.dim;
+        match &self.layout {
+            Layout::Flat(flat) => out.extend_from_slice(&flat[j * dim..(j + 1) * dim]),
+            Layout::Panels(lines) => {
+                let (panel, lane) = (j / PANEL, j % PANEL);
+                out.extend(
+                    lines[panel * dim..(panel + 1) * dim]
+                        .iter()
+                        .map(|l| l.0[lane]),
+                );
+            }
+        }
+    }
+
     /// The queries, `m × dim` row-major, if they are held flat (always, unless packed for the
     /// AVX-512 kernel).
     pub(crate) fn flat(&self) -> Option<&[f32]> {

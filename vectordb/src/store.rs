@@ -235,11 +235,38 @@ pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared,
 #[inline]
 pub(crate) fn score_vec(metric: Metric, p: &Prepared, v: &[f32], aux: f32) -> f32 {
     let s = match metric {
-        Metric::Cosine => (dot_f32_unchecked_len(&p.v, v) * aux).clamp(-1.0, 1.0),
+        Metric::Cosine => cosine_score(&p.v, v, aux),
         Metric::Dot => dot_f32_unchecked_len(&p.v, v),
         Metric::L2Squared => -l2sq_f32_unchecked_len(&p.v, v),
     };
     sanitize(s)
+}
+
+/// Rows whose inverse norm is below this may overflow the f32 dot product with a unit query:
+/// every partial sum of `p·v` is at most `‖v‖` (Cauchy–Schwarz), so rows with `‖v‖ < 2¹²⁶`
+/// never do. The batch rescores such rows with [`cosine_score`].
+pub(crate) const COSINE_OVERFLOW_AUX: f32 = 1.0 / (1u128 << 126) as f32;
+
+/// The cosine score of a row `v` (inverse norm `aux`) against the unit query `p`:
+/// `clamp(fl(p·v) · aux)`. When the f32 dot product overflows (only for a row whose norm is
+/// near `f32::MAX`), it is summed in f64 instead, where it cannot: the score of a row never
+/// depends on its magnitude.
+#[inline]
+pub(crate) fn cosine_score(p: &[f32], v: &[f32], aux: f32) -> f32 {
+    let d = dot_f32_unchecked_len(p, v);
+    let s = if d.is_finite() {
+        d * aux
+    } else {
+        cosine_wide(p, v, aux)
+    };
+    s.clamp(-1.0, 1.0)
+}
+
+/// `(p·v) · aux` with the dot product summed in f64 (no f32 overflow; see [`cosine_score`]).
+#[cold]
+fn cosine_wide(p: &[f32], v: &[f32], aux: f32) -> f32 {
+    let d: f64 = p.iter().zip(v).map(|(&a, &b)| a as f64 * b as f64).sum();
+    (d * aux as f64) as f32
 }
 
 /// Symmetric i8 quantization of `v · mul` (each product rounded to f32): appends

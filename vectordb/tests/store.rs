@@ -690,3 +690,40 @@ fn signed_zero_scores_rank_the_same_on_every_path() {
         Some(pos)
     );
 }
+
+/// Cosine scores do not depend on the magnitude of a row. A row with a norm near `f32::MAX`
+/// used to overflow the f32 dot product (`q/‖q‖ · v`) before the inverse norm scaled it back,
+/// so `[3e38, 3e38]` scored `1.0` against `[1, 0.5]` (true cosine 0.9487, the score of
+/// `[1, 1]`), and in the batch the cancelling row `[3e38 × 8, -3e38 × 8]` scored `1.0` against
+/// all-ones (true cosine 0, which the single query returned).
+#[test]
+fn cosine_of_huge_rows_does_not_overflow() {
+    let mut s = VectorStore::new(2, Metric::Cosine).unwrap();
+    let big = s.insert(&[3e38, 3e38]).unwrap();
+    let unit = s.insert(&[1.0, 1.0]).unwrap();
+    let q = [1.0, 0.5];
+    let want = scalar::cosine_f32(&q, &[1.0, 1.0]).unwrap();
+    for id in [big, unit] {
+        let got = s.score(&q, id).unwrap().unwrap();
+        assert!((got - want).abs() < 1e-6, "{id}: {got} vs {want}");
+    }
+    assert!(s.above(&q, 0.99).unwrap().is_empty());
+    let batch = s.batch_top_k(&q, 2).unwrap();
+    for h in &batch[0] {
+        assert!((h.score - want).abs() < 1e-6, "batch {h:?} vs {want}");
+    }
+
+    let mut s = VectorStore::new(16, Metric::Cosine).unwrap();
+    let mut v = vec![3e38f32; 8];
+    v.extend([-3e38f32; 8]);
+    s.insert(&v).unwrap();
+    let q = [1.0f32; 16];
+    let single = s.top_k(&q, 1).unwrap()[0].score;
+    assert!(single.abs() < 1e-6, "single {single}");
+    for exec in [Execution::Serial, Execution::Parallel] {
+        let batch = s.batch_top_k_with(&q, 1, exec).unwrap()[0][0].score;
+        assert!(batch.abs() < 1e-6, "batch {batch}");
+        let m = s.similarity_matrix_with(&q, exec).unwrap();
+        assert!(m.as_slice()[0].abs() < 1e-6, "matrix {:?}", m.as_slice());
+    }
+}
