@@ -741,3 +741,49 @@ fn only_a_checkpoint_whose_store_lacks_leaves_pays_for_them() {
     assert_eq!(c.data(&(1000 + N - 1)).len(), 1);
     assert_eq!(c.continuations(&[3, 4]).len(), 1);
 }
+
+/// A store that records `map`'s root over blobs already in `store`: what a hostile or corrupt
+/// history could hold, every node hashing to its id.
+fn record_map(store: &MemoryHistory, map: &rhospace_spaces::merkle::MerkleMap) -> Digest {
+    let missing = map
+        .missing_nodes(|h| store.contains(h))
+        .expect("memory store");
+    store.commit(&missing.nodes, map.root()).unwrap();
+    map.root()
+}
+
+fn encoded<T: rhospace_spaces::Encode + ?Sized>(v: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    v.encode(&mut out);
+    out
+}
+
+#[test]
+fn a_leaf_under_another_channels_key_is_refused_and_changes_nothing() {
+    use rhospace_spaces::merkle::{trie_key, KeyDomain, MerkleMap};
+    let store = Arc::new(MemoryHistory::new());
+    let a = space(4).with_history(store.clone());
+    a.produce(5, 1, false).unwrap();
+    let honest = a.create_checkpoint().unwrap().root;
+    let trie = MerkleMap::load(&honest, |h| store.get(h)).unwrap();
+    let (_, value) = trie.iter().next().map(|(k, v)| (*k, *v)).unwrap();
+    // Channel 5's data blob, filed under channel 6's key (and twice: under 7's too).
+    let mut forged = MerkleMap::new();
+    forged.insert(trie_key(KeyDomain::Data, &encoded(&6u32)), value);
+    let moved = record_map(&store, &forged);
+    forged.insert(trie_key(KeyDomain::Data, &encoded(&7u32)), value);
+    let doubled = record_map(&store, &forged);
+
+    let b = space(4).with_history(store.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    for root in [moved, doubled] {
+        assert!(
+            matches!(b.reset(&root), Err(CheckpointError::Corrupt { .. })),
+            "root {}",
+            hex(&root)
+        );
+        assert_eq!(contents(&b), before);
+        assert_eq!(b.create_checkpoint().unwrap().root, b.full_state_root());
+    }
+}

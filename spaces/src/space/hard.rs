@@ -106,8 +106,9 @@ pub enum CheckpointError {
     /// The history store failed.
     History(HistoryError),
     /// The history store holds a blob that does not decode, or whose contents do not hash to
-    /// the leaf that names it, or a trie node that fails verification, or lacks a node or blob
-    /// below a recorded root. From [`Space::create_checkpoint`]: a leaf whose blob the store
+    /// the leaf that names it, or that sits under another channel's (or channel list's) trie
+    /// key, or a trie node that fails verification, or lacks a node or blob below a recorded
+    /// root. From [`Space::create_checkpoint`]: a leaf whose blob the store
     /// lacks has no entry in the state that hashes to it (the trie and the state disagree; a
     /// bug, never expected).
     Corrupt {
@@ -856,7 +857,7 @@ where
         let mut states: Vec<State<C, P, A, K>> =
             (0..self.shards.len()).map(|_| State::default()).collect();
         let mut groups: Vec<Arc<[C]>> = Vec::new();
-        for (_, value) in merkle.iter() {
+        for (key, value) in merkle.iter() {
             let blob = history
                 .get(value)?
                 .ok_or_else(|| CheckpointError::Corrupt {
@@ -874,6 +875,9 @@ where
                 BLOB_DATA => {
                     let channel = C::decode(&mut input).map_err(corrupt)?;
                     let head = &head_start[..head_start.len() - input.len()];
+                    if trie_key(KeyDomain::Data, head) != *key {
+                        return Err(corrupt(DecodeError::Invalid("data leaf key")));
+                    }
                     let kind = self.config.kind_of(&channel);
                     let items = read_items(&mut input, data_kind_tag(kind), *value)?;
                     let mut data = DataStore::new(kind);
@@ -920,6 +924,9 @@ where
                     let head = &head_start[..head_start.len() - input.len()];
                     if jk.is_empty() {
                         return Err(corrupt(DecodeError::Invalid("empty channel list")));
+                    }
+                    if trie_key(KeyDomain::Continuations, head) != *key {
+                        return Err(corrupt(DecodeError::Invalid("continuation leaf key")));
                     }
                     let kind = self.config.continuation_kind();
                     let items = read_items(&mut input, cont_kind_tag(kind), *value)?;
