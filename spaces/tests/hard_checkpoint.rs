@@ -787,3 +787,31 @@ fn a_leaf_under_another_channels_key_is_refused_and_changes_nothing() {
         assert_eq!(b.create_checkpoint().unwrap().root, b.full_state_root());
     }
 }
+
+#[test]
+fn an_empty_data_leaf_is_refused_and_changes_nothing() {
+    use rhospace_spaces::merkle::{hash_multiset, hash_ordered, trie_key, KeyDomain, MerkleMap};
+    let store = Arc::new(MemoryHistory::new());
+    let head = encoded(&5u32);
+    let bag = 0u8;
+    let contents_hash = hash_multiset(std::iter::empty::<&[u8]>());
+    let value = hash_ordered([&b"rhospace/data"[..], &head, &[bag], &contents_hash]);
+    let mut blob = vec![0u8]; // data
+    blob.extend_from_slice(&head);
+    blob.push(bag);
+    blob.push(0); // no items
+    store.commit(&[(value, blob)], value).unwrap();
+    let mut forged = MerkleMap::new();
+    forged.insert(trie_key(KeyDomain::Data, &head), value);
+    let root = record_map(&store, &forged);
+
+    let b = space(4).with_history(store.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    assert!(matches!(
+        b.reset(&root),
+        Err(CheckpointError::Corrupt { .. })
+    ));
+    assert_eq!(contents(&b), before);
+    assert_eq!(b.create_checkpoint().unwrap().root, b.full_state_root());
+}

@@ -880,6 +880,10 @@ where
                     }
                     let kind = self.config.kind_of(&channel);
                     let items = read_items(&mut input, data_kind_tag(kind), *value)?;
+                    if items.is_empty() {
+                        // A checkpoint keeps no leaf for a channel without data.
+                        return Err(corrupt(DecodeError::Invalid("empty data leaf")));
+                    }
                     let mut data = DataStore::new(kind);
                     for item in &items {
                         let mut i = &item[..];
