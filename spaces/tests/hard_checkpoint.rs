@@ -815,3 +815,81 @@ fn an_empty_data_leaf_is_refused_and_changes_nothing() {
     assert_eq!(contents(&b), before);
     assert_eq!(b.create_checkpoint().unwrap().root, b.full_state_root());
 }
+
+/// A data leaf for `channel` of kind `tag` holding `items` (value, persist, priority), as a
+/// checkpoint would write one (multiset or ordered contents hash): its value and blob.
+fn forged_data_leaf(
+    channel: u32,
+    tag: u8,
+    multiset: bool,
+    items: &[(u32, bool, i64)],
+) -> (Digest, Vec<u8>) {
+    use rhospace_spaces::encode_varint;
+    use rhospace_spaces::merkle::{hash_multiset, hash_ordered};
+    let head = encoded(&channel);
+    let items: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(v, p, pr)| [encoded(v), encoded(p), encoded(pr)].concat())
+        .collect();
+    let contents = if multiset {
+        hash_multiset(&items)
+    } else {
+        hash_ordered(&items)
+    };
+    let value = hash_ordered([&b"rhospace/data"[..], &head, &[tag], &contents]);
+    let mut blob = vec![0u8];
+    blob.extend_from_slice(&head);
+    blob.push(tag);
+    encode_varint(items.len() as u64, &mut blob);
+    for i in &items {
+        encode_varint(i.len() as u64, &mut blob);
+        blob.extend_from_slice(i);
+    }
+    (value, blob)
+}
+
+/// Records a root whose only leaf is `channel`'s data leaf `(value, blob)`.
+fn forged_root(store: &MemoryHistory, channel: u32, (value, blob): (Digest, Vec<u8>)) -> Digest {
+    use rhospace_spaces::merkle::{trie_key, KeyDomain, MerkleMap};
+    store.commit(&[(value, blob)], value).unwrap();
+    let mut map = MerkleMap::new();
+    map.insert(trie_key(KeyDomain::Data, &encoded(&channel)), value);
+    record_map(store, &map)
+}
+
+#[test]
+fn a_set_with_duplicates_or_a_cell_with_two_data_is_refused_and_changes_nothing() {
+    const SET: u8 = 3;
+    const CELL: u8 = 4;
+    let store = Arc::new(MemoryHistory::new());
+    let roots = [
+        forged_root(
+            &store,
+            102,
+            forged_data_leaf(102, SET, true, &[(7, false, 0); 2]),
+        ),
+        forged_root(
+            &store,
+            102,
+            forged_data_leaf(102, SET, true, &[(7, false, 0), (7, true, 0)]),
+        ),
+        forged_root(
+            &store,
+            104,
+            forged_data_leaf(104, CELL, false, &[(1, false, 0), (2, false, 0)]),
+        ),
+    ];
+    let b = space(4).with_history(store.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    for root in roots {
+        assert!(
+            matches!(b.reset(&root), Err(CheckpointError::Corrupt { .. })),
+            "root {}: {:?} {:?}",
+            hex(&root),
+            b.data(&102),
+            b.data(&104)
+        );
+        assert_eq!(contents(&b), before);
+    }
+}

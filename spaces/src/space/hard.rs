@@ -54,7 +54,7 @@ use std::sync::Arc;
 use crate::join_list::JoinList;
 use rhospace_matchers::Match;
 
-use super::{ChannelState, ShardStates, Space, State, StateRef};
+use super::{would_store, ChannelState, ShardStates, Space, State, StateRef};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::decode::{decode_varint, Decode, DecodeError};
@@ -900,6 +900,11 @@ where
                             .is_err()
                         {
                             return Err(corrupt(DecodeError::Invalid("embedding")));
+                        }
+                        // What a produce would refuse (a Set's duplicate, a Cell's second
+                        // datum), no checkpoint can have stored.
+                        if !matches!(would_store(kind, Some(&data), &d.value), Ok(true)) {
+                            return Err(corrupt(DecodeError::Invalid("datum its kind refuses")));
                         }
                         data.push_embedded(d, |a| self.matcher.embedding(a));
                     }
