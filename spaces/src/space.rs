@@ -510,7 +510,8 @@ pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, 
     /// The trie of the last hard checkpoint in this state's lineage (the dirty lists in
     /// `shards` are relative to it).
     merkle: MerkleMap,
-    /// Taken during a replay: the rig's number and what it still expected.
+    /// Taken during a replay: the rig's number and what it still expected (restored only by
+    /// a revert in that same rig of the space that took it, see `origin`).
     replay: Option<(u64, Expect)>,
     /// The space's refund ledger (the sum of `Shard::ledger`) when the states were taken,
     /// read under the same locks.
@@ -2462,7 +2463,9 @@ where
         if let Some((generation, expect)) = &checkpoint.replay {
             if all.guards.first().is_some_and(|g| g.replaying) {
                 if let Some(rig) = self.replay.lock().rig.as_mut() {
-                    if rig.generation == *generation {
+                    // Rig numbers count this space's rigs: another space's checkpoint
+                    // comes from another replay whatever its number.
+                    if rig.generation == *generation && checkpoint.origin == self.origin {
                         rig.expect = expect.clone();
                     }
                 }

@@ -659,3 +659,35 @@ fn replay_from_a_recorded_root_on_another_space() {
         .unwrap();
     assert_eq!(r.create_checkpoint().unwrap().root, block.root);
 }
+
+/// A soft checkpoint taken during another space's replay is not "the same replay": reverting
+/// to it brings that space's state, but must leave this replay's expectations (its own log)
+/// alone, whatever the two rigs' numbers.
+#[test]
+fn a_soft_checkpoint_of_another_spaces_replay_keeps_this_replays_log() {
+    let block_of = |channel: u32, n: i64| {
+        let p = space();
+        p.produce(channel, int(n), false).unwrap();
+        p.create_checkpoint().unwrap()
+    };
+    let a_block = block_of(0, 1);
+    let b_block = block_of(2, 9);
+
+    let a = space();
+    a.rig(&EMPTY_ROOT, &a_block.log).unwrap(); // a's first rig
+    let a_cp = a.create_soft_checkpoint();
+
+    let b = space();
+    b.rig(&EMPTY_ROOT, &b_block.log).unwrap(); // b's first rig: the same number as a's
+    b.revert_to_soft_checkpoint(&a_cp); // a's (empty) state, taken mid-replay of a's log
+                                        // Not in b's log: refused, nothing changes.
+    let err = b.produce(0, int(1), false).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+    ));
+    assert!(b.is_empty());
+    // b's own log still replays faithfully.
+    b.produce(2, int(9), false).unwrap();
+    assert_eq!(b.create_checkpoint().unwrap().root, b_block.root);
+}
