@@ -893,3 +893,33 @@ fn a_set_with_duplicates_or_a_cell_with_two_data_is_refused_and_changes_nothing(
         assert_eq!(contents(&b), before);
     }
 }
+
+/// A Bag leaf's blob lists its items in canonical order (sorted by encoding), so every space
+/// that resets to a root holds the same order and makes the same choices. The multiset hash
+/// ignores order, so a blob in another order hashes to the same leaf: it must be refused.
+#[test]
+fn a_bag_leaf_out_of_canonical_order_is_refused_and_changes_nothing() {
+    const BAG: u8 = 0;
+    let honest = Arc::new(MemoryHistory::new());
+    let a = space(4).with_history(honest.clone());
+    a.produce(1, 7, true).unwrap();
+    a.produce(1, 7, false).unwrap();
+    let root = a.create_checkpoint().unwrap().root;
+    let canonical = forged_data_leaf(1, BAG, true, &[(7, false, 0), (7, true, 0)]);
+    assert_eq!(honest.get(&canonical.0).unwrap(), Some(canonical.1.clone()));
+
+    let forged = Arc::new(MemoryHistory::new());
+    let reordered = forged_data_leaf(1, BAG, true, &[(7, true, 0), (7, false, 0)]);
+    assert_eq!(reordered.0, canonical.0, "the multiset hash ignores order");
+    assert_eq!(forged_root(&forged, 1, reordered), root);
+
+    let b = space(4).with_history(forged.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    assert!(
+        matches!(b.reset(&root), Err(CheckpointError::Corrupt { .. })),
+        "{:?}",
+        b.data(&1)
+    );
+    assert_eq!(contents(&b), before);
+}

@@ -913,6 +913,11 @@ where
                     if check != *value || data.len() != items.len() {
                         return Err(corrupt(DecodeError::Invalid("data leaf hash")));
                     }
+                    if multiset && !is_sorted(&items) {
+                        // The hash ignores a multiset's order; the state does not (oldest
+                        // first), so only the canonical order a checkpoint writes loads.
+                        return Err(corrupt(DecodeError::Invalid("data order")));
+                    }
                     let st = &mut states[self.router.shard_of(&channel)];
                     match st.channels.get_mut(&channel) {
                         Some(cs) => cs.data = data,
@@ -959,6 +964,9 @@ where
                     if check != *value || store.is_empty() {
                         return Err(corrupt(DecodeError::Invalid("continuation leaf hash")));
                     }
+                    if multiset && !is_sorted(&items) {
+                        return Err(corrupt(DecodeError::Invalid("continuation order")));
+                    }
                     let jk: Arc<[C]> = jk.into();
                     let home = self.router.shard_of(&jk[0]);
                     states[home].joins.insert(jk.clone(), store);
@@ -1000,6 +1008,12 @@ where
         let states: ShardStates<C, P, A, K> = states.into_iter().map(StateRef::new).collect();
         Ok((states, merkle))
     }
+}
+
+/// Whether `items` are in ascending byte order (a multiset's canonical order, see
+/// [`encoded_data`]).
+fn is_sorted(items: &[Vec<u8>]) -> bool {
+    items.windows(2).all(|w| w[0] <= w[1])
 }
 
 /// Reads a leaf blob's kind byte (which must be `kind`) and its length-prefixed items.
