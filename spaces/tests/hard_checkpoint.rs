@@ -923,3 +923,132 @@ fn a_bag_leaf_out_of_canonical_order_is_refused_and_changes_nothing() {
     );
     assert_eq!(contents(&b), before);
 }
+
+/// Only a PriorityQueue stores a priority (a produce stores 0 on every other kind): a leaf
+/// whose item carries one on a Bag is refused; the same item on a PriorityQueue loads.
+#[test]
+fn a_priority_on_a_kind_without_priorities_is_refused_and_changes_nothing() {
+    const BAG: u8 = 0;
+    const PRIORITY_QUEUE: u8 = 5;
+    let store = Arc::new(MemoryHistory::new());
+    let forged = forged_root(&store, 5, forged_data_leaf(5, BAG, true, &[(7, false, 3)]));
+    let honest = forged_root(
+        &store,
+        103,
+        forged_data_leaf(103, PRIORITY_QUEUE, false, &[(7, false, 3)]),
+    );
+    let b = space(4).with_history(store.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    assert!(
+        matches!(b.reset(&forged), Err(CheckpointError::Corrupt { .. })),
+        "{:?}",
+        b.data(&5)
+    );
+    assert_eq!(contents(&b), before);
+    b.reset(&honest).unwrap();
+    assert_eq!(b.data(&103)[0].priority, 3);
+}
+
+/// One waiting continuation of a forged leaf: patterns, continuation, persist, peeks.
+type ForgedCont<'a> = (&'a [u32], u32, bool, &'a [usize]);
+
+/// A continuation leaf for the join `channels` of kind `tag` holding `items`, as a checkpoint
+/// would write one: its value and blob.
+fn forged_cont_leaf(
+    channels: &[u32],
+    tag: u8,
+    multiset: bool,
+    items: &[ForgedCont<'_>],
+) -> (Digest, Vec<u8>) {
+    use rhospace_spaces::encode_varint;
+    use rhospace_spaces::merkle::{hash_multiset, hash_ordered};
+    let head = encoded(channels);
+    let items: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(patterns, k, persist, peeks)| {
+            let mut item = [encoded(*patterns), encoded(k), encoded(persist)].concat();
+            encode_varint(peeks.len() as u64, &mut item);
+            for &p in *peeks {
+                encode_varint(p as u64, &mut item);
+            }
+            item
+        })
+        .collect();
+    let contents = if multiset {
+        hash_multiset(&items)
+    } else {
+        hash_ordered(&items)
+    };
+    let value = hash_ordered([&b"rhospace/continuations"[..], &head, &[tag], &contents]);
+    let mut blob = vec![1u8];
+    blob.extend_from_slice(&head);
+    blob.push(tag);
+    encode_varint(items.len() as u64, &mut blob);
+    for i in &items {
+        encode_varint(i.len() as u64, &mut blob);
+        blob.extend_from_slice(i);
+    }
+    (value, blob)
+}
+
+/// Records a root whose only leaf is the continuation leaf `(value, blob)` of `channels`.
+fn forged_cont_root(
+    store: &MemoryHistory,
+    channels: &[u32],
+    (value, blob): (Digest, Vec<u8>),
+) -> Digest {
+    use rhospace_spaces::merkle::{trie_key, KeyDomain, MerkleMap};
+    store.commit(&[(value, blob)], value).unwrap();
+    let mut map = MerkleMap::new();
+    map.insert(
+        trie_key(KeyDomain::Continuations, &encoded(channels)),
+        value,
+    );
+    record_map(store, &map)
+}
+
+/// A consume's peeks are normalised (ascending, distinct, below the join's arity) and a Set
+/// continuation store holds no two equal continuations: a leaf breaking either is refused,
+/// while the same leaf with valid peeks loads.
+#[test]
+fn continuations_no_consume_can_leave_are_refused_and_change_nothing() {
+    const BAG: u8 = 0;
+    const SET: u8 = 3;
+    let jk = [3u32, 4];
+    let store = Arc::new(MemoryHistory::new());
+    let leaf = |peeks: &[usize]| forged_cont_leaf(&jk, BAG, true, &[(&[1, 2], 9, false, peeks)]);
+    let bad_peeks = [
+        forged_cont_root(&store, &jk, leaf(&[2])),
+        forged_cont_root(&store, &jk, leaf(&[1, 0])),
+        forged_cont_root(&store, &jk, leaf(&[0, 0])),
+    ];
+    let good = forged_cont_root(&store, &jk, leaf(&[0, 1]));
+    let b = space(4).with_history(store.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    for root in bad_peeks {
+        assert!(
+            matches!(b.reset(&root), Err(CheckpointError::Corrupt { .. })),
+            "root {}: {:?}",
+            hex(&root),
+            b.continuations(&jk)
+        );
+        assert_eq!(contents(&b), before);
+    }
+    b.reset(&good).unwrap();
+    assert_eq!(b.continuations(&jk)[0].peeks[..], [0, 1]);
+
+    let sets: S =
+        Space::new(ExactMatch, config().cont_kind(ContKind::Set)).with_history(store.clone());
+    let twice: ForgedCont<'_> = (&[1, 2], 9, false, &[]);
+    let duplicate = forged_cont_root(&store, &jk, forged_cont_leaf(&jk, SET, true, &[twice; 2]));
+    sets.produce(2, 2, false).unwrap();
+    let before = contents(&sets);
+    assert!(
+        matches!(sets.reset(&duplicate), Err(CheckpointError::Corrupt { .. })),
+        "{:?}",
+        sets.continuations(&jk)
+    );
+    assert_eq!(contents(&sets), before);
+}

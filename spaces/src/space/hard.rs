@@ -52,6 +52,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use crate::join_list::JoinList;
+use crate::MAX_JOIN;
 use rhospace_matchers::Match;
 
 use super::{would_store, ChannelState, ShardStates, Space, State, StateRef};
@@ -107,10 +108,13 @@ pub enum CheckpointError {
     History(HistoryError),
     /// The history store holds a blob that does not decode, or whose contents do not hash to
     /// the leaf that names it, or that sits under another channel's (or channel list's) trie
-    /// key, or a trie node that fails verification, or lacks a node or blob below a recorded
-    /// root. From [`Space::create_checkpoint`]: a leaf whose blob the store
-    /// lacks has no entry in the state that hashes to it (the trie and the state disagree; a
-    /// bug, never expected).
+    /// key, or that describes a state no sequence of calls can leave (an empty leaf, a Bag or
+    /// Set out of canonical order, a Set with two equal items, a Cell with two data, a
+    /// priority on a kind other than PriorityQueue, peeks a consume would not have
+    /// normalised), or a trie node that fails verification, or lacks a node or blob below a
+    /// recorded root. From [`Space::create_checkpoint`]: a leaf whose blob the store lacks has
+    /// no entry in the state that hashes to it (the trie and the state disagree; a bug, never
+    /// expected).
     Corrupt {
         /// The blob or node concerned.
         hash: Digest,
@@ -895,6 +899,10 @@ where
                         if !i.is_empty() {
                             return Err(corrupt(DecodeError::TrailingBytes { count: i.len() }));
                         }
+                        // Only a PriorityQueue stores a priority; every other kind stores 0.
+                        if d.priority != 0 && kind != DataKind::PriorityQueue {
+                            return Err(corrupt(DecodeError::Invalid("priority")));
+                        }
                         if kind
                             .check_embedding(self.matcher.embedding(&d.value))
                             .is_err()
@@ -936,8 +944,8 @@ where
                 BLOB_CONTS => {
                     let jk: Vec<C> = Vec::decode(&mut input).map_err(corrupt)?;
                     let head = &head_start[..head_start.len() - input.len()];
-                    if jk.is_empty() {
-                        return Err(corrupt(DecodeError::Invalid("empty channel list")));
+                    if jk.is_empty() || jk.len() > MAX_JOIN {
+                        return Err(corrupt(DecodeError::Invalid("channel list length")));
                     }
                     if trie_key(KeyDomain::Continuations, head) != *key {
                         return Err(corrupt(DecodeError::Invalid("continuation leaf key")));
@@ -954,10 +962,16 @@ where
                             persist: bool::decode(&mut i).map_err(corrupt)?,
                             peeks: decode_peeks(&mut i).map_err(corrupt)?,
                         };
-                        if !i.is_empty() || w.patterns.len() != jk.len() {
+                        // Peeks as a consume normalises them: ascending, distinct, in range.
+                        let peeks_ok = w.peeks.windows(2).all(|p| p[0] < p[1])
+                            && w.peeks.last().is_none_or(|&p| p < jk.len());
+                        if !i.is_empty() || w.patterns.len() != jk.len() || !peeks_ok {
                             return Err(corrupt(DecodeError::Invalid("continuation")));
                         }
-                        store.push(w);
+                        // A Set store never holds two equal continuations.
+                        if !store.push(w) {
+                            return Err(corrupt(DecodeError::Invalid("duplicate continuation")));
+                        }
                     }
                     let multiset = matches!(kind, ContKind::Bag | ContKind::Set);
                     let check = leaf_value(BLOB_CONTS, head, cont_kind_tag(kind), multiset, &items);
