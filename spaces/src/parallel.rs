@@ -80,10 +80,14 @@ pub(crate) const SERIAL_PROBE: usize = 128;
 /// count: a serial probe of `min(SERIAL_PROBE, threshold)` items (so a threshold of 0 forces
 /// the parallel scan outright), then rayon's `position_first` when at least `threshold` items
 /// remain (serially otherwise).
+///
+/// `under_locks`: the caller holds shard locks, so the scan never waits in a pool that may run
+/// other work (see [`scan_pool`]).
 pub(crate) fn next_accepted(
     from: usize,
     len: usize,
     threshold: usize,
+    under_locks: bool,
     accept: &(dyn Fn(usize) -> bool + Sync),
 ) -> Option<usize> {
     let probe_end = from.saturating_add(SERIAL_PROBE.min(threshold)).min(len);
@@ -94,14 +98,50 @@ pub(crate) fn next_accepted(
     if rest == 0 {
         return None;
     }
+    #[cfg(loom)]
+    let _ = under_locks;
     #[cfg(not(loom))]
     if rest >= threshold {
-        return (probe_end..len)
-            .into_par_iter()
-            .position_first(accept)
-            .map(|k| probe_end + k);
+        let scan = || {
+            (probe_end..len)
+                .into_par_iter()
+                .position_first(accept)
+                .map(|k| probe_end + k)
+        };
+        if !under_locks {
+            return scan();
+        }
+        // On a rayon worker thread (any pool's) a wait would run other tasks: scan serially.
+        if rayon::current_thread_index().is_none() {
+            if let Some(pool) = scan_pool() {
+                return pool.install(scan);
+            }
+        }
     }
     (probe_end..len).find(|&i| accept(i))
+}
+
+/// The pool that scans under shard locks run on, built on first use (`None` if its threads
+/// could not be started: such scans then run serially).
+///
+/// A thread that waits inside rayon for a stolen part of its scan runs other tasks of its pool
+/// meanwhile. Were the scan on the caller's pool (or the global one) while the caller holds
+/// shard locks, such a task could be another space operation, which then waits for a shard
+/// lock held lower on the same thread's stack (a deadlock), or takes a lower shard than one
+/// held (the lock order). So a scan under locks runs here, where every task is a scan that
+/// takes no lock, and only from a thread that is no rayon worker: `install` from outside any
+/// pool blocks without running tasks, while from another pool's worker it would run that
+/// pool's tasks while it waits, so a worker scans serially.
+#[cfg(not(loom))]
+fn scan_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("rhospace-scan-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// The index of the first datum of `data` that `pattern` accepts: what
@@ -151,7 +191,7 @@ where
     A: Sync,
     M: Match<P, A>,
 {
-    next_accepted(0, data.len(), threshold, &|i| {
+    next_accepted(0, data.len(), threshold, false, &|i| {
         data.get(i)
             .is_some_and(|a| matcher.get(pattern, a).is_some())
     })
@@ -172,6 +212,8 @@ pub(crate) struct Scanner<'m, P, M> {
     pub(crate) matcher: &'m M,
     pub(crate) patterns: &'m [P],
     pub(crate) threshold: usize,
+    /// Whether the search runs under shard locks (see [`next_accepted`]).
+    pub(crate) under_locks: bool,
 }
 
 impl<P, A, M> ParScan<A> for Scanner<'_, P, M>
@@ -187,7 +229,7 @@ where
     fn next_accepted(&self, pos: usize, cands: &[&StoredDatum<A>], from: usize) -> Option<usize> {
         let pattern = self.patterns.get(pos)?;
         let matcher = self.matcher;
-        next_accepted(from, cands.len(), self.threshold, &|i| {
+        next_accepted(from, cands.len(), self.threshold, self.under_locks, &|i| {
             cands
                 .get(i)
                 .is_some_and(|d| matcher.get(pattern, &d.value).is_some())
@@ -197,7 +239,10 @@ where
 
 /// [`crate::join::search`] with the parallel pre-check for positions holding at least
 /// `threshold` candidates ([`PARALLEL_MIN_CANDIDATES`] in production). Chooses the same
-/// assignment, with the same results and the same `examined`, as the serial search.
+/// assignment, with the same results and the same `examined`, as the serial search. Scans on
+/// the current pool (the tests run it on pools of several sizes); the space, which holds shard
+/// locks, uses [`search_under_locks`].
+#[cfg(all(test, not(loom)))]
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
@@ -212,10 +257,53 @@ where
     P: Sync,
     M: Match<P, A>,
 {
+    search_in(
+        matcher, join, patterns, peeks, incoming, guide, threshold, false,
+    )
+}
+
+/// [`search`] for a caller holding shard locks: its parallel scans run on [`scan_pool`] (or
+/// serially on a rayon worker thread), never where they could run another operation.
+pub(crate) fn search_under_locks<'j, 'a: 'j, A, P, M>(
+    matcher: &M,
+    join: &'j Join<'a, A>,
+    patterns: &'j [P],
+    peeks: &'j [usize],
+    incoming: Option<Incoming<'j, A>>,
+    guide: Option<Guide<'_, A>>,
+    threshold: usize,
+) -> Outcome<M::Output>
+where
+    A: Clone + std::hash::Hash + Eq + Sync,
+    P: Sync,
+    M: Match<P, A>,
+{
+    search_in(
+        matcher, join, patterns, peeks, incoming, guide, threshold, true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search_in<'j, 'a: 'j, A, P, M>(
+    matcher: &M,
+    join: &'j Join<'a, A>,
+    patterns: &'j [P],
+    peeks: &'j [usize],
+    incoming: Option<Incoming<'j, A>>,
+    guide: Option<Guide<'_, A>>,
+    threshold: usize,
+    under_locks: bool,
+) -> Outcome<M::Output>
+where
+    A: Clone + std::hash::Hash + Eq + Sync,
+    P: Sync,
+    M: Match<P, A>,
+{
     let scanner = Scanner {
         matcher,
         patterns,
         threshold,
+        under_locks,
     };
     join_search(
         matcher,

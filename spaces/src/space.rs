@@ -35,7 +35,7 @@ use crate::log::CommRecord;
 use crate::log::{Call, Log};
 use crate::merkle::{Digest, MerkleMap};
 use crate::order::{group_rank, Ranker};
-use crate::parallel::{search, PARALLEL_MIN_CANDIDATES};
+use crate::parallel::{search_under_locks, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::state_map::StateMap;
@@ -1498,7 +1498,7 @@ where
             };
             let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
             let run = |guide: Option<Guide<'_, _>>| {
-                search(
+                search_under_locks(
                     &self.matcher,
                     join,
                     &w.patterns,
@@ -2099,7 +2099,7 @@ where
             }
         }
         let join = resolve(view, channels, self.data_ranker());
-        let out = search(
+        let out = search_under_locks(
             &self.matcher,
             &join,
             patterns,

@@ -17,7 +17,7 @@ use crate::merkle::EMPTY_ROOT;
 type S = Space<u8, Pattern, Term, u8, StructuralMatch>;
 type R = rhospace_matchers::Bindings;
 
-/// The search as it was before the shortcuts: every continuation goes through `search`.
+/// The search as it was before the shortcuts: every continuation goes through `search_under_locks`.
 fn reference_find(
     space: &S,
     view: &View<'_, u8, Pattern, Term, u8>,
@@ -52,7 +52,7 @@ fn reference_find(
             fitted: false,
         };
         let run = |guide: Option<Guide<'_, _>>| {
-            search(
+            search_under_locks(
                 &space.matcher,
                 &join,
                 &w.patterns,
