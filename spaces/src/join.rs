@@ -573,7 +573,7 @@ pub(crate) fn incoming_fits<A, P, M: Match<P, A>>(
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
 /// given. With a `guide` (replay), the first assignment the guide accepts. With `par`, a
-/// position with many candidates consults its pre-check (see [`crate::parallel::search_under_locks`],
+/// position with many candidates consults its pre-check (see [`crate::parallel::search`],
 /// which the space calls); the result is the same as without.
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,

@@ -81,13 +81,13 @@ pub(crate) const SERIAL_PROBE: usize = 128;
 /// the parallel scan outright), then rayon's `position_first` when at least `threshold` items
 /// remain (serially otherwise).
 ///
-/// `under_locks`: the caller holds shard locks, so the scan never waits in a pool that may run
-/// other work (see [`scan_pool`]).
+/// `on`: where the parallel scan runs ([`ScanOn`]); a caller holding shard locks never scans
+/// where a waiting thread could run other work.
 pub(crate) fn next_accepted(
     from: usize,
     len: usize,
     threshold: usize,
-    under_locks: bool,
+    on: ScanOn<'_>,
     accept: &(dyn Fn(usize) -> bool + Sync),
 ) -> Option<usize> {
     let probe_end = from.saturating_add(SERIAL_PROBE.min(threshold)).min(len);
@@ -99,7 +99,7 @@ pub(crate) fn next_accepted(
         return None;
     }
     #[cfg(loom)]
-    let _ = under_locks;
+    let _ = on;
     #[cfg(not(loom))]
     if rest >= threshold {
         let scan = || {
@@ -108,40 +108,64 @@ pub(crate) fn next_accepted(
                 .position_first(accept)
                 .map(|k| probe_end + k)
         };
-        if !under_locks {
-            return scan();
-        }
-        // On a rayon worker thread (any pool's) a wait would run other tasks: scan serially.
-        if rayon::current_thread_index().is_none() {
-            if let Some(pool) = scan_pool() {
-                return pool.install(scan);
+        match on {
+            ScanOn::Serial => {}
+            ScanOn::Current => return scan(),
+            // On a rayon worker thread (any pool's) a wait would run other tasks: serially.
+            ScanOn::Dedicated(_) if rayon::current_thread_index().is_some() => {}
+            ScanOn::Dedicated(pool) => {
+                let pool = match pool {
+                    Some(pool) => Some(pool),
+                    None => shared_scan_pool(),
+                };
+                if let Some(pool) = pool {
+                    return pool.install(scan);
+                }
             }
         }
     }
     (probe_end..len).find(|&i| accept(i))
 }
 
-/// The pool that scans under shard locks run on, built on first use (`None` if its threads
-/// could not be started: such scans then run serially).
-///
-/// A thread that waits inside rayon for a stolen part of its scan runs other tasks of its pool
-/// meanwhile. Were the scan on the caller's pool (or the global one) while the caller holds
-/// shard locks, such a task could be another space operation, which then waits for a shard
-/// lock held lower on the same thread's stack (a deadlock), or takes a lower shard than one
-/// held (the lock order). So a scan under locks runs here, where every task is a scan that
-/// takes no lock, and only from a thread that is no rayon worker: `install` from outside any
-/// pool blocks without running tasks, while from another pool's worker it would run that
-/// pool's tasks while it waits, so a worker scans serially.
+/// Where a parallel scan runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ScanOn<'p> {
+    /// On the current rayon pool (the global one outside `install`): for callers that hold no
+    /// lock ([`first_match_from`] and the tests).
+    Current,
+    /// On a pool that runs nothing but scans: this one, or with `None` the process's shared
+    /// scan pool ([`shared_scan_pool`]); entered only from a thread that is no rayon worker,
+    /// serially on one. For callers holding shard locks.
+    ///
+    /// A thread that waits inside rayon for a stolen part of its scan runs other tasks of its
+    /// pool meanwhile. Were the scan on the caller's pool (or the global one) while the caller
+    /// holds shard locks, such a task could be another space operation, which then waits for a
+    /// shard lock held lower on the same thread's stack (a deadlock), or takes a lower shard
+    /// than one held (the lock order). On a pool whose every task is a scan, which takes no
+    /// lock, a waiting thread can only run scans; and `install` from outside any pool blocks
+    /// without running tasks, while from another pool's worker it would run that pool's tasks
+    /// while it waits, so a worker scans serially.
+    Dedicated(Option<&'p rayon::ThreadPool>),
+    /// Serially (a space whose own pool could not be started).
+    Serial,
+}
+
+/// The process's shared scan pool (one thread per core), built on first use; `None` if its
+/// threads could not be started (such scans then run serially, with the same results).
 #[cfg(not(loom))]
-fn scan_pool() -> Option<&'static rayon::ThreadPool> {
+fn shared_scan_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("rhospace-scan-{i}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
+    POOL.get_or_init(|| scan_pool(0)).as_ref()
+}
+
+/// A pool of `threads` threads for scans (0: one per core); `None` if its threads could not
+/// be started.
+pub(crate) fn scan_pool(threads: usize) -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("rhospace-scan-{i}"))
+        .build()
+        .ok()
 }
 
 /// The index of the first datum of `data` that `pattern` accepts: what
@@ -191,7 +215,7 @@ where
     A: Sync,
     M: Match<P, A>,
 {
-    next_accepted(0, data.len(), threshold, false, &|i| {
+    next_accepted(0, data.len(), threshold, ScanOn::Current, &|i| {
         data.get(i)
             .is_some_and(|a| matcher.get(pattern, a).is_some())
     })
@@ -212,8 +236,8 @@ pub(crate) struct Scanner<'m, P, M> {
     pub(crate) matcher: &'m M,
     pub(crate) patterns: &'m [P],
     pub(crate) threshold: usize,
-    /// Whether the search runs under shard locks (see [`next_accepted`]).
-    pub(crate) under_locks: bool,
+    /// Where its parallel scans run (see [`next_accepted`]).
+    pub(crate) on: ScanOn<'m>,
 }
 
 impl<P, A, M> ParScan<A> for Scanner<'_, P, M>
@@ -229,7 +253,7 @@ where
     fn next_accepted(&self, pos: usize, cands: &[&StoredDatum<A>], from: usize) -> Option<usize> {
         let pattern = self.patterns.get(pos)?;
         let matcher = self.matcher;
-        next_accepted(from, cands.len(), self.threshold, self.under_locks, &|i| {
+        next_accepted(from, cands.len(), self.threshold, self.on, &|i| {
             cands
                 .get(i)
                 .is_some_and(|d| matcher.get(pattern, &d.value).is_some())
@@ -238,11 +262,11 @@ where
 }
 
 /// [`crate::join::search`] with the parallel pre-check for positions holding at least
-/// `threshold` candidates ([`PARALLEL_MIN_CANDIDATES`] in production). Chooses the same
-/// assignment, with the same results and the same `examined`, as the serial search. Scans on
-/// the current pool (the tests run it on pools of several sizes); the space, which holds shard
-/// locks, uses [`search_under_locks`].
-#[cfg(all(test, not(loom)))]
+/// `threshold` candidates ([`PARALLEL_MIN_CANDIDATES`] in production), run `on` ([`ScanOn`]:
+/// the space, which holds shard locks, passes [`ScanOn::Dedicated`]; the tests run
+/// [`ScanOn::Current`] on pools of several sizes). Chooses the same assignment, with the same
+/// results and the same `examined`, as the serial search.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
@@ -251,48 +275,7 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     incoming: Option<Incoming<'j, A>>,
     guide: Option<Guide<'_, A>>,
     threshold: usize,
-) -> Outcome<M::Output>
-where
-    A: Clone + std::hash::Hash + Eq + Sync,
-    P: Sync,
-    M: Match<P, A>,
-{
-    search_in(
-        matcher, join, patterns, peeks, incoming, guide, threshold, false,
-    )
-}
-
-/// [`search`] for a caller holding shard locks: its parallel scans run on [`scan_pool`] (or
-/// serially on a rayon worker thread), never where they could run another operation.
-pub(crate) fn search_under_locks<'j, 'a: 'j, A, P, M>(
-    matcher: &M,
-    join: &'j Join<'a, A>,
-    patterns: &'j [P],
-    peeks: &'j [usize],
-    incoming: Option<Incoming<'j, A>>,
-    guide: Option<Guide<'_, A>>,
-    threshold: usize,
-) -> Outcome<M::Output>
-where
-    A: Clone + std::hash::Hash + Eq + Sync,
-    P: Sync,
-    M: Match<P, A>,
-{
-    search_in(
-        matcher, join, patterns, peeks, incoming, guide, threshold, true,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn search_in<'j, 'a: 'j, A, P, M>(
-    matcher: &M,
-    join: &'j Join<'a, A>,
-    patterns: &'j [P],
-    peeks: &'j [usize],
-    incoming: Option<Incoming<'j, A>>,
-    guide: Option<Guide<'_, A>>,
-    threshold: usize,
-    under_locks: bool,
+    on: ScanOn<'_>,
 ) -> Outcome<M::Output>
 where
     A: Clone + std::hash::Hash + Eq + Sync,
@@ -303,7 +286,7 @@ where
         matcher,
         patterns,
         threshold,
-        under_locks,
+        on,
     };
     join_search(
         matcher,
@@ -488,6 +471,7 @@ mod tests {
                 incoming,
                 Some(&mut guide),
                 t,
+                ScanOn::Current,
             ),
         };
         let found = out.found.map(|f| {

@@ -35,7 +35,7 @@ use crate::log::CommRecord;
 use crate::log::{Call, Log};
 use crate::merkle::{Digest, MerkleMap};
 use crate::order::{group_rank, Ranker};
-use crate::parallel::{search_under_locks, PARALLEL_MIN_CANDIDATES};
+use crate::parallel::{search, ScanOn, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::state_map::StateMap;
@@ -594,6 +594,11 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     /// This space's identity, distinct from every other space's in the process, which its
     /// soft checkpoints carry (see [`revert_settled`](Self::revert_settled)).
     origin: u64,
+    /// The pool this space's parallel scans run on ([`with_scan_threads`](Self::with_scan_threads));
+    /// `None`: the process's shared scan pool.
+    scan_pool: Option<Arc<rayon::ThreadPool>>,
+    /// Whether scans run serially: a pool asked for could not be started.
+    scan_serially: bool,
 }
 
 impl<C, P, A, K, M> std::fmt::Debug for Space<C, P, A, K, M>
@@ -732,6 +737,8 @@ where
             // Relaxed: only distinctness matters (each `fetch_add` returns a different value);
             // no data is published through this counter.
             origin: NEXT_ORIGIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            scan_pool: None,
+            scan_serially: false,
         }
     }
 
@@ -777,6 +784,43 @@ where
     pub fn with_event_log(mut self, on: bool) -> Self {
         self.log_events = on;
         self
+    }
+
+    /// Runs this space's parallel scans (a join position with at least
+    /// [`PARALLEL_MIN_CANDIDATES`] candidates, see the `parallel` module) on a pool of its own
+    /// with `threads` threads (0: one per core), instead of the pool every space shares by
+    /// default. Results never depend on it: a scan picks what the serial order picks on any
+    /// thread count. If the threads cannot be started, this space's scans run serially.
+    ///
+    /// Either pool runs nothing but scans. A scan runs while its operation holds shard locks,
+    /// and a rayon thread that waits for part of a scan runs other tasks of its pool meanwhile;
+    /// on a pool that also ran the caller's tasks, such a task could call the space and wait
+    /// forever for a lock held lower on its own stack. For the same reason an operation called
+    /// on a rayon worker thread (inside the caller's `par_iter`, say) scans serially.
+    ///
+    /// ```
+    /// use rhospace_spaces::{Space, SpaceConfig};
+    /// use rhospace_matchers::ExactMatch;
+    /// let s: Space<u8, u8, u8, u8, ExactMatch> =
+    ///     Space::new(ExactMatch, SpaceConfig::new()).with_scan_threads(2);
+    /// s.produce(1, 2, false).unwrap();
+    /// assert!(s.consume([1], [2], 0, false, &[]).unwrap().is_some());
+    /// ```
+    pub fn with_scan_threads(mut self, threads: usize) -> Self {
+        self.scan_pool = crate::parallel::scan_pool(threads).map(Arc::new);
+        if self.scan_pool.is_none() {
+            self.scan_serially = true;
+        }
+        self
+    }
+
+    /// Where this space's parallel scans run (see [`with_scan_threads`](Self::with_scan_threads)).
+    #[inline]
+    fn scan_on(&self) -> ScanOn<'_> {
+        match (&self.scan_pool, self.scan_serially) {
+            (_, true) => ScanOn::Serial,
+            (pool, false) => ScanOn::Dedicated(pool.as_deref()),
+        }
     }
 
     /// The number of shards.
@@ -1498,7 +1542,7 @@ where
             };
             let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
             let run = |guide: Option<Guide<'_, _>>| {
-                search_under_locks(
+                search(
                     &self.matcher,
                     join,
                     &w.patterns,
@@ -1506,6 +1550,7 @@ where
                     Some(inc),
                     guide,
                     PARALLEL_MIN_CANDIDATES,
+                    self.scan_on(),
                 )
             };
             let found = match replay.as_deref_mut() {
@@ -2099,7 +2144,7 @@ where
             }
         }
         let join = resolve(view, channels, self.data_ranker());
-        let out = search_under_locks(
+        let out = search(
             &self.matcher,
             &join,
             patterns,
@@ -2107,6 +2152,7 @@ where
             None,
             guide,
             PARALLEL_MIN_CANDIDATES,
+            self.scan_on(),
         );
         (out.examined, out.found, out.rejected)
     }

@@ -17,7 +17,7 @@ use crate::merkle::EMPTY_ROOT;
 type S = Space<u8, Pattern, Term, u8, StructuralMatch>;
 type R = rhospace_matchers::Bindings;
 
-/// The search as it was before the shortcuts: every continuation goes through `search_under_locks`.
+/// The search as it was before the shortcuts: every continuation goes through `search`.
 fn reference_find(
     space: &S,
     view: &View<'_, u8, Pattern, Term, u8>,
@@ -52,7 +52,7 @@ fn reference_find(
             fitted: false,
         };
         let run = |guide: Option<Guide<'_, _>>| {
-            search_under_locks(
+            search(
                 &space.matcher,
                 &join,
                 &w.patterns,
@@ -60,6 +60,7 @@ fn reference_find(
                 Some(inc),
                 guide,
                 PARALLEL_MIN_CANDIDATES,
+                space.scan_on(),
             )
         };
         let found = match replay.as_deref_mut() {
