@@ -442,3 +442,36 @@ proptest! {
         }
     }
 }
+
+/// Runs `batch` on its own thread; whether it finished within a few seconds (a batch that
+/// waits on its own shard locks never does; the thread is left behind).
+fn finishes(batch: impl FnOnce() + Send + 'static) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        batch();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok()
+}
+
+/// The items of a batch are the caller's iterator's: a lazy one that reads the space (or
+/// calls it) must not run while the batch holds shard locks, or it waits on them forever.
+#[test]
+fn batch_iterators_that_read_the_space_do_not_deadlock() {
+    let s: std::sync::Arc<S> = std::sync::Arc::new(Space::new(ExactMatch, SpaceConfig::new()));
+    let p = s.clone();
+    let produced = finishes(move || {
+        let out = p.produce_batch((0..3u32).map(|i| (1, i + p.data(&1).len() as u32, false)));
+        assert_eq!(out.len(), 3);
+    });
+    assert!(produced, "produce_batch deadlocked on its own lock");
+    let c = s.clone();
+    let consumed = finishes(move || {
+        let out = c.consume_batch((0..3u32).map(|i| {
+            let _ = c.data(&1);
+            ConsumeRequest::new([1], [i], i)
+        }));
+        assert_eq!(out.len(), 3);
+    });
+    assert!(consumed, "consume_batch deadlocked on its own lock");
+}

@@ -27,6 +27,9 @@
 //!   fall between two items (between two that share a lock hold only if it touches none of the
 //!   held shards).
 //! - Results come back in input order; an invalid item fails alone and changes nothing.
+//! - The items are drawn from the caller's iterator before the first one runs, never under
+//!   the batch's locks: an iterator that reads or calls the space does not deadlock (it sees
+//!   the space as it was before the batch).
 //!
 //! **Limits.** Items on channels of different shards alternate in most batches, so the saving
 //! is only as large as the runs of consecutive items on the same shards (a batch on a space of
@@ -177,8 +180,11 @@ where
         &self,
         items: impl IntoIterator<Item = (C, A, bool)>,
     ) -> Vec<ProduceOutcome<C, P, A, K, M::Output>> {
-        let items = items.into_iter();
-        let mut out = Vec::with_capacity(items.size_hint().0);
+        // Drawn before the first lock is taken: the caller's iterator never runs under the
+        // batch's locks (one that reads or calls the space would wait on them forever). A
+        // `Vec` is taken over as it is, without copying.
+        let items: Vec<(C, A, bool)> = items.into_iter().collect();
+        let mut out = Vec::with_capacity(items.len());
         // The locks the previous item ran under, kept while they cover the next one.
         let mut held: Option<Held<'_, C, P, A, K>> = None;
         let mut need = SmallVec::new();
@@ -250,8 +256,9 @@ where
         &self,
         requests: impl IntoIterator<Item = ConsumeRequest<C, P, K>>,
     ) -> Vec<ConsumeOutcome<C, P, A, K, M::Output>> {
-        let requests = requests.into_iter();
-        let mut out = Vec::with_capacity(requests.size_hint().0);
+        // Drawn before the first lock is taken, as in `produce_batch`.
+        let requests: Vec<ConsumeRequest<C, P, K>> = requests.into_iter().collect();
+        let mut out = Vec::with_capacity(requests.len());
         // The locks the previous request ran under, kept while they cover the next one.
         let mut held: Option<View<'_, C, P, A, K>> = None;
         let mut shards: SmallVec<[usize; 8]> = SmallVec::new();
