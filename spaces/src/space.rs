@@ -1017,6 +1017,9 @@ where
     /// a produce refused for another reason (a full Cell), and once it admits, the produce
     /// makes the change it was shown: nothing fails after the gate.
     ///
+    /// The gate runs under the produce's shard locks, so it must not call this space (the call
+    /// would wait for a lock its own thread holds).
+    ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
     /// use rhospace_matchers::ExactMatch;
@@ -1856,6 +1859,9 @@ where
     /// `ErrorKind::OutOfPhlogiston` and nothing changes. Invalid arguments are refused before
     /// the gate is called, and once it admits, the consume makes the change it was shown:
     /// nothing fails after the gate.
+    ///
+    /// The gate runs under the consume's shard locks, so it must not call this space (the
+    /// call would wait for a lock its own thread holds).
     ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};
