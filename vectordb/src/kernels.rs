@@ -223,18 +223,55 @@ pub(crate) fn dot_f32_unchecked_len(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Cosine similarity of two f32 vectors, in `[-1, 1]` (see the module conventions for zeros).
+/// Cosine similarity of two f32 vectors, in `[-1, 1]` (see the module conventions for zeros),
+/// at any magnitude.
+///
+/// Computed from three SIMD dot products (`a·b`, `a·a`, `b·b`, each summed in f32 lanes). When
+/// a squared norm falls outside `[2⁻¹⁰⁰, 2¹²⁰]` those sums may have underflowed or overflowed
+/// (simsimd's own cosine kernel then returned 1.0 for vectors of norm 1e-30 or 1e19 however
+/// they pointed), so the similarity is recomputed in f64, which holds every f32 product.
 ///
 /// ```
 /// use rhospace_vectordb::kernels::cosine_f32;
 /// let s = cosine_f32(&[1.0, 0.0], &[1.0, 1.0]).unwrap();
 /// assert!((s - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-4);
+/// let tiny = cosine_f32(&[1e-30, 0.0], &[1e-30, 1e-30]).unwrap();
+/// assert!((tiny - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-4);
 /// ```
 #[inline]
 pub fn cosine_f32(a: &[f32], b: &[f32]) -> Result<f32, LengthMismatch> {
     check(a.len(), b.len())?;
-    let d = <f32 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN);
-    Ok(similarity_from_cos_distance(d))
+    let dot = |x: &[f32], y: &[f32]| <f32 as SpatialSimilarity>::dot(x, y).unwrap_or(f64::NAN);
+    let (aa, bb) = (dot(a, a), dot(b, b));
+    if COSINE_NORMS.contains(&aa) && COSINE_NORMS.contains(&bb) {
+        // With both squared norms below 2¹²⁰, no partial sum of `a·b` overflows; with both
+        // above 2⁻¹⁰⁰, what its underflowed products lose is far below the 1e-4 promised.
+        let ab = dot(a, b);
+        return Ok((ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) as f32);
+    }
+    Ok(cosine_f32_wide(a, b))
+}
+
+/// The squared norms within which [`cosine_f32`]'s f32 sums are trusted.
+const COSINE_NORMS: std::ops::RangeInclusive<f64> =
+    7.888_609_052_210_118e-31..=1.329_227_995_784_916e36;
+
+/// [`cosine_f32`] summed in f64 (no f32 product or sum of squares underflows or overflows
+/// there), without allocating; zero vectors as the module conventions say.
+#[cold]
+fn cosine_f32_wide(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    match (aa == 0.0, bb == 0.0) {
+        (true, true) => 1.0,
+        (true, false) | (false, true) => 0.0,
+        (false, false) => (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) as f32,
+    }
 }
 
 /// Squared Euclidean distance of two f32 vectors.

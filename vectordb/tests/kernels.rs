@@ -318,3 +318,31 @@ fn i8_kernels_do_not_overflow_on_long_vectors() {
         100_003,
     );
 }
+
+/// f32 cosine at any magnitude: simsimd's f32 sums underflow for vectors of norm 1e-30 and
+/// overflow for 1e19 (its cosine kernel then said 1.0 whatever the angle); the result must
+/// stay within 1e-4 of the f64 reference from tiny to huge norms, zeros included.
+#[test]
+fn f32_cosine_holds_at_any_magnitude() {
+    let a = [1.0f32, 2.0, 0.5, -3.0, 0.25, 7.0, -1.5, 4.0, 0.0, 2.5];
+    let b = [2.0f32, 1.0, -0.5, 1.0, -2.0, 0.5, 3.0, -4.0, 1.0, 0.75];
+    for scale in [
+        1e-38f32, 1e-30, 1e-25, 1e-20, 1e-15, 1.0, 1e15, 1e18, 1e19, 1e25, 1e30, 1e37,
+    ] {
+        for (sa, sb) in [(scale, scale), (scale, 1.0), (1.0, scale)] {
+            let x: Vec<f32> = a.iter().map(|v| v * sa).collect();
+            let y: Vec<f32> = b.iter().map(|v| v * sb).collect();
+            let got = kernels::cosine_f32(&x, &y).unwrap();
+            let want = scalar::cosine_f32(&x, &y).unwrap();
+            assert!(
+                (got - want).abs() <= 1e-4,
+                "scales {sa:e}/{sb:e}: {got} vs reference {want}"
+            );
+        }
+    }
+    let zero = [0.0f32; 10];
+    assert_eq!(kernels::cosine_f32(&zero, &zero), Ok(1.0));
+    assert_eq!(kernels::cosine_f32(&zero, &a), Ok(0.0));
+    let subnormal = [1e-45f32; 10];
+    assert_eq!(kernels::cosine_f32(&subnormal, &subnormal), Ok(1.0));
+}
