@@ -204,14 +204,32 @@ fn similarity_from_cos_distance(d: f64) -> f32 {
 
 /// Dot product of two f32 vectors.
 ///
+/// The SIMD sums are f32: when they overflow (products near `f32::MAX`, where `inf - inf`
+/// gives NaN even if the true dot product is small), the result is recomputed in f64 and
+/// rounded once, so it is infinite only when the true value is beyond f32's range.
+///
 /// ```
 /// use rhospace_vectordb::kernels::dot_f32;
 /// assert_eq!(dot_f32(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]), Ok(32.0));
+/// assert_eq!(dot_f32(&[1e20, 1e20], &[1e20, -1e20]), Ok(0.0));
 /// ```
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> Result<f32, LengthMismatch> {
     check(a.len(), b.len())?;
-    Ok(dot_f32_unchecked_len(a, b))
+    let d = dot_f32_unchecked_len(a, b);
+    if d.is_finite() {
+        return Ok(d);
+    }
+    Ok(dot_f32_wide(a, b))
+}
+
+/// [`dot_f32`] summed in f64, where no product of two f32 values overflows.
+#[cold]
+fn dot_f32_wide(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum::<f64>() as f32
 }
 
 /// The store's hot-path dot product: lengths are equal by construction (debug-asserted); on a

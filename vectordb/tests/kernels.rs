@@ -346,3 +346,24 @@ fn f32_cosine_holds_at_any_magnitude() {
     let subnormal = [1e-45f32; 10];
     assert_eq!(kernels::cosine_f32(&subnormal, &subnormal), Ok(1.0));
 }
+
+/// f32 dot products whose f32 sums overflow: `inf - inf` made NaN of a small true value; the
+/// kernel must give what the f64 reference gives (infinite only beyond f32's range).
+#[test]
+fn f32_dot_survives_overflowing_sums() {
+    let cases: [(&[f32], &[f32]); 4] = [
+        (&[1e20, 1e20], &[1e20, -1e20]),
+        (&[3e38, 3e38, 1.0], &[2.0, -2.0, 5.0]),
+        (&[1e20; 16], &[1e20; 16]),
+        (&[-1e20; 3], &[1e20; 3]),
+    ];
+    for (a, b) in cases {
+        let got = kernels::dot_f32(a, b).unwrap();
+        let want = scalar::dot_f32(a, b).unwrap();
+        assert_eq!(
+            got.to_bits(),
+            want.to_bits(),
+            "{a:?}·{b:?}: {got} vs {want}"
+        );
+    }
+}
