@@ -220,7 +220,9 @@ pub(crate) fn prepare_into(
 
 /// Validates a query of dimension `dim` and puts it in scan form (unit length for cosine).
 pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared, VectorError> {
-    let mut v = Vec::with_capacity(dim);
+    // Sized by the query, not by `dim`: a query of the wrong length against a huge `dim` is
+    // refused below, not an allocation failure here.
+    let mut v = Vec::with_capacity(q.len().min(dim));
     let norm = prepare_into(q, dim, metric, &mut v)?;
     let norm_sq = if metric == Metric::Cosine {
         sum_sq_f64(&v) as f32

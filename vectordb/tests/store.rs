@@ -727,3 +727,30 @@ fn cosine_of_huge_rows_does_not_overflow() {
         assert!(m.as_slice()[0].abs() < 1e-6, "matrix {:?}", m.as_slice());
     }
 }
+
+/// A store's dimension is any non-zero `usize`; a query of the wrong length against a huge one
+/// is a typed error (no allocation sized by the store's dimension before the length check).
+#[test]
+fn wrong_length_query_on_a_huge_dimension_is_an_error() {
+    for dim in [usize::MAX, usize::MAX / 4 + 1, 1 << 40] {
+        for metric in METRICS {
+            let mut s = VectorStore::new(dim, metric).unwrap();
+            let wrong = VectorError::WrongDimension {
+                expected: dim,
+                found: 2,
+            };
+            assert_eq!(s.insert(&[1.0, 2.0]), Err(wrong));
+            let q = [1.0, 2.0];
+            let single = QueryError::Vector {
+                query: 0,
+                error: wrong,
+            };
+            assert_eq!(s.top_k(&q, 1), Err(single));
+            assert_eq!(s.top_k_quantized(&q, 1, 4), Err(single));
+            assert_eq!(s.above(&q, 0.0), Err(single));
+            assert_eq!(s.best_above(&q, 0.0), Err(single));
+            assert_eq!(s.score(&q, VectorId(0)), Err(single));
+            assert!(s.is_empty());
+        }
+    }
+}
