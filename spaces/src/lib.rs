@@ -137,7 +137,7 @@ pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use log::{consume_hash, produce_hash, CommRecord, LogEvent};
 pub use order::CandidateOrder;
-pub use parallel::{first_match, first_match_from, PARALLEL_MIN_CANDIDATES};
+pub use parallel::{first_match, first_match_from, MAX_SCAN_THREADS, PARALLEL_MIN_CANDIDATES};
 pub use replay::ReplayError;
 pub use shard::{DEFAULT_SHARDS, MAX_SHARDS};
 pub use space::batch::{ConsumeOutcome, ConsumeRequest, ProduceOutcome};

@@ -72,6 +72,15 @@ use crate::join::{search as join_search, Guide, Incoming, Join, Outcome};
 /// ```
 pub const PARALLEL_MIN_CANDIDATES: usize = 8192;
 
+/// The most threads a space's own scan pool may have
+/// ([`Space::with_scan_threads`](crate::Space::with_scan_threads) clamps to it): each is an
+/// OS thread, and a scan cannot use more than it has candidates to split.
+///
+/// ```
+/// assert!(rhospace_spaces::MAX_SCAN_THREADS >= 16);
+/// ```
+pub const MAX_SCAN_THREADS: usize = 256;
+
 /// Items checked serially before a parallel scan starts: a hit close to the frontier (the
 /// common case once a search backtracks) costs no fork/join.
 pub(crate) const SERIAL_PROBE: usize = 128;

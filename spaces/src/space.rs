@@ -35,7 +35,7 @@ use crate::log::CommRecord;
 use crate::log::{Call, Log};
 use crate::merkle::{Digest, MerkleMap};
 use crate::order::{group_rank, Ranker};
-use crate::parallel::{search, ScanOn, PARALLEL_MIN_CANDIDATES};
+use crate::parallel::{search, ScanOn, MAX_SCAN_THREADS, PARALLEL_MIN_CANDIDATES};
 use crate::replay::{Expect, Hashers, ReplayError, ReplayState, Rig};
 use crate::shard::{AllLocked, LockSet, Padded, Router, DEFAULT_SHARDS};
 use crate::state_map::StateMap;
@@ -788,9 +788,10 @@ where
 
     /// Runs this space's parallel scans (a join position with at least
     /// [`PARALLEL_MIN_CANDIDATES`] candidates, see the `parallel` module) on a pool of its own
-    /// with `threads` threads (0: one per core), instead of the pool every space shares by
-    /// default. Results never depend on it: a scan picks what the serial order picks on any
-    /// thread count. If the threads cannot be started, this space's scans run serially.
+    /// with `threads` threads (0: one per core; more than [`MAX_SCAN_THREADS`] are clamped to
+    /// it), instead of the pool every space shares by default. Results never depend on it: a
+    /// scan picks what the serial order picks on any thread count. If the threads cannot be
+    /// started, this space's scans run serially.
     ///
     /// Either pool runs nothing but scans. A scan runs while its operation holds shard locks,
     /// and a rayon thread that waits for part of a scan runs other tasks of its pool meanwhile;
@@ -807,7 +808,7 @@ where
     /// assert!(s.consume([1], [2], 0, false, &[]).unwrap().is_some());
     /// ```
     pub fn with_scan_threads(mut self, threads: usize) -> Self {
-        self.scan_pool = crate::parallel::scan_pool(threads).map(Arc::new);
+        self.scan_pool = crate::parallel::scan_pool(threads.min(MAX_SCAN_THREADS)).map(Arc::new);
         if self.scan_pool.is_none() {
             self.scan_serially = true;
         }
@@ -2671,4 +2672,25 @@ fn unreachable_cont<T>() -> T {
     // Only reachable if the state broke its own invariant under the lock; there is no
     // input that leads here. Abort loudly rather than return a wrong COMM.
     panic!("rhospace invariant broken: a found continuation vanished under the lock")
+}
+
+#[cfg(all(test, not(loom)))]
+mod scan_pool_tests {
+    use super::*;
+    use rhospace_matchers::ExactMatch;
+
+    type S = Space<u8, u8, u8, u8, ExactMatch>;
+
+    #[test]
+    fn a_space_scan_pool_has_the_threads_asked_for_up_to_the_cap() {
+        let threads = |s: &S| s.scan_pool.as_ref().map(|p| p.current_num_threads());
+        let shared: S = Space::new(ExactMatch, SpaceConfig::new());
+        assert_eq!(threads(&shared), None, "no pool of its own by default");
+        let two = Space::new(ExactMatch, SpaceConfig::new()).with_scan_threads(2);
+        assert_eq!(threads(&two), Some(2));
+        let huge = Space::new(ExactMatch, SpaceConfig::new()).with_scan_threads(usize::MAX);
+        assert_eq!(threads(&huge), Some(MAX_SCAN_THREADS));
+        huge.produce(1, 2, false).unwrap();
+        assert!(huge.consume([1], [2], 0, false, &[]).unwrap().is_some());
+    }
 }
