@@ -526,11 +526,13 @@ pub struct SoftCheckpoint<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, 
 /// and no model needs it (it only hands out distinct numbers).
 static NEXT_ORIGIN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// What [`Space::produce_fast`] did: the produce's result, or nothing (the arguments handed
+/// What [`Space::produce_fast`] did: the produce's outcome, or nothing (the arguments handed
 /// back for the general path).
-enum FastProduce<C, A, G, R> {
-    /// The fast path applied; the produce's result.
-    Done(R),
+enum FastProduce<C, A, G> {
+    /// The fast path applied: the datum is stored (or, on a Set holding it, accepted).
+    Stored,
+    /// The fast path applied: the produce is refused, nothing changed.
+    Refused(ProduceError<A>),
     /// Something may wait on the channel: nothing changed.
     Slow(C, A, G),
 }
@@ -1071,7 +1073,8 @@ where
         let mut guard = self.shards[home].0.lock_hot();
         let (channel, datum, admit) =
             match self.produce_fast(&mut guard, kind, channel, datum, persist, priority, admit) {
-                FastProduce::Done(r) => return r.map(|()| None),
+                FastProduce::Stored => return Ok(None),
+                FastProduce::Refused(e) => return Err(e),
                 FastProduce::Slow(channel, datum, admit) => (channel, datum, admit),
             };
         let shard = &*guard;
@@ -1091,7 +1094,8 @@ where
 
     /// The produce fast path, under the lock of `channel`'s shard (`shard`): when nothing
     /// waits on the channel (no installed continuation, no join group on it), the datum is
-    /// stored (or refused) with one map walk, and the result is [`FastProduce::Done`]. Else
+    /// stored ([`FastProduce::Stored`]) or refused ([`FastProduce::Refused`]) with one map
+    /// walk. Else
     /// nothing changed and the arguments come back as [`FastProduce::Slow`], for the general
     /// path ([`produce_in`](Self::produce_in)). `priority` is already normalised and the
     /// datum's embedding already checked.
@@ -1106,7 +1110,7 @@ where
         persist: bool,
         priority: i64,
         admit: G,
-    ) -> FastProduce<C, A, G, Result<(), ProduceError<A>>> {
+    ) -> FastProduce<C, A, G> {
         let installed_here = !shard.installed.by_channel.is_empty()
             && shard.installed.by_channel.contains_key(&channel);
         // Fast path: nothing waits on this channel, so the datum is stored (one map walk
@@ -1124,17 +1128,17 @@ where
                 Some(cs) if cs.joins.is_empty() => {
                     let stores = match would_store(kind, Some(&cs.data), &datum) {
                         Ok(stores) => stores,
-                        Err(e) => return FastProduce::Done(Err(ProduceError::new(e, datum))),
+                        Err(e) => return FastProduce::Refused(ProduceError::new(e, datum)),
                     };
                     let (mut replay, event) = match check(&datum) {
                         Ok(r) => r,
-                        Err(e) => return FastProduce::Done(Err(ProduceError::new(e, datum))),
+                        Err(e) => return FastProduce::Refused(ProduceError::new(e, datum)),
                     };
                     match admit.admit(|| Admission::storing(OpKind::Produce, 0, stores)) {
                         Ok(credit) => shard.ledger = shard.ledger.wrapping_add(credit),
                         Err(e) => {
                             let e = ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum);
-                            return FastProduce::Done(Err(e));
+                            return FastProduce::Refused(e);
                         }
                     }
                     strike(&mut replay, event, None);
@@ -1156,19 +1160,19 @@ where
                     if newly_dirty {
                         state.dirty.push(channel);
                     }
-                    return FastProduce::Done(Ok(()));
+                    return FastProduce::Stored;
                 }
                 Some(_) => {}
                 None => {
                     let (mut replay, event) = match check(&datum) {
                         Ok(r) => r,
-                        Err(e) => return FastProduce::Done(Err(ProduceError::new(e, datum))),
+                        Err(e) => return FastProduce::Refused(ProduceError::new(e, datum)),
                     };
                     match admit.admit(|| Admission::storing(OpKind::Produce, 0, true)) {
                         Ok(credit) => shard.ledger = shard.ledger.wrapping_add(credit),
                         Err(e) => {
                             let e = ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum);
-                            return FastProduce::Done(Err(e));
+                            return FastProduce::Refused(e);
                         }
                     }
                     strike(&mut replay, event, None);
@@ -1193,7 +1197,7 @@ where
                             dirty: true,
                         },
                     );
-                    return FastProduce::Done(Ok(()));
+                    return FastProduce::Stored;
                 }
             }
         }

@@ -208,8 +208,13 @@ where
             let shard = locks.shard_mut(home);
             let (channel, datum, admit) =
                 match self.produce_fast(shard, kind, channel, datum, persist, 0, Open) {
-                    FastProduce::Done(r) => {
-                        out.push(r.map(|()| None));
+                    FastProduce::Stored => {
+                        out.push(Ok(None));
+                        held = Some(locks);
+                        continue;
+                    }
+                    FastProduce::Refused(e) => {
+                        out.push(Err(e));
                         held = Some(locks);
                         continue;
                     }
