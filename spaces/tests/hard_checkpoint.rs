@@ -816,6 +816,36 @@ fn an_empty_data_leaf_is_refused_and_changes_nothing() {
     assert_eq!(b.create_checkpoint().unwrap().root, b.full_state_root());
 }
 
+/// A leaf as a checkpoint writes one: blob tag `blob` (0 data, 1 continuations), value name
+/// `name`, head (the encoded channel or channel list), kind tag `tag` and item encodings
+/// `items` (multiset or ordered contents hash): its value and blob.
+fn forged_leaf(
+    blob: u8,
+    name: &[u8],
+    head: &[u8],
+    tag: u8,
+    multiset: bool,
+    items: &[Vec<u8>],
+) -> (Digest, Vec<u8>) {
+    use rhospace_spaces::encode_varint;
+    use rhospace_spaces::merkle::{hash_multiset, hash_ordered};
+    let contents = if multiset {
+        hash_multiset(items)
+    } else {
+        hash_ordered(items)
+    };
+    let value = hash_ordered([name, head, &[tag], &contents]);
+    let mut bytes = vec![blob];
+    bytes.extend_from_slice(head);
+    bytes.push(tag);
+    encode_varint(items.len() as u64, &mut bytes);
+    for i in items {
+        encode_varint(i.len() as u64, &mut bytes);
+        bytes.extend_from_slice(i);
+    }
+    (value, bytes)
+}
+
 /// A data leaf for `channel` of kind `tag` holding `items` (value, persist, priority), as a
 /// checkpoint would write one (multiset or ordered contents hash): its value and blob.
 fn forged_data_leaf(
@@ -824,37 +854,33 @@ fn forged_data_leaf(
     multiset: bool,
     items: &[(u32, bool, i64)],
 ) -> (Digest, Vec<u8>) {
-    use rhospace_spaces::encode_varint;
-    use rhospace_spaces::merkle::{hash_multiset, hash_ordered};
-    let head = encoded(&channel);
     let items: Vec<Vec<u8>> = items
         .iter()
         .map(|(v, p, pr)| [encoded(v), encoded(p), encoded(pr)].concat())
         .collect();
-    let contents = if multiset {
-        hash_multiset(&items)
-    } else {
-        hash_ordered(&items)
-    };
-    let value = hash_ordered([&b"rhospace/data"[..], &head, &[tag], &contents]);
-    let mut blob = vec![0u8];
-    blob.extend_from_slice(&head);
-    blob.push(tag);
-    encode_varint(items.len() as u64, &mut blob);
-    for i in &items {
-        encode_varint(i.len() as u64, &mut blob);
-        blob.extend_from_slice(i);
-    }
-    (value, blob)
+    forged_leaf(
+        0,
+        b"rhospace/data",
+        &encoded(&channel),
+        tag,
+        multiset,
+        &items,
+    )
+}
+
+/// Records a root whose only leaf is `(value, blob)`, under trie key `key`.
+fn forged_root_at(store: &MemoryHistory, key: Digest, (value, blob): (Digest, Vec<u8>)) -> Digest {
+    use rhospace_spaces::merkle::MerkleMap;
+    store.commit(&[(value, blob)], value).unwrap();
+    let mut map = MerkleMap::new();
+    map.insert(key, value);
+    record_map(store, &map)
 }
 
 /// Records a root whose only leaf is `channel`'s data leaf `(value, blob)`.
-fn forged_root(store: &MemoryHistory, channel: u32, (value, blob): (Digest, Vec<u8>)) -> Digest {
-    use rhospace_spaces::merkle::{trie_key, KeyDomain, MerkleMap};
-    store.commit(&[(value, blob)], value).unwrap();
-    let mut map = MerkleMap::new();
-    map.insert(trie_key(KeyDomain::Data, &encoded(&channel)), value);
-    record_map(store, &map)
+fn forged_root(store: &MemoryHistory, channel: u32, leaf: (Digest, Vec<u8>)) -> Digest {
+    use rhospace_spaces::merkle::{trie_key, KeyDomain};
+    forged_root_at(store, trie_key(KeyDomain::Data, &encoded(&channel)), leaf)
 }
 
 #[test]
@@ -962,8 +988,6 @@ fn forged_cont_leaf(
     items: &[ForgedCont<'_>],
 ) -> (Digest, Vec<u8>) {
     use rhospace_spaces::encode_varint;
-    use rhospace_spaces::merkle::{hash_multiset, hash_ordered};
-    let head = encoded(channels);
     let items: Vec<Vec<u8>> = items
         .iter()
         .map(|(patterns, k, persist, peeks)| {
@@ -975,37 +999,15 @@ fn forged_cont_leaf(
             item
         })
         .collect();
-    let contents = if multiset {
-        hash_multiset(&items)
-    } else {
-        hash_ordered(&items)
-    };
-    let value = hash_ordered([&b"rhospace/continuations"[..], &head, &[tag], &contents]);
-    let mut blob = vec![1u8];
-    blob.extend_from_slice(&head);
-    blob.push(tag);
-    encode_varint(items.len() as u64, &mut blob);
-    for i in &items {
-        encode_varint(i.len() as u64, &mut blob);
-        blob.extend_from_slice(i);
-    }
-    (value, blob)
+    let head = encoded(channels);
+    forged_leaf(1, b"rhospace/continuations", &head, tag, multiset, &items)
 }
 
 /// Records a root whose only leaf is the continuation leaf `(value, blob)` of `channels`.
-fn forged_cont_root(
-    store: &MemoryHistory,
-    channels: &[u32],
-    (value, blob): (Digest, Vec<u8>),
-) -> Digest {
-    use rhospace_spaces::merkle::{trie_key, KeyDomain, MerkleMap};
-    store.commit(&[(value, blob)], value).unwrap();
-    let mut map = MerkleMap::new();
-    map.insert(
-        trie_key(KeyDomain::Continuations, &encoded(channels)),
-        value,
-    );
-    record_map(store, &map)
+fn forged_cont_root(store: &MemoryHistory, channels: &[u32], leaf: (Digest, Vec<u8>)) -> Digest {
+    use rhospace_spaces::merkle::{trie_key, KeyDomain};
+    let key = trie_key(KeyDomain::Continuations, &encoded(channels));
+    forged_root_at(store, key, leaf)
 }
 
 /// A consume's peeks are normalised (ascending, distinct, below the join's arity) and a Set
