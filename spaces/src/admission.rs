@@ -46,7 +46,8 @@ pub enum OpKind {
 pub struct Admission<'a, C, P, A, K> {
     /// The operation.
     pub op: OpKind,
-    /// Matcher calls the search made (matching work).
+    /// Matcher calls the search made, plus the data its similarity rankings scored on
+    /// VectorDB channels (matching work).
     pub examined: u64,
     /// `Some(positions)` when a COMM will fire, with the number of positions.
     pub fires: Option<usize>,

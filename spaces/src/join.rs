@@ -290,7 +290,11 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
                     None => None,
                 };
                 match ranked {
-                    Some(flow) => flow,
+                    Some((flow, scored)) => {
+                        // The ranking scored every datum of the channel: matching work.
+                        self.examined += scored;
+                        flow
+                    }
                     None => {
                         let join: &'j Join<'a, A> = self.join;
                         s.for_each_candidate_in(join.ranker.as_ref(), hint, extra, |key, d, inc| {
@@ -431,7 +435,11 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let need = k.saturating_add(self.join.cids.len());
         let _ = match store {
             Some(s) => match s.for_each_ranked(sim, embed, extra, need, &mut visit) {
-                Some(flow) => flow,
+                Some((flow, scored)) => {
+                    // The ranking scored every datum of the channel: matching work.
+                    examined += scored;
+                    flow
+                }
                 None => s.for_each_candidate_in(join.ranker.as_ref(), None, extra, &mut visit),
             },
             None => match extra {

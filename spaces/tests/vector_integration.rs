@@ -345,6 +345,53 @@ fn checkpoint_and_revert_around_top_k_and_refused_produces() {
     assert_eq!(again, first);
 }
 
+/// What a charged similarity consume on a VectorDB channel costs, in a space holding datum 0
+/// (score 10, the one above the threshold) and `others` data scoring 1 (below it).
+fn similarity_consume_cost(others: u32, pattern: SimilarityPattern, k: u32) -> (u64, u64) {
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    use rhospace_spaces::ChargingSpace;
+    use std::sync::Arc;
+    let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
+    let s: ChargingSpace<&'static str, SimilarityPattern, Datum, &'static str, SimilarityMatch> =
+        ChargingSpace::new(space(2, Metric::Dot), meter.clone(), CostTable::default());
+    for i in 0..k {
+        s.produce("c", d(i, &[10.0, 0.0]), false).unwrap();
+    }
+    for i in 0..others {
+        s.produce("c", d(100 + i, &[1.0, 0.0]), false).unwrap();
+    }
+    let before = meter.consumed();
+    let comm = s
+        .consume(["c"], [pattern], "k", false, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(comm.matches.len(), k as usize);
+    // Every consume here refunds the same storage (k data of one size), so the difference
+    // of two costs is the difference of their charges.
+    (before, meter.consumed())
+}
+
+#[test]
+fn a_similarity_consume_pays_for_every_datum_it_scores() {
+    // SPEC §8: costs depend on matching work. A similarity position scores every datum of
+    // its VectorDB channel, so 40 more data to score cost 40 more candidates examined, as
+    // they would on a Bag channel where the matcher tries each one.
+    let t = rhospace_phlogiston::CostTable::default();
+    for (pattern, k) in [
+        (
+            SimilarityPattern::best([1.0, 0.0], Metric::Dot, 5.0).unwrap(),
+            1,
+        ),
+        (top_k(&[1.0, 0.0], Metric::Dot, 5.0, 3), 3),
+    ] {
+        let (b0, a0) = similarity_consume_cost(0, pattern.clone(), k);
+        let (b40, a40) = similarity_consume_cost(40, pattern, k);
+        let cost0 = a0.wrapping_sub(b0);
+        let cost40 = a40.wrapping_sub(b40);
+        assert_eq!(cost40.wrapping_sub(cost0), t.matching(40), "k = {k}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
