@@ -716,3 +716,87 @@ fn least_cut_rejects_inconsistent_snapshots() {
         Ok(vec![0, 0])
     );
 }
+
+/// A two-channel join whose channels live in different shards races a produce on its second
+/// channel, round after round on two threads (the first channel's datum is already stored).
+/// Whichever goes first, exactly one of the two calls fires and both data are used up. A join
+/// that does not hold the lock of every shard it reads (say, only its first channel's) lets
+/// the produce take the fast path past the half-registered join: neither fires (a lost
+/// wake-up), or the two unsynchronised writes to one shard corrupt it. loom cannot see that
+/// race (the shard maps are plain data, with no synchronisation point between the join's read
+/// and write); real threads do, once a jittered start lines the two calls up.
+#[test]
+fn join_racing_a_produce_on_its_other_shard_fires_exactly_once() {
+    /// Sets the flag when dropped, so a panic on either thread stops the other's waiting.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let rounds: u64 = if cfg!(debug_assertions) {
+        5_000
+    } else {
+        100_000
+    };
+    let space = S::with_shards(PredMatch, SpaceConfig::new(), 4);
+    let a: Ch = 0;
+    let b: Ch = (1..)
+        .find(|c| space.shard_of(c) != space.shard_of(&a))
+        .unwrap();
+    // The round the consumer may start; the round it finished and whether its call fired.
+    let go = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let consumer_fired = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _stop = StopOnDrop(&stop);
+            for r in 1..=rounds {
+                while go.load(Ordering::Acquire) < r {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                let fired = space
+                    .consume([a, b], [Pred::Any, Pred::Any], r, false, &[])
+                    .expect("valid consume")
+                    .is_some();
+                consumer_fired.store(fired, Ordering::Relaxed);
+                done.store(r, Ordering::Release);
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        let mut rng = Rng(0x5EED_4A11);
+        for r in 1..=rounds {
+            let stored = space.produce(a, 2 * r as i64, false).unwrap().is_none();
+            assert!(stored, "round {r}: a datum met a continuation left behind");
+            go.store(r, Ordering::Release);
+            // Jitter: lands the produce anywhere in the consume's critical section.
+            for _ in 0..rng.below(400) {
+                std::hint::spin_loop();
+            }
+            let produced = space.produce(b, 2 * r as i64 + 1, false).unwrap().is_some();
+            let mut spins = 0u32;
+            while done.load(Ordering::Acquire) < r {
+                assert!(!stop.load(Ordering::Acquire), "the consumer panicked");
+                spins += 1;
+                if spins > 1_000 {
+                    std::thread::yield_now();
+                }
+            }
+            let consumed = consumer_fired.load(Ordering::Relaxed);
+            assert!(
+                produced != consumed,
+                "round {r}: produce fired {produced}, consume fired {consumed}"
+            );
+            assert!(
+                space.data(&a).is_empty()
+                    && space.data(&b).is_empty()
+                    && space.continuations(&[a, b]).is_empty(),
+                "round {r}: left behind"
+            );
+        }
+    });
+}
