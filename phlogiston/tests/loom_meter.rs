@@ -189,3 +189,35 @@ fn two_leases_and_a_refunder() {
     eprintln!("loom explored {} executions", EXECUTIONS.get());
     assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
 }
+
+#[test]
+fn a_lease_returning_its_rest_races_a_direct_charge() {
+    // A lease gives back what it did not spend (`finish`) while another thread charges the
+    // meter directly, without the lease lock: the return must add to `remaining` atomically, or
+    // the charge that lands between its read and its write is lost (the meter then shows less
+    // consumed than was charged).
+    static EXECUTIONS: Executions = Executions::new();
+    loom::model(|| {
+        EXECUTIONS.tick();
+        let meter = Arc::new(PhlogistonMeter::new(4));
+        let leaser = {
+            let meter = Arc::clone(&meter);
+            thread::spawn(move || {
+                let mut lease = Lease::new(meter, 3);
+                let net: Net = if lease.charge(1).is_ok() { 1 } else { 0 };
+                // Returns the unspent rest of its draw.
+                assert_eq!(Net::from(lease.finish()), net);
+                net
+            })
+        };
+        let mine: Net = if meter.charge(1).is_ok() { 1 } else { 0 };
+        let net = mine + leaser.join().unwrap();
+        // Limit 4, a draw of 3 and a charge of 1: both succeed in every order.
+        assert_eq!(net, 2);
+        assert_eq!(Net::from(meter.consumed()), net);
+        assert_eq!(Net::from(meter.refundable()), net);
+        check_bounds(&meter);
+    });
+    eprintln!("loom explored {} executions", EXECUTIONS.get());
+    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+}
