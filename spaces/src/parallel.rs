@@ -138,6 +138,8 @@ pub(crate) fn next_accepted(
 
 /// Where a parallel scan runs.
 #[derive(Clone, Copy, Debug)]
+// Under loom every scan is serial: the pool is never read.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) enum ScanOn<'p> {
     /// On the current rayon pool (the global one outside `install`): for callers that hold no
     /// lock ([`first_match_from`] and the tests).
