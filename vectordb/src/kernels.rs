@@ -226,10 +226,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> Result<f32, LengthMismatch> {
 /// [`dot_f32`] summed in f64, where no product of two f32 values overflows.
 #[cold]
 fn dot_f32_wide(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum::<f64>() as f32
+    scalar::dot64(widen(a), widen(b)) as f32
 }
 
 /// The store's hot-path dot product: lengths are equal by construction (debug-asserted); on a
@@ -277,21 +274,17 @@ const COSINE_NORMS: std::ops::RangeInclusive<f64> =
     7.888_609_052_210_118e-31..=1.329_227_995_784_916e36;
 
 /// [`cosine_f32`] summed in f64 (no f32 product or sum of squares underflows or overflows
-/// there), without allocating; zero vectors as the module conventions say.
+/// there): the scalar reference's sums and zero-vector conventions, without its copies.
 #[cold]
 fn cosine_f32_wide(a: &[f32], b: &[f32]) -> f32 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (f64::from(x), f64::from(y));
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    match (aa == 0.0, bb == 0.0) {
-        (true, true) => 1.0,
-        (true, false) | (false, true) => 0.0,
-        (false, false) => (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) as f32,
-    }
+    let dot = |x: &[f32], y: &[f32]| scalar::dot64(widen(x), widen(y));
+    scalar::cosine64(dot(a, b), dot(a, a), dot(b, b))
+}
+
+/// The components of `v` as f64.
+#[inline]
+pub(crate) fn widen(v: &[f32]) -> impl Iterator<Item = f64> + '_ {
+    v.iter().map(|&x| f64::from(x))
 }
 
 /// Squared Euclidean distance of two f32 vectors.
@@ -1389,11 +1382,11 @@ mod vnni {
 pub mod scalar {
     use super::{check, LengthMismatch, F16};
 
-    fn dot64(a: impl Iterator<Item = f64>, b: impl Iterator<Item = f64>) -> f64 {
+    pub(crate) fn dot64(a: impl Iterator<Item = f64>, b: impl Iterator<Item = f64>) -> f64 {
         a.zip(b).map(|(x, y)| x * y).sum()
     }
 
-    fn cosine64(ab: f64, aa: f64, bb: f64) -> f32 {
+    pub(crate) fn cosine64(ab: f64, aa: f64, bb: f64) -> f32 {
         if aa == 0.0 && bb == 0.0 {
             return 1.0;
         }

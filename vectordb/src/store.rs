@@ -19,7 +19,7 @@
 //! so ids stay sorted across the whole store and lookup by id is a binary search.
 
 use crate::error::{ConfigError, QueryError, VectorError};
-use crate::kernels::{dot_f32_unchecked_len, dot_i8_unchecked_len, l2sq_f32_unchecked_len};
+use crate::kernels::{dot_f32_unchecked_len, dot_i8_unchecked_len, l2sq_f32_unchecked_len, widen};
 use crate::prefilter::{
     norm_upper, shadow_row, RowShadow, PREFILTER_MIN_ROWS, PREFILTER_ROWS_PER_K,
 };
@@ -267,8 +267,8 @@ pub(crate) fn cosine_score(p: &[f32], v: &[f32], aux: f32) -> f32 {
 /// `(p·v) · aux` with the dot product summed in f64 (no f32 overflow; see [`cosine_score`]).
 #[cold]
 fn cosine_wide(p: &[f32], v: &[f32], aux: f32) -> f32 {
-    let d: f64 = p.iter().zip(v).map(|(&a, &b)| a as f64 * b as f64).sum();
-    (d * aux as f64) as f32
+    let d = crate::kernels::scalar::dot64(widen(p), widen(v));
+    (d * f64::from(aux)) as f32
 }
 
 /// Symmetric i8 quantization of `v · mul` (each product rounded to f32): appends
