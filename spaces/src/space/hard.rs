@@ -52,10 +52,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use crate::join_list::JoinList;
-use crate::MAX_JOIN;
 use rhospace_matchers::Match;
 
-use super::{would_store, ChannelState, ShardStates, Space, State, StateRef};
+use super::{validate, would_store, ChannelState, ShardStates, Space, State, StateRef};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
 use crate::data::{DataStore, StoredDatum};
 use crate::decode::{decode_varint, Decode, DecodeError};
@@ -921,7 +920,7 @@ where
                     if check != *value || data.len() != items.len() {
                         return Err(corrupt(DecodeError::Invalid("data leaf hash")));
                     }
-                    if multiset && !is_sorted(&items) {
+                    if multiset && !items.is_sorted() {
                         // The hash ignores a multiset's order; the state does not (oldest
                         // first), so only the canonical order a checkpoint writes loads.
                         return Err(corrupt(DecodeError::Invalid("data order")));
@@ -944,8 +943,8 @@ where
                 BLOB_CONTS => {
                     let jk: Vec<C> = Vec::decode(&mut input).map_err(corrupt)?;
                     let head = &head_start[..head_start.len() - input.len()];
-                    if jk.is_empty() || jk.len() > MAX_JOIN {
-                        return Err(corrupt(DecodeError::Invalid("channel list length")));
+                    if jk.is_empty() {
+                        return Err(corrupt(DecodeError::Invalid("empty channel list")));
                     }
                     if trie_key(KeyDomain::Continuations, head) != *key {
                         return Err(corrupt(DecodeError::Invalid("continuation leaf key")));
@@ -962,10 +961,10 @@ where
                             persist: bool::decode(&mut i).map_err(corrupt)?,
                             peeks: decode_peeks(&mut i).map_err(corrupt)?,
                         };
-                        // Peeks as a consume normalises them: ascending, distinct, in range.
-                        let peeks_ok = w.peeks.windows(2).all(|p| p[0] < p[1])
-                            && w.peeks.last().is_none_or(|&p| p < jk.len());
-                        if !i.is_empty() || w.patterns.len() != jk.len() || !peeks_ok {
+                        // What a consume accepts, with its peeks as it normalises them.
+                        let valid = validate(&jk, &w.patterns, &w.peeks)
+                            .is_ok_and(|peeks| peeks == w.peeks);
+                        if !i.is_empty() || !valid {
                             return Err(corrupt(DecodeError::Invalid("continuation")));
                         }
                         // A Set store never holds two equal continuations.
@@ -978,7 +977,7 @@ where
                     if check != *value || store.is_empty() {
                         return Err(corrupt(DecodeError::Invalid("continuation leaf hash")));
                     }
-                    if multiset && !is_sorted(&items) {
+                    if multiset && !items.is_sorted() {
                         return Err(corrupt(DecodeError::Invalid("continuation order")));
                     }
                     let jk: Arc<[C]> = jk.into();
@@ -1022,12 +1021,6 @@ where
         let states: ShardStates<C, P, A, K> = states.into_iter().map(StateRef::new).collect();
         Ok((states, merkle))
     }
-}
-
-/// Whether `items` are in ascending byte order (a multiset's canonical order, see
-/// [`encoded_data`]).
-fn is_sorted(items: &[Vec<u8>]) -> bool {
-    items.windows(2).all(|w| w[0] <= w[1])
 }
 
 /// Reads a leaf blob's kind byte (which must be `kind`) and its length-prefixed items.
