@@ -596,11 +596,19 @@ pub struct Space<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone,
     /// This space's identity, distinct from every other space's in the process, which its
     /// soft checkpoints carry (see [`revert_settled`](Self::revert_settled)).
     origin: u64,
-    /// The pool this space's parallel scans run on ([`with_scan_threads`](Self::with_scan_threads));
-    /// `None`: the process's shared scan pool.
-    scan_pool: Option<Arc<rayon::ThreadPool>>,
-    /// Whether scans run serially: a pool asked for could not be started.
-    scan_serially: bool,
+    /// Where this space's parallel scans run ([`with_scan_threads`](Self::with_scan_threads)).
+    scans: Scans,
+}
+
+/// Where a space's parallel scans run.
+#[derive(Debug)]
+enum Scans {
+    /// The process's shared scan pool.
+    Shared,
+    /// The space's own pool.
+    Own(Arc<rayon::ThreadPool>),
+    /// Serially: the pool asked for could not be started.
+    Serial,
 }
 
 impl<C, P, A, K, M> std::fmt::Debug for Space<C, P, A, K, M>
@@ -739,8 +747,7 @@ where
             // Relaxed: only distinctness matters (each `fetch_add` returns a different value);
             // no data is published through this counter.
             origin: NEXT_ORIGIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            scan_pool: None,
-            scan_serially: false,
+            scans: Scans::Shared,
         }
     }
 
@@ -810,19 +817,20 @@ where
     /// assert!(s.consume([1], [2], 0, false, &[]).unwrap().is_some());
     /// ```
     pub fn with_scan_threads(mut self, threads: usize) -> Self {
-        self.scan_pool = crate::parallel::scan_pool(threads.min(MAX_SCAN_THREADS)).map(Arc::new);
-        if self.scan_pool.is_none() {
-            self.scan_serially = true;
-        }
+        self.scans = match crate::parallel::scan_pool(threads.min(MAX_SCAN_THREADS)) {
+            Some(pool) => Scans::Own(Arc::new(pool)),
+            None => Scans::Serial,
+        };
         self
     }
 
     /// Where this space's parallel scans run (see [`with_scan_threads`](Self::with_scan_threads)).
     #[inline]
     fn scan_on(&self) -> ScanOn<'_> {
-        match (&self.scan_pool, self.scan_serially) {
-            (_, true) => ScanOn::Serial,
-            (pool, false) => ScanOn::Dedicated(pool.as_deref()),
+        match &self.scans {
+            Scans::Shared => ScanOn::Dedicated(None),
+            Scans::Own(pool) => ScanOn::Dedicated(Some(pool)),
+            Scans::Serial => ScanOn::Serial,
         }
     }
 
@@ -1095,10 +1103,9 @@ where
     /// The produce fast path, under the lock of `channel`'s shard (`shard`): when nothing
     /// waits on the channel (no installed continuation, no join group on it), the datum is
     /// stored ([`FastProduce::Stored`]) or refused ([`FastProduce::Refused`]) with one map
-    /// walk. Else
-    /// nothing changed and the arguments come back as [`FastProduce::Slow`], for the general
-    /// path ([`produce_in`](Self::produce_in)). `priority` is already normalised and the
-    /// datum's embedding already checked.
+    /// walk. Else nothing changed and the arguments come back as [`FastProduce::Slow`], for
+    /// the general path ([`produce_in`](Self::produce_in)). `priority` is already normalised
+    /// and the datum's embedding already checked.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn produce_fast<G: Gate<C, P, A, K>>(
@@ -2687,7 +2694,10 @@ mod scan_pool_tests {
 
     #[test]
     fn a_space_scan_pool_has_the_threads_asked_for_up_to_the_cap() {
-        let threads = |s: &S| s.scan_pool.as_ref().map(|p| p.current_num_threads());
+        let threads = |s: &S| match &s.scans {
+            Scans::Own(pool) => Some(pool.current_num_threads()),
+            Scans::Shared | Scans::Serial => None,
+        };
         let shared: S = Space::new(ExactMatch, SpaceConfig::new());
         assert_eq!(threads(&shared), None, "no pool of its own by default");
         let two = Space::new(ExactMatch, SpaceConfig::new()).with_scan_threads(2);

@@ -276,13 +276,9 @@ where
                 }
             };
             shards.clear();
-            if let [channel] = &r.channels[..] {
-                shards.push(self.router.shard_of(channel));
-            } else {
-                shards.extend(r.channels.iter().map(|c| self.router.shard_of(c)));
-                shards.sort_unstable();
-                shards.dedup();
-            }
+            shards.extend(r.channels.iter().map(|c| self.router.shard_of(c)));
+            shards.sort_unstable();
+            shards.dedup();
             let mut view = match held.take() {
                 Some(view) if shards.iter().all(|&i| view.locks.holds(i)) => view,
                 old => {
