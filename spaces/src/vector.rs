@@ -32,7 +32,9 @@
 //!   shared; a produce after a checkpoint copies O(log n) tree nodes and one row, never a block.
 //! * **Determinism**: the order is a total order on (score by `f32::total_cmp`, item number);
 //!   no hash-map order is involved. Scores are bit-identical between the index scan and the
-//!   matcher (both use the one formula in `rhospace_vectordb`).
+//!   matcher (both use the one formula in `rhospace_vectordb`), and on every CPU: that formula
+//!   sums in one fixed order whatever SIMD width runs it, so validators on different hardware
+//!   rank near-ties and judge thresholds alike (SPEC §3).
 //! * Nothing here panics on any input: rows of the wrong length score `-inf` and are never
 //!   stored by the space, which validates first.
 //!

@@ -9,6 +9,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rhospace_vectordb::kernels::{self, scalar};
 use rhospace_vectordb::{Execution, Hit, Metric, Scan, VectorStore};
+use simsimd::SpatialSimilarity;
 
 struct Rng(u64);
 
@@ -68,7 +69,7 @@ fn scalar_top_k(data: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<(u64, f32)
 fn bench_cosine(c: &mut Criterion) {
     let mut g = c.benchmark_group("vectordb_cosine");
     let mut rng = Rng(1);
-    for dim in [128usize, 384, 768, 1536] {
+    for dim in [3usize, 100, 128, 384, 768, 1536] {
         let a = rng.vec(dim);
         let b = rng.vec(dim);
         let norm = |v: &[f32]| {
@@ -82,6 +83,17 @@ fn bench_cosine(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("dot_prenormalised", dim), &dim, |bn, _| {
             bn.iter(|| kernels::dot_f32(black_box(&na), black_box(&nb)))
+        });
+        // simsimd's f32 dot, which sums in an order that depends on the CPU: the baseline for
+        // our fixed-order `dot_f32` (the same bits everywhere).
+        g.bench_with_input(BenchmarkId::new("simsimd_dot", dim), &dim, |bn, _| {
+            bn.iter(|| <f32 as SpatialSimilarity>::dot(black_box(&na), black_box(&nb)))
+        });
+        g.bench_with_input(BenchmarkId::new("l2sq", dim), &dim, |bn, _| {
+            bn.iter(|| kernels::l2sq_f32(black_box(&a), black_box(&b)))
+        });
+        g.bench_with_input(BenchmarkId::new("simsimd_l2sq", dim), &dim, |bn, _| {
+            bn.iter(|| <f32 as SpatialSimilarity>::l2sq(black_box(&a), black_box(&b)))
         });
         g.bench_with_input(BenchmarkId::new("scalar", dim), &dim, |bn, _| {
             bn.iter(|| scalar::cosine_f32(black_box(&a), black_box(&b)))

@@ -7,8 +7,12 @@
 //!   (copy-on-write). Ids ([`VectorId`]) come from a counter in insertion order and are never
 //!   reused; removal is a tombstone, [`VectorStore::compact`] reclaims the space and keeps ids.
 //! * **Kernels** ([`kernels`]): cosine, dot and squared L2 on f32, f16 and i8, Hamming and
-//!   Jaccard on bit-packed vectors, through `simsimd` (run-time SIMD dispatch); a scalar
-//!   reference for each in [`kernels::scalar`].
+//!   Jaccard on bit-packed vectors; a scalar reference for each in [`kernels::scalar`]. The f32
+//!   dot and squared L2 are our own fixed-order sums (32 lanes, folded in halves, no fused
+//!   multiply-add; AVX-512, AVX2 or baseline copies of one loop picked at run time), so **every
+//!   score a store, a batch or a [`Query`] computes is the same bits on every CPU**, as a
+//!   tuple space that must reach the same COMMs on every validator needs. The f16, i8 and binary
+//!   kernels go through `simsimd` (run-time SIMD dispatch); i8 and binary results are exact.
 //! * **Single queries**: exact. The full scan is one SIMD dot (or L2) per row. Cosine uses a
 //!   pre-normalised query and each row's stored inverse norm (`cos = (q/‖q‖)·v · 1/‖v‖`), which
 //!   measured faster than the cosine kernel. Top-k keeps a bounded heap of the k best.
@@ -27,7 +31,8 @@
 //!   (a matcher's datum, the tuple space's VectorDB index) with the store's exact formula.
 //! * **Batch queries** ([`VectorStore::batch_top_k`], [`VectorStore::similarity_matrix`]): a
 //!   matrix product per fixed tile of [`TILE_ROWS`] rows (our register-blocked AVX-512 kernel,
-//!   or `matrixmultiply::sgemm` without AVX-512), tiles spread over rayon above
+//!   or our portable kernel with AVX2 and FMA, NEON, or plain Rust; each score one sequential
+//!   fused multiply-add chain, the same bits on every backend), tiles spread over rayon above
 //!   [`PARALLEL_MIN_WORK`].
 //! * **Approximate quantized search** ([`VectorStore::top_k_quantized`]): on a store created
 //!   with [`VectorStore::new_quantized`], a query scans the same i8 shadows with the i8 dot
@@ -115,6 +120,9 @@ mod batch;
 mod error;
 #[allow(unsafe_code)]
 pub mod kernels;
+// Run-time dispatch to `#[target_feature]` copies of one safe loop.
+#[allow(unsafe_code)]
+mod lanes;
 mod prefilter;
 mod query;
 mod select;

@@ -367,3 +367,27 @@ fn f32_dot_survives_overflowing_sums() {
         );
     }
 }
+
+/// Scores are the same bits on every machine (SPEC §3: a tuple space gives the same COMMs on
+/// every CPU): a digest of many `Query::score` results (every metric, dimensions 1 to 1,536,
+/// seeded data) is pinned here. It was computed on an AVX-512 machine; a CPU whose kernel sums
+/// in another order, or a change of the summation order, changes it.
+#[test]
+fn scores_are_the_same_bits_on_every_machine() {
+    use rhospace_vectordb::{Metric, Query};
+    let mut rng = Rng::new(0x5eed_5c0e);
+    let mut digest = 0xcbf2_9ce4_8422_2325u64; // FNV-1a over the score bits
+    for dim in (1..=80).chain([127, 128, 129, 384, 768, 1536]) {
+        for metric in [Metric::Cosine, Metric::Dot, Metric::L2Squared] {
+            let q = Query::new(&rng.vec_f32(dim), metric).expect("a valid query");
+            for _ in 0..4 {
+                let row: Vec<f32> = rng.vec_f32(dim).iter().map(|x| x * 3.0).collect();
+                let score = q.score(&row).expect("a valid row");
+                for byte in score.to_bits().to_le_bytes() {
+                    digest = (digest ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+        }
+    }
+    assert_eq!(digest, 0xb7c2_52e8_36f3_9d06, "digest {digest:#018x}");
+}
