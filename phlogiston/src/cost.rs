@@ -62,9 +62,11 @@ pub struct CostTable {
     /// Price per item changed since the last hard checkpoint (re-hashing is incremental).
     /// Default 10.
     pub hard_checkpoint_item: u64,
-    /// Base price of a vector similarity search. Default 10.
+    /// Base price of a vector similarity search (a charging space pays it once per similarity
+    /// ranking its search runs). Default 10.
     pub vector_search_base: u64,
-    /// Price per vector element scanned (vectors scanned × dimension). Default 1.
+    /// Price per vector element scanned (vectors scored × dimension, whether by a ranking or by
+    /// one similarity match). Default 1.
     pub vector_element: u64,
 }
 
@@ -319,6 +321,28 @@ impl CostTable {
     pub const fn vector_search(&self, vectors: usize, dimension: usize) -> u64 {
         let elements = units(vectors).saturating_mul(units(dimension));
         self.vector_search_base
+            .saturating_add(self.vector_element.saturating_mul(elements))
+    }
+
+    /// Price of `searches` vector similarity searches that scanned `elements` vector elements
+    /// between them (the sum of vectors × dimension over the searches): what one operation
+    /// pays when its search ranks by similarity on several positions or continuations. Equal
+    /// to [`vector_search`](Self::vector_search)`(vectors, dimension)` for one search of
+    /// `vectors × dimension` elements; 0 for no search.
+    ///
+    /// # Example
+    /// ```
+    /// # use rhospace_phlogiston::CostTable;
+    /// let t = CostTable::default();
+    /// assert_eq!(t.vector_work(1, 6_400), t.vector_search(100, 64));
+    /// assert_eq!(t.vector_work(2, 30), 2 * t.vector_search_base + 30 * t.vector_element);
+    /// assert_eq!(t.vector_work(0, 0), 0);
+    /// assert_eq!(t.vector_work(1, u64::MAX), u64::MAX);
+    /// ```
+    #[inline]
+    pub const fn vector_work(&self, searches: u64, elements: u64) -> u64 {
+        self.vector_search_base
+            .saturating_mul(searches)
             .saturating_add(self.vector_element.saturating_mul(elements))
     }
 }

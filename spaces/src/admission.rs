@@ -49,6 +49,10 @@ pub struct Admission<'a, C, P, A, K> {
     /// Matcher calls the search made, plus the data its similarity rankings scored on
     /// VectorDB channels (matching work).
     pub examined: u64,
+    /// The similarity rankings the search ran on VectorDB channels and the vector elements
+    /// scored, by rankings and by matcher calls on similarity patterns (vector-search work,
+    /// priced by dimension).
+    pub vector: VectorWork,
     /// `Some(positions)` when a COMM will fire, with the number of positions.
     pub fires: Option<usize>,
     /// Whether the incoming item (datum or continuation) will be stored.
@@ -65,11 +69,77 @@ impl<C, P, A, K> Admission<'_, C, P, A, K> {
         Self {
             op,
             examined,
+            vector: VectorWork::default(),
             fires: None,
             stores,
             freed_data: SmallVec::new(),
             freed_continuation: None,
         }
+    }
+
+    /// The same admission with the search's vector work.
+    #[inline]
+    pub(crate) fn with_vector(mut self, vector: VectorWork) -> Self {
+        self.vector = vector;
+        self
+    }
+}
+
+/// Similarity-search work: the rankings a search ran on VectorDB channels, and the vector
+/// elements scored: for each ranking, the data it scored times the channel's dimension; for
+/// each matcher call on a similarity pattern (which scores one datum), the dimension.
+/// [`ChargingSpace`](crate::ChargingSpace) prices it with
+/// [`CostTable::vector_work`](rhospace_phlogiston::CostTable::vector_work).
+///
+/// ```
+/// use rhospace_spaces::VectorWork;
+/// let mut w = VectorWork::default();
+/// w.add_ranking(3, 4); // a ranking that scored 3 vectors of dimension 4
+/// assert_eq!(w, VectorWork { searches: 1, elements: 12 });
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VectorWork {
+    /// Similarity rankings run (one per visit of a similarity position).
+    pub searches: u64,
+    /// Vector elements scored: the sum over rankings of vectors scored × dimension.
+    pub elements: u64,
+}
+
+impl VectorWork {
+    /// Counts one ranking that scored `vectors` vectors of `dim` elements (saturating).
+    ///
+    /// ```
+    /// use rhospace_spaces::VectorWork;
+    /// let mut w = VectorWork::default();
+    /// w.add_ranking(u64::MAX, 2);
+    /// assert_eq!(w.elements, u64::MAX);
+    /// ```
+    #[inline]
+    pub fn add_ranking(&mut self, vectors: u64, dim: usize) {
+        self.searches = self.searches.saturating_add(1);
+        let dim = u64::try_from(dim).unwrap_or(u64::MAX);
+        self.elements = self.elements.saturating_add(vectors.saturating_mul(dim));
+    }
+
+    /// Counts `elements` vector elements scored outside a ranking (a matcher call on a
+    /// similarity pattern scores one datum: its dimension).
+    #[inline]
+    pub(crate) fn add_elements(&mut self, elements: u64) {
+        self.elements = self.elements.saturating_add(elements);
+    }
+
+    /// Adds another search's work (saturating).
+    ///
+    /// ```
+    /// use rhospace_spaces::VectorWork;
+    /// let mut w = VectorWork { searches: 1, elements: 10 };
+    /// w.add(VectorWork { searches: 2, elements: 5 });
+    /// assert_eq!(w, VectorWork { searches: 3, elements: 15 });
+    /// ```
+    #[inline]
+    pub fn add(&mut self, other: VectorWork) {
+        self.searches = self.searches.saturating_add(other.searches);
+        self.elements = self.elements.saturating_add(other.elements);
     }
 }
 

@@ -36,12 +36,19 @@ use crate::space::{SoftCheckpoint, Space};
 ///
 /// | operation | charge |
 /// |---|---|
-/// | produce | `produce_base` + matching + (`datum_storage` if stored) + (`comm` if it fires) |
-/// | consume | `consume_base` + `join_channel` × arity + matching + (`continuation_storage` if stored) + (`comm` if it fires) |
-/// | install | `install` (base, arity, storage) + matching |
+/// | produce | `produce_base` + matching + vector work + (`datum_storage` if stored) + (`comm` if it fires) |
+/// | consume | `consume_base` + `join_channel` × arity + matching + vector work + (`continuation_storage` if stored) + (`comm` if it fires) |
+/// | install | `install` (base, arity, storage) + matching + vector work |
 /// | soft checkpoint create | `soft_checkpoint` |
 /// | soft checkpoint revert | `soft_checkpoint` + the lineage's refunds since the checkpoint (or − its shortfall) |
 /// | a COMM consuming stored items | refund of their storage |
+///
+/// *Matching* is `matching(examined)`: one `match_candidate` per pattern tried against a datum,
+/// a similarity ranking counting every datum it scored. *Vector work* is
+/// [`CostTable::vector_work`] of the rankings the search ran on VectorDB channels
+/// ([`Admission::vector`]): `vector_search_base` per ranking plus `vector_element` per vector
+/// element scored (data scored × the channel's dimension), so a similarity search over long
+/// embeddings costs in proportion to their length.
 ///
 /// **Soft checkpoints and refunds.** A revert never gives back work: operation prices stay
 /// paid, and the storage of items stored after the checkpoint that the revert drops stays
@@ -166,6 +173,13 @@ fn join_sizes<C: Encode, P: Encode, K: Encode>(
         patterns.iter().map(Encode::encoded_len).sum(),
         continuation.encoded_len(),
     )
+}
+
+/// The price of the similarity rankings an operation's search ran (see
+/// [`VectorWork`](crate::VectorWork)): `vector_search_base` per ranking plus `vector_element` per
+/// vector element scored.
+fn vector_work_price<C, P, A, K>(table: &CostTable, a: &Admission<'_, C, P, A, K>) -> u64 {
+    table.vector_work(a.vector.searches, a.vector.elements)
 }
 
 fn to_usize(n: u64) -> usize {
@@ -317,7 +331,8 @@ where
             Credited(|a: &Admission<'_, C, P, A, K>| {
                 let mut cost = table
                     .produce_base
-                    .saturating_add(table.matching(to_usize(a.examined)));
+                    .saturating_add(table.matching(to_usize(a.examined)))
+                    .saturating_add(vector_work_price(table, a));
                 if a.stores {
                     cost = cost.saturating_add(table.datum_storage(channel_len, datum_len));
                 }
@@ -376,7 +391,8 @@ where
                 let mut cost = table
                     .consume_base
                     .saturating_add(table.join_channel.saturating_mul(arity as u64))
-                    .saturating_add(table.matching(to_usize(a.examined)));
+                    .saturating_add(table.matching(to_usize(a.examined)))
+                    .saturating_add(vector_work_price(table, a));
                 if a.stores {
                     cost = cost.saturating_add(table.continuation_storage(
                         channels_len,
@@ -422,7 +438,8 @@ where
             .install_admitted(channels, patterns, continuation, |a| {
                 let cost = table
                     .install(arity, channels_len, patterns_len, continuation_len)
-                    .saturating_add(table.matching(to_usize(a.examined)));
+                    .saturating_add(table.matching(to_usize(a.examined)))
+                    .saturating_add(vector_work_price(table, a));
                 meter.charge(cost)
             })
     }

@@ -492,9 +492,10 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
     /// On a VectorDB channel, offers the data `sim` accepts best score first (ties oldest
     /// first), with the produced item `extra` at its place; see
     /// [`VecItems::for_each_ranked`]. Returns `None` on other kinds (the caller then uses
-    /// [`for_each_candidate`](Self::for_each_candidate)), else the walk's flow and the number
-    /// of data the ranking scored against the query: every live item, plus `extra`. That is
-    /// matching work (one pattern tried against one datum, SPEC §8), counted from the
+    /// [`for_each_candidate`](Self::for_each_candidate)), else the walk's flow, the number
+    /// of data the ranking scored against the query (every live item, plus `extra`) and the
+    /// channel's dimension. The count is matching work (one pattern tried against one datum,
+    /// SPEC §8) and, times the dimension, vector-search work; it is counted from the
     /// channel's contents only (not its index's dead rows), so it is the same in play and in
     /// a replay from a reset root.
     pub(crate) fn for_each_ranked<'s>(
@@ -504,14 +505,14 @@ impl<A: Clone + Hash + Eq> DataStore<A> {
         extra: Option<(ItemKey, &'s StoredDatum<A>)>,
         need: usize,
         mut f: impl FnMut(ItemKey, &'s StoredDatum<A>, bool) -> ControlFlow<()>,
-    ) -> Option<(ControlFlow<()>, u64)> {
+    ) -> Option<(ControlFlow<()>, u64, usize)> {
         let v = self.vector()?;
         let scored = v.len() as u64 + u64::from(extra.is_some());
         let extra = extra.map(|(k, d)| (k.seq, d));
         let flow = v.for_each_ranked(sim, embed, extra, need, |seq, d, inc| {
             f(ItemKey::seq(seq), d, inc)
         });
-        Some((flow, scored))
+        Some((flow, scored, v.dim()))
     }
 
     /// The stored items in the order this kind hands them out.

@@ -45,6 +45,7 @@ use rhospace_matchers::similarity::Take;
 use rhospace_matchers::{Match, SimilarityPattern};
 use smallvec::SmallVec;
 
+use crate::admission::VectorWork;
 use crate::data::{DataStore, ItemKey, StoredDatum};
 use crate::order::Ranker;
 use crate::parallel::ParScan;
@@ -152,6 +153,8 @@ pub(crate) struct Outcome<R> {
     pub(crate) found: Option<Found<R>>,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
+    /// Similarity rankings run and vector elements scored (for metering).
+    pub(crate) vector: VectorWork,
     /// Whether a guide rejected a complete assignment: an unguided search would have fired.
     pub(crate) rejected: bool,
 }
@@ -174,6 +177,8 @@ struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     more: SmallVec<[(usize, Pick, M::Output); 2]>,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
+    /// Similarity rankings run and vector elements scored (for metering).
+    vector: VectorWork,
     /// The parallel pre-check, when the caller could build one (`P: Sync, A: Sync`).
     par: Option<&'j dyn ParScan<A>>,
     /// Per position: its listed candidates and what the pre-check knows of them, built on the
@@ -290,9 +295,11 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
                     None => None,
                 };
                 match ranked {
-                    Some((flow, scored)) => {
-                        // The ranking scored every datum of the channel: matching work.
+                    Some((flow, scored, dim)) => {
+                        // The ranking scored every datum of the channel: matching work, and
+                        // vector work by its dimension.
                         self.examined += scored;
+                        self.vector.add_ranking(scored, dim);
                         flow
                     }
                     None => {
@@ -401,6 +408,8 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let join: &'j Join<'a, A> = self.join;
         let mut chosen: SmallVec<[(Pick, M::Output); 4]> = SmallVec::new();
         let mut examined = 0u64;
+        let score_len = u64::try_from(sim.dim()).unwrap_or(u64::MAX);
+        let mut elements = 0u64;
         let mut visit = |key: ItemKey, d: &'j StoredDatum<A>, incoming: bool| {
             let pick = Pick { key, incoming };
             let (used, consumed) = self.prior_use(pos, cid, pick);
@@ -409,6 +418,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
             }
             if d.persist || !used || peek_here {
                 examined += 1;
+                elements = elements.saturating_add(score_len);
                 if let Some(r) = matcher.get(pattern, &d.value) {
                     chosen.push((pick, r));
                     if chosen.len() == k {
@@ -435,9 +445,11 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let need = k.saturating_add(self.join.cids.len());
         let _ = match store {
             Some(s) => match s.for_each_ranked(sim, embed, extra, need, &mut visit) {
-                Some((flow, scored)) => {
-                    // The ranking scored every datum of the channel: matching work.
+                Some((flow, scored, dim)) => {
+                    // The ranking scored every datum of the channel: matching work, and vector
+                    // work by its dimension.
                     examined += scored;
+                    self.vector.add_ranking(scored, dim);
                     flow
                 }
                 None => s.for_each_candidate_in(join.ranker.as_ref(), None, extra, &mut visit),
@@ -448,6 +460,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
             },
         };
         self.examined += examined;
+        self.vector.add_elements(elements);
         if chosen.len() < k {
             return false;
         }
@@ -533,7 +546,9 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         incoming: bool,
     ) -> ControlFlow<()> {
         self.examined += 1;
-        if let Some(r) = self.matcher.get(&self.patterns[pos], &d.value) {
+        let pattern = &self.patterns[pos];
+        self.vector.add_elements(score_len(self.matcher, pattern));
+        if let Some(r) = self.matcher.get(pattern, &d.value) {
             self.picks.push(Pick { key, incoming });
             self.results.push(r);
             if self.go(pos + 1) {
@@ -546,9 +561,18 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
     }
 }
 
+/// The vector elements a matcher call on `pattern` scores: its dimension for a similarity
+/// pattern, else 0.
+#[inline]
+pub(crate) fn score_len<A, P, M: Match<P, A>>(matcher: &M, pattern: &P) -> u64 {
+    matcher
+        .similarity(pattern)
+        .map_or(0, |s| u64::try_from(s.dim()).unwrap_or(u64::MAX))
+}
+
 /// A produce's pre-check: whether a position of `on_channel` (the positions holding the
-/// produced datum's channel, ascending) accepts `datum`, and the matcher calls made (it stops
-/// at the first that accepts).
+/// produced datum's channel, ascending) accepts `datum`, the matcher calls made (it stops
+/// at the first that accepts) and the vector elements they scored.
 ///
 /// A produce's assignment must use the produced datum, so when no such position accepts it no
 /// assignment exists and the stored data of the join's other channels need not be searched
@@ -565,18 +589,19 @@ pub(crate) fn incoming_fits<A, P, M: Match<P, A>>(
     patterns: &[P],
     on_channel: impl IntoIterator<Item = usize>,
     datum: &StoredDatum<A>,
-) -> (bool, u64) {
-    let mut checked = 0u64;
+) -> (bool, u64, u64) {
+    let (mut checked, mut elements) = (0u64, 0u64);
     for pos in on_channel {
         checked += 1;
-        if patterns
-            .get(pos)
-            .is_some_and(|p| matcher.get(p, &datum.value).is_some())
-        {
-            return (true, checked);
+        let Some(p) = patterns.get(pos) else {
+            continue;
+        };
+        elements = elements.saturating_add(score_len(matcher, p));
+        if matcher.get(p, &datum.value).is_some() {
+            return (true, checked, elements);
         }
     }
-    (false, checked)
+    (false, checked, elements)
 }
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
@@ -602,12 +627,15 @@ where
     };
     if let Some(inc) = incoming.filter(|inc| !inc.fitted) {
         let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
-        let (fits, checked) =
+        let (fits, checked, elements) =
             incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);
         if !fits {
+            let mut vector = VectorWork::default();
+            vector.add_elements(elements);
             return Outcome {
                 found: None,
                 examined: checked,
+                vector,
                 rejected: false,
             };
         }
@@ -625,11 +653,12 @@ where
         results: SmallVec::new(),
         more: SmallVec::new(),
         examined: 0,
+        vector: VectorWork::default(),
         par,
         pre: SmallVec::new(),
     };
     let found = dfs.go(0);
-    let (examined, rejected) = (dfs.examined, dfs.rejected);
+    let (examined, vector, rejected) = (dfs.examined, dfs.vector, dfs.rejected);
     Outcome {
         found: found.then(|| Found {
             picks: dfs.picks,
@@ -637,6 +666,7 @@ where
             more: dfs.more,
         }),
         examined,
+        vector,
         rejected,
     }
 }

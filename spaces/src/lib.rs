@@ -124,7 +124,7 @@ mod tape;
 mod trail;
 mod vector;
 
-pub use admission::{Admission, OpKind};
+pub use admission::{Admission, OpKind, VectorWork};
 pub use call_list::CallList;
 pub use charging::ChargingSpace;
 pub use comm::{Comm, MatchedDatum};

@@ -20,7 +20,7 @@ use rhospace_matchers::Match;
 use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
-use crate::admission::{Admission, Gate, OpKind, Open};
+use crate::admission::{Admission, Gate, OpKind, Open, VectorWork};
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
@@ -149,6 +149,8 @@ type ShardLocks<C, P, A, K> = Box<[Padded<Mutex<Shard<C, P, A, K>>>]>;
 struct ProduceSearch<C, P, K, R> {
     /// Matcher calls made (matching work, for metering).
     examined: u64,
+    /// Similarity rankings run and vector elements scored (for metering).
+    vector: VectorWork,
     /// The continuation to fire and its assignment.
     hit: Option<ProduceHit<C, P, K, R>>,
     /// Replay: a guide rejected an assignment (play would have fired a COMM).
@@ -1261,6 +1263,7 @@ where
         let guide = rig_of(&mut replay);
         let ProduceSearch {
             examined,
+            vector,
             hit,
             rejected,
             record,
@@ -1271,7 +1274,8 @@ where
                 let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
                 return Err(ProduceError::new(e, incoming.value));
             }
-            let verdict = admit.admit(|| Admission::storing(OpKind::Produce, examined, true));
+            let verdict = admit
+                .admit(|| Admission::storing(OpKind::Produce, examined, true).with_vector(vector));
             view.settle_partners(&built, verdict.is_ok());
             if let Err(e) = view.admitted(&channel, verdict) {
                 return Err(ProduceError::new(
@@ -1295,7 +1299,8 @@ where
                 },
             };
             let mut admission =
-                Self::firing(view, OpKind::Produce, examined, list, &w.peeks, &found);
+                Self::firing(view, OpKind::Produce, examined, list, &w.peeks, &found)
+                    .with_vector(vector);
             admission.freed_continuation = freed_cont;
             admission
         });
@@ -1459,6 +1464,7 @@ where
         Admission {
             op,
             examined,
+            vector: VectorWork::default(),
             fires: Some(list.len()),
             stores: false,
             freed_data,
@@ -1518,6 +1524,7 @@ where
         let stream = replay.as_ref().map_or(0, |_| self.router.shard_of(channel));
         let mut out = ProduceSearch {
             examined: 0,
+            vector: VectorWork::default(),
             hit: None,
             rejected: false,
             record: None,
@@ -1533,12 +1540,13 @@ where
         // at no position is skipped after that check alone (`fits`): `search` would make the
         // same matcher calls and report nothing else (see `incoming_fits`). Their calls are
         // counted in `skipped`, added to `out.examined` before returning.
-        let mut skipped = 0u64;
+        let (mut skipped, mut skipped_elements) = (0u64, 0u64);
         let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
-            let (fits, checked) =
+            let (fits, checked, elements) =
                 incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
             if !fits {
                 skipped += checked;
+                skipped_elements = skipped_elements.saturating_add(elements);
             }
             fits
         };
@@ -1582,6 +1590,7 @@ where
                 }
             };
             out.examined += found.examined;
+            out.vector.add(found.vector);
             out.rejected |= found.rejected;
             found.found
         };
@@ -1638,6 +1647,7 @@ where
             }
         }
         out.examined += skipped;
+        out.vector.add_elements(skipped_elements);
         out.hit = hit;
         out
     }
@@ -1987,7 +1997,7 @@ where
             }
             _ => self.find_single(view, &channels, &patterns, None),
         };
-        let (examined, found) = match (single, rig_of(&mut replay), event) {
+        let (examined, vector, found) = match (single, rig_of(&mut replay), event) {
             (Some((examined, Some(hit), _, built)), _, _) => {
                 let replayed = Replayed {
                     guard: &mut replay,
@@ -2010,11 +2020,11 @@ where
             }
             (Some((examined, None, _, walk_built)), _, _) => {
                 built = Built::first(walk_built);
-                (examined, None)
+                (examined, VectorWork::default(), None)
             }
             (None, Some(rig), Some((h, _))) => {
                 let stream = self.router.shard_of(&channels[0]);
-                let ((examined, found, rejected), accepted) = rig.guided(
+                let ((examined, vector, found, rejected), accepted) = rig.guided(
                     stream,
                     || h,
                     &channels,
@@ -2036,18 +2046,19 @@ where
                     return Err(ConsumeError::new(e, continuation));
                 }
                 record = accepted;
-                (examined, found)
+                (examined, vector, found)
             }
             _ => {
-                let (examined, found, _) =
+                let (examined, vector, found, _) =
                     self.find_for_consume(view, &channels, &patterns, &peeks, None, &mut built);
-                (examined, found)
+                (examined, vector, found)
             }
         };
         match found {
             Some(found) => {
                 let verdict = admit.admit(|| {
                     Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
+                        .with_vector(vector)
                 });
                 view.settle_built(&channels, built, verdict.is_ok());
                 if let Err(e) = view.admitted(&channels[0], verdict) {
@@ -2090,7 +2101,9 @@ where
                 let stores = view
                     .join(&channels)
                     .is_none_or(|store| store.would_store(&w));
-                let verdict = admit.admit(|| Admission::storing(OpKind::Consume, examined, stores));
+                let verdict = admit.admit(|| {
+                    Admission::storing(OpKind::Consume, examined, stores).with_vector(vector)
+                });
                 view.settle_built(&channels, built, verdict.is_ok());
                 if let Err(e) = view.admitted(&channels[0], verdict) {
                     return Err(ConsumeError::new(
@@ -2141,7 +2154,7 @@ where
         peeks: &[usize],
         guide: Option<Guide<'_, A>>,
         built: &mut Built,
-    ) -> (u64, Option<Found<M::Output>>, bool) {
+    ) -> (u64, VectorWork, Option<Found<M::Output>>, bool) {
         // One position: the oldest item answering the key spares the index (as `find_single`).
         // A join builds it whatever the oldest item is: its search backtracks past that item
         // (a later position fails, or a second position wants the same key), and every datum
@@ -2172,7 +2185,7 @@ where
             PARALLEL_MIN_CANDIDATES,
             self.scan_on(),
         );
-        (out.examined, out.found, out.rejected)
+        (out.examined, out.vector, out.found, out.rejected)
     }
 
     fn store_continuation(
@@ -2266,12 +2279,12 @@ where
         }
         let mut view = self.lock_channels(&channels);
         let mut built = Built::default();
-        let (examined, found, _) =
+        let (examined, vector, found, _) =
             self.find_for_consume(&mut view, &channels, &patterns, &[], None, &mut built);
         let refused = if found.is_some() {
             Some(ErrorKind::InstallWouldMatch)
         } else {
-            admit(&Admission::storing(OpKind::Install, examined, true))
+            admit(&Admission::storing(OpKind::Install, examined, true).with_vector(vector))
                 .err()
                 .map(ErrorKind::OutOfPhlogiston)
         };

@@ -388,7 +388,148 @@ fn a_similarity_consume_pays_for_every_datum_it_scores() {
         let (b40, a40) = similarity_consume_cost(40, pattern, k);
         let cost0 = a0.wrapping_sub(b0);
         let cost40 = a40.wrapping_sub(b40);
-        assert_eq!(cost40.wrapping_sub(cost0), t.matching(40), "k = {k}");
+        // And 40 more vectors of dimension 2 scanned by the one ranking.
+        let more = t.matching(40) + t.vector_work(0, 40 * 2);
+        assert_eq!(cost40.wrapping_sub(cost0), more, "k = {k}");
+    }
+}
+
+/// What a gated operation on a similarity space reported as vector work.
+fn seen_vector(
+    op: impl FnOnce(&mut dyn FnMut(rhospace_spaces::VectorWork)),
+) -> rhospace_spaces::VectorWork {
+    let mut seen = None;
+    op(&mut |w| seen = Some(w));
+    seen.expect("the gate was called")
+}
+
+#[test]
+fn similarity_searches_report_their_vector_work() {
+    use rhospace_spaces::VectorWork;
+    let s: VSpace = space(3, Metric::Dot);
+    for i in 0..5 {
+        s.produce("c", d(i, &[i as f32, 0.0, 1.0]), false).unwrap();
+    }
+    let best = |t: f32| SimilarityPattern::best([1.0, 0.0, 0.0], Metric::Dot, t).unwrap();
+    // A consume that finds nothing above 100 still ranked all five vectors of dimension 3
+    // (and, finding nothing, called the matcher on none).
+    let w = seen_vector(|f| {
+        s.consume_admitted(["c"], [best(100.0)], "wait", false, &[], |a| {
+            f(a.vector);
+            Ok(())
+        })
+        .unwrap();
+    });
+    assert_eq!(
+        w,
+        VectorWork {
+            searches: 1,
+            elements: 15
+        }
+    );
+    // A join of two similarity positions on two channels ranks twice.
+    s.produce("e", d(9, &[1.0, 1.0, 1.0]), false).unwrap();
+    let w = seen_vector(|f| {
+        let fired = s
+            .consume_admitted(["c", "e"], [best(3.5), best(0.5)], "k", false, &[], |a| {
+                f(a.vector);
+                Ok(())
+            })
+            .unwrap();
+        assert!(fired.is_some());
+    });
+    // Ranking "c" scores its five vectors, and the matcher then scores the best one (4, above
+    // 3.5); ranking "e" scores one vector, and the matcher scores it again.
+    assert_eq!(
+        w,
+        VectorWork {
+            searches: 2,
+            elements: 15 + 3 + 3 + 3
+        }
+    );
+    // A produce meeting the waiting best-match consume: nothing stored on "c" was above the
+    // threshold, so the produced datum is the only candidate: one matcher call scores it (the
+    // pre-check's passing call is the search's, counted once, as in `examined`), no ranking.
+    let w = seen_vector(|f| {
+        let fired = s
+            .produce_admitted("c", d(50, &[200.0, 0.0, 0.0]), false, 0, |a| {
+                f(a.vector);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(fired.map(|c| c.continuation), Some("wait"));
+    });
+    assert_eq!(
+        w,
+        VectorWork {
+            searches: 0,
+            elements: 3
+        }
+    );
+    // Operations that score nothing report nothing.
+    let w = seen_vector(|f| {
+        s.produce_admitted("plain", d(1, &[0.0, 0.0, 1.0]), false, 0, |a| {
+            f(a.vector);
+            Ok(())
+        })
+        .unwrap();
+    });
+    assert_eq!(w, VectorWork::default());
+}
+
+/// SPEC §8 (issue 3): vector search is priced by vectors scanned × dimension. With every other
+/// price zero, a charged similarity consume costs exactly `vector_search_base` per ranking
+/// plus `vector_element` per element scored, at any dimension.
+#[test]
+fn a_similarity_consume_pays_by_dimension() {
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    use rhospace_spaces::ChargingSpace;
+    use std::sync::Arc;
+    let only_vectors = CostTable {
+        produce_base: 0,
+        consume_base: 0,
+        install_base: 0,
+        comm_base: 0,
+        comm_per_position: 0,
+        new_channel: 0,
+        join_channel: 0,
+        channel_byte: 0,
+        datum_byte: 0,
+        pattern_byte: 0,
+        continuation_byte: 0,
+        match_candidate: 0,
+        soft_checkpoint: 0,
+        hard_checkpoint_base: 0,
+        hard_checkpoint_item: 0,
+        vector_search_base: 7,
+        vector_element: 3,
+    };
+    for dim in [1usize, 2, 16, 384] {
+        let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
+        let s: ChargingSpace<
+            &'static str,
+            SimilarityPattern,
+            Datum,
+            &'static str,
+            SimilarityMatch,
+        > = ChargingSpace::new(space(dim, Metric::Dot), meter.clone(), only_vectors);
+        let mut v = vec![0.0f32; dim];
+        for i in 0..10u32 {
+            v[0] = i as f32;
+            s.produce("c", d(i, &v), false).unwrap();
+        }
+        assert_eq!(
+            meter.consumed(),
+            0,
+            "produces with nothing waiting rank nothing"
+        );
+        let mut q = vec![0.0f32; dim];
+        q[0] = 1.0;
+        let p = SimilarityPattern::best(q, Metric::Dot, 5.5).unwrap();
+        let comm = s.consume(["c"], [p], "k", false, &[]).unwrap().unwrap();
+        assert_eq!(comm.matches[0].datum.value, 9);
+        // One ranking scoring the ten vectors, then the matcher scoring the best one.
+        assert_eq!(meter.consumed(), 7 + 3 * (10 + 1) * dim as u64, "dim {dim}");
     }
 }
 

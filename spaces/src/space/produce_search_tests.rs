@@ -29,6 +29,7 @@ fn reference_find(
     let stream = space.router.shard_of(channel);
     let mut out = ProduceSearch {
         examined: 0,
+        vector: VectorWork::default(),
         hit: None,
         rejected: false,
         record: None,
@@ -76,6 +77,7 @@ fn reference_find(
             }
         };
         out.examined += found.examined;
+        out.vector.add(found.vector);
         out.rejected |= found.rejected;
         found.found
     };
@@ -181,6 +183,7 @@ fn config(cont: u8, data1: u8) -> SpaceConfig<u8> {
 
 fn same_search(a: &ProduceSearch<u8, Pattern, u8, R>, b: &ProduceSearch<u8, Pattern, u8, R>) {
     assert_eq!(a.examined, b.examined, "examined");
+    assert_eq!(a.vector, b.vector, "vector work");
     assert_eq!(a.rejected, b.rejected, "rejected");
     assert_eq!(a.record, b.record, "replay record");
     match (&a.hit, &b.hit) {

@@ -60,7 +60,7 @@ use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
 use super::{strike, Built, Replayed, Space, State, View};
-use crate::admission::{Admission, Gate, OpKind};
+use crate::admission::{Admission, Gate, OpKind, VectorWork};
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::Peeks;
@@ -270,6 +270,8 @@ where
         }
     }
     Admission {
+        // The fast path never ranks by similarity (see the module docs).
+        vector: VectorWork::default(),
         op: OpKind::Consume,
         examined,
         fires: Some(1),
