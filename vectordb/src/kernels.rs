@@ -1,10 +1,13 @@
 //! Similarity and distance kernels: the one place that chooses a SIMD backend.
 //!
 //! Every function here is a *pair kernel*: it compares two slices of the same length and returns
-//! a number. The backend is [`simsimd`] 6 (C kernels picked at run time by CPU feature: AVX-512,
-//! AVX2, NEON, SVE or a serial fallback). Swapping backends (e.g. to `numkong`) means editing this
-//! file only; [`scalar`] keeps a plain-Rust reference for every kernel, used by the tests as the
-//! oracle and by the benchmarks as the baseline.
+//! a number. The f32 dot and squared L2 (and the f32 cosine built from them) are our own
+//! fixed-order sums (crate-internal module `lanes`: Rust loops compiled for baseline, AVX2 and
+//! AVX-512 and picked at run time; see *Determinism* below). The f16, i8 and binary kernels are
+//! [`simsimd`] 6 (C kernels picked at run time by CPU feature: AVX-512, AVX2, NEON, SVE or a
+//! serial fallback); swapping that backend (e.g. to `numkong`) means editing this file only.
+//! [`scalar`] keeps a plain-Rust reference for every kernel, used by the tests as the oracle and
+//! by the benchmarks as the baseline.
 //!
 //! # Conventions (read this before comparing numbers)
 //!
@@ -576,8 +579,8 @@ impl PackedQueries {
     /// when `scale` is given (`x * scale[j]` in f32, exactly as
     /// [`prepare_into`](crate::store::prepare_into) normalises; a missing factor gives NaN,
     /// which no caller produces). With `for_kernel` the queries are packed in panels for
-    /// [`rows_times_queries`] on `backend`; without it they stay flat, for the squared-L2 path. `dim` must be at least 1 (a
-    /// store's dimension always is); with 0, `m` is 0.
+    /// [`rows_times_queries`] on `backend`; without it they stay flat, for the squared-L2 path.
+    /// `dim` must be at least 1 (a store's dimension always is); with 0, `m` is 0.
     pub(crate) fn pack(
         queries: &[f32],
         dim: usize,

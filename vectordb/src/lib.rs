@@ -8,11 +8,13 @@
 //!   reused; removal is a tombstone, [`VectorStore::compact`] reclaims the space and keeps ids.
 //! * **Kernels** ([`kernels`]): cosine, dot and squared L2 on f32, f16 and i8, Hamming and
 //!   Jaccard on bit-packed vectors; a scalar reference for each in [`kernels::scalar`]. The f32
-//!   dot and squared L2 are our own fixed-order sums (32 lanes, folded in halves, no fused
-//!   multiply-add; AVX-512, AVX2 or baseline copies of one loop picked at run time), so **every
-//!   score a store, a batch or a [`Query`] computes is the same bits on every CPU**, as a
-//!   tuple space that must reach the same COMMs on every validator needs. The f16, i8 and binary
-//!   kernels go through `simsimd` (run-time SIMD dispatch); i8 and binary results are exact.
+//!   dot and squared L2 are our own fixed-order sums (64 lanes over full blocks of 64
+//!   components and 8 over the tail, each folded in halves, no fused multiply-add; AVX-512, AVX2
+//!   or baseline copies of one loop picked at run time), so **every score a store, a batch or a
+//!   [`Query`] computes is the same bits on every CPU** (x86-64 and AArch64), as a tuple space
+//!   that must reach the same COMMs on every validator needs. The f16, i8 and binary kernels go
+//!   through `simsimd` (run-time SIMD dispatch); i8 and binary results are exact, f16 results
+//!   may differ in the last bits between CPUs (no store path uses them).
 //! * **Single queries**: exact. The full scan is one SIMD dot (or L2) per row. Cosine uses a
 //!   pre-normalised query and each row's stored inverse norm (`cos = (q/‖q‖)·v · 1/‖v‖`), which
 //!   measured faster than the cosine kernel. Top-k keeps a bounded heap of the k best.
