@@ -224,7 +224,8 @@ impl CostTable {
             .saturating_add(self.continuation_storage(channels_len, patterns_len, continuation_len))
     }
 
-    /// Price of one COMM that took or peeked at `positions` data.
+    /// Price of one COMM that took or peeked at `data` data (a join position takes one; a
+    /// top-k similarity position takes up to k).
     ///
     /// # Example
     /// ```
@@ -233,9 +234,9 @@ impl CostTable {
     /// assert_eq!(t.comm(3), t.comm_base + 3 * t.comm_per_position);
     /// ```
     #[inline]
-    pub const fn comm(&self, positions: usize) -> u64 {
+    pub const fn comm(&self, data: usize) -> u64 {
         self.comm_base
-            .saturating_add(times(self.comm_per_position, positions))
+            .saturating_add(times(self.comm_per_position, data))
     }
 
     /// Price of creating `count` fresh channels.

@@ -53,7 +53,9 @@ pub struct Admission<'a, C, P, A, K> {
     /// scored, by rankings and by matcher calls on similarity patterns (vector-search work,
     /// priced by dimension).
     pub vector: VectorWork,
-    /// `Some(positions)` when a COMM will fire, with the number of positions.
+    /// `Some(data)` when a COMM will fire, with the number of data it takes or peeks: its
+    /// `matches`, one per position and `k` for a top-k position (the unit of
+    /// [`CostTable::comm`](rhospace_phlogiston::CostTable::comm)).
     pub fires: Option<usize>,
     /// Whether the incoming item (datum or continuation) will be stored.
     pub stores: bool,

@@ -336,8 +336,8 @@ where
                 if a.stores {
                     cost = cost.saturating_add(table.datum_storage(channel_len, datum_len));
                 }
-                if let Some(positions) = a.fires {
-                    cost = cost.saturating_add(table.comm(positions));
+                if let Some(data) = a.fires {
+                    cost = cost.saturating_add(table.comm(data));
                 }
                 self.meter.charge(cost)?;
                 // Admitted: the change follows under the same locks, so the storage it frees
@@ -400,8 +400,8 @@ where
                         continuation_len,
                     ));
                 }
-                if let Some(positions) = a.fires {
-                    cost = cost.saturating_add(table.comm(positions));
+                if let Some(data) = a.fires {
+                    cost = cost.saturating_add(table.comm(data));
                 }
                 self.meter.charge(cost)?;
                 Ok(self.refund(freed_storage(table, a)))

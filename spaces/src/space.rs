@@ -1465,7 +1465,8 @@ where
             op,
             examined,
             vector: VectorWork::default(),
-            fires: Some(list.len()),
+            // One datum per position, plus a top-k position's further picks.
+            fires: Some(found.picks.len() + found.more.len()),
             stores: false,
             freed_data,
             freed_continuation: None,

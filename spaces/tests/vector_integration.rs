@@ -477,15 +477,9 @@ fn similarity_searches_report_their_vector_work() {
     assert_eq!(w, VectorWork::default());
 }
 
-/// SPEC §8 (issue 3): vector search is priced by vectors scanned × dimension. With every other
-/// price zero, a charged similarity consume costs exactly `vector_search_base` per ranking
-/// plus `vector_element` per element scored, at any dimension.
-#[test]
-fn a_similarity_consume_pays_by_dimension() {
-    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
-    use rhospace_spaces::ChargingSpace;
-    use std::sync::Arc;
-    let only_vectors = CostTable {
+/// A table where everything is free except what a test sets.
+fn free_table() -> rhospace_phlogiston::CostTable {
+    rhospace_phlogiston::CostTable {
         produce_base: 0,
         consume_base: 0,
         install_base: 0,
@@ -501,8 +495,64 @@ fn a_similarity_consume_pays_by_dimension() {
         soft_checkpoint: 0,
         hard_checkpoint_base: 0,
         hard_checkpoint_item: 0,
+        vector_search_base: 0,
+        vector_element: 0,
+    }
+}
+
+/// The cost table prices a COMM "per datum taken or peeked": a top-k position that takes k
+/// data pays for k, not for one position.
+#[test]
+fn a_top_k_comm_pays_per_datum_taken() {
+    use rhospace_phlogiston::PhlogistonMeter;
+    use rhospace_spaces::ChargingSpace;
+    use std::sync::Arc;
+    let table = rhospace_phlogiston::CostTable {
+        comm_base: 100,
+        comm_per_position: 7,
+        ..free_table()
+    };
+    for k in [1usize, 3, 5] {
+        let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
+        let s: ChargingSpace<
+            &'static str,
+            SimilarityPattern,
+            Datum,
+            &'static str,
+            SimilarityMatch,
+        > = ChargingSpace::new(space(2, Metric::Dot), meter.clone(), table);
+        for i in 0..6u32 {
+            s.produce("c", d(i, &[i as f32, 1.0]), false).unwrap();
+        }
+        s.produce("e", d(50, &[1.0, 1.0]), false).unwrap();
+        let best = SimilarityPattern::best([1.0, 0.0], Metric::Dot, 0.5).unwrap();
+        let comm = s
+            .consume(
+                ["c", "e"],
+                [top_k(&[1.0, 0.0], Metric::Dot, 0.5, k), best],
+                "k",
+                false,
+                &[],
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(comm.matches.len(), k + 1);
+        assert_eq!(meter.consumed(), 100 + 7 * (k as u64 + 1), "k = {k}");
+    }
+}
+
+/// SPEC §8 (issue 3): vector search is priced by vectors scanned × dimension. With every other
+/// price zero, a charged similarity consume costs exactly `vector_search_base` per ranking
+/// plus `vector_element` per element scored, at any dimension.
+#[test]
+fn a_similarity_consume_pays_by_dimension() {
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    use rhospace_spaces::ChargingSpace;
+    use std::sync::Arc;
+    let only_vectors = CostTable {
         vector_search_base: 7,
         vector_element: 3,
+        ..free_table()
     };
     for dim in [1usize, 2, 16, 384] {
         let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
