@@ -14,8 +14,8 @@
 //! the components), elsewhere a portable kernel with the same arithmetic (6 rows × 16 queries
 //! per block; compiled with AVX2 and FMA where the CPU has them, NEON on AArch64). Every backend
 //! gives the same bits, so a batch gives the same scores on every machine (an x86-64 CPU
-//! without FMA, made before 2013, gets them from libm's exact `fmaf`, about 200x slower than
-//! AVX-512). The kernel applies the score formula as
+//! without FMA, made before 2013, gets them from an exact f64 emulation of the fused
+//! multiply-add, about 120x slower than AVX-512). The kernel applies the score formula as
 //! it stores each finished block (cosine: times the row's stored inverse norm, clamped to
 //! `[-1, 1]`; NaN to -∞), and it writes straight into the result: the output is never
 //! zero-filled, each tile initialises its own disjoint part (in parallel when the tiles run in

@@ -64,7 +64,8 @@
 //! the same chains, so batch scores are the same bits on every CPU; `matrixmultiply`, which
 //! sums in its own order, is no longer used. Forced on this machine (1000 × 384 rows times 100
 //! queries, serial, best of 5 × 30): AVX-512 412 µs, the portable kernel with AVX2 and FMA
-//! 914 µs (at the AVX2 peak of 16 multiply-adds per cycle), without FMA (libm `fmaf`) 89 ms.
+//! 914 µs (at the AVX2 peak of 16 multiply-adds per cycle), without FMA 49 ms (an exact f64
+//! emulation of the fused multiply-add; through libm's `fmaf` it took 89 ms).
 //!
 //! Later changes around the same kernel, each measured on that shape (medians, quiet machine;
 //! `similarity_matrix` serial about 600–680 µs and parallel about 430–470 µs before them): the
@@ -508,8 +509,9 @@ pub(crate) enum GemmBackend {
     #[cfg(target_arch = "x86_64")]
     Fma,
     /// The portable kernel for the target's baseline: hardware fused multiply-adds on AArch64
-    /// (NEON), but on an x86-64 CPU without FMA (before 2013) each `f32::mul_add` is a libm
-    /// call, which is exact and about two orders of magnitude slower.
+    /// (NEON); on an x86-64 CPU without FMA (before 2013, or a VM that hides it) an exact f64
+    /// emulation (`portable::fma_round_to_odd`, two f64 lanes per SSE2 instruction), about 50x
+    /// slower than with FMA.
     Portable,
 }
 
@@ -789,7 +791,7 @@ pub(crate) fn rows_times_queries<'o>(
         }
         GemmBackend::Portable => {
             let out = init_filled(out, 0.0);
-            portable::rows_times_queries(rows, dim, panels, m, finish, out);
+            portable::rows_times_queries::<portable::Fallback>(rows, dim, panels, m, finish, out);
             out
         }
     }
@@ -802,10 +804,86 @@ pub(crate) fn rows_times_queries<'o>(
 /// queries) multiplied by each row's component `k`; written with fixed-size arrays so that the
 /// compiler keeps the accumulators in registers and runs the 16 lanes as SIMD fused
 /// multiply-adds wherever the instruction set has them (NEON; AVX2 with FMA through
-/// [`rows_times_queries_fma`](portable::rows_times_queries_fma)).
+/// [`rows_times_queries_fma`](portable::rows_times_queries_fma)). An x86-64 CPU without FMA
+/// gets the same bits from [`fma_round_to_odd`](portable::fma_round_to_odd), in f64
+/// arithmetic.
 mod portable {
     use super::{Finish, Line, PANEL};
     use crate::store::sanitize;
+
+    /// A fused multiply-add `x·y + z` rounded once: how the kernel's chains are computed.
+    pub(super) trait Fused {
+        fn fma(x: f32, y: f32, z: f32) -> f32;
+    }
+
+    /// `f32::mul_add`: one instruction where the target has FMA (AArch64; x86-64 inside
+    /// [`rows_times_queries_fma`]), else a call to libm's exact `fmaf`.
+    pub(super) struct Native;
+
+    impl Fused for Native {
+        #[inline(always)]
+        fn fma(x: f32, y: f32, z: f32) -> f32 {
+            x.mul_add(y, z)
+        }
+    }
+
+    /// [`fma_round_to_odd`]: the same bits as [`Native`] in plain f64 arithmetic, for x86-64
+    /// CPUs without FMA, where `f32::mul_add` is a libm call per lane. On the 1000 × 384 × 100
+    /// batch (serial, this machine): 49 ms, against 89 ms through libm's `fmaf` and 0.9 ms
+    /// with FMA. It also keeps the bits independent of the platform's libm.
+    pub(super) struct RoundToOdd;
+
+    impl Fused for RoundToOdd {
+        #[inline(always)]
+        fn fma(x: f32, y: f32, z: f32) -> f32 {
+            fma_round_to_odd(x, y, z)
+        }
+    }
+
+    /// The fused multiply-add the portable backend uses when it cannot use [`Native`]'s
+    /// instruction: x86-64 compiled without FMA (the [`GemmBackend::Portable`] case there).
+    /// Elsewhere `f32::mul_add` is one instruction.
+    ///
+    /// [`GemmBackend::Portable`]: super::GemmBackend::Portable
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "fma")))]
+    pub(super) type Fallback = RoundToOdd;
+    #[cfg(not(all(target_arch = "x86_64", not(target_feature = "fma"))))]
+    pub(super) type Fallback = Native;
+
+    /// `x·y + z` rounded once to f32, exactly as IEEE 754's fused multiply-add (and libm's
+    /// `fmaf`), from f64 arithmetic and no rounding-mode changes:
+    ///
+    /// * `x·y` is exact in f64 (24 + 24 significant bits ≤ 53);
+    /// * `s = x·y + z` is rounded to nearest in f64, and its exact error `e` found by Knuth's
+    ///   TwoSum (`s + e = x·y + z` exactly: no overflow is possible below 2²⁵⁷);
+    /// * when `e ≠ 0`, `s` is replaced by whichever of itself and its neighbour toward `e` is
+    ///   odd: that is `x·y + z` rounded *to odd* in f64;
+    /// * rounding that to nearest f32 rounds `x·y + z` correctly, since f64 carries more than
+    ///   two bits beyond f32's 24 at every f32 magnitude, subnormals included (Boldo and
+    ///   Melquiond, "Emulation of FMA and correctly rounded sums: proved algorithms using
+    ///   rounding to odd", IEEE Trans. Computers 57(4), 2008).
+    ///
+    /// Infinite or NaN `s` (an infinite or NaN input) is returned as IEEE 754's fma returns
+    /// it; a zero `s` is exact (`x·y + z` is a multiple of 2⁻²⁹⁸ that f64 holds), so its sign
+    /// is the rounded sum's, as in the fused operation. The tests compare it bit for bit with
+    /// libm's `fmaf` on random, tie-breaking and special inputs.
+    #[inline(always)]
+    pub(super) fn fma_round_to_odd(x: f32, y: f32, z: f32) -> f32 {
+        let p = f64::from(x) * f64::from(y);
+        let c = f64::from(z);
+        let s = p + c;
+        let back = s - p;
+        let e = (p - (s - back)) + (c - back);
+        // Round to odd, without branches (so the compiler can run lanes side by side): when
+        // inexact, truncate toward zero (one step down in magnitude if `s` was rounded away
+        // from zero, i.e. `e` has the other sign) and set the last bit. Not for an infinite or
+        // NaN `s`, whose `e` is NaN.
+        let bits = s.to_bits();
+        let inexact = u64::from((e != 0.0) & (s.abs() < f64::INFINITY));
+        let away = (e.to_bits() ^ bits) >> 63;
+        let odd = f64::from_bits((bits - (inexact & away)) | inexact);
+        odd as f32
+    }
 
     /// Rows per block: `ROWS × 16` accumulators (12 of the 16 AVX2 registers, 24 of the 32
     /// NEON ones). Each component of the panel is loaded once per block and each row component
@@ -836,7 +914,7 @@ mod portable {
     /// checked every length: `rows` is `n × dim`, `panels` is `ceil(m/16) × dim × 16`, `out`
     /// is `n × m`, a cosine factor per row).
     #[inline(always)]
-    pub(super) fn rows_times_queries(
+    pub(super) fn rows_times_queries<F: Fused>(
         rows: &[f32],
         dim: usize,
         panels: &[f32],
@@ -860,14 +938,14 @@ mod portable {
             let mut blocks = rows.chunks_exact(dim * ROWS);
             let mut r0 = 0;
             for block in &mut blocks {
-                let acc = chains::<ROWS>(block, dim, panel);
+                let acc = chains::<F, ROWS>(block, dim, panel);
                 for (i, acc) in acc.iter().enumerate() {
                     store(r0 + i, j0, acc);
                 }
                 r0 += ROWS;
             }
             for row in blocks.remainder().chunks_exact(dim) {
-                let [acc] = chains::<1>(row, dim, panel);
+                let [acc] = chains::<F, 1>(row, dim, panel);
                 store(r0, j0, &acc);
                 r0 += 1;
             }
@@ -877,13 +955,17 @@ mod portable {
     /// The `R × 16` FMA chains of `R` rows (`rows` is `R × dim`) against one panel (`dim`
     /// lines of 16).
     #[inline(always)]
-    fn chains<const R: usize>(rows: &[f32], dim: usize, panel: &[f32]) -> [[f32; PANEL]; R] {
+    fn chains<F: Fused, const R: usize>(
+        rows: &[f32],
+        dim: usize,
+        panel: &[f32],
+    ) -> [[f32; PANEL]; R] {
         let mut acc = [[0.0f32; PANEL]; R];
         for (k, line) in panel.chunks_exact(PANEL).enumerate() {
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = rows[r * dim + k];
                 for (a, &q) in acc.iter_mut().zip(line) {
-                    *a = x.mul_add(q, *a);
+                    *a = F::fma(x, q, *a);
                 }
             }
         }
@@ -904,7 +986,7 @@ mod portable {
         finish: Finish<'_>,
         out: &mut [f32],
     ) {
-        rows_times_queries(rows, dim, panels, m, finish, out);
+        rows_times_queries::<Native>(rows, dim, panels, m, finish, out);
     }
 }
 
@@ -1877,6 +1959,127 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The f64 round-to-odd emulation against libm's `fmaf` (what `f32::mul_add` calls in
+    /// this crate's tests, which are not compiled with FMA), bit for bit: random operands of
+    /// every magnitude, products that sit exactly on an f32 tie broken or not by a tiny
+    /// addend (where rounding the f64 sum to nearest twice goes wrong), cancellations, signed
+    /// zeros, subnormal results, overflow, infinities and NaN.
+    #[test]
+    fn fma_round_to_odd_is_the_fused_multiply_add() {
+        use portable::fma_round_to_odd;
+        let check = |x: f32, y: f32, z: f32| {
+            let want = x.mul_add(y, z);
+            let got = fma_round_to_odd(x, y, z);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "fma({x:e}, {y:e}, {z:e}) = {want:e}, emulated {got:e}"
+            );
+        };
+        // Ties: (1 + 2⁻¹²)² = 1 + 2⁻¹¹ + 2⁻²⁴, half an f32 ulp above 1 + 2⁻¹¹.
+        let t = 1.0 + 2f32.powi(-12);
+        for z in [
+            0.0,
+            2f32.powi(-100),
+            -2f32.powi(-100),
+            2f32.powi(-149),
+            -0.0,
+        ] {
+            check(t, t, z);
+            check(-t, t, z);
+        }
+        assert_eq!(
+            fma_round_to_odd(t, t, 2f32.powi(-100)),
+            1.0 + 2f32.powi(-11) + 2f32.powi(-23)
+        );
+        let specials = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            2f32.powi(-149),
+            -2f32.powi(-149),
+            f32::MAX,
+            -f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1.5,
+            3.0,
+            1e-20,
+            1e20,
+        ];
+        for &x in &specials {
+            for &y in &specials {
+                for &z in &specials {
+                    check(x, y, z);
+                }
+            }
+        }
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for i in 0..2_000_000u32 {
+            let (a, b, c) = (next(), next(), next());
+            // Mostly operands near 1 (ties and cancellations), sometimes any bit pattern.
+            let near = |r: u64| f32::from_bits(0x3f80_0000 ^ (r as u32 & 0x807f_ffff));
+            let any = |r: u64| f32::from_bits(r as u32);
+            let (x, y) = if i % 4 == 0 {
+                (any(a), any(b))
+            } else {
+                (near(a), near(b))
+            };
+            // An addend that cancels most of the product, or one of any size.
+            let z = match i % 3 {
+                0 => {
+                    -(x * y)
+                        + f32::from_bits(c as u32 & 0x0fff_ffff)
+                            * if c >> 63 == 0 { 1.0 } else { -1.0 }
+                }
+                1 => any(c),
+                _ => near(c) * 2f32.powi((c >> 40) as i32 % 60 - 30),
+            };
+            check(x, y, z);
+        }
+    }
+
+    /// The portable kernel with the emulated FMA gives the same bits as with the native one.
+    #[test]
+    fn the_portable_kernel_is_the_same_with_the_emulated_fma() {
+        let (n, m, dim) = (13usize, 35usize, 70usize);
+        let rows = data(5, n * dim);
+        let queries = data(6, m * dim);
+        let packed = PackedQueries::pack(&queries, dim, None, GemmBackend::Portable, true);
+        let Layout::Panels(lines) = &packed.layout else {
+            panic!("packed for the kernel");
+        };
+        let panels = line_floats(lines);
+        let mut native = vec![0.0f32; n * m];
+        let mut emulated = vec![0.0f32; n * m];
+        portable::rows_times_queries::<portable::Native>(
+            &rows,
+            dim,
+            panels,
+            m,
+            Finish::Raw,
+            &mut native,
+        );
+        portable::rows_times_queries::<portable::RoundToOdd>(
+            &rows,
+            dim,
+            panels,
+            m,
+            Finish::Raw,
+            &mut emulated,
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&native), bits(&emulated));
     }
 
     /// Inconsistent lengths never panic (release) nor read out of bounds: the output is NaN.
