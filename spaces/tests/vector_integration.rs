@@ -345,15 +345,33 @@ fn checkpoint_and_revert_around_top_k_and_refused_produces() {
     assert_eq!(again, first);
 }
 
+type Charged = rhospace_spaces::ChargingSpace<
+    &'static str,
+    SimilarityPattern,
+    Datum,
+    &'static str,
+    SimilarityMatch,
+>;
+
+/// A charged Dot space of dimension `dim` with `table`, and its meter (a huge budget).
+fn charged(
+    dim: usize,
+    table: rhospace_phlogiston::CostTable,
+) -> (
+    Charged,
+    std::sync::Arc<rhospace_phlogiston::PhlogistonMeter>,
+) {
+    let meter = std::sync::Arc::new(rhospace_phlogiston::PhlogistonMeter::new(u64::MAX / 2));
+    (
+        Charged::new(space(dim, Metric::Dot), meter.clone(), table),
+        meter,
+    )
+}
+
 /// What a charged similarity consume on a VectorDB channel costs, in a space holding datum 0
 /// (score 10, the one above the threshold) and `others` data scoring 1 (below it).
 fn similarity_consume_cost(others: u32, pattern: SimilarityPattern, k: u32) -> (u64, u64) {
-    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
-    use rhospace_spaces::ChargingSpace;
-    use std::sync::Arc;
-    let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
-    let s: ChargingSpace<&'static str, SimilarityPattern, Datum, &'static str, SimilarityMatch> =
-        ChargingSpace::new(space(2, Metric::Dot), meter.clone(), CostTable::default());
+    let (s, meter) = charged(2, rhospace_phlogiston::CostTable::default());
     for i in 0..k {
         s.produce("c", d(i, &[10.0, 0.0]), false).unwrap();
     }
@@ -504,23 +522,13 @@ fn free_table() -> rhospace_phlogiston::CostTable {
 /// data pays for k, not for one position.
 #[test]
 fn a_top_k_comm_pays_per_datum_taken() {
-    use rhospace_phlogiston::PhlogistonMeter;
-    use rhospace_spaces::ChargingSpace;
-    use std::sync::Arc;
     let table = rhospace_phlogiston::CostTable {
         comm_base: 100,
         comm_per_position: 7,
         ..free_table()
     };
     for k in [1usize, 3, 5] {
-        let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
-        let s: ChargingSpace<
-            &'static str,
-            SimilarityPattern,
-            Datum,
-            &'static str,
-            SimilarityMatch,
-        > = ChargingSpace::new(space(2, Metric::Dot), meter.clone(), table);
+        let (s, meter) = charged(2, table);
         for i in 0..6u32 {
             s.produce("c", d(i, &[i as f32, 1.0]), false).unwrap();
         }
@@ -546,23 +554,14 @@ fn a_top_k_comm_pays_per_datum_taken() {
 /// plus `vector_element` per element scored, at any dimension.
 #[test]
 fn a_similarity_consume_pays_by_dimension() {
-    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
-    use rhospace_spaces::ChargingSpace;
-    use std::sync::Arc;
+    use rhospace_phlogiston::CostTable;
     let only_vectors = CostTable {
         vector_search_base: 7,
         vector_element: 3,
         ..free_table()
     };
     for dim in [1usize, 2, 16, 384] {
-        let meter = Arc::new(PhlogistonMeter::new(u64::MAX / 2));
-        let s: ChargingSpace<
-            &'static str,
-            SimilarityPattern,
-            Datum,
-            &'static str,
-            SimilarityMatch,
-        > = ChargingSpace::new(space(dim, Metric::Dot), meter.clone(), only_vectors);
+        let (s, meter) = charged(dim, only_vectors);
         let mut v = vec![0.0f32; dim];
         for i in 0..10u32 {
             v[0] = i as f32;
