@@ -63,8 +63,8 @@ pub(crate) struct Incoming<'a, A> {
     /// [`DataStore::new_item_is_head`]).
     pub(crate) head: bool,
     /// Whether the caller has already found, with [`incoming_fits`], that it fits some position
-    /// on its channel: [`search`] then skips that check (the same matcher calls, uncounted
-    /// when they pass).
+    /// on its channel: [`search`] then skips that check (the same matcher calls; the caller
+    /// counts their vector elements, and their `examined` only when they fail).
     pub(crate) fitted: bool,
 }
 
@@ -579,8 +579,10 @@ pub(crate) fn score_len<A, P, M: Match<P, A>>(matcher: &M, pattern: &P) -> u64 {
 /// (that search costs O(their data) per waiting join). [`search`] starts with exactly this
 /// check and, when it fails, returns at once with `examined` equal to its count and no guide
 /// call; so a caller that runs it first and skips `search` on failure sees what `search`
-/// would have reported. A position without a pattern (never the case for a valid join)
-/// accepts nothing.
+/// would have reported. When it passes, its calls count as vector work (they scored the
+/// datum, whether or not the search reaches those positions again) but not in `examined`
+/// (the search's own call at the accepting position is the one counted there). A position
+/// without a pattern (never the case for a valid join) accepts nothing.
 ///
 /// Time: O(|on_channel|) matcher calls; allocates nothing.
 #[inline]
@@ -625,13 +627,14 @@ where
         Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
         None => usize::MAX,
     };
+    // The pre-check's similarity scorings are vector work whether it passes or not.
+    let mut vector = VectorWork::default();
     if let Some(inc) = incoming.filter(|inc| !inc.fitted) {
         let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
         let (fits, checked, elements) =
             incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);
+        vector.add_elements(elements);
         if !fits {
-            let mut vector = VectorWork::default();
-            vector.add_elements(elements);
             return Outcome {
                 found: None,
                 examined: checked,
@@ -653,7 +656,7 @@ where
         results: SmallVec::new(),
         more: SmallVec::new(),
         examined: 0,
-        vector: VectorWork::default(),
+        vector,
         par,
         pre: SmallVec::new(),
     };

@@ -1540,14 +1540,17 @@ where
         // once, when a first continuation passes the pre-check. A continuation the datum fits
         // at no position is skipped after that check alone (`fits`): `search` would make the
         // same matcher calls and report nothing else (see `incoming_fits`). Their calls are
-        // counted in `skipped`, added to `out.examined` before returning.
-        let (mut skipped, mut skipped_elements) = (0u64, 0u64);
+        // counted in `skipped`, added to `out.examined` before returning. The vector elements
+        // the check scores are counted whether it passes or not (`pre_elements`): a passing
+        // check's scorings are work done even when the search then fails before reaching
+        // the datum's position (as `search` counts them when it runs the check itself).
+        let (mut skipped, mut pre_elements) = (0u64, 0u64);
         let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
             let (fits, checked, elements) =
                 incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
+            pre_elements = pre_elements.saturating_add(elements);
             if !fits {
                 skipped += checked;
-                skipped_elements = skipped_elements.saturating_add(elements);
             }
             fits
         };
@@ -1648,7 +1651,7 @@ where
             }
         }
         out.examined += skipped;
-        out.vector.add_elements(skipped_elements);
+        out.vector.add_elements(pre_elements);
         out.hit = hit;
         out
     }

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use rhospace_matchers::similarity::{Metric, SimilarityMatch, SimilarityPattern};
+use rhospace_matchers::Match;
 use rhospace_phlogiston::{CostTable, PhlogistonMeter};
 use rhospace_spaces::{
     Admission, ChargingSpace, DataKind, MemoryHistory, Space, SpaceConfig, VectorWork,
@@ -340,4 +341,64 @@ mod random {
             prop_assert_eq!(run(&play, &ops), played, "after reset");
         }
     }
+}
+
+/// A similarity matcher that counts its `get` calls (each scores one datum).
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicU64);
+
+impl Match<SimilarityPattern, Datum> for Counting {
+    type Output = f32;
+    fn get(&self, p: &SimilarityPattern, a: &Datum) -> Option<f32> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SimilarityMatch.get(p, a)
+    }
+    fn similarity<'p>(&self, p: &'p SimilarityPattern) -> Option<&'p SimilarityPattern> {
+        Some(p)
+    }
+    fn embedding<'a>(&self, a: &'a Datum) -> Option<&'a [f32]> {
+        Match::<SimilarityPattern, Datum>::embedding(&SimilarityMatch, a)
+    }
+}
+
+/// SPEC §8: every similarity match the search makes is priced by its dimension. A produce
+/// that meets waiting joins scores the datum against each one's pattern on its channel (the
+/// pre-check); when the join's other channel then offers nothing, that scoring must still
+/// be charged.
+#[test]
+fn a_produce_pays_for_the_similarity_matches_of_its_pre_check() {
+    const D: usize = 64;
+    let s = Space::<u32, SimilarityPattern, Datum, u32, Counting>::new(
+        Counting::default(),
+        SpaceConfig::new().data_kind(DataKind::VectorDb {
+            dim: D,
+            metric: Metric::Dot,
+        }),
+    );
+    let mut q = vec![0.0f32; D];
+    q[0] = 1.0;
+    for k in 0..100u32 {
+        // Joins [1, 0] whose pattern on 0 accepts the datum, waiting for data on 1.
+        let p = SimilarityPattern::best(q.clone(), Metric::Dot, 0.5).unwrap();
+        s.consume([1, 0], [p.clone(), p], k, false, &[]).unwrap();
+    }
+    let calls = |s: &Space<u32, SimilarityPattern, Datum, u32, Counting>| {
+        s.matcher().0.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = calls(&s);
+    let mut seen = None;
+    let fired = s
+        .produce_admitted(0, d(1, &q), false, 0, |a| {
+            seen = Some((a.examined, a.vector));
+            Ok(())
+        })
+        .unwrap();
+    assert!(fired.is_none());
+    let made = calls(&s) - before;
+    assert_eq!(made, 100, "the pre-check scored the datum once per join");
+    let (examined, vector) = seen.unwrap();
+    assert!(
+        vector.elements >= made * D as u64,
+        "{made} similarity matches of dimension {D} made, {vector:?} charged (examined {examined})"
+    );
 }

@@ -466,8 +466,9 @@ fn similarity_searches_report_their_vector_work() {
         }
     );
     // A produce meeting the waiting best-match consume: nothing stored on "c" was above the
-    // threshold, so the produced datum is the only candidate: one matcher call scores it (the
-    // pre-check's passing call is the search's, counted once, as in `examined`), no ranking.
+    // threshold, so the produced datum is the only candidate, no ranking. The pre-check scores
+    // it, then the search's matcher call scores it again: two scorings of dimension 3 (while
+    // `examined` counts the one pattern tried against the one datum once).
     let w = seen_vector(|f| {
         let fired = s
             .produce_admitted("c", d(50, &[200.0, 0.0, 0.0]), false, 0, |a| {
@@ -481,7 +482,7 @@ fn similarity_searches_report_their_vector_work() {
         w,
         VectorWork {
             searches: 0,
-            elements: 3
+            elements: 3 + 3
         }
     );
     // Operations that score nothing report nothing.
