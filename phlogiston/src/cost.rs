@@ -37,7 +37,8 @@ pub struct CostTable {
     pub install_base: u64,
     /// Base price of one COMM (a firing). Default 10.
     pub comm_base: u64,
-    /// Price per position (datum taken or peeked) of a COMM. Default 2.
+    /// Price per datum a COMM takes or peeks (one per position; `k` for a top-k similarity
+    /// position). Default 2.
     pub comm_per_position: u64,
     /// Price of creating a fresh channel (`new x in ..`). Default 10.
     pub new_channel: u64,
@@ -325,9 +326,10 @@ impl CostTable {
             .saturating_add(self.vector_element.saturating_mul(elements))
     }
 
-    /// Price of `searches` vector similarity searches that scanned `elements` vector elements
-    /// between them (the sum of vectors × dimension over the searches): what one operation
-    /// pays when its search ranks by similarity on several positions or continuations. Equal
+    /// Price of `searches` vector similarity searches plus `elements` vector elements scanned
+    /// (vectors × dimension, summed over the searches and any single similarity matches): what
+    /// one operation pays when its search ranks by similarity on several positions or
+    /// continuations. Equal
     /// to [`vector_search`](Self::vector_search)`(vectors, dimension)` for one search of
     /// `vectors × dimension` elements; 0 for no search.
     ///

@@ -101,9 +101,13 @@ impl<C, P, A, K> Admission<'_, C, P, A, K> {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VectorWork {
-    /// Similarity rankings run (one per visit of a similarity position).
+    /// Similarity rankings run: one per visit of a similarity position whose VectorDB channel
+    /// has a store (no ranking on other kinds, on a channel with no entry, or where the
+    /// produced datum alone can fill the position).
     pub searches: u64,
-    /// Vector elements scored: the sum over rankings of vectors scored × dimension.
+    /// Vector elements scored: over the rankings, vectors scored × the channel's dimension,
+    /// plus the pattern's dimension for each matcher call on a similarity pattern (on any
+    /// channel kind, a produce's pre-check included).
     pub elements: u64,
 }
 

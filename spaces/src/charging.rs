@@ -2,8 +2,8 @@
 //!
 //! Each operation runs in two phases under the space's lock (see [`Admission`]): the search,
 //! then the change. Between them the exact cost is known — base price, encoded sizes, join
-//! arity, candidates examined, whether a COMM fires — and is charged to the meter; if the
-//! charge would overdraw, the operation returns `ErrorKind::OutOfPhlogiston` and the space,
+//! arity, candidates examined, vector work, whether a COMM fires and how many data it takes —
+//! and is charged to the meter; if the charge would overdraw, the operation returns `ErrorKind::OutOfPhlogiston` and the space,
 //! its contents and the meter are exactly as before. Since the search has already run, no
 //! upper bound needs to be charged and refunded: the charge is exact.
 //!
@@ -45,10 +45,12 @@ use crate::space::{SoftCheckpoint, Space};
 ///
 /// *Matching* is `matching(examined)`: one `match_candidate` per pattern tried against a datum,
 /// a similarity ranking counting every datum it scored. *Vector work* is
-/// [`CostTable::vector_work`] of the rankings the search ran on VectorDB channels
-/// ([`Admission::vector`]): `vector_search_base` per ranking plus `vector_element` per vector
-/// element scored (data scored × the channel's dimension), so a similarity search over long
-/// embeddings costs in proportion to their length.
+/// [`CostTable::vector_work`] of [`Admission::vector`]: `vector_search_base` per similarity
+/// ranking the search ran on a VectorDB channel, plus `vector_element` per vector element
+/// scored, by those rankings (data scored × the channel's dimension) and by matcher calls on
+/// similarity patterns (the pattern's dimension each), so a similarity search over long
+/// embeddings costs in proportion to their length. *`comm`* is priced by the data the COMM
+/// takes or peeks (one per position, `k` for a top-k position).
 ///
 /// **Soft checkpoints and refunds.** A revert never gives back work: operation prices stay
 /// paid, and the storage of items stored after the checkpoint that the revert drops stays
