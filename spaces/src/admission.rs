@@ -47,7 +47,10 @@ pub struct Admission<'a, C, P, A, K> {
     /// The operation.
     pub op: OpKind,
     /// Matcher calls the search made, plus the data its similarity rankings scored on
-    /// VectorDB channels (matching work).
+    /// VectorDB channels (matching work). A produce first checks its datum against each
+    /// waiting continuation's patterns on its channel: those calls count when the check fails,
+    /// and when it passes but the search then fires nothing (a search that fires called the
+    /// matcher at the datum's positions itself, so they are not counted twice).
     pub examined: u64,
     /// The similarity rankings the search ran on VectorDB channels and the vector elements
     /// scored, by rankings and by matcher calls on similarity patterns (vector-search work,
@@ -107,7 +110,7 @@ pub struct VectorWork {
     pub searches: u64,
     /// Vector elements scored: over the rankings, vectors scored × the channel's dimension,
     /// plus the pattern's dimension for each matcher call on a similarity pattern (on any
-    /// channel kind, a produce's pre-check included).
+    /// channel kind; a produce's pre-check counts as `examined` does, see there).
     pub elements: u64,
 }
 

@@ -63,8 +63,8 @@ pub(crate) struct Incoming<'a, A> {
     /// [`DataStore::new_item_is_head`]).
     pub(crate) head: bool,
     /// Whether the caller has already found, with [`incoming_fits`], that it fits some position
-    /// on its channel: [`search`] then skips that check (the same matcher calls; the caller
-    /// counts their vector elements, and their `examined` only when they fail).
+    /// on its channel: [`search`] then skips that check (the same matcher calls, which the
+    /// caller counts as `search` would: see [`incoming_fits`]).
     pub(crate) fitted: bool,
 }
 
@@ -579,10 +579,11 @@ pub(crate) fn score_len<A, P, M: Match<P, A>>(matcher: &M, pattern: &P) -> u64 {
 /// (that search costs O(their data) per waiting join). [`search`] starts with exactly this
 /// check and, when it fails, returns at once with `examined` equal to its count and no guide
 /// call; so a caller that runs it first and skips `search` on failure sees what `search`
-/// would have reported. When it passes, its calls count as vector work (they scored the
-/// datum, whether or not the search reaches those positions again) but not in `examined`
-/// (the search's own call at the accepting position is the one counted there). A position
-/// without a pattern (never the case for a valid join) accepts nothing.
+/// would have reported. When it passes, its calls (in `examined` and as vector work) are
+/// counted only if the search then fires nothing: a search that fires took the datum and
+/// called the matcher at its positions itself, while one that fails may stop before them
+/// (a join `[x, c]` waiting on an empty `x` meets a produce on `c` with this check alone).
+/// A position without a pattern (never the case for a valid join) accepts nothing.
 ///
 /// Time: O(|on_channel|) matcher calls; allocates nothing.
 #[inline]
@@ -627,14 +628,15 @@ where
         Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
         None => usize::MAX,
     };
-    // The pre-check's similarity scorings are vector work whether it passes or not.
-    let mut vector = VectorWork::default();
+    // A passing pre-check's calls, counted below if the search fires nothing.
+    let mut pre = (0u64, 0u64);
     if let Some(inc) = incoming.filter(|inc| !inc.fitted) {
         let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
         let (fits, checked, elements) =
             incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);
-        vector.add_elements(elements);
         if !fits {
+            let mut vector = VectorWork::default();
+            vector.add_elements(elements);
             return Outcome {
                 found: None,
                 examined: checked,
@@ -642,6 +644,7 @@ where
                 rejected: false,
             };
         }
+        pre = (checked, elements);
     }
     let mut dfs = Dfs {
         matcher,
@@ -656,12 +659,16 @@ where
         results: SmallVec::new(),
         more: SmallVec::new(),
         examined: 0,
-        vector,
+        vector: VectorWork::default(),
         par,
         pre: SmallVec::new(),
     };
     let found = dfs.go(0);
-    let (examined, vector, rejected) = (dfs.examined, dfs.vector, dfs.rejected);
+    let (mut examined, mut vector, rejected) = (dfs.examined, dfs.vector, dfs.rejected);
+    if !found {
+        examined += pre.0;
+        vector.add_elements(pre.1);
+    }
     Outcome {
         found: found.then(|| Found {
             picks: dfs.picks,

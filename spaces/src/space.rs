@@ -1539,25 +1539,26 @@ where
         // Per channel list: `at` holds the positions on `channel` and `join` the list resolved,
         // once, when a first continuation passes the pre-check. A continuation the datum fits
         // at no position is skipped after that check alone (`fits`): `search` would make the
-        // same matcher calls and report nothing else (see `incoming_fits`). Their calls are
-        // counted in `skipped`, added to `out.examined` before returning. The vector elements
-        // the check scores are counted whether it passes or not (`pre_elements`): a passing
-        // check's scorings are work done even when the search then fails before reaching
-        // the datum's position (as `search` counts them when it runs the check itself).
-        let (mut skipped, mut pre_elements) = (0u64, 0u64);
+        // same matcher calls and report nothing else (see `incoming_fits`). Their calls and
+        // the vector elements they score are counted in `skipped` and `skipped_elements`, added
+        // to `out` before returning. A passing check hands its counts to `offer`, which adds
+        // them when the search fires nothing, exactly as `search` counts the check itself.
+        let (mut skipped, mut skipped_elements) = (0u64, 0u64);
         let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
             let (fits, checked, elements) =
                 incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
-            pre_elements = pre_elements.saturating_add(elements);
             if !fits {
                 skipped += checked;
+                skipped_elements = skipped_elements.saturating_add(elements);
+                return None;
             }
-            fits
+            Some((checked, elements))
         };
         let mut offer = |list: &[C],
                          at: &[usize],
                          join: &mut Option<Join<'v, A>>,
-                         w: &WaitingContinuation<P, K>| {
+                         w: &WaitingContinuation<P, K>,
+                         (checked, elements): (u64, u64)| {
             let inc = Incoming {
                 cid: *at.first()?,
                 key,
@@ -1596,6 +1597,13 @@ where
             out.examined += found.examined;
             out.vector.add(found.vector);
             out.rejected |= found.rejected;
+            if found.found.is_none() {
+                // The passing pre-check's calls: a search that fires nothing may have
+                // stopped before the datum's positions; one that fires called the matcher
+                // there itself (see `incoming_fits`).
+                out.examined += checked;
+                out.vector.add_elements(elements);
+            }
             found.found
         };
         let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
@@ -1605,10 +1613,10 @@ where
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
                 let at = positions(&e.list);
-                if !fits(&at, &e.w) {
+                let Some(pre) = fits(&at, &e.w) else {
                     continue;
-                }
-                if let Some(found) = offer(&e.list, &at, &mut None, &e.w) {
+                };
+                if let Some(found) = offer(&e.list, &at, &mut None, &e.w, pre) {
                     hit = Some((Source::Installed(e.clone()), found));
                     break;
                 }
@@ -1622,10 +1630,10 @@ where
                 let mut join = None;
                 let mut found = None;
                 let _ = conts.for_each_in(cont_ranker.as_ref(), |seq, w| {
-                    if !fits(&at, w) {
+                    let Some(pre) = fits(&at, w) else {
                         return ControlFlow::Continue(());
-                    }
-                    match offer(jk, &at, &mut join, w) {
+                    };
+                    match offer(jk, &at, &mut join, w, pre) {
                         Some(f) => {
                             found = Some((seq, f));
                             ControlFlow::Break(())
@@ -1651,7 +1659,7 @@ where
             }
         }
         out.examined += skipped;
-        out.vector.add_elements(pre_elements);
+        out.vector.add_elements(skipped_elements);
         out.hit = hit;
         out
     }

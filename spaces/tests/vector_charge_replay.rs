@@ -401,4 +401,9 @@ fn a_produce_pays_for_the_similarity_matches_of_its_pre_check() {
         vector.elements >= made * D as u64,
         "{made} similarity matches of dimension {D} made, {vector:?} charged (examined {examined})"
     );
+    // And the calls themselves are matching work (they were counted in neither before).
+    assert!(
+        examined >= made,
+        "{made} matcher calls made, {examined} examined"
+    );
 }
