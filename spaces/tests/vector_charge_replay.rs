@@ -213,62 +213,51 @@ fn admissions(s: &VSpace, ops: &[Op]) -> Vec<(u64, VectorWork, Option<usize>, bo
     seen
 }
 
-#[test]
-fn a_replay_charges_what_play_charged_for_similarity_search() {
+/// Plays the block in a charged space, then replays it three ways, checking that `observe`
+/// sees in each what it saw in play, and that each replay ends at play's root: in a fresh space
+/// rigged with the start root decoded from the history store (no dead index rows); in the play
+/// space itself, rigged (reset from memory, its index's dead rows still there); and after a
+/// plain reset. Returns what play showed.
+fn replays_agree<T: PartialEq + std::fmt::Debug>(observe: impl Fn(&CSpace, &[Op]) -> T) -> T {
     let history = Arc::new(MemoryHistory::new());
     let play = charged(VSpace::new(SimilarityMatch, config()).with_history(history.clone()));
     before(&play);
     let start = play.space().create_checkpoint().unwrap().root;
     let ops = block();
-    let played = run(&play, &ops);
+    let played = observe(&play, &ops);
+    let blk = play.space().create_checkpoint().unwrap();
+
+    let fresh = charged(VSpace::new(SimilarityMatch, config()).with_history(history));
+    fresh.space().rig(&start, &blk.log).unwrap();
+    assert_eq!(observe(&fresh, &ops), played, "fresh replay");
+    assert_eq!(fresh.space().create_checkpoint().unwrap().root, blk.root);
+
+    play.space().rig(&start, &blk.log).unwrap();
+    assert_eq!(observe(&play, &ops), played, "replay in the play space");
+    assert_eq!(play.space().create_checkpoint().unwrap().root, blk.root);
+
+    play.space().reset(&start).unwrap();
+    assert_eq!(observe(&play, &ops), played, "after reset");
+    played
+}
+
+#[test]
+fn a_replay_charges_what_play_charged_for_similarity_search() {
+    let played = replays_agree(run);
     assert!(
         played.iter().any(|(o, _)| o.contains("Some(")),
         "the block fires COMMs: {played:?}"
     );
-    let blk = play.space().create_checkpoint().unwrap();
-
-    // A fresh space, the start root decoded from the history store (no dead rows).
-    let fresh = charged(VSpace::new(SimilarityMatch, config()).with_history(history.clone()));
-    fresh.space().rig(&start, &blk.log).unwrap();
-    assert_eq!(run(&fresh, &ops), played, "fresh replay");
-    assert_eq!(fresh.space().create_checkpoint().unwrap().root, blk.root);
-
-    // The play space itself, rigged: reset from memory, its index's dead rows still there.
-    play.space().rig(&start, &blk.log).unwrap();
-    assert_eq!(run(&play, &ops), played, "replay in the play space");
-    assert_eq!(play.space().create_checkpoint().unwrap().root, blk.root);
-
-    // A plain reset and the same calls.
-    play.space().reset(&start).unwrap();
-    assert_eq!(run(&play, &ops), played, "after reset");
 }
 
 #[test]
 fn a_replay_admits_what_play_admitted_for_similarity_search() {
-    let history = Arc::new(MemoryHistory::new());
-    let play = charged(VSpace::new(SimilarityMatch, config()).with_history(history.clone()));
-    before(&play);
-    let start = play.space().create_checkpoint().unwrap().root;
-    let ops = block();
-    let played = admissions(play.space(), &ops);
+    let played = replays_agree(|s, ops| admissions(s.space(), ops));
     assert!(played.iter().any(|a| a.1.searches > 1), "{played:?}");
     assert!(
         played.iter().any(|a| a.2.is_some_and(|n| n > 2)),
         "{played:?}"
     );
-    let blk = play.space().create_checkpoint().unwrap();
-
-    let fresh = VSpace::new(SimilarityMatch, config()).with_history(history);
-    fresh.rig(&start, &blk.log).unwrap();
-    assert_eq!(admissions(&fresh, &ops), played, "fresh replay");
-    play.space().rig(&start, &blk.log).unwrap();
-    assert_eq!(
-        admissions(play.space(), &ops),
-        played,
-        "replay in the play space"
-    );
-    play.space().reset(&start).unwrap();
-    assert_eq!(admissions(play.space(), &ops), played, "after reset");
 }
 
 mod random {
