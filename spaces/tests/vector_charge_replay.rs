@@ -157,6 +157,11 @@ fn charged(s: VSpace) -> CSpace {
     ChargingSpace::new(s, Arc::new(PhlogistonMeter::new(u64::MAX / 4)), table())
 }
 
+/// The values a COMM took, in its order.
+fn taken<R>(c: rhospace_spaces::Comm<u32, SimilarityPattern, Datum, u32, R>) -> Vec<u32> {
+    c.matches.iter().map(|m| m.datum.value).collect()
+}
+
 /// Runs `ops` on `s`: per call, what it did and what it cost.
 fn run(s: &CSpace, ops: &[Op]) -> Vec<(String, i128)> {
     ops.iter()
@@ -166,21 +171,13 @@ fn run(s: &CSpace, ops: &[Op]) -> Vec<(String, i128)> {
                 Op::Produce(c, id, v, persist) => format!(
                     "{:?}",
                     s.produce(c, d(id, &v), persist)
-                        .map(|o| o.map(|c| c
-                            .matches
-                            .iter()
-                            .map(|m| m.datum.value)
-                            .collect::<Vec<_>>()))
+                        .map(|o| o.map(taken))
                         .map_err(|e| e.kind().clone())
                 ),
                 Op::Consume(cs, ps, k, persist, peeks) => format!(
                     "{:?}",
                     s.consume(cs, ps, k, persist, &peeks)
-                        .map(|o| o.map(|c| c
-                            .matches
-                            .iter()
-                            .map(|m| m.datum.value)
-                            .collect::<Vec<_>>()))
+                        .map(|o| o.map(taken))
                         .map_err(|e| e.kind().clone())
                 ),
             };
