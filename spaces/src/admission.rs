@@ -42,7 +42,11 @@ pub enum OpKind {
 /// }).unwrap();
 /// assert_eq!(seen, Some((OpKind::Consume, Some(1), 1)));
 /// ```
+///
+/// Only the space builds it (`#[non_exhaustive]`): later versions may report more work
+/// without breaking a gate that reads it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Admission<'a, C, P, A, K> {
     /// The operation.
     pub op: OpKind,
