@@ -41,7 +41,7 @@
 //! (callers check lengths), and nothing panics.
 
 /// Partial sums over the full blocks: the fixed shape of the summation order.
-pub(crate) const LANES: usize = 64;
+const LANES: usize = 64;
 
 /// Partial sums over the last, partial block.
 const TAIL_LANES: usize = 8;
