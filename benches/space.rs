@@ -10,6 +10,8 @@
 //! - `exact_match_indexed`: consume-then-reproduce one exact datum among 1 and 100,000 stored.
 //! - `fanout/1000_waiting`: one produce examined by 1,000 waiting structural patterns, only the
 //!   last accepting it.
+//! - `join_partner`: a produce on a channel of 10,000 structural data that a waiting join
+//!   reads with a general pattern, beside the same produce with no join waiting.
 //! - `channel_index/lookup_shuffled`: reading one channel among N in shuffled order.
 //! - `batch_operations`: `produce_batch` and `consume_batch` of 10,000 items, on one channel
 //!   and over 1,024 channels (32 shards: consecutive items mostly change shard), beside the
@@ -269,6 +271,60 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
+/// Produces on a channel of 10,000 structural data that a waiting join reads with a general
+/// pattern (`join_partner/produce_beside_general_join`), beside the same produces on the same
+/// channel with no join waiting (`join_partner/baseline_no_join`, the produce fast path).
+/// The channel is reverted to its first 10,001 data (a soft checkpoint, outside the timing)
+/// every 1,000 produces, so both measure the same sizes.
+fn join_partner(c: &mut Criterion) {
+    const STORED: i64 = 10_000;
+    const CHUNK: u64 = 1_000;
+    let mut g = c.benchmark_group("join_partner");
+    let msg = |i: i64| Term::tuple([Term::str("msg"), Term::int(i)]);
+    for joined in [true, false] {
+        let space: Space<u64, Pattern, Term, u64, StructuralMatch> =
+            Space::new(StructuralMatch, SpaceConfig::new());
+        for i in 0..STORED {
+            space.produce(2, msg(i), false).expect("bag produce");
+        }
+        if joined {
+            let stop = Pattern::tuple([Pattern::lit(Term::str("stop")), Pattern::wildcard()]);
+            let r = space.consume([1u64, 2], [Pattern::wildcard(), stop], 9, false, &[]);
+            assert!(r.expect("valid consume").is_none());
+        }
+        // One produce first, so the checkpoint holds whatever a produce there builds once.
+        space.produce(2, msg(-1), false).expect("bag produce");
+        let start = space.create_soft_checkpoint();
+        let name = if joined {
+            "produce_beside_general_join"
+        } else {
+            "baseline_no_join"
+        };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    let t = std::time::Instant::now();
+                    for i in 0..n as i64 {
+                        let r = space
+                            .produce(2, msg(STORED + i), false)
+                            .expect("bag produce");
+                        debug_assert!(r.is_none());
+                    }
+                    spent += t.elapsed();
+                    left -= n;
+                    space.revert_to_soft_checkpoint(&start);
+                }
+                spent
+            })
+        });
+        assert_eq!(space.data(&2).len(), STORED as usize + 1);
+    }
+    g.finish();
+}
+
 fn channel_index(c: &mut Criterion) {
     let mut g = c.benchmark_group("channel_index");
     for &n in &[1_000u64, 100_000] {
@@ -446,7 +502,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, channel_index,
-        charging_overhead, batch_operations
+    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, join_partner,
+        channel_index, charging_overhead, batch_operations
 }
 criterion_main!(benches);

@@ -1259,7 +1259,7 @@ where
             priority,
         };
         let mut built = BuiltPartners::new();
-        Self::index_partners(view, &channel, &mut built);
+        self.index_partners(view, &channel, &mut built);
         let guide = rig_of(&mut replay);
         let ProduceSearch {
             examined,
@@ -1486,19 +1486,50 @@ where
         self.order_key.map(Ranker::conts)
     }
 
-    /// Builds the exact index on the big Bag channels that `channel`'s joins read besides it,
-    /// noting them in `built` (see [`Built`]).
-    fn index_partners(view: &mut View<'_, C, P, A, K>, channel: &C, built: &mut BuiltPartners<C>) {
+    /// Builds the exact index on the big Bag and Set channels that `channel`'s joins read
+    /// besides it, noting them in `built` (see [`Built`]): each such channel that a waiting
+    /// continuation of one of those joins looks up by an exact key
+    /// ([`Match::exact_key`]) at its position. A channel that every waiting pattern reads by
+    /// a general match gets no index: the search would scan it anyway, and the index would
+    /// cost a hash of every later datum stored there (a structural matcher's wildcard
+    /// patterns, say).
+    ///
+    /// Cost: on a channel that wants an index and is not read by an exact key, one
+    /// [`Match::exact_key`] call per waiting continuation of the join, fewer than the
+    /// search's own pre-checks of the same continuations.
+    fn index_partners(
+        &self,
+        view: &mut View<'_, C, P, A, K>,
+        channel: &C,
+        built: &mut BuiltPartners<C>,
+    ) {
         let Some(cs) = view.channel(channel) else {
             return;
         };
         let from = built.len();
         for jk in cs.joins.iter().filter(|jk| jk.len() > 1) {
-            for c in jk.iter() {
-                if let Some(other) = view.channel(c) {
-                    if other.data.wants_index() && !built[from..].contains(c) {
-                        built.push(c.clone());
-                    }
+            for (i, c) in jk.iter().enumerate() {
+                let wanted = view
+                    .channel(c)
+                    .is_some_and(|other| other.data.wants_index())
+                    && !built[from..].contains(c)
+                    && view.join(jk).is_some_and(|conts| {
+                        conts
+                            .for_each_in(None, |_, w| {
+                                let exact = w
+                                    .patterns
+                                    .get(i)
+                                    .is_some_and(|p| self.matcher.exact_key(p).is_some());
+                                if exact {
+                                    ControlFlow::Break(())
+                                } else {
+                                    ControlFlow::Continue(())
+                                }
+                            })
+                            .is_break()
+                    });
+                if wanted {
+                    built.push(c.clone());
                 }
             }
         }

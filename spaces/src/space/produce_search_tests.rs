@@ -216,7 +216,7 @@ fn compare(s: &S, channel: u8, value: i64, persist: bool, rigged: bool) -> bool 
     let mut view = s.lock_for_produce(&channel, smallvec::smallvec![s.router.shard_of(&channel)]);
     // The produce's own index build, kept as an admitted produce keeps it.
     let mut built = BuiltPartners::new();
-    S::index_partners(&mut view, &channel, &mut built);
+    s.index_partners(&mut view, &channel, &mut built);
     view.settle_partners(&built, true);
     let incoming = StoredDatum {
         value: Term::from(value),

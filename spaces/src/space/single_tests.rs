@@ -837,3 +837,53 @@ fn a_refused_call_drops_the_index_it_built() {
         assert!(state.dirty.iter().any(|c| *c == 0));
     }
 }
+
+/// A produce builds a big join partner's exact index only when a waiting continuation of the
+/// join reads that partner by an exact key: with only general patterns there, the search
+/// scans the partner anyway, and an index would only tax every later datum stored on it.
+/// The `examined` of the produce is the same either way (a general pattern's candidates are
+/// every datum, indexed or not).
+#[test]
+fn a_produce_indexes_only_partners_read_by_an_exact_key() {
+    let s: S = Space::new(Pm, SpaceConfig::new());
+    for i in 0..20i64 {
+        s.produce(0, 2 * i + 1, false).expect("produce");
+    }
+    let indexed = || {
+        let view = s.lock_channels(&[0]);
+        view.channel(&0).is_some_and(|cs| cs.data.has_index())
+    };
+    // A join reads the big channel 0 with a general pattern (even data): none is there, so it
+    // waits, and its own search builds nothing (no exact key).
+    assert!(s
+        .consume([2u8, 0], [(0, 0), (1, 0)], 1, false, &[])
+        .expect("consume")
+        .is_none());
+    assert!(!indexed());
+    // A produce on channel 0 and one on channel 2: each meets the join; neither fires (no
+    // even datum on 0), and neither builds channel 0's index.
+    let mut seen = Vec::new();
+    let r = s.produce_admitted(0, 41, false, 0, gate(&mut seen, false));
+    assert!(r.expect("produce").is_none());
+    let r = s.produce_admitted(2, 3, false, 0, gate(&mut seen, false));
+    assert!(r.expect("produce").is_none());
+    assert!(!indexed());
+    // The second produce: its pre-check at position 0, then all 21 data of channel 0 at
+    // position 1, and the pre-check again (a search that fires nothing counts it).
+    assert!(seen[1].contains("examined: 23"), "{seen:?}");
+    // A second continuation of the same join reads channel 0 by an exact key: the next
+    // produce on either channel builds the index (the consume's own search built it too, so
+    // the hard checkpoint drops it first).
+    assert!(s
+        .consume([2u8, 0], [(0, 0), (3, 100)], 2, false, &[])
+        .expect("consume")
+        .is_none());
+    s.create_checkpoint().expect("checkpoint");
+    assert!(!indexed());
+    let r = s.produce_admitted(2, 5, false, 0, gate(&mut seen, false));
+    assert!(r.expect("produce").is_none());
+    assert!(indexed());
+    // The general pattern's continuation examined 23 as before, index or not; the exact one
+    // its pre-check twice and no datum (the index holds no 100).
+    assert!(seen[2].contains("examined: 25"), "{seen:?}");
+}
