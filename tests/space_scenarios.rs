@@ -1201,6 +1201,49 @@ fn comm_type_alias_compiles() {
 // Large channels: the exact index and tombstone compaction must not change any result.
 // ---------------------------------------------------------------------------------------------
 
+/// A produce meeting a join, waiting or installed, whose exact pattern reads a big partner
+/// channel looks the partner up in its index, not by a scan (issue 2: finding a matching datum
+/// among N must not scan all N). `examined` is the matcher work charged: the pre-check of the
+/// produced datum (counted again by a search that fires nothing), and the partner's data
+/// equal to the key.
+#[test]
+fn exact_lookups_on_a_big_join_partner_are_indexed() {
+    for installed in [false, true] {
+        let s = exact();
+        if installed {
+            s.install(["a", "b"], [10, 20], "k").unwrap();
+        } else {
+            assert!(s
+                .consume(["a", "b"], [10, 20], "k", true, &[])
+                .unwrap()
+                .is_none());
+        }
+        for i in 0..1_000 {
+            assert!(s.produce("b", 1_000 + i, false).unwrap().is_none());
+        }
+        let produce = |channel: Ch, datum: i64| {
+            let mut examined = None;
+            let comm = s
+                .produce_admitted(channel, datum, false, 0, |a| {
+                    examined = Some(a.examined);
+                    Ok(())
+                })
+                .unwrap();
+            (comm, examined.unwrap())
+        };
+        for _ in 0..3 {
+            let (comm, examined) = produce("a", 10);
+            assert!(comm.is_none(), "installed {installed}");
+            assert_eq!(examined, 2, "installed {installed}: a scan examines 1,002");
+        }
+        // The key arrives among the 1,000 others: the join fires with one of the 10s stored.
+        let (comm, _) = produce("b", 20);
+        let comm = comm.expect("the join fires");
+        assert_eq!((comm.matches[0].datum, comm.matches[1].datum), (10, 20));
+        assert_eq!((s.data(&"a").len(), s.data(&"b").len()), (2, 1_000));
+    }
+}
+
 /// A Bag or Set channel whose oldest datum never leaves while hundreds of later ones are taken
 /// from the middle (so tombstones pile up and get compacted), checked against a plain `Vec`
 /// after every call, through joins with a second channel, and across a checkpoint.

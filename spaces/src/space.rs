@@ -1486,9 +1486,9 @@ where
         self.order_key.map(Ranker::conts)
     }
 
-    /// Builds the exact index on the big Bag and Set channels that `channel`'s joins read
-    /// besides it, noting them in `built` (see [`Built`]): each such channel that a waiting
-    /// continuation of one of those joins looks up by an exact key
+    /// Builds the exact index on the big Bag and Set channels that `channel`'s joins and
+    /// installed continuations read besides it, noting them in `built` (see [`Built`]): each
+    /// such channel that a waiting continuation looks up by an exact key
     /// ([`Match::exact_key`]) at its position. A channel that every waiting pattern reads by
     /// a general match gets no index: the search would scan it anyway, and the index would
     /// cost a hash of every later datum stored there (a structural matcher's wildcard
@@ -1503,33 +1503,44 @@ where
         channel: &C,
         built: &mut BuiltPartners<C>,
     ) {
-        let Some(cs) = view.channel(channel) else {
-            return;
-        };
         let from = built.len();
-        for jk in cs.joins.iter().filter(|jk| jk.len() > 1) {
-            for (i, c) in jk.iter().enumerate() {
-                let wanted = view
-                    .channel(c)
-                    .is_some_and(|other| other.data.wants_index())
-                    && !built[from..].contains(c)
-                    && view.join(jk).is_some_and(|conts| {
-                        conts
-                            .for_each_in(None, |_, w| {
-                                let exact = w
-                                    .patterns
-                                    .get(i)
-                                    .is_some_and(|p| self.matcher.exact_key(p).is_some());
-                                if exact {
+        let v: &View<'_, C, P, A, K> = view;
+        // `c` is big, unindexed and not noted yet.
+        let wants = |built: &BuiltPartners<C>, c: &C| {
+            v.channel(c).is_some_and(|o| o.data.wants_index()) && !built[from..].contains(c)
+        };
+        let exact_at = |i: usize, w: &WaitingContinuation<P, K>| {
+            w.patterns
+                .get(i)
+                .is_some_and(|p| self.matcher.exact_key(p).is_some())
+        };
+        if let Some(entries) = v.installed_on(channel) {
+            for e in entries.iter().filter(|e| e.list.len() > 1) {
+                for (i, c) in e.list.iter().enumerate() {
+                    if exact_at(i, &e.w) && wants(built, c) {
+                        built.push(c.clone());
+                    }
+                }
+            }
+        }
+        if let Some(cs) = v.channel(channel) {
+            for jk in cs.joins.iter().filter(|jk| jk.len() > 1) {
+                for (i, c) in jk.iter().enumerate() {
+                    let read_exactly = || {
+                        v.join(jk).is_some_and(|conts| {
+                            let found = conts.for_each_in(None, |_, w| {
+                                if exact_at(i, w) {
                                     ControlFlow::Break(())
                                 } else {
                                     ControlFlow::Continue(())
                                 }
-                            })
-                            .is_break()
-                    });
-                if wanted {
-                    built.push(c.clone());
+                            });
+                            found.is_break()
+                        })
+                    };
+                    if wants(built, c) && read_exactly() {
+                        built.push(c.clone());
+                    }
                 }
             }
         }

@@ -137,6 +137,44 @@ fn refused_produce_changes_later_charges() {
     assert_eq!(with.1, without.1, "state root and log");
 }
 
+/// The same with an installed join: a produce's search builds the index of the big channels
+/// its installed continuations read by an exact key, and a refusal drops it.
+#[test]
+fn refused_produce_meeting_an_installed_join_changes_later_charges() {
+    let run = |refuse_first: bool| {
+        let s = space();
+        s.install([2u32, 1], [100u32, 15], 9).unwrap();
+        for i in 0..16u32 {
+            assert!(s.produce(1, i, false).unwrap().is_none());
+        }
+        if refuse_first {
+            // It would fire the installed join: channel 1 is a partner with 16 data.
+            let r = s.produce_admitted(2, 100, false, 0, refuse);
+            assert!(matches!(
+                r.unwrap_err().kind(),
+                ErrorKind::OutOfPhlogiston(_)
+            ));
+        }
+        take_eight(&s);
+        let mut examined = None;
+        let comm = s
+            .produce_admitted(2, 100, false, 0, |a| {
+                examined = Some(a.examined);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(comm.continuation, 9);
+        (examined.unwrap(), s.create_checkpoint().unwrap())
+    };
+    let (with, without) = (run(true), run(false));
+    assert_eq!(
+        with.0, without.0,
+        "matching work charged differs after a refused produce"
+    );
+    assert_eq!(with.1, without.1, "state root and log");
+}
+
 /// An install refused because stored data already meet its patterns searched first, and
 /// built the index.
 #[test]
