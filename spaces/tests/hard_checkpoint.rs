@@ -976,6 +976,40 @@ fn a_priority_on_a_kind_without_priorities_is_refused_and_changes_nothing() {
     assert_eq!(b.data(&103)[0].priority, 3);
 }
 
+/// A PriorityQueue leaf lists its items as the queue hands them out: highest priority first,
+/// FIFO within a level. Its contents hash is ordered, so a blob listing a lower priority
+/// first hashes to a leaf of its own; the queue would reorder it on load, leaving a state
+/// that does not hash to the root it was reset to. It must be refused.
+#[test]
+fn a_priority_queue_leaf_out_of_priority_order_is_refused_and_changes_nothing() {
+    const PRIORITY_QUEUE: u8 = 5;
+    let store = Arc::new(MemoryHistory::new());
+    let forged = forged_root(
+        &store,
+        103,
+        forged_data_leaf(103, PRIORITY_QUEUE, false, &[(1, false, 0), (2, false, 3)]),
+    );
+    let honest = forged_root(
+        &store,
+        103,
+        forged_data_leaf(103, PRIORITY_QUEUE, false, &[(2, false, 3), (1, false, 0)]),
+    );
+    let b = space(4).with_history(store.clone());
+    b.produce(2, 2, false).unwrap();
+    let before = contents(&b);
+    let got = b.reset(&forged);
+    assert!(
+        matches!(got, Err(CheckpointError::Corrupt { .. })),
+        "{got:?}: {:?}, rehashed {} for root {}",
+        b.data(&103),
+        hex(&b.full_state_root()),
+        hex(&forged)
+    );
+    assert_eq!(contents(&b), before);
+    b.reset(&honest).unwrap();
+    assert_eq!(b.full_state_root(), honest);
+}
+
 /// One waiting continuation of a forged leaf: patterns, continuation, persist, peeks.
 type ForgedCont<'a> = (&'a [u32], u32, bool, &'a [usize]);
 

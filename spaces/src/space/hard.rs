@@ -108,9 +108,9 @@ pub enum CheckpointError {
     /// The history store holds a blob that does not decode, or whose contents do not hash to
     /// the leaf that names it, or that sits under another channel's (or channel list's) trie
     /// key, or that describes a state no sequence of calls can leave (an empty leaf, a Bag or
-    /// Set out of canonical order, a Set with two equal items, a Cell with two data, a
-    /// priority on a kind other than PriorityQueue, peeks a consume would not have
-    /// normalised), or a trie node that fails verification, or lacks a node or blob below a
+    /// Set out of canonical order, a PriorityQueue out of priority order, a Set with two equal
+    /// items, a Cell with two data, a priority on a kind other than PriorityQueue, peeks a
+    /// consume would not have normalised), or a trie node that fails verification, or lacks a node or blob below a
     /// recorded root. From [`Space::create_checkpoint`]: a leaf whose blob the store lacks has
     /// no entry in the state that hashes to it (the trie and the state disagree; a bug, never
     /// expected).
@@ -888,6 +888,9 @@ where
                         return Err(corrupt(DecodeError::Invalid("empty data leaf")));
                     }
                     let mut data = DataStore::new(kind);
+                    // A PriorityQueue's blob lists its items as the queue hands them out
+                    // (highest priority first); the queue would reorder any other order.
+                    let mut last_priority = i64::MAX;
                     for item in &items {
                         let mut i = &item[..];
                         let d = StoredDatum {
@@ -902,6 +905,10 @@ where
                         if d.priority != 0 && kind != DataKind::PriorityQueue {
                             return Err(corrupt(DecodeError::Invalid("priority")));
                         }
+                        if d.priority > last_priority {
+                            return Err(corrupt(DecodeError::Invalid("priority order")));
+                        }
+                        last_priority = d.priority;
                         if kind
                             .check_embedding(self.matcher.embedding(&d.value))
                             .is_err()
