@@ -114,6 +114,53 @@ fn storage<E: Error + Send + Sync + 'static>(op: &'static str) -> impl FnOnce(E)
     }
 }
 
+/// A panic inside the storage engine, caught by [`guarded`]: the source of the
+/// [`HistoryError::Storage`] it becomes.
+#[derive(Debug)]
+struct EnginePanicked {
+    /// The panic's message, when it carried one.
+    message: Option<String>,
+}
+
+impl fmt::Display for EnginePanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the storage engine panicked (a corrupt or truncated database file?)")?;
+        match &self.message {
+            Some(m) => write!(f, ": {m}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Error for EnginePanicked {}
+
+/// Runs `f`, one use of the storage engine, turning a panic inside it into a
+/// [`HistoryError::Storage`] error for `op`.
+///
+/// redb trusts the pages of its file: a database corrupted or cut short on disk, in a way its
+/// recovery does not notice, can make it index out of bounds and panic (seen on truncated files
+/// and flipped bytes; `tests/history_redb.rs` mutates a database to check). SPEC §5 allows no
+/// panic through the public API, so each engine call runs under `catch_unwind`. Unwinding
+/// through the engine may leave its in-memory state inconsistent; that is safe here because
+/// nothing read from a store is trusted unverified (trie nodes are checked against their hash,
+/// leaf blobs against their leaf), and a later call that trips on it fails the same way. No
+/// cost on the path that does not panic.
+fn guarded<T>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, HistoryError>,
+) -> Result<T, HistoryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned());
+        Err(HistoryError::Storage {
+            op,
+            source: Box::new(EnginePanicked { message }),
+        })
+    })
+}
+
 /// A content-addressed store of blobs and recorded state roots.
 ///
 /// Contract of every implementation: [`commit`](HistoryStore::commit) is atomic (all blobs and
@@ -244,7 +291,9 @@ const ROOT_INDEX: TableDefinition<&[u8; 32], u64> = TableDefinition::new("rhospa
 /// `Immediate` durability (fsync'd before `commit` returns); it writes only the blobs the
 /// database lacks, so checkpoints share unchanged trie nodes on disk. A process that restarts
 /// reopens the file and can read every root it recorded. Only one process may open a database
-/// at a time (redb locks the file; a second open is a [`HistoryError::Storage`] error).
+/// at a time (redb locks the file; a second open is a [`HistoryError::Storage`] error). A file
+/// damaged on disk gives [`HistoryError::Storage`] errors, never a panic, even where redb itself
+/// would panic on it (see `guarded`); what it still serves is verified by its reader.
 ///
 /// Cost: `get`/`contains`/`has_root` are one read transaction and a B-tree look-up each;
 /// `commit` is O(blobs given · log stored) plus one fsync.
@@ -292,16 +341,20 @@ impl RedbHistory {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, HistoryError> {
         let path = path.as_ref().to_path_buf();
-        let db = redb::Database::create(&path).map_err(storage("opening the database"))?;
+        let db = guarded("opening the database", || {
+            redb::Database::create(&path).map_err(storage("opening the database"))
+        })?;
         // Create the tables up front so that read transactions can always open them.
-        let tx = db.begin_write().map_err(storage("creating tables"))?;
-        {
-            tx.open_table(BLOBS).map_err(storage("creating tables"))?;
-            tx.open_table(ROOTS).map_err(storage("creating tables"))?;
-            tx.open_table(ROOT_INDEX)
-                .map_err(storage("creating tables"))?;
-        }
-        tx.commit().map_err(storage("creating tables"))?;
+        guarded("creating tables", || {
+            let tx = db.begin_write().map_err(storage("creating tables"))?;
+            {
+                tx.open_table(BLOBS).map_err(storage("creating tables"))?;
+                tx.open_table(ROOTS).map_err(storage("creating tables"))?;
+                tx.open_table(ROOT_INDEX)
+                    .map_err(storage("creating tables"))?;
+            }
+            tx.commit().map_err(storage("creating tables"))
+        })?;
         Ok(RedbHistory { db, path })
     }
 
@@ -325,10 +378,12 @@ impl RedbHistory {
         hash: &Digest,
         f: impl FnOnce(&[u8]) -> T,
     ) -> Result<Option<T>, HistoryError> {
-        let tx = self.db.begin_read().map_err(storage(op))?;
-        let table = tx.open_table(BLOBS).map_err(storage(op))?;
-        let got = table.get(hash).map_err(storage(op))?;
-        Ok(got.map(|g| f(g.value())))
+        guarded(op, || {
+            let tx = self.db.begin_read().map_err(storage(op))?;
+            let table = tx.open_table(BLOBS).map_err(storage(op))?;
+            let got = table.get(hash).map_err(storage(op))?;
+            Ok(got.map(|g| f(g.value())))
+        })
     }
 }
 
@@ -342,6 +397,43 @@ impl HistoryStore for RedbHistory {
     }
 
     fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
+        const OP: &str = "committing a checkpoint";
+        // A panic unwinds through the transaction, which aborts it: nothing written.
+        guarded(OP, || self.commit_unguarded(blobs, root))
+    }
+
+    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
+        const OP: &str = "looking up a root";
+        guarded(OP, || {
+            let tx = self.db.begin_read().map_err(storage(OP))?;
+            let index = tx.open_table(ROOT_INDEX).map_err(storage(OP))?;
+            Ok(index.get(root).map_err(storage(OP))?.is_some())
+        })
+    }
+
+    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
+        const OP: &str = "listing roots";
+        guarded(OP, || {
+            let tx = self.db.begin_read().map_err(storage(OP))?;
+            let roots = tx.open_table(ROOTS).map_err(storage(OP))?;
+            let mut out = Vec::new();
+            // Keys are sequence numbers, so the B-tree order is the recording order.
+            for entry in roots.iter().map_err(storage(OP))? {
+                let (_, root) = entry.map_err(storage(OP))?;
+                out.push(*root.value());
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl RedbHistory {
+    /// [`HistoryStore::commit`] without the panic guard (see [`guarded`]).
+    fn commit_unguarded(
+        &self,
+        blobs: &[(Digest, Vec<u8>)],
+        root: Digest,
+    ) -> Result<usize, HistoryError> {
         const OP: &str = "committing a checkpoint";
         let tx = self.db.begin_write().map_err(storage(OP))?;
         let mut written = 0;
@@ -368,26 +460,6 @@ impl HistoryStore for RedbHistory {
         }
         tx.commit().map_err(storage(OP))?;
         Ok(written)
-    }
-
-    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
-        const OP: &str = "looking up a root";
-        let tx = self.db.begin_read().map_err(storage(OP))?;
-        let index = tx.open_table(ROOT_INDEX).map_err(storage(OP))?;
-        Ok(index.get(root).map_err(storage(OP))?.is_some())
-    }
-
-    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
-        const OP: &str = "listing roots";
-        let tx = self.db.begin_read().map_err(storage(OP))?;
-        let roots = tx.open_table(ROOTS).map_err(storage(OP))?;
-        let mut out = Vec::new();
-        // Keys are sequence numbers, so the B-tree order is the recording order.
-        for entry in roots.iter().map_err(storage(OP))? {
-            let (_, root) = entry.map_err(storage(OP))?;
-            out.push(*root.value());
-        }
-        Ok(out)
     }
 }
 
