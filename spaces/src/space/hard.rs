@@ -110,10 +110,10 @@ pub enum CheckpointError {
     /// key, or that describes a state no sequence of calls can leave (an empty leaf, a Bag or
     /// Set out of canonical order, a PriorityQueue out of priority order, a Set with two equal
     /// items, a Cell with two data, a priority on a kind other than PriorityQueue, peeks a
-    /// consume would not have normalised), or a trie node that fails verification, or lacks a node or blob below a
-    /// recorded root. From [`Space::create_checkpoint`]: a leaf whose blob the store lacks has
-    /// no entry in the state that hashes to it (the trie and the state disagree; a bug, never
-    /// expected).
+    /// consume would not have normalised), or a trie node that fails verification, or lacks a
+    /// node or blob below a recorded root. From [`Space::create_checkpoint`]: a leaf whose blob
+    /// the store lacks has no entry in the state that hashes to it (the trie and the state
+    /// disagree; a bug, never expected).
     Corrupt {
         /// The blob or node concerned.
         hash: Digest,
