@@ -58,6 +58,7 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::merkle::{hex, Digest};
+use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::Mutex;
 
 /// Why a history operation failed.
@@ -134,6 +135,22 @@ impl fmt::Display for EnginePanicked {
 
 impl Error for EnginePanicked {}
 
+/// The source of the [`HistoryError::Storage`] a [`RedbHistory::commit`] gives once the engine
+/// has panicked in an earlier call (see [`RedbHistory`]'s `panicked`).
+#[derive(Debug)]
+struct WritesRefused;
+
+impl fmt::Display for WritesRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the storage engine panicked in an earlier call; writes are refused until the \
+             database is reopened",
+        )
+    }
+}
+
+impl Error for WritesRefused {}
+
 /// Runs `f`, one use of the storage engine, turning a panic inside it into a
 /// [`HistoryError::Storage`] error for `op`.
 ///
@@ -143,8 +160,9 @@ impl Error for EnginePanicked {}
 /// panic through the public API, so each engine call runs under `catch_unwind`. Unwinding
 /// through the engine may leave its in-memory state inconsistent; that is safe here because
 /// nothing read from a store is trusted unverified (trie nodes are checked against their hash,
-/// leaf blobs against their leaf), and a later call that trips on it fails the same way. No
-/// cost on the path that does not panic.
+/// leaf blobs against their leaf), and a later call that trips on it fails the same way; a
+/// [`RedbHistory`] refuses every write after it (its `panicked` latch), so such a state is never
+/// written back to the file. No cost on the path that does not panic.
 fn guarded<T>(
     op: &'static str,
     f: impl FnOnce() -> Result<T, HistoryError>,
@@ -293,7 +311,11 @@ const ROOT_INDEX: TableDefinition<&[u8; 32], u64> = TableDefinition::new("rhospa
 /// reopens the file and can read every root it recorded. Only one process may open a database
 /// at a time (redb locks the file; a second open is a [`HistoryError::Storage`] error). A file
 /// damaged on disk gives [`HistoryError::Storage`] errors, never a panic, even where redb itself
-/// would panic on it (see `guarded`); what it still serves is verified by its reader.
+/// would panic on it (see `guarded`); what it still serves is verified by its reader. Once
+/// redb has panicked inside a call, every later [`commit`](HistoryStore::commit) of this handle
+/// fails with [`HistoryError::Storage`] and writes nothing: the engine's in-memory state may be
+/// inconsistent, and writing it could damage roots the file still holds intact. Reads go on.
+/// Reopening the file starts afresh.
 ///
 /// Cost: `get`/`contains`/`has_root` are one read transaction and a B-tree look-up each;
 /// `commit` is O(blobs given · log stored) plus one fsync.
@@ -316,6 +338,9 @@ const ROOT_INDEX: TableDefinition<&[u8; 32], u64> = TableDefinition::new("rhospa
 pub struct RedbHistory {
     db: redb::Database,
     path: PathBuf,
+    /// 1 once redb panicked inside a call of this handle ([`RedbHistory::guarded`]); never
+    /// reset. Set, `commit` refuses.
+    panicked: AtomicU8,
 }
 
 impl fmt::Debug for RedbHistory {
@@ -355,7 +380,11 @@ impl RedbHistory {
             }
             tx.commit().map_err(storage("creating tables"))
         })?;
-        Ok(RedbHistory { db, path })
+        Ok(RedbHistory {
+            db,
+            path,
+            panicked: AtomicU8::new(0),
+        })
     }
 
     /// The database file's path.
@@ -372,13 +401,30 @@ impl RedbHistory {
         &self.path
     }
 
+    /// [`guarded`], noting a caught panic in `panicked`.
+    fn guarded<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce() -> Result<T, HistoryError>,
+    ) -> Result<T, HistoryError> {
+        let out = guarded(op, f);
+        if let Err(HistoryError::Storage { source, .. }) = &out {
+            if source.is::<EnginePanicked>() {
+                // Relaxed: the latch publishes no data. A commit that races with the panicking
+                // call is not ordered after it whatever the ordering; every later one sees it.
+                self.panicked.store(1, Ordering::Relaxed);
+            }
+        }
+        out
+    }
+
     fn read_blob<T>(
         &self,
         op: &'static str,
         hash: &Digest,
         f: impl FnOnce(&[u8]) -> T,
     ) -> Result<Option<T>, HistoryError> {
-        guarded(op, || {
+        self.guarded(op, || {
             let tx = self.db.begin_read().map_err(storage(op))?;
             let table = tx.open_table(BLOBS).map_err(storage(op))?;
             let got = table.get(hash).map_err(storage(op))?;
@@ -398,13 +444,20 @@ impl HistoryStore for RedbHistory {
 
     fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
         const OP: &str = "committing a checkpoint";
+        // Relaxed: see `guarded`.
+        if self.panicked.load(Ordering::Relaxed) != 0 {
+            return Err(HistoryError::Storage {
+                op: OP,
+                source: Box::new(WritesRefused),
+            });
+        }
         // A panic unwinds through the transaction, which aborts it: nothing written.
-        guarded(OP, || self.commit_unguarded(blobs, root))
+        self.guarded(OP, || self.commit_unguarded(blobs, root))
     }
 
     fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
         const OP: &str = "looking up a root";
-        guarded(OP, || {
+        self.guarded(OP, || {
             let tx = self.db.begin_read().map_err(storage(OP))?;
             let index = tx.open_table(ROOT_INDEX).map_err(storage(OP))?;
             Ok(index.get(root).map_err(storage(OP))?.is_some())
@@ -413,7 +466,7 @@ impl HistoryStore for RedbHistory {
 
     fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
         const OP: &str = "listing roots";
-        guarded(OP, || {
+        self.guarded(OP, || {
             let tx = self.db.begin_read().map_err(storage(OP))?;
             let roots = tx.open_table(ROOTS).map_err(storage(OP))?;
             let mut out = Vec::new();

@@ -10,14 +10,15 @@
 //! matching its leaf hash. (Measured in a debug build, the commit itself takes about 90% of the
 //! child's loop, so most kills land inside a write transaction.)
 
+use std::error::Error;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rhospace_spaces::merkle::{hash_ordered, Digest, MerkleMap};
-use rhospace_spaces::{HistoryStore, RedbHistory};
+use rhospace_spaces::merkle::{hash_ordered, Digest, LoadError, MerkleMap};
+use rhospace_spaces::{HistoryError, HistoryStore, RedbHistory};
 
 const CHILD_ENV: &str = "RHOSPACE_HISTORY_CRASH_CHILD_DIR";
 const DB: &str = "history.redb";
@@ -139,7 +140,8 @@ fn a_second_open_of_a_held_database_is_an_error_not_a_panic() {
 /// or the right data, never a panic (SPEC §5): redb trusts its pages and panics on some such
 /// files, which the store turns into `HistoryError::Storage`. A trie a damaged store still
 /// serves for a recorded root is verified (it loads and hashes back, or fails); leaf blobs are
-/// checked by their reader (`Space::reset`), not here.
+/// checked by their reader (`Space::reset`), not here. Once a call has caught redb panicking,
+/// the handle refuses every later commit (the engine's state may be inconsistent).
 #[test]
 fn a_damaged_database_file_gives_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,6 +164,12 @@ fn a_damaged_database_file_gives_errors_not_panics() {
     };
     let damaged = dir.path().join("damaged.redb");
     let mut opened = 0;
+    let mut engine_panics = 0;
+    // Whether a call's error is a panic redb had inside it.
+    let panicked = |e: &HistoryError| {
+        e.source()
+            .is_some_and(|s| s.to_string().contains("storage engine panicked"))
+    };
     for i in 0..1000 {
         let mut bytes = original.clone();
         if i % 2 == 0 {
@@ -176,32 +184,50 @@ fn a_damaged_database_file_gives_errors_not_panics() {
         fs::write(&damaged, &bytes).unwrap();
         let probe = std::panic::catch_unwind(|| {
             let Ok(store) = RedbHistory::open(&damaged) else {
-                return false;
+                return (false, false);
             };
-            let _ = store.roots();
+            // Whether any call so far caught redb panicking.
+            let mut seen = false;
+            let mut note = |r: Result<(), HistoryError>| seen |= r.is_err_and(|e| panicked(&e));
+            note(store.roots().map(drop));
             for root in &roots {
-                let _ = store.has_root(root);
-                if let Ok(map) = MerkleMap::load(root, |h| store.get(h)) {
-                    assert_eq!(map.root(), *root);
-                    // Leaf blobs may come back damaged: their reader checks them.
-                    for (_, v) in map.iter() {
-                        let _ = store.get(v);
+                note(store.has_root(root).map(drop));
+                match MerkleMap::load(root, |h| store.get(h)) {
+                    Ok(map) => {
+                        assert_eq!(map.root(), *root);
+                        // Leaf blobs may come back damaged: their reader checks them.
+                        for (_, v) in map.iter() {
+                            note(store.get(v).map(drop));
+                        }
                     }
+                    Err(LoadError::Store(e)) => note(Err(e)),
+                    Err(_) => {}
                 }
             }
             let mut map = MerkleMap::new();
-            let _ = map.missing_nodes(|h| store.contains(h));
+            note(map.missing_nodes(|h| store.contains(h)).map(drop));
             map.insert(key(1), [1; 32]);
-            let _ = store.commit(&[([1; 32], vec![1])], [1; 32]);
-            true
+            let committed = store.commit(&[([1; 32], vec![1])], [1; 32]);
+            if seen {
+                // After a caught panic, the commit is refused and writes nothing.
+                let e = committed.expect_err("a commit after an engine panic");
+                assert!(e
+                    .source()
+                    .is_some_and(|s| s.to_string().contains("refused")));
+            }
+            (true, seen)
         });
         match probe {
-            Ok(true) => opened += 1,
-            Ok(false) => {}
+            Ok((true, seen)) => {
+                opened += 1;
+                engine_panics += usize::from(seen);
+            }
+            Ok((false, _)) => {}
             Err(_) => panic!("damage #{i} made the store panic"),
         }
     }
     assert!(opened > 0, "some damaged files still open");
+    assert!(engine_panics > 0, "some damage makes redb panic (caught)");
 }
 
 /// The child: commits checkpoints until killed, continuing from the database's last root.
