@@ -240,7 +240,8 @@ impl Built {
 }
 
 /// The channels whose exact index a produce's search built: the big channels its join
-/// groups read besides its own (see [`Built`]). Inline for two: most produces build none (a
+/// groups and installed continuations read by an exact key (see [`Built`] and
+/// `Space::index_partners`). Inline for two: most produces build none (a
 /// channel keeps its index until a hard checkpoint or until it is emptied), so it never
 /// allocates on the hot path.
 type BuiltPartners<C> = SmallVec<[C; 2]>;
