@@ -607,6 +607,78 @@ fn bag_continuations_oldest_matching_fires() {
     assert_eq!(conts(&s, &["a"]), vec!["k1", "k3"]);
 }
 
+/// The `examined` (matcher calls, charged) of a consume on `s`, and whether it fired.
+fn consume_examined(s: &PS, channels: Vec<Ch>, patterns: Vec<Pred>) -> (bool, u64) {
+    let mut examined = None;
+    let comm = s
+        .consume_admitted(channels, patterns, "k", false, &[], |a| {
+            examined = Some(a.examined);
+            Ok(())
+        })
+        .unwrap();
+    (comm.is_some(), examined.unwrap())
+}
+
+/// A join that cannot be satisfied fails without trying every combination: a position whose
+/// pattern accepts nothing on its channel ends the search (before, each of `a`'s 1,000 data
+/// retried `b`'s two positions: 10⁹ matcher calls, about 9 s), and positions on one channel
+/// explore sets of used data, not their orders (11 positions on 10 data took 13.5 million
+/// calls).
+#[test]
+fn a_join_that_cannot_fire_fails_without_trying_every_combination() {
+    let s = preds();
+    for i in 0..1_000 {
+        s.produce("a", 2 * i, false).unwrap();
+        s.produce("b", 2 * i, false).unwrap();
+    }
+    // Even on a (1 call), Even on b (1), Odd on b: 999 rejected, then the one passed over
+    // (b's first datum, taken by the Even) checked too: no odd datum on b at all.
+    let (fired, examined) = consume_examined(&s, vec!["a", "b", "b"], vec![Even, Even, Odd]);
+    assert!(!fired);
+    assert_eq!(examined, 1_002);
+    // Eq(1_999) on c, whose channel is empty: an independent failure, at once.
+    let (fired, examined) = consume_examined(&s, vec!["a", "b", "c"], vec![Any, Any, eq(1_999)]);
+    assert!(!fired);
+    assert_eq!(examined, 2);
+
+    let s = preds();
+    for i in 0..10 {
+        s.produce("a", i, false).unwrap();
+    }
+    let (fired, examined) = consume_examined(&s, vec!["a"; 11], vec![Any; 11]);
+    assert!(!fired);
+    assert!(examined <= 10_000, "examined {examined}");
+    // The join waits; the datum it lacks fires it, with every datum of a.
+    let comm = s.produce("a", 10, false).unwrap().expect("fires");
+    assert_eq!(comm.matches.len(), 11);
+    assert!(values(&s, "a").is_empty());
+}
+
+/// Pruning a failed visit keeps the first assignment in candidate order. `[Any, Odd, Odd]`
+/// over 1, 3, 2 on one channel: Any = 1 leaves one odd datum, so it fails; Any = 3 leaves the
+/// Odd positions with the same used set {1, 3} as before (a remembered failure, skipped);
+/// Any = 2 fits. A search without pruning makes the same choice.
+#[test]
+fn pruned_searches_still_pick_the_first_assignment() {
+    let s = preds();
+    for d in [1, 3, 2] {
+        s.produce("a", d, false).unwrap();
+    }
+    let comm = s
+        .consume(["a", "a", "a"], [Any, Odd, Odd], "k", false, &[])
+        .unwrap()
+        .expect("fires");
+    assert_eq!(matched(&comm), vec![2, 1, 3]);
+    // Across channels: b is empty, so the join waits and a keeps its data.
+    for d in [5, 4] {
+        s.produce("a", d, false).unwrap();
+    }
+    let (fired, examined) = consume_examined(&s, vec!["a", "a", "b"], vec![Odd, Even, Any]);
+    assert!(!fired);
+    assert_eq!(examined, 2, "Odd = 5, Even = 4, then b fails on its own");
+    assert_eq!(values(&s, "a"), vec![5, 4]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // §4 Collection kinds
 // ---------------------------------------------------------------------------------------------
