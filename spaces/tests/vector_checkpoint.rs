@@ -13,7 +13,7 @@ use rhospace_matchers::similarity::{
 };
 use rhospace_spaces::merkle::Digest;
 use rhospace_spaces::{
-    decode_exact, encode_varint, Decode, DecodeError, Encode, MemoryHistory, Space,
+    decode_exact, encode_varint, CheckpointError, Decode, DecodeError, Encode, MemoryHistory, Space,
 };
 
 use common::{best, d, space, Datum};
@@ -394,6 +394,39 @@ fn golden_state_root() {
         hex(&root),
         "91259f928bfcf0ed1baef4977fda6a282ec266bee544474cad9050b252494051"
     );
+}
+
+/// A root recorded by a space whose VectorDB channels have another dimension describes a state
+/// no call on this space can leave: a datum of the wrong dimension (which a produce refuses),
+/// or a waiting similarity query of the wrong dimension (which a consume refuses with
+/// `ErrorKind::Query`). `reset` refuses both, and changes nothing.
+#[test]
+fn reset_refuses_data_and_queries_of_another_dimension() {
+    let history = Arc::new(MemoryHistory::new());
+    let three: VSpace = space(3, Metric::Dot).with_history(history.clone());
+    assert_eq!(
+        taken(&three, 0, best(&[1.0, 0.0, 0.0], Metric::Dot, 0.5), 7),
+        None
+    );
+    let waiting = three.create_checkpoint().unwrap().root;
+    three.clear();
+    three.produce(0, d(1, &[1.0, 0.0, 0.0]), false).unwrap();
+    let stored = three.create_checkpoint().unwrap().root;
+
+    let two: VSpace = space(2, Metric::Dot).with_history(history);
+    two.produce(1, d(2, &[0.0, 1.0]), false).unwrap();
+    let (before, root) = (contents(&two), two.full_state_root());
+    for recorded in [waiting, stored] {
+        let got = two.reset(&recorded);
+        assert!(
+            matches!(got, Err(CheckpointError::Corrupt { .. })),
+            "root {}: {got:?}, continuations {:?}",
+            hex(&recorded),
+            two.continuations(&[0])
+        );
+        assert_eq!(contents(&two), before);
+        assert_eq!(two.full_state_root(), root);
+    }
 }
 
 #[test]

@@ -109,10 +109,11 @@ pub enum CheckpointError {
     /// the leaf that names it, or that sits under another channel's (or channel list's) trie
     /// key, or that describes a state no sequence of calls can leave (an empty leaf, a Bag or
     /// Set out of canonical order, a PriorityQueue out of priority order, a Set with two equal
-    /// items, a Cell with two data, a priority on a kind other than PriorityQueue, peeks a
-    /// consume would not have normalised), or a trie node that fails verification, or lacks a
-    /// node or blob below a recorded root. From [`Space::create_checkpoint`]: a leaf whose blob
-    /// the store lacks has no entry in the state that hashes to it (the trie and the state
+    /// items, a Cell with two data, a priority on a kind other than PriorityQueue, an embedding
+    /// or a similarity query of another dimension than its VectorDB channel's, peeks a consume
+    /// would not have normalised), or a trie node that fails verification, or lacks a node or
+    /// blob below a recorded root. From [`Space::create_checkpoint`]: a leaf whose blob the
+    /// store lacks has no entry in the state that hashes to it (the trie and the state
     /// disagree; a bug, never expected).
     Corrupt {
         /// The blob or node concerned.
@@ -968,9 +969,11 @@ where
                             persist: bool::decode(&mut i).map_err(corrupt)?,
                             peeks: decode_peeks(&mut i).map_err(corrupt)?,
                         };
-                        // What a consume accepts, with its peeks as it normalises them.
+                        // What a consume accepts, with its peeks as it normalises them and
+                        // its similarity queries of its VectorDB channels' dimensions.
                         let valid = validate(&jk, &w.patterns, &w.peeks)
-                            .is_ok_and(|peeks| peeks == w.peeks);
+                            .is_ok_and(|peeks| peeks == w.peeks)
+                            && self.check_queries(&jk, &w.patterns).is_ok();
                         if !i.is_empty() || !valid {
                             return Err(corrupt(DecodeError::Invalid("continuation")));
                         }
