@@ -46,8 +46,8 @@
 //! accepts the assignment play found (the first one), sees the same search, and a replay
 //! charges what play charged.
 //!
-//! **Limits.** Worst-case cost is still exponential in the number of positions on one channel
-//! (a complete search); joins are capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so
+//! **Limits.** Worst-case cost is still exponential in the number of positions that share a
+//! channel (a complete search); joins are capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so
 //! recursion depth is bounded, and a search remembers at most `FAILED_MAX` (65,536) failed
 //! visits. Measured (a join of `n + 1` positions on `n` data, all accepting any datum, which
 //! no assignment satisfies): 0.8 ms at n = 9 (0.17 s before the pruning), 50 ms at n = 14,
