@@ -314,7 +314,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         if pos == self.join.cids.len() {
             return (self.incoming.is_none() || self.incoming_used()) && self.accepted();
         }
-        if self.failed.as_ref().is_some_and(|f| !f.is_empty()) {
+        if pruning() && self.failed.as_ref().is_some_and(|f| !f.is_empty()) {
             let key = self.fail_key(pos);
             if self.failed.as_ref().is_some_and(|f| f.contains(&key)) {
                 return false;
@@ -327,7 +327,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         // A failure is remembered only when no complete assignment was reached below (none
         // rejected by a guide): then none exists below, with a guide or without, so a replay
         // prunes exactly as play did and charges the same `examined`.
-        if !found && self.rejections == rejections {
+        if pruning() && !found && self.rejections == rejections {
             self.give_up(pos, walk);
             if !self.hopeless {
                 let key = self.fail_key(pos);
@@ -903,3 +903,29 @@ where
         rejected,
     }
 }
+
+#[cfg(test)]
+thread_local! {
+    /// Tests only: when set, this thread's searches prune nothing (no `give_up`, no memo of
+    /// failed visits): the plain complete search that `prune_tests` compares the pruned one
+    /// against.
+    pub(crate) static NO_PRUNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether [`Dfs::go`] prunes (see the module docs): always, except in tests that turn it off
+/// with `NO_PRUNING`.
+#[inline(always)]
+fn pruning() -> bool {
+    #[cfg(test)]
+    {
+        !NO_PRUNING.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
+#[cfg(test)]
+#[path = "join_prune_tests.rs"]
+mod prune_tests;
