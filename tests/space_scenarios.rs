@@ -621,9 +621,8 @@ fn consume_examined(s: &PS, channels: Vec<Ch>, patterns: Vec<Pred>) -> (bool, u6
 
 /// A join that cannot be satisfied fails without trying every combination: a position whose
 /// pattern accepts nothing on its channel ends the search (before, each of `a`'s 1,000 data
-/// retried `b`'s two positions: 10⁹ matcher calls, about 9 s), and positions on one channel
-/// explore sets of used data, not their orders (11 positions on 10 data took 13.5 million
-/// calls).
+/// retried `b`'s two positions: 10⁹ matcher calls, about 9 s), and a channel with fewer data
+/// than its positions need ends it too (11 positions on 10 data took 13.5 million calls).
 #[test]
 fn a_join_that_cannot_fire_fails_without_trying_every_combination() {
     let s = preds();
@@ -645,9 +644,24 @@ fn a_join_that_cannot_fire_fails_without_trying_every_combination() {
     for i in 0..10 {
         s.produce("a", i, false).unwrap();
     }
+    // Ten data taken in order, then the eleventh position checks one it passed over (taken):
+    // ten data cannot fill eleven positions, so the search ends at its first failure.
     let (fired, examined) = consume_examined(&s, vec!["a"; 11], vec![Any; 11]);
     assert!(!fired);
-    assert!(examined <= 10_000, "examined {examined}");
+    assert_eq!(examined, 11);
+    // The same at the longest join, 64 positions on 63 data (2^63 sets of used data).
+    let big = preds();
+    for i in 0..63 {
+        big.produce("a", i, false).unwrap();
+    }
+    let n = MAX_JOIN;
+    let (fired, examined) = consume_examined(&big, vec!["a"; n], vec![Any; n]);
+    assert!(!fired);
+    assert_eq!(examined, 64);
+    // One persistent datum can fill any number of positions: then the join fires.
+    big.produce("p", 1, true).unwrap();
+    let (fired, _) = consume_examined(&big, vec!["p"; n], vec![Any; n]);
+    assert!(fired);
     // The join waits; the datum it lacks fires it, with every datum of a.
     let comm = s.produce("a", 10, false).unwrap().expect("fires");
     assert_eq!(comm.matches.len(), 11);

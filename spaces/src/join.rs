@@ -37,7 +37,9 @@
 //! - a visit of a position is decided by the items earlier positions hold of the channels
 //!   read from there on (and whether the produced datum is used): a failed visit is
 //!   remembered by that key, and a later visit with an equal key fails at once, so positions
-//!   on one channel explore sets of used items, not their orders.
+//!   on one channel explore sets of used items, not their orders;
+//! - at the first failure remembered, a channel with fewer items than its positions need
+//!   (none of them persistent) ends the search.
 //!
 //! Pruning never changes the assignment found. It changes `examined` (the matcher calls
 //! made, which are charged) only by the calls it saves, plus at most one call per earlier
@@ -47,12 +49,14 @@
 //! charges what play charged.
 //!
 //! **Limits.** Worst-case cost is still exponential in the number of positions that share a
-//! channel (a complete search); joins are capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so
-//! recursion depth is bounded, and a search remembers at most `FAILED_MAX` (65,536) failed
-//! visits. Measured (a join of `n + 1` positions on `n` data, all accepting any datum, which
-//! no assignment satisfies): 0.8 ms at n = 9 (0.17 s before the pruning), 50 ms at n = 14,
-//! 0.27 s at n = 16; past the memory cap, it grows as before. With exact patterns on indexed
-//! channels each position's candidates come from the index.
+//! channel (a complete search): when enough data exist in all but too few of them suit a
+//! subset of the positions (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones),
+//! the search explores sets of used data, and a search remembers at most `FAILED_MAX`
+//! (65,536) failed visits; past that it grows as without the memo. Joins are capped at
+//! [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured: `n + 1`
+//! positions accepting any datum on `n` data fail in `n + 1` matcher calls (9 µs at n = 9,
+//! 0.17 s before any pruning; 0.14 ms at n = 63). With exact patterns on indexed channels
+//! each position's candidates come from the index.
 //!
 //! **Parallel pre-check.** Given a [`ParScan`] (see [`crate::parallel`]), a position whose
 //! channel offers at least its threshold of candidates lists them once in the channel's order
@@ -217,6 +221,9 @@ struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     hopeless: bool,
     /// The walk of the position being visited (see [`Walk`]).
     walk: Walk,
+    /// Whether [`too_few_items`](Dfs::too_few_items) has run (once, at the first failure
+    /// remembered).
+    counted: bool,
     /// Visits that failed without reaching a complete assignment, by [`FailKey`]: a later
     /// visit with the same key fails at once. Created at the first such failure, and capped
     /// at [`FAILED_MAX`] entries. Only membership is asked, never an
@@ -329,6 +336,10 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         // prunes exactly as play did and charges the same `examined`.
         if pruning() && !found && self.rejections == rejections {
             self.give_up(pos, walk);
+            if !self.counted && !self.hopeless {
+                self.counted = true;
+                self.hopeless = self.too_few_items();
+            }
             if !self.hopeless {
                 let key = self.fail_key(pos);
                 let failed = self.failed.get_or_insert_with(HashSet::new);
@@ -402,6 +413,59 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         if dead || independent {
             self.hopeless = true;
         }
+    }
+
+    /// Whether some channel holds fewer items than its positions need, so that no assignment
+    /// exists: each non-peeking position takes a distinct item, and the peeking ones at least
+    /// one more (peeks may share an item, but not with a position that takes it), unless an
+    /// item is persistent, which any number of positions may share. Counted per channel from
+    /// its store's length (and the produced datum, on its channel); only a channel short of
+    /// items is walked, for a persistent one. No matcher call.
+    ///
+    /// Run once, at a search's first remembered failure (never on a search that succeeds
+    /// without failing): it settles at once a join such as 64 positions on 63 data, whose
+    /// visits are sets of used items beyond what the memo of failed visits holds.
+    ///
+    /// Cost: O(positions²) comparisons, plus O(items) on a channel short of items.
+    #[cold]
+    fn too_few_items(&self) -> bool {
+        let cids = &self.join.cids;
+        for (first, &cid) in cids.iter().enumerate() {
+            // Each channel once, at its first position (its id).
+            if cid != first {
+                continue;
+            }
+            let (mut takers, mut peekers) = (0usize, false);
+            for (q, _) in cids.iter().enumerate().filter(|(_, c)| **c == cid) {
+                if self.peeks_at(q) {
+                    peekers = true;
+                } else {
+                    takers += 1;
+                }
+            }
+            let need = takers + usize::from(peekers);
+            let store = self.join.stores[first];
+            let produced = self.incoming.filter(|inc| inc.cid == cid);
+            let have = store.map_or(0, DataStore::len) + usize::from(produced.is_some());
+            if have >= need {
+                continue;
+            }
+            let shared = produced.is_some_and(|inc| inc.datum.persist)
+                || store.is_some_and(|s| {
+                    s.for_each_candidate(None, None, |_, d, _| {
+                        if d.persist {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    })
+                    .is_break()
+                });
+            if !shared {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether position `pos`'s pattern accepts a datum that an earlier position on its channel
@@ -884,6 +948,7 @@ where
         pre: SmallVec::new(),
         hopeless: false,
         walk: Walk::default(),
+        counted: false,
         failed: None,
     };
     let found = dfs.go(0);
