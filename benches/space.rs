@@ -12,6 +12,8 @@
 //!   last accepting it.
 //! - `join_partner`: a produce on a channel of 10,000 structural data that a waiting join
 //!   reads with a general pattern, beside the same produce with no join waiting.
+//! - `join_search/cannot_fire`: a three-position join that no assignment satisfies, beside one
+//!   scan of its data with the same matcher.
 //! - `channel_index/lookup_shuffled`: reading one channel among N in shuffled order.
 //! - `batch_operations`: `produce_batch` and `consume_batch` of 10,000 items, on one channel
 //!   and over 1,024 channels (32 shards: consecutive items mostly change shard), beside the
@@ -325,6 +327,50 @@ fn join_partner(c: &mut Criterion) {
     g.finish();
 }
 
+/// A join that cannot fire: `[a, b, b]` with two wildcards and a pattern no datum on `b`
+/// matches, over 1,000 structural data on each channel (`join_search/cannot_fire`). Its gate
+/// refuses, so the space is unchanged between iterations. Beside it, the least work any
+/// complete search must do here: the same matcher over `b`'s data once
+/// (`join_search/baseline_vec_scan`). Without the search's pruning this join made 10⁹ matcher
+/// calls.
+fn join_search(c: &mut Criterion) {
+    use rhospace_matchers::Match;
+    use rhospace_phlogiston::OutOfPhlogiston;
+    let mut g = c.benchmark_group("join_search");
+    let space: Space<u64, Pattern, Term, u64, StructuralMatch> =
+        Space::new(StructuralMatch, SpaceConfig::new());
+    let msg = |i: i64| Term::tuple([Term::str("msg"), Term::int(i)]);
+    for i in 0..1_000 {
+        space.produce(1, msg(i), false).expect("bag produce");
+        space.produce(2, msg(i), false).expect("bag produce");
+    }
+    let stop = Pattern::tuple([Pattern::lit(Term::str("stop")), Pattern::wildcard()]);
+    let patterns = [Pattern::wildcard(), Pattern::wildcard(), stop.clone()];
+    g.bench_function("cannot_fire", |b| {
+        b.iter(|| {
+            let r = space.consume_admitted([1u64, 2, 2], patterns.clone(), 0, false, &[], |a| {
+                black_box(a.examined);
+                Err(OutOfPhlogiston {
+                    requested: 1,
+                    remaining: 0,
+                })
+            });
+            assert!(r.is_err());
+        })
+    });
+    let data: Vec<Term> = (0..1_000).map(msg).collect();
+    g.bench_function("baseline_vec_scan", |b| {
+        b.iter(|| {
+            let hit = data
+                .iter()
+                .position(|d| StructuralMatch.get(&stop, black_box(d)).is_some());
+            assert_eq!(hit, None);
+        })
+    });
+    assert_eq!(space.data(&2).len(), 1_000);
+    g.finish();
+}
+
 fn channel_index(c: &mut Criterion) {
     let mut g = c.benchmark_group("channel_index");
     for &n in &[1_000u64, 100_000] {
@@ -503,6 +549,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, join_partner,
-        channel_index, charging_overhead, batch_operations
+        join_search, channel_index, charging_overhead, batch_operations
 }
 criterion_main!(benches);
