@@ -967,3 +967,44 @@ proptest! {
         run_in([k, k, DataKind::Bag], ContKind::Bag, CandidateOrder::Shuffled { seed }, &actions)?;
     }
 }
+
+/// Joins of up to six positions over two channels holding a few small values: long enough
+/// that the space's join search backtracks, prunes dead positions and independent channels,
+/// and skips failed visits it remembers (`join.rs`), which `action`'s joins of up to three
+/// positions rarely reach.
+fn long_join() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        5 => (0u8..2, 0i64..5, proptest::bool::weighted(0.15)).prop_map(
+            |(ch, value, persist)| Action::Produce { ch, value, persist, prio: 0 }
+        ),
+        3 => (1usize..=6)
+            .prop_flat_map(|n| (
+                proptest::collection::vec(0u8..2, n),
+                proptest::collection::vec(pred_upto(5), n),
+                0u8..3,
+                proptest::bool::weighted(0.1),
+                proptest::collection::vec(0..n, 0..=2),
+            ))
+            .prop_map(|(chans, pats, k, persist, peeks)| Action::Consume { chans, pats, k, persist, peeks }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Long joins (see [`long_join`]) on Bag channels.
+    #[test]
+    fn long_joins_agree_with_model(actions in proptest::collection::vec(long_join(), 1..=24)) {
+        run([DataKind::Bag; 3], ContKind::Bag, &actions)?;
+    }
+
+    /// Long joins on channels of random kinds (head-only ones make a candidate's reach depend
+    /// on what earlier positions used up).
+    #[test]
+    fn long_joins_of_mixed_kinds_agree_with_model(
+        kinds in proptest::array::uniform3(data_kind()),
+        actions in proptest::collection::vec(long_join(), 1..=24),
+    ) {
+        run(kinds, ContKind::Bag, &actions)?;
+    }
+}
