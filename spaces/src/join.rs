@@ -191,11 +191,9 @@ struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     matcher: &'m M,
     /// Replay only: accepts or rejects each complete assignment.
     guide: Option<Guide<'g, A>>,
-    /// Whether `guide` rejected a complete assignment.
-    rejected: bool,
-    /// How many complete assignments `guide` rejected. A visit during which it did not grow
-    /// reached no complete assignment: its failure says no assignment exists below it
-    /// (see [`Dfs::go`]).
+    /// How many complete assignments `guide` rejected (the outcome's `rejected` is whether
+    /// any). A visit during which it did not grow reached no complete assignment: its failure
+    /// says no assignment exists below it (see [`Dfs::go`]).
     rejections: u64,
     join: &'j Join<'a, A>,
     patterns: &'j [P],
@@ -221,12 +219,9 @@ struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     hopeless: bool,
     /// The walk of the position being visited (see [`Walk`]).
     walk: Walk,
-    /// Whether [`too_few_items`](Dfs::too_few_items) has run (once, at the first failure
-    /// remembered).
-    counted: bool,
     /// Visits that failed without reaching a complete assignment, by [`FailKey`]: a later
-    /// visit with the same key fails at once. Created at the first such failure, and capped
-    /// at [`FAILED_MAX`] entries. Only membership is asked, never an
+    /// visit with the same key fails at once. Created at the first such failure (so never
+    /// empty), and capped at [`FAILED_MAX`] entries. Only membership is asked, never an
     /// order, so the hasher's seed reaches no result.
     failed: Option<HashSet<FailKey>>,
 }
@@ -321,11 +316,14 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         if pos == self.join.cids.len() {
             return (self.incoming.is_none() || self.incoming_used()) && self.accepted();
         }
-        if pruning() && self.failed.as_ref().is_some_and(|f| !f.is_empty()) {
-            let key = self.fail_key(pos);
-            if self.failed.as_ref().is_some_and(|f| f.contains(&key)) {
+        // The visit's key, once a failure has been remembered (the set exists only then).
+        let mut key = None;
+        if pruning() && self.failed.is_some() {
+            let k = self.fail_key(pos);
+            if self.failed.as_ref().is_some_and(|f| f.contains(&k)) {
                 return false;
             }
+            key = Some(k);
         }
         let outer = std::mem::take(&mut self.walk);
         let rejections = self.rejections;
@@ -336,12 +334,12 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         // prunes exactly as play did and charges the same `examined`.
         if pruning() && !found && self.rejections == rejections {
             self.give_up(pos, walk);
-            if !self.counted && !self.hopeless {
-                self.counted = true;
+            // The first failure to remember (no set yet): count each channel's items once.
+            if self.failed.is_none() && !self.hopeless {
                 self.hopeless = self.too_few_items();
             }
             if !self.hopeless {
-                let key = self.fail_key(pos);
+                let key = key.unwrap_or_else(|| self.fail_key(pos));
                 let failed = self.failed.get_or_insert_with(HashSet::new);
                 if failed.len() < FAILED_MAX {
                     failed.insert(key);
@@ -357,9 +355,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let cids = &self.join.cids;
         let read_later = |c: usize| cids.get(pos..).is_some_and(|later| later.contains(&c));
         let mut items: SmallVec<[(usize, ItemKey, bool, bool); 6]> = SmallVec::new();
-        let earlier = self.picks.iter().enumerate().take(pos);
-        let earlier_more = self.more.iter().filter(|(q, _, _)| *q < pos);
-        for (q, pick) in earlier.chain(earlier_more.map(|(q, p, _)| (*q, p))) {
+        for (q, pick) in self.earlier_picks(pos) {
             if read_later(cids[q]) {
                 items.push((cids[q], pick.key, pick.incoming, !self.peeks_at(q)));
             }
@@ -479,33 +475,32 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         };
         let store = self.join.stores[pos];
         let incoming = self.incoming;
-        let datum_of = |pick: Pick| {
-            if pick.incoming {
-                incoming.map(|inc| inc.datum)
-            } else {
-                store.and_then(|s| s.get(pick.key))
-            }
-        };
-        let on_channel = |q: usize| q < pos && self.join.cids[q] == cid;
-        let mut data: SmallVec<[&StoredDatum<A>; 4]> = SmallVec::new();
-        for (q, pick) in self.picks.iter().enumerate() {
-            if on_channel(q) {
-                data.extend(datum_of(*pick));
-            }
-        }
-        for (q, pick, _) in &self.more {
-            if on_channel(*q) {
-                data.extend(datum_of(*pick));
-            }
-        }
-        let matcher = self.matcher;
+        let (cids, matcher) = (&self.join.cids, self.matcher);
         let mut calls = 0u64;
-        let hit = data.iter().any(|d| {
-            calls += 1;
-            matcher.get(pattern, &d.value).is_some()
-        });
+        let hit = self
+            .earlier_picks(pos)
+            .filter(|&(q, _)| cids[q] == cid)
+            .filter_map(|(_, pick)| {
+                if pick.incoming {
+                    incoming.map(|inc| inc.datum)
+                } else {
+                    store.and_then(|s| s.get(pick.key))
+                }
+            })
+            .any(|d| {
+                calls += 1;
+                matcher.get(pattern, &d.value).is_some()
+            });
         self.examined += calls;
         hit
+    }
+
+    /// The picks of the positions before `pos` as `(position, pick)`: each position's first
+    /// pick, then the further picks of top-k positions.
+    fn earlier_picks(&self, pos: usize) -> impl Iterator<Item = (usize, Pick)> + '_ {
+        let more = self.more.iter().filter(move |(q, _, _)| *q < pos);
+        let firsts = self.picks.iter().copied().enumerate().take(pos);
+        firsts.chain(more.map(|&(q, pick, _)| (q, pick)))
     }
 
     /// One visit of position `pos` (see [`go`](Self::go)).
@@ -773,7 +768,6 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         if guide(&entries) {
             true
         } else {
-            self.rejected = true;
             self.rejections += 1;
             false
         }
@@ -932,7 +926,6 @@ where
     let mut dfs = Dfs {
         matcher,
         guide,
-        rejected: false,
         rejections: 0,
         join,
         patterns,
@@ -948,11 +941,10 @@ where
         pre: SmallVec::new(),
         hopeless: false,
         walk: Walk::default(),
-        counted: false,
         failed: None,
     };
     let found = dfs.go(0);
-    let (mut examined, mut vector, rejected) = (dfs.examined, dfs.vector, dfs.rejected);
+    let (mut examined, mut vector, rejected) = (dfs.examined, dfs.vector, dfs.rejections > 0);
     if !found {
         examined += pre.0;
         vector.add_elements(pre.1);
