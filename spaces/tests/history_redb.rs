@@ -100,19 +100,21 @@ fn reported_roots(dir: &Path) -> Vec<Digest> {
         .collect()
 }
 
+/// Opens a new database at `path`, records `rounds` checkpoints of `keys` keys each
+/// ([`checkpoint`]) and closes it. Returns each root with its map.
+fn record(path: &Path, rounds: u64, keys: u64) -> Vec<(Digest, MerkleMap)> {
+    let store = RedbHistory::open(path).unwrap();
+    let mut map = MerkleMap::new();
+    (0..rounds)
+        .map(|round| (checkpoint(&store, &mut map, round, keys), map.clone()))
+        .collect()
+}
+
 #[test]
 fn checkpoints_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB);
-    let mut recorded = Vec::new();
-    {
-        let store = RedbHistory::open(&path).unwrap();
-        let mut map = MerkleMap::new();
-        for round in 0..6 {
-            let root = checkpoint(&store, &mut map, round, 40);
-            recorded.push((root, map.clone()));
-        }
-    } // dropped: the database is closed
+    let recorded = record(&path, 6, 40);
     let store = RedbHistory::open(&path).unwrap();
     let roots: Vec<Digest> = recorded.iter().map(|(r, _)| *r).collect();
     assert_eq!(store.roots().unwrap(), roots);
@@ -146,14 +148,7 @@ fn a_second_open_of_a_held_database_is_an_error_not_a_panic() {
 fn a_damaged_database_file_gives_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(DB);
-    let mut roots = Vec::new();
-    {
-        let store = RedbHistory::open(&path).unwrap();
-        let mut map = MerkleMap::new();
-        for round in 0..4 {
-            roots.push(checkpoint(&store, &mut map, round, 8));
-        }
-    }
+    let roots: Vec<Digest> = record(&path, 4, 8).into_iter().map(|(r, _)| r).collect();
     let original = fs::read(&path).unwrap();
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let mut below = |n: usize| {
