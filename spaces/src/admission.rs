@@ -9,6 +9,7 @@
 use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
+use crate::budget::Allowance;
 use crate::conts::WaitingContinuation;
 use crate::data::StoredDatum;
 
@@ -182,6 +183,14 @@ pub(crate) trait Gate<C, P, A, K>: Sized {
         P: 's,
         A: 's,
         K: 's;
+
+    /// What the gate will charge apart from the search's work, when it charges a meter: the
+    /// operation's search then stops once its work alone costs more than the meter holds (see
+    /// [`crate::budget`]). `None` (the default): the search runs to its end.
+    #[inline]
+    fn allowance(&self) -> Option<Allowance<'_>> {
+        None
+    }
 }
 
 impl<C, P, A, K, F> Gate<C, P, A, K> for F
@@ -203,11 +212,12 @@ where
     }
 }
 
-/// A gate that returns a credit for the space's refund ledger: what it refunded for the
-/// storage the admitted operation frees (see [`Gate`]).
-pub(crate) struct Credited<F>(pub(crate) F);
+/// A gate that charges a meter (its [`Allowance`], which caps the search) and returns a
+/// credit for the space's refund ledger: what it refunded for the storage the admitted
+/// operation frees (see [`Gate`]).
+pub(crate) struct Credited<'b, F>(pub(crate) F, pub(crate) Allowance<'b>);
 
-impl<C, P, A, K, F> Gate<C, P, A, K> for Credited<F>
+impl<C, P, A, K, F> Gate<C, P, A, K> for Credited<'_, F>
 where
     F: FnOnce(&Admission<'_, C, P, A, K>) -> Result<u64, OutOfPhlogiston>,
 {
@@ -223,6 +233,11 @@ where
         K: 's,
     {
         (self.0)(&build())
+    }
+
+    #[inline]
+    fn allowance(&self) -> Option<Allowance<'_>> {
+        Some(self.1)
     }
 }
 

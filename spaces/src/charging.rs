@@ -23,6 +23,7 @@ use rhospace_matchers::Match;
 use rhospace_phlogiston::{CostTable, OutOfPhlogiston, PhlogistonMeter};
 
 use crate::admission::{Admission, Credited};
+use crate::budget::Allowance;
 use crate::call_list::CallList;
 use crate::comm::Comm;
 use crate::encode::Encode;
@@ -81,6 +82,19 @@ use crate::space::{SoftCheckpoint, Space};
 /// split per shard, each part guarded by its shard's lock, so no operation bumps a shared
 /// counter; a refund adds one word to its shard's part, and a checkpoint or revert sums the
 /// parts, O(shards), under the locks it takes anyway.
+///
+/// **Searches stop at the balance.** Work is priced after the search, but a produce's or
+/// consume's search does not run past what the meter can pay: before each matcher call of a
+/// join search, and before each waiting continuation a produce offers its datum to, the price
+/// of the work so far (plus the operation's base price and join arity) is compared with the
+/// meter's balance, and once it is more the operation fails with `OutOfPhlogiston` at once
+/// (its `requested` is that price, a lower bound of what the whole search would have cost).
+/// An operation so stopped would have been refused at the gate anyway; the same calls on the
+/// same state and balance stop at the same matcher call, so a replay stops where play did. A
+/// join search's worst case is exponential in the positions that share a channel (see the
+/// [`Space`] cost table); this bounds what a caller can make one charged call do by its
+/// balance. Not capped: a single-channel consume's walk (at most one call per datum of the
+/// channel) and `install`.
 ///
 /// # Limits
 /// - The wrapped [`Space`] ([`ChargingSpace::space`]) is not metered: its produce, consume,
@@ -279,6 +293,16 @@ where
         }
     }
 
+    /// The search cap of an operation whose price before any work is `fixed` (see
+    /// [`crate::budget`]).
+    fn allowance(&self, fixed: u64) -> Allowance<'_> {
+        Allowance {
+            meter: &self.meter,
+            table: &self.table,
+            fixed,
+        }
+    }
+
     /// [`Space::produce`], charged.
     ///
     /// ```
@@ -330,22 +354,25 @@ where
             datum,
             persist,
             priority,
-            Credited(|a: &Admission<'_, C, P, A, K>| {
-                let mut cost = table
-                    .produce_base
-                    .saturating_add(table.matching(to_usize(a.examined)))
-                    .saturating_add(vector_work_price(table, a));
-                if a.stores {
-                    cost = cost.saturating_add(table.datum_storage(channel_len, datum_len));
-                }
-                if let Some(data) = a.fires {
-                    cost = cost.saturating_add(table.comm(data));
-                }
-                self.meter.charge(cost)?;
-                // Admitted: the change follows under the same locks, so the storage it frees
-                // is refunded now, and the refund is the credit (see the type's docs).
-                Ok(self.refund(freed_storage(table, a)))
-            }),
+            Credited(
+                |a: &Admission<'_, C, P, A, K>| {
+                    let mut cost = table
+                        .produce_base
+                        .saturating_add(table.matching(to_usize(a.examined)))
+                        .saturating_add(vector_work_price(table, a));
+                    if a.stores {
+                        cost = cost.saturating_add(table.datum_storage(channel_len, datum_len));
+                    }
+                    if let Some(data) = a.fires {
+                        cost = cost.saturating_add(table.comm(data));
+                    }
+                    self.meter.charge(cost)?;
+                    // Admitted: the change follows under the same locks, so the storage it frees
+                    // is refunded now, and the refund is the credit (see the type's docs).
+                    Ok(self.refund(freed_storage(table, a)))
+                },
+                self.allowance(table.produce_base),
+            ),
         )
     }
 
@@ -383,31 +410,35 @@ where
         let (channels_len, patterns_len, continuation_len) =
             join_sizes(&channels, &patterns, &continuation);
         let table = &self.table;
+        let fixed = table
+            .consume_base
+            .saturating_add(table.join_channel.saturating_mul(arity as u64));
         self.space.consume_gated(
             channels,
             patterns,
             continuation,
             persist,
             peeks,
-            Credited(|a: &Admission<'_, C, P, A, K>| {
-                let mut cost = table
-                    .consume_base
-                    .saturating_add(table.join_channel.saturating_mul(arity as u64))
-                    .saturating_add(table.matching(to_usize(a.examined)))
-                    .saturating_add(vector_work_price(table, a));
-                if a.stores {
-                    cost = cost.saturating_add(table.continuation_storage(
-                        channels_len,
-                        patterns_len,
-                        continuation_len,
-                    ));
-                }
-                if let Some(data) = a.fires {
-                    cost = cost.saturating_add(table.comm(data));
-                }
-                self.meter.charge(cost)?;
-                Ok(self.refund(freed_storage(table, a)))
-            }),
+            Credited(
+                |a: &Admission<'_, C, P, A, K>| {
+                    let mut cost = fixed
+                        .saturating_add(table.matching(to_usize(a.examined)))
+                        .saturating_add(vector_work_price(table, a));
+                    if a.stores {
+                        cost = cost.saturating_add(table.continuation_storage(
+                            channels_len,
+                            patterns_len,
+                            continuation_len,
+                        ));
+                    }
+                    if let Some(data) = a.fires {
+                        cost = cost.saturating_add(table.comm(data));
+                    }
+                    self.meter.charge(cost)?;
+                    Ok(self.refund(freed_storage(table, a)))
+                },
+                self.allowance(fixed),
+            ),
         )
     }
 

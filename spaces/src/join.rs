@@ -52,8 +52,9 @@
 //! channel (a complete search): when enough data exist in all but too few of them suit a
 //! subset of the positions (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones),
 //! the search explores sets of used data, and a search remembers at most `FAILED_MAX`
-//! (65,536) failed visits; past that it grows as without the memo. Joins are capped at
-//! [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured: `n + 1`
+//! (65,536) failed visits; past that it grows as without the memo. A charged operation's
+//! search stops once its work costs more than the meter holds ([`crate::budget`]). Joins are
+//! capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured: `n + 1`
 //! positions accepting any datum on `n` data fail in `n + 1` matcher calls (9 µs at n = 9,
 //! 0.17 s before any pruning; 0.14 ms at n = 63). With exact patterns on indexed channels
 //! each position's candidates come from the index.
@@ -74,6 +75,7 @@ use rhospace_matchers::{Match, SimilarityPattern};
 use smallvec::SmallVec;
 
 use crate::admission::VectorWork;
+use crate::budget::Budget;
 use crate::data::{DataStore, ItemKey, StoredDatum};
 use crate::order::Ranker;
 use crate::parallel::ParScan;
@@ -187,10 +189,16 @@ pub(crate) struct Outcome<R> {
     pub(crate) rejected: bool,
 }
 
-struct Dfs<'j, 'a, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> {
+struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     matcher: &'m M,
     /// Replay only: accepts or rejects each complete assignment.
     guide: Option<Guide<'g, A>>,
+    /// A charged operation's cap (see [`crate::budget`]): checked at each visit and before
+    /// each matcher call; once the work outgrows it, the search stops (`stopped`).
+    budget: Option<&'b Budget<'b>>,
+    /// Set when `budget` refused more work: `hopeless` is set too, so every walk unwinds, and
+    /// no failure is remembered or examined further.
+    stopped: bool,
     /// How many complete assignments `guide` rejected (the outcome's `rejected` is whether
     /// any). A visit during which it did not grow reached no complete assignment: its failure
     /// says no assignment exists below it (see [`Dfs::go`]).
@@ -279,7 +287,9 @@ impl<'j, A> PreChecked<'j, A> {
     }
 }
 
-impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm, 'g, A, P, M> {
+impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
+    Dfs<'j, 'a, 'm, 'g, 'b, A, P, M>
+{
     #[inline]
     fn peeks_at(&self, pos: usize) -> bool {
         self.peeks.contains(&pos)
@@ -310,7 +320,7 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
     }
 
     fn go(&mut self, pos: usize) -> bool {
-        if self.hopeless {
+        if self.hopeless || !self.affordable() {
             return false;
         }
         if pos == self.join.cids.len() {
@@ -329,6 +339,9 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         let rejections = self.rejections;
         let found = self.visit(pos);
         let walk = std::mem::replace(&mut self.walk, outer);
+        if self.stopped {
+            return false;
+        }
         // A failure is remembered only when no complete assignment was reached below (none
         // rejected by a guide): then none exists below, with a guide or without, so a replay
         // prunes exactly as play did and charges the same `examined`.
@@ -347,6 +360,20 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
             }
         }
         found
+    }
+
+    /// Whether the operation's budget, if any, can pay for the work done so far; if not, stops
+    /// the search (`stopped` and `hopeless`).
+    #[inline]
+    fn affordable(&mut self) -> bool {
+        match self.budget {
+            Some(b) if !b.allows(self.examined, self.vector) => {
+                self.stopped = true;
+                self.hopeless = true;
+                false
+            }
+            _ => true,
+        }
     }
 
     /// The [`FailKey`] of a visit of `pos` now.
@@ -821,6 +848,10 @@ impl<'j, 'a: 'j, 'm, 'g, A: Clone + Hash + Eq, P, M: Match<P, A>> Dfs<'j, 'a, 'm
         self.examined += 1;
         let pattern = &self.patterns[pos];
         self.vector.add_elements(score_len(self.matcher, pattern));
+        if !self.affordable() {
+            // Out of budget: the call is not made; the caller sees no pick.
+            return ControlFlow::Break(());
+        }
         if let Some(r) = self.matcher.get(pattern, &d.value) {
             self.walk.accepted = true;
             self.picks.push(Pick { key, incoming });
@@ -887,7 +918,10 @@ pub(crate) fn incoming_fits<A, P, M: Match<P, A>>(
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
 /// given. With a `guide` (replay), the first assignment the guide accepts. With `par`, a
 /// position with many candidates consults its pre-check (see [`crate::parallel::search`],
-/// which the space calls); the result is the same as without.
+/// which the space calls); the result is the same as without. With a `budget`, the search
+/// stops once its work (on top of the budget's spent work) costs more than the meter holds:
+/// it then reports no assignment, and the budget holds the refusal (see [`crate::budget`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
     join: &'j Join<'a, A>,
@@ -895,6 +929,7 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
     guide: Option<Guide<'_, A>>,
+    budget: Option<&Budget<'_>>,
     par: Option<&'j dyn ParScan<A>>,
 ) -> Outcome<M::Output>
 where
@@ -926,6 +961,8 @@ where
     let mut dfs = Dfs {
         matcher,
         guide,
+        budget,
+        stopped: false,
         rejections: 0,
         join,
         patterns,

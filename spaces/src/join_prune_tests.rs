@@ -243,7 +243,7 @@ fn one_case(seed: u64) {
             }
         };
         let guide: Option<Guide<'_, D>> = if guide_kind == 0 { None } else { Some(&mut g) };
-        let o = search(&M, &join, &patterns, &peeks, incoming, guide, par);
+        let o = search(&M, &join, &patterns, &peeks, incoming, guide, None, par);
         NO_PRUNING.with(|c| c.set(false));
         o
     };

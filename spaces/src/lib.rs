@@ -62,7 +62,7 @@
 //! | `produce` meeting waiting continuations | per continuation examined: the matcher on the datum's positions; a join search only where it fits |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume` on one Bag channel, exact pattern equal to its oldest datum | O(1): the scan's first step answers; no index is built for it (a Set of 16 or more is always indexed) |
-//! | `consume`, other patterns | O(candidates) per position; backtracking across positions. A join that cannot fire stops at the first position shown to accept no datum of its channel, or failing with no channel in common with the positions before it, or on a channel with fewer data than its positions need; failed visits are remembered (up to 65,536) by the items the earlier positions hold. The worst case is still exponential in the number of positions that share a channel (see the `join` module) |
+//! | `consume`, other patterns | O(candidates) per position; backtracking across positions. A join that cannot fire stops at the first position shown to accept no datum of its channel, or failing with no channel in common with the positions before it, or on a channel with fewer data than its positions need; failed visits are remembered (up to 65,536) by the items the earlier positions hold. The worst case is still exponential in the number of positions that share a channel (see the `join` module); a [`ChargingSpace`] stops the search once its work costs more than the meter holds |
 //! | any walk of a Bag or Set channel's candidates (or of a Bag or Set continuation store) with [`CandidateOrder::Shuffled`] | O(n) keyed hashes of the `n` candidates the walk would see (the index's equal items for an indexed exact pattern), plus O(log n) per candidate offered: O(n) for a walk that stops at its first candidate, O(n log n) for a full one; paid again on every visit of a join position while backtracking. A produce also ranks its channel's join groups: O(g log g) |
 //! | `consume` on one channel (no similarity pattern; in play and in replay) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
@@ -94,6 +94,7 @@
 #![deny(unsafe_code)]
 
 mod admission;
+mod budget;
 mod call_list;
 mod charging;
 mod chunks;

@@ -44,6 +44,7 @@
 use rayon::prelude::*;
 use rhospace_matchers::Match;
 
+use crate::budget::Budget;
 use crate::data::StoredDatum;
 use crate::join::{search as join_search, Guide, Incoming, Join, Outcome};
 
@@ -285,6 +286,7 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
     guide: Option<Guide<'_, A>>,
+    budget: Option<&Budget<'_>>,
     threshold: usize,
     on: ScanOn<'_>,
 ) -> Outcome<M::Output>
@@ -306,6 +308,7 @@ where
         peeks,
         incoming,
         guide,
+        budget,
         Some(&scanner),
     )
 }
@@ -473,6 +476,7 @@ mod tests {
                 incoming,
                 Some(&mut guide),
                 None,
+                None,
             ),
             Some(t) => search(
                 &StructuralMatch,
@@ -481,6 +485,7 @@ mod tests {
                 &c.peeks,
                 incoming,
                 Some(&mut guide),
+                None,
                 t,
                 ScanOn::Current,
             ),

@@ -21,6 +21,7 @@ use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
 use crate::admission::{Admission, Gate, OpKind, Open, VectorWork};
+use crate::budget::Budget;
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
@@ -1262,13 +1263,22 @@ where
         let mut built = BuiltPartners::new();
         self.index_partners(view, &channel, &mut built);
         let guide = rig_of(&mut replay);
+        let budget = admit.allowance().map(Budget::new);
         let ProduceSearch {
             examined,
             vector,
             hit,
             rejected,
             record,
-        } = self.find_for_produce(view, &channel, kind, &incoming, guide);
+        } = self.find_for_produce(view, &channel, kind, &incoming, guide, budget.as_ref());
+        if let Some(e) = budget.and_then(|b| b.refused()) {
+            // The search's work alone outgrew the meter: refused as the gate would refuse it.
+            view.settle_partners(&built, false);
+            return Err(ProduceError::new(
+                ErrorKind::OutOfPhlogiston(e),
+                incoming.value,
+            ));
+        }
         let Some((source, found)) = hit else {
             if let (true, Some((hash, _))) = (rejected, event) {
                 view.settle_partners(&built, false);
@@ -1555,7 +1565,9 @@ where
     /// Finds the continuation a produce fires: installed ones first, then each join group of
     /// the channel in order, each group's continuations in its order. With `replay` (the rig),
     /// only an assignment whose COMM the log holds is taken (looked up through the cursor of
-    /// the channel's stream).
+    /// the channel's stream). With a `budget`, the walk stops (finding nothing) once the work
+    /// it has counted costs more than the meter holds, before the next continuation or inside
+    /// a search; the budget then holds the refusal (see [`crate::budget`]).
     fn find_for_produce<'v>(
         &self,
         view: &'v View<'_, C, P, A, K>,
@@ -1563,6 +1575,7 @@ where
         kind: DataKind,
         incoming: &StoredDatum<A>,
         mut replay: Option<&mut Rig<C, P, A, K>>,
+        budget: Option<&Budget<'_>>,
     ) -> ProduceSearch<C, P, K, M::Output> {
         // Replay: the produce's stream (see `Cursor`), where the COMM it fires is logged.
         let stream = replay.as_ref().map_or(0, |_| self.router.shard_of(channel));
@@ -1586,6 +1599,16 @@ where
         // the vector elements they score are counted in `skipped` and `skipped_elements`, added
         // to `out` before returning. A passing check hands its counts to `offer`, which adds
         // them when the search fires nothing, exactly as `search` counts the check itself.
+        // The budget is told of exactly the work added to `out` and to `skipped`, as it is
+        // added, and asked before each continuation (`affordable`).
+        let spend = |examined: u64, elements: u64| {
+            if let Some(b) = budget {
+                let mut v = VectorWork::default();
+                v.add_elements(elements);
+                b.spend(examined, v);
+            }
+        };
+        let affordable = || budget.is_none_or(|b| b.allows(0, VectorWork::default()));
         let (mut skipped, mut skipped_elements) = (0u64, 0u64);
         let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
             let (fits, checked, elements) =
@@ -1593,6 +1616,7 @@ where
             if !fits {
                 skipped += checked;
                 skipped_elements = skipped_elements.saturating_add(elements);
+                spend(checked, elements);
                 return None;
             }
             Some((checked, elements))
@@ -1620,6 +1644,7 @@ where
                     &w.peeks,
                     Some(inc),
                     guide,
+                    budget,
                     PARALLEL_MIN_CANDIDATES,
                     self.scan_on(),
                 )
@@ -1640,12 +1665,16 @@ where
             out.examined += found.examined;
             out.vector.add(found.vector);
             out.rejected |= found.rejected;
+            if let Some(b) = budget {
+                b.spend(found.examined, found.vector);
+            }
             if found.found.is_none() {
                 // The passing pre-check's calls: a search that fires nothing may have
                 // stopped before the datum's positions; one that fires called the matcher
                 // there itself (see `incoming_fits`).
                 out.examined += checked;
                 out.vector.add_elements(elements);
+                spend(checked, elements);
             }
             found.found
         };
@@ -1655,6 +1684,9 @@ where
         let mut hit = None;
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
+                if !affordable() {
+                    break;
+                }
                 let at = positions(&e.list);
                 let Some(pre) = fits(&at, &e.w) else {
                     continue;
@@ -1673,6 +1705,9 @@ where
                 let mut join = None;
                 let mut found = None;
                 let _ = conts.for_each_in(cont_ranker.as_ref(), |seq, w| {
+                    if !affordable() {
+                        return ControlFlow::Break(());
+                    }
                     let Some(pre) = fits(&at, w) else {
                         return ControlFlow::Continue(());
                     };
@@ -2029,6 +2064,9 @@ where
         };
         let mut record = None;
         let mut built = Built::default();
+        // The search's cap, when the gate charges a meter (the single-channel walk has none:
+        // see `crate::budget`).
+        let budget = admit.allowance().map(Budget::new);
         // A single-channel consume takes the fast path (see `single`); in a replay, guided by
         // the log as the general search would be.
         let single = match (rig_of(&mut replay), event) {
@@ -2091,11 +2129,14 @@ where
                             &patterns,
                             &peeks,
                             Some(guide),
+                            budget.as_ref(),
                             &mut built,
                         )
                     },
                 );
-                if rejected && found.is_none() {
+                // A search stopped by the budget is refused below, as play's was.
+                let stopped = budget.as_ref().is_some_and(|b| b.refused().is_some());
+                if rejected && found.is_none() && !stopped {
                     view.settle_built(&channels, built, false);
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
@@ -2104,11 +2145,26 @@ where
                 (examined, vector, found)
             }
             _ => {
-                let (examined, vector, found, _) =
-                    self.find_for_consume(view, &channels, &patterns, &peeks, None, &mut built);
+                let (examined, vector, found, _) = self.find_for_consume(
+                    view,
+                    &channels,
+                    &patterns,
+                    &peeks,
+                    None,
+                    budget.as_ref(),
+                    &mut built,
+                );
                 (examined, vector, found)
             }
         };
+        if let Some(e) = budget.and_then(|b| b.refused()) {
+            // The search's work alone outgrew the meter: refused as the gate would refuse it.
+            view.settle_built(&channels, built, false);
+            return Err(ConsumeError::new(
+                ErrorKind::OutOfPhlogiston(e),
+                continuation,
+            ));
+        }
         match found {
             Some(found) => {
                 let verdict = admit.admit(|| {
@@ -2200,7 +2256,9 @@ where
 
     /// The first assignment for a consume (or install), in candidate order; with a `guide`
     /// (replay), the first one it accepts. Also says whether the guide rejected one. Notes
-    /// the exact indexes it builds in `built` (see [`Built`]).
+    /// the exact indexes it builds in `built` (see [`Built`]). With a `budget`, the search
+    /// stops once its work costs more than the meter holds (see [`crate::budget`]).
+    #[allow(clippy::too_many_arguments)]
     fn find_for_consume(
         &self,
         view: &mut View<'_, C, P, A, K>,
@@ -2208,6 +2266,7 @@ where
         patterns: &[P],
         peeks: &[usize],
         guide: Option<Guide<'_, A>>,
+        budget: Option<&Budget<'_>>,
         built: &mut Built,
     ) -> (u64, VectorWork, Option<Found<M::Output>>, bool) {
         // One position: the oldest item answering the key spares the index (as `find_single`).
@@ -2237,6 +2296,7 @@ where
             peeks,
             None,
             guide,
+            budget,
             PARALLEL_MIN_CANDIDATES,
             self.scan_on(),
         );
@@ -2335,7 +2395,7 @@ where
         let mut view = self.lock_channels(&channels);
         let mut built = Built::default();
         let (examined, vector, found, _) =
-            self.find_for_consume(&mut view, &channels, &patterns, &[], None, &mut built);
+            self.find_for_consume(&mut view, &channels, &patterns, &[], None, None, &mut built);
         let refused = if found.is_some() {
             Some(ErrorKind::InstallWouldMatch)
         } else {

@@ -1,0 +1,227 @@
+//! A search's work budget: how much matching work a charged operation may do before its gate
+//! would certainly refuse it.
+//!
+//! A [`ChargingSpace`](crate::ChargingSpace) prices an operation after its search, by the work
+//! the search did (SPEC §8). Without a cap, a caller whose meter is nearly empty could still
+//! make a join search run long (it can be exponential in the positions that share a channel)
+//! before the gate refused it for free. A [`Budget`] lets the search stop as soon as the work
+//! it has done already costs more than the meter holds:
+//!
+//! - the price of the work so far is a **lower bound** of the operation's price (the gate adds
+//!   storage, the COMM and nothing negative; work only grows), so an operation stopped here
+//!   would have been refused at the gate anyway. Stopping changes only how soon it is refused,
+//!   and the `requested` the error reports: the price of the work done when the search
+//!   stopped, not of a search that never finished. (One more difference: in a replay that has
+//!   already diverged from play, a search that its guide would have failed with
+//!   `CommNotInLog` may stop first with `OutOfPhlogiston`; a replay that follows play, from
+//!   the same balance, stops exactly where play did.)
+//! - before stopping, the budget reads the meter again (another thread may have refunded in
+//!   the meantime): the refusal is a charge of that lower bound, refused at that read, so it
+//!   is linearizable as any refused charge is;
+//! - single-threaded, the meter does not change during a search, so the same calls on the same
+//!   state and balance stop at the same matcher call: a replay stops where play stopped.
+//!
+//! The space checks the budget before each matcher call of a join search, at each position
+//! visited, and before each waiting continuation a produce offers its datum to. The
+//! single-channel consume walk (`Space::find_single`) is not capped: it makes
+//! at most one matcher call per datum of its channel, fewer than
+//! [`PARALLEL_MIN_CANDIDATES`](crate::PARALLEL_MIN_CANDIDATES) unless an exact index narrows
+//! it. `install` is not capped either: its search decides between two errors
+//! (`InstallWouldMatch` before `OutOfPhlogiston`), and a cap would change which one a caller
+//! sees; it is meant for start-up.
+
+use std::cell::Cell;
+
+use rhospace_phlogiston::{CostTable, OutOfPhlogiston, PhlogistonMeter};
+
+use crate::admission::VectorWork;
+
+/// What a charging gate will take for an operation apart from its search's work: the meter it
+/// charges, the table pricing the work, and the operation's price before any work (its base
+/// price and join arity; never storage or a COMM, which a search may or may not lead to).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Allowance<'b> {
+    pub(crate) meter: &'b PhlogistonMeter,
+    pub(crate) table: &'b CostTable,
+    pub(crate) fixed: u64,
+}
+
+/// One operation's budget (see the module docs). Interior mutability, so that the closures of
+/// a produce's walk over waiting continuations and the searches they run can all hold it.
+///
+/// Invariant: `examined` and `vector` are the work the operation's admission will count from
+/// searches and pre-checks already finished (the caller [`spend`](Budget::spend)s exactly
+/// what it adds to the admission), so the price of that work plus a running search's is never
+/// more than what the gate will charge.
+#[derive(Debug)]
+pub(crate) struct Budget<'b> {
+    allowance: Allowance<'b>,
+    examined: Cell<u64>,
+    vector: Cell<VectorWork>,
+    /// The meter's remaining balance as last read.
+    left: Cell<u64>,
+    /// The refusal, once the work outgrew the meter.
+    refused: Cell<Option<OutOfPhlogiston>>,
+}
+
+impl<'b> Budget<'b> {
+    /// A budget for one operation, reading the meter's balance now.
+    pub(crate) fn new(allowance: Allowance<'b>) -> Self {
+        Self {
+            left: Cell::new(allowance.meter.remaining()),
+            allowance,
+            examined: Cell::new(0),
+            vector: Cell::new(VectorWork::default()),
+            refused: Cell::new(None),
+        }
+    }
+
+    /// Adds finished work that the operation's admission counts.
+    #[inline]
+    pub(crate) fn spend(&self, examined: u64, vector: VectorWork) {
+        self.examined
+            .set(self.examined.get().saturating_add(examined));
+        let mut v = self.vector.get();
+        v.add(vector);
+        self.vector.set(v);
+    }
+
+    /// Whether the operation can still pay for the work spent plus `examined` and `vector`
+    /// (a running search's). When the price is more than the balance last read, reads the
+    /// meter again; if it is still more, records the refusal and answers `false` (and keeps
+    /// answering `false`).
+    #[inline]
+    pub(crate) fn allows(&self, examined: u64, vector: VectorWork) -> bool {
+        #[cfg(test)]
+        if NO_BUDGET.with(Cell::get) {
+            return true;
+        }
+        if self.refused.get().is_some() {
+            return false;
+        }
+        let price = self.price(examined, vector);
+        if price <= self.left.get() {
+            return true;
+        }
+        self.recheck(price)
+    }
+
+    #[cold]
+    fn recheck(&self, price: u64) -> bool {
+        let remaining = self.allowance.meter.remaining();
+        self.left.set(remaining);
+        if price <= remaining {
+            return true;
+        }
+        self.refused.set(Some(OutOfPhlogiston {
+            requested: price,
+            remaining,
+        }));
+        false
+    }
+
+    /// The refusal, if the work outgrew the meter.
+    #[inline]
+    pub(crate) fn refused(&self) -> Option<OutOfPhlogiston> {
+        self.refused.get()
+    }
+
+    /// The fixed price plus the work spent and `examined`, `vector` more, priced as the gate
+    /// prices it (saturating).
+    fn price(&self, examined: u64, vector: VectorWork) -> u64 {
+        let table = self.allowance.table;
+        let mut work = self.vector.get();
+        work.add(vector);
+        let examined = self.examined.get().saturating_add(examined);
+        self.allowance
+            .fixed
+            .saturating_add(table.matching(usize::try_from(examined).unwrap_or(usize::MAX)))
+            .saturating_add(table.vector_work(work.searches, work.elements))
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests only: when set, this thread's budgets allow any work, so a charged operation's
+    /// search runs to its end and the gate alone decides (what `budget_tests` compares the
+    /// capped space against).
+    pub(crate) static NO_BUDGET: Cell<bool> = const { Cell::new(false) };
+}
+
+#[cfg(test)]
+#[path = "budget_tests.rs"]
+mod space_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> CostTable {
+        CostTable {
+            match_candidate: 10,
+            vector_search_base: 100,
+            vector_element: 1,
+            ..CostTable::default()
+        }
+    }
+
+    #[test]
+    fn a_budget_allows_work_the_meter_can_pay_and_refuses_past_it() {
+        let meter = PhlogistonMeter::new(1_000);
+        let table = table();
+        let b = Budget::new(Allowance {
+            meter: &meter,
+            table: &table,
+            fixed: 100,
+        });
+        // 100 + 90 × 10 = 1,000: exactly the balance.
+        assert!(b.allows(90, VectorWork::default()));
+        assert!(b.refused().is_none());
+        assert!(!b.allows(91, VectorWork::default()));
+        assert_eq!(
+            b.refused(),
+            Some(OutOfPhlogiston {
+                requested: 1_010,
+                remaining: 1_000
+            })
+        );
+        // Refused once, refused for good; and nothing was charged.
+        assert!(!b.allows(0, VectorWork::default()));
+        assert_eq!(meter.remaining(), 1_000);
+    }
+
+    #[test]
+    fn spent_work_and_vector_work_count_toward_the_price() {
+        let meter = PhlogistonMeter::new(1_000);
+        let table = table();
+        let b = Budget::new(Allowance {
+            meter: &meter,
+            table: &table,
+            fixed: 0,
+        });
+        b.spend(50, VectorWork::default());
+        // 50 × 10 + 100 + 400 = 1,000.
+        let v = VectorWork {
+            searches: 1,
+            elements: 400,
+        };
+        assert!(b.allows(0, v));
+        assert!(!b.allows(0, VectorWork { elements: 401, ..v }));
+    }
+
+    #[test]
+    fn a_budget_reads_the_meter_again_before_refusing() {
+        let meter = PhlogistonMeter::new(1_000);
+        meter.charge(900).unwrap();
+        let table = table();
+        let b = Budget::new(Allowance {
+            meter: &meter,
+            table: &table,
+            fixed: 0,
+        });
+        // A refund lands after the budget read 100.
+        meter.refund(500).unwrap();
+        assert!(b.allows(60, VectorWork::default()));
+        assert!(b.refused().is_none());
+    }
+}

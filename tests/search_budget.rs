@@ -1,0 +1,103 @@
+//! A charged space stops a search once its work alone costs more than the meter holds (SPEC §8:
+//! an operation the meter cannot pay fails with `OutOfPhlogiston` and changes nothing). A join
+//! search can be exponential in the positions that share a channel; a produce walks every
+//! waiting continuation of its channel. With the cap, a caller's balance bounds both.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Pred, PredMatch};
+use rhospace_phlogiston::{CostTable, OutOfPhlogiston, PhlogistonMeter};
+use rhospace_spaces::{ChargingSpace, Encode, ErrorKind, Space, SpaceConfig, StoredDatum};
+
+type Ch = &'static str;
+type S = ChargingSpace<Ch, Pred, i64, u32, PredMatch>;
+
+fn charged(limit: u64) -> (S, Arc<PhlogistonMeter>) {
+    let meter = Arc::new(PhlogistonMeter::new(limit));
+    let s = ChargingSpace::new(
+        Space::new(PredMatch, SpaceConfig::new()),
+        meter.clone(),
+        CostTable::default(),
+    );
+    (s, meter)
+}
+
+fn oop(kind: &ErrorKind) -> OutOfPhlogiston {
+    match kind {
+        ErrorKind::OutOfPhlogiston(e) => *e,
+        other => panic!("expected OutOfPhlogiston, got {other:?}"),
+    }
+}
+
+/// Leaves exactly `left` phlogiston in the meter.
+fn drain_to(meter: &PhlogistonMeter, left: u64) {
+    meter.charge(meter.remaining() - left).expect("drain");
+}
+
+/// 30 `Any` positions and 3 `Odd` on one channel holding 1,000 data of which 2 are odd: enough
+/// data overall, too few for the `Odd` positions. No pruning settles it (see the `join` module's
+/// limits): the search explores sets of used data and would not end in any useful time. Charged,
+/// it stops at the first matcher call the meter cannot pay: `requested` is the consume's fixed
+/// price plus exactly one call more than the balance covers, and nothing changes.
+#[test]
+fn a_join_search_that_would_not_end_stops_at_the_balance() {
+    let t = CostTable::default();
+    let (s, meter) = charged(u64::MAX);
+    for i in 0..1_000 {
+        let d = if i < 2 { 2 * i + 1 } else { 2 * i };
+        s.produce("a", d, false).unwrap();
+    }
+    let mut patterns = vec![Pred::Any; 30];
+    patterns.extend([Pred::Odd; 3]);
+    let n = patterns.len();
+    let fixed = t.consume_base + t.join_channel * n as u64;
+    // Enough for the consume's price and 20,000 matcher calls.
+    let calls = 20_000;
+    drain_to(&meter, fixed + t.matching(calls));
+    let before = (meter.balance(), s.space().data(&"a"));
+    let err = s
+        .consume(vec!["a"; n], patterns, 7, false, &[])
+        .unwrap_err();
+    let e = oop(err.kind());
+    assert_eq!(e.remaining, fixed + t.matching(calls));
+    assert_eq!(e.requested, fixed + t.matching(calls + 1));
+    assert_eq!(err.into_inner(), 7);
+    assert_eq!((meter.balance(), s.space().data(&"a")), before);
+    assert!(s.space().continuations(&["a"; 33]).is_empty());
+}
+
+/// A produce offers its datum to every waiting continuation of its channel, a matcher call
+/// each when none accepts it. Charged, the walk stops at the first continuation the balance
+/// cannot pay for; with the full price in the meter, the same produce is admitted.
+#[test]
+fn a_produce_stops_offering_its_datum_at_the_balance() {
+    let t = CostTable::default();
+    let (s, meter) = charged(u64::MAX);
+    for k in 0..1_000 {
+        s.consume(["x"], [Pred::Eq(-1)], k, false, &[]).unwrap();
+    }
+    drain_to(&meter, t.produce_base + t.matching(100));
+    let before = meter.balance();
+    let err = s.produce("x", 5, false).unwrap_err();
+    let e = oop(err.kind());
+    assert_eq!(e.requested, t.produce_base + t.matching(101));
+    assert_eq!(err.into_inner(), 5);
+    assert_eq!(meter.balance(), before);
+    assert!(s.space().data(&"x").is_empty());
+    assert_eq!(s.space().continuations(&["x"]).len(), 1_000);
+
+    // Exactly the full price: 1,000 calls and the datum's storage. Admitted, to the unit.
+    let storage = t.datum_storage("x".encoded_len(), 5i64.encoded_len());
+    let full = t.produce_base + t.matching(1_000) + storage;
+    meter.refund(full - before.remaining).unwrap();
+    assert!(s.produce("x", 5, false).unwrap().is_none());
+    assert_eq!(meter.remaining(), 0);
+    let stored = StoredDatum {
+        value: 5,
+        persist: false,
+        priority: 0,
+    };
+    assert_eq!(s.space().data(&"x"), vec![stored]);
+}
