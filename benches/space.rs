@@ -332,7 +332,8 @@ fn join_partner(c: &mut Criterion) {
 /// refuses, so the space is unchanged between iterations. Beside it, the least work any
 /// complete search must do here: the same matcher over `b`'s data once
 /// (`join_search/baseline_vec_scan`). Without the search's pruning this join made 10⁹ matcher
-/// calls.
+/// calls. `join_search/cannot_fire_charged` runs it on a charging space whose search budget
+/// (one check per matcher call) never runs out: the cost of the cap.
 fn join_search(c: &mut Criterion) {
     use rhospace_matchers::Match;
     use rhospace_phlogiston::OutOfPhlogiston;
@@ -358,6 +359,28 @@ fn join_search(c: &mut Criterion) {
             assert!(r.is_err());
         })
     });
+    // The same search charged: the meter holds the consume's price and its 1,002 matcher calls,
+    // so the search's budget (checked before every call) never stops it, and the gate then
+    // refuses for want of the continuation's storage: the space and meter stay unchanged.
+    let charged = ChargingSpace::new(
+        space,
+        Arc::new(PhlogistonMeter::new(u64::MAX)),
+        CostTable::default(),
+    );
+    let t = CostTable::default();
+    let left = t.consume_base + 3 * t.join_channel + t.matching(1_002);
+    charged
+        .meter()
+        .charge(u64::MAX - left)
+        .expect("drain the meter");
+    g.bench_function("cannot_fire_charged", |b| {
+        b.iter(|| {
+            let r = charged.consume([1u64, 2, 2], patterns.clone(), 0, false, &[]);
+            assert!(r.is_err());
+        })
+    });
+    assert_eq!(charged.meter().remaining(), left);
+    let space = charged.space();
     let data: Vec<Term> = (0..1_000).map(msg).collect();
     g.bench_function("baseline_vec_scan", |b| {
         b.iter(|| {
