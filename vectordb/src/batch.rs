@@ -19,8 +19,9 @@
 //! it stores each finished block (cosine: times the row's stored inverse norm, clamped to
 //! `[-1, 1]`; NaN to -∞), and it writes straight into the result: the output is never
 //! zero-filled, each tile initialises its own disjoint part (in parallel when the tiles run in
-//! parallel). Squared L2 uses the pair kernel per (row, query), exactly like single-query
-//! search.
+//! parallel). A dot score whose f32 chain overflowed (components near `f32::MAX`) is rescored as
+//! a single query scores it (in f64: the true value). Squared L2 uses the pair kernel per (row,
+//! query), exactly like single-query search.
 //!
 //! # Determinism and parallelism
 //!
@@ -47,7 +48,7 @@ use crate::error::QueryError;
 use crate::kernels::{self, l2sq_f32_unchecked_len, Finish, GemmBackend, PackedQueries};
 use crate::select::Selection;
 use crate::store::{
-    cosine_score, sanitize, validate, Chunk, Metric, VectorStore, COSINE_OVERFLOW_AUX,
+    cosine_score, dot_score, sanitize, validate, Chunk, Metric, VectorStore, COSINE_OVERFLOW_AUX,
 };
 use crate::topk::Hit;
 use crate::VectorId;
@@ -380,7 +381,28 @@ impl VectorStore {
                 }
                 out
             }
-            Metric::Dot => kernels::rows_times_queries(rows, q, Finish::Sanitize, out),
+            Metric::Dot => {
+                let out = kernels::rows_times_queries(rows, q, Finish::Sanitize, out);
+                // A score whose f32 chain overflowed (`±inf`, or NaN made `-inf`; only for
+                // components near `f32::MAX`) is rescored as a single query does, which sums
+                // in f64 then: the true dot product, infinite only beyond f32's range.
+                let mut query = Vec::new();
+                if m > 0 {
+                    for (r, line) in out.chunks_exact_mut(m).enumerate() {
+                        if line.iter().all(|s| s.is_finite()) {
+                            continue;
+                        }
+                        let v = chunk.row(tile.start + r, dim);
+                        for (j, s) in line.iter_mut().enumerate() {
+                            if !s.is_finite() {
+                                q.query_into(j, &mut query);
+                                *s = sanitize(dot_score(&query, v));
+                            }
+                        }
+                    }
+                }
+                out
+            }
             Metric::L2Squared => {
                 let out = kernels::init_filled(out, f32::NAN);
                 if let (Some(flat), true) = (q.flat(), m > 0) {

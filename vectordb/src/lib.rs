@@ -70,7 +70,9 @@
 //!   backend chosen at run time: two machines with different SIMD widths may disagree in the
 //!   last bits of a score, and so may order two hits whose scores are that close differently.
 //!   Batch (GEMM) and single-query scores of the same pair may also differ in the last bits.
-//! * A dot product whose true value overflows `f32` becomes `±inf` (or `-inf` if undefined).
+//! * A dot product whose true value overflows `f32` becomes `±inf`. (One whose f32 sums overflow
+//!   although its true value does not, `inf - inf`, is recomputed in f64: the score is the true
+//!   value rounded once.)
 //!
 //! # Complexity
 //!

@@ -58,7 +58,7 @@ impl fmt::Display for VectorId {
 /// | metric | score | range |
 /// |---|---|---|
 /// | `Cosine` | cosine similarity `q·v / (‖q‖‖v‖)` | `[-1, 1]` |
-/// | `Dot` | dot product `q·v` | any finite value |
+/// | `Dot` | dot product `q·v` | any value; `±∞` only beyond f32's range |
 /// | `L2Squared` | **negated** squared Euclidean distance `-‖q − v‖²` | `(-∞, 0]` |
 ///
 /// A threshold search keeps hits with `score >= threshold`; for `L2Squared` pass
@@ -238,10 +238,32 @@ pub(crate) fn prepare(q: &[f32], dim: usize, metric: Metric) -> Result<Prepared,
 pub(crate) fn score_vec(metric: Metric, p: &Prepared, v: &[f32], aux: f32) -> f32 {
     let s = match metric {
         Metric::Cosine => cosine_score(&p.v, v, aux),
-        Metric::Dot => dot_f32_unchecked_len(&p.v, v),
+        Metric::Dot => dot_score(&p.v, v),
         Metric::L2Squared => -l2sq_f32_unchecked_len(&p.v, v),
     };
     sanitize(s)
+}
+
+/// The dot score of a row `v` against the query `p`: `fl(p·v)` from the fixed-order kernel.
+/// When that sum overflows (`±inf`, or `inf - inf` = NaN, although the true dot product may be
+/// small: only for components near `f32::MAX`), it is summed in f64 instead, where no product
+/// or partial sum of f32 values overflows, and rounded once, as
+/// [`kernels::dot_f32`](crate::kernels::dot_f32) does: the score is infinite only when the true
+/// dot product is beyond f32's range.
+#[inline]
+pub(crate) fn dot_score(p: &[f32], v: &[f32]) -> f32 {
+    let d = dot_f32_unchecked_len(p, v);
+    if d.is_finite() || p.len() != v.len() {
+        d
+    } else {
+        dot_wide(p, v)
+    }
+}
+
+/// `p·v` summed in f64 and rounded once (see [`dot_score`]).
+#[cold]
+fn dot_wide(p: &[f32], v: &[f32]) -> f32 {
+    crate::kernels::scalar::dot64(widen(p), widen(v)) as f32
 }
 
 /// Rows whose inverse norm is below this may overflow the f32 dot product with a unit query:
@@ -341,8 +363,8 @@ pub struct VectorStore {
     dead: usize,
 }
 
-/// Replaces NaN (possible only when a dot product overflows to `+inf - inf`) by `-inf`, so that
-/// such a row ranks last instead of first under `total_cmp`.
+/// Replaces NaN (a safety net: an overflowing `+inf - inf` dot sum is recomputed in f64 first) by
+/// `-inf`, so that such a row ranks last instead of first under `total_cmp`.
 #[inline]
 pub(crate) fn sanitize(s: f32) -> f32 {
     if s.is_nan() {

@@ -3,9 +3,9 @@
 mod common;
 
 use common::{clustered, Rng};
-use rhospace_vectordb::kernels::scalar;
+use rhospace_vectordb::kernels::{self, scalar};
 use rhospace_vectordb::{
-    ConfigError, Execution, Hit, Metric, QueryError, VectorError, VectorId, VectorStore,
+    ConfigError, Execution, Hit, Metric, Query, QueryError, VectorError, VectorId, VectorStore,
     CHUNK_CAPACITY,
 };
 
@@ -584,6 +584,54 @@ fn huge_components_do_not_poison_rankings() {
     assert_eq!(top[0].id, good);
     assert_eq!(top[1].id, bad);
     assert!(!top[1].score.is_nan());
+}
+
+/// A dot score does not depend on whether the f32 sums overflow on the way: like
+/// [`kernels::dot_f32`] (and the cosine score), it is the true dot product rounded once, infinite
+/// only when that is beyond f32's range. `[1e30, 1e30] · [1e30, -1e30]` is `0`, but its f32 sum
+/// is `inf - inf`: the store scored it `-inf` (ranking it below a row whose dot is `-1e30`, and
+/// failing a threshold of `0`), and the batch, whose fused chain saw `+inf`, scored it `+inf`.
+#[test]
+fn dot_of_huge_rows_is_the_true_dot_product() {
+    use rhospace_vectordb::Scan;
+    let q = [1e30f32, 1e30];
+    let cancel = [1e30f32, -1e30];
+    let want = kernels::dot_f32(&q, &cancel).unwrap();
+    assert_eq!(want, 0.0);
+    let mut s = VectorStore::new(2, Metric::Dot).unwrap();
+    let low = s.insert(&[-1.0, 0.0]).unwrap();
+    let zero = s.insert(&cancel).unwrap();
+    assert_eq!(s.score(&q, zero), Ok(Some(want)));
+    assert_eq!(
+        Query::new(&q, Metric::Dot).unwrap().score(&cancel),
+        Ok(want)
+    );
+    for scan in [Scan::Full, Scan::Pruned] {
+        let top = s.top_k_with(&q, 2, scan).unwrap();
+        assert_eq!(top.iter().map(|h| h.id).collect::<Vec<_>>(), [zero, low]);
+        assert_eq!(top[0].score, want);
+        let above: Vec<VectorId> = s
+            .above_with(&q, 0.0, scan)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(above, [zero]);
+    }
+    for exec in [Execution::Serial, Execution::Parallel] {
+        let batch = s.batch_top_k_with(&q, 2, exec).unwrap();
+        assert_eq!(
+            batch[0].iter().map(|h| h.id).collect::<Vec<_>>(),
+            [zero, low]
+        );
+        assert_eq!(batch[0][0].score, want);
+        let m = s.similarity_matrix_with(&q, exec).unwrap();
+        assert_eq!(m.get(0, 1), Some(want));
+    }
+    // Beyond f32's range it is infinite, with its sign.
+    let big = s.insert(&[f32::MAX, f32::MAX]).unwrap();
+    assert_eq!(s.score(&[1e30, 1e30], big), Ok(Some(f32::INFINITY)));
+    assert_eq!(s.score(&[-1e30, -1e30], big), Ok(Some(f32::NEG_INFINITY)));
 }
 
 /// The i8 pre-filter and the full f32 scan agree bit for bit through the public API: every
