@@ -23,7 +23,8 @@
 //! * **Precision:** f32 dot and L2 sum f32 terms in fixed lanes (see below); f32 cosine is
 //!   built from three such dot products and divided in f64. Results match [`scalar`] (which
 //!   accumulates in f64) within about `1e-5 · Σ|aᵢbᵢ|` for dot/L2 and `1e-4` absolute for
-//!   cosine. f16 inputs are widened to f32 inside the kernel. i8 dot and L2 are exact integers.
+//!   cosine. f16 inputs are widened to f32 inside the kernel. i8 dot and L2 are exact integers;
+//!   i8 cosine divides exact integer dot products in f64, the same bits as [`scalar`].
 //! * **Determinism:** the f32 kernels ([`dot_f32`], [`cosine_f32`], [`l2sq_f32`]) and every
 //!   score a store or a [`crate::Query`] computes are **the same bits on every CPU**: they sum
 //!   in one order fixed independently of the SIMD width (64 partial sums over full blocks,
@@ -416,30 +417,26 @@ pub(crate) fn dot_i8_unchecked_len(a: &[i8], b: &[i8]) -> f32 {
     }
 }
 
-/// Cosine similarity of two i8 vectors, in `[-1, 1]`.
+/// Cosine similarity of two i8 vectors, in `[-1, 1]`: the exact integer dot products `a·b`,
+/// `a·a`, `b·b`, divided in f64 and rounded once, so the same bits as [`scalar::cosine_i8`] on
+/// every CPU. (simsimd's own i8 cosine normalises with a reciprocal square root whose last bits
+/// depend on the SIMD backend, and overflows its i32 sums past 2¹⁷ components.)
 ///
 /// ```
-/// use rhospace_vectordb::kernels::cosine_i8;
-/// assert!((cosine_i8(&[3, 4], &[3, 4]).unwrap() - 1.0).abs() < 1e-3);
+/// use rhospace_vectordb::kernels::{cosine_i8, scalar};
+/// assert_eq!(cosine_i8(&[3, 4], &[3, 4]), Ok(1.0));
+/// assert_eq!(cosine_i8(&[3, 4], &[4, -3]), Ok(0.0));
+/// assert_eq!(cosine_i8(&[1, 2, 3], &[-7, 5, 9]), scalar::cosine_i8(&[1, 2, 3], &[-7, 5, 9]));
 /// ```
 #[inline]
 pub fn cosine_i8(a: &[i8], b: &[i8]) -> Result<f32, LengthMismatch> {
     check(a.len(), b.len())?;
-    if a.len() > I8_CHUNK {
-        // simsimd's cosine would overflow its i32 sums: build it from exact dot products.
-        let dot = |x: &[i8], y: &[i8]| i8_sum(x, y, <i8 as SpatialSimilarity>::dot);
-        let (ab, aa, bb) = (dot(a, b), dot(a, a), dot(b, b));
-        let (Some(ab), Some(aa), Some(bb)) = (ab, aa, bb) else {
-            return Ok(f32::NAN);
-        };
-        return Ok(match (aa == 0.0, bb == 0.0) {
-            (true, true) => 1.0,
-            (true, false) | (false, true) => 0.0,
-            (false, false) => (ab / (aa.sqrt() * bb.sqrt())).clamp(-1.0, 1.0) as f32,
-        });
-    }
-    let d = <i8 as SpatialSimilarity>::cos(a, b).unwrap_or(f64::NAN);
-    Ok(similarity_from_cos_distance(d))
+    let dot = |x: &[i8], y: &[i8]| i8_sum(x, y, <i8 as SpatialSimilarity>::dot);
+    let (ab, aa, bb) = (dot(a, b), dot(a, a), dot(b, b));
+    let (Some(ab), Some(aa), Some(bb)) = (ab, aa, bb) else {
+        return Ok(f32::NAN);
+    };
+    Ok(scalar::cosine64(ab, aa, bb))
 }
 
 /// Squared Euclidean distance of two i8 vectors (exact).

@@ -5,7 +5,7 @@
 //! * f32 cosine: `1e-5` absolute.
 //! * f16 dot / L2: `2e-3 · Σ|terms| + 1e-3`; f16 cosine: `2e-3` absolute (half-precision
 //!   arithmetic may be used on CPUs with native FP16).
-//! * i8 dot / L2: exact. i8 cosine: `2e-3` absolute (approximate reciprocal square root).
+//! * i8 dot / L2 / cosine: exact (cosine: the same bits as the reference).
 //! * Hamming: exact. Jaccard: `1e-6` absolute.
 
 mod common;
@@ -139,6 +139,25 @@ fn i8_kernels_match_reference() {
     assert_eq!(kernels::dot_i8(&a, &b), scalar::dot_i8(&a, &b));
     assert_eq!(kernels::l2sq_i8(&a, &b), scalar::l2sq_i8(&a, &b));
     assert_eq!(kernels::dot_i8(&a, &a), scalar::dot_i8(&a, &a));
+}
+
+/// i8 cosine is the exact integer dot products divided in f64, the same bits as the scalar
+/// reference on every CPU (simsimd's own i8 cosine normalises with a reciprocal square root
+/// whose last bits depend on the SIMD backend it picks at run time).
+#[test]
+fn i8_cosine_is_the_same_bits_as_the_reference() {
+    let mut rng = Rng::new(8);
+    for &dim in DIMS {
+        for _ in 0..16 {
+            let a = rng.vec_i8(dim);
+            let b = rng.vec_i8(dim);
+            for (x, y) in [(&a, &b), (&a, &a), (&b, &a)] {
+                let got = kernels::cosine_i8(x, y).unwrap();
+                let want = scalar::cosine_i8(x, y).unwrap();
+                assert_eq!(got.to_bits(), want.to_bits(), "dim {dim}: {got} vs {want}");
+            }
+        }
+    }
 }
 
 #[test]
