@@ -66,10 +66,10 @@
 //!   pre-filter cuts the bytes read per row by 4 but prunes only what its bounds (radius about
 //!   0.01 in cosine for 384-dimensional data) can exclude: when many scores lie that close to
 //!   the k-th best, many rows are rescored (the answer stays exact).
-//! * Floating-point scores come from SIMD kernels whose summation order depends on the CPU
-//!   backend chosen at run time: two machines with different SIMD widths may disagree in the
-//!   last bits of a score, and so may order two hits whose scores are that close differently.
-//!   Batch (GEMM) and single-query scores of the same pair may also differ in the last bits.
+//! * Batch (GEMM) and single-query scores of the same pair may differ in the last bits (one
+//!   fused multiply-add chain against the fixed-order lanes), and so may order two hits whose
+//!   scores are that close differently. Each path on its own gives the same bits on every CPU
+//!   (see *Algorithms*); only the f16 kernels, which no store path uses, do not.
 //! * A dot product whose true value overflows `f32` becomes `±inf`. (One whose f32 sums overflow
 //!   although its true value does not, `inf - inf`, is recomputed in f64: the score is the true
 //!   value rounded once.)
