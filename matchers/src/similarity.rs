@@ -365,15 +365,24 @@ pub struct SimilarityPattern {
 
 impl SimilarityPattern {
     /// A pattern that takes the best-scoring datum with `score >= threshold`. A threshold of
-    /// `f32::NEG_INFINITY` accepts every datum of the right dimension.
+    /// `f32::NEG_INFINITY` accepts every datum whose embedding can be scored (see
+    /// [`score`](Self::score)): the right dimension, finite components, and non-zero under
+    /// cosine.
     ///
     /// Errors: an empty query, a NaN or infinite component, an all-zero query under cosine, a
     /// NaN threshold.
     ///
     /// ```
-    /// use rhospace_matchers::similarity::{Metric, SimilarityPattern};
+    /// use rhospace_matchers::similarity::{Embedding, Metric, SimilarityMatch, SimilarityPattern};
+    /// use rhospace_matchers::Match;
     /// assert!(SimilarityPattern::best([0.0, 1.0], Metric::Cosine, 0.8).is_ok());
     /// assert!(SimilarityPattern::best(Vec::<f32>::new(), Metric::Dot, 0.0).is_err());
+    ///
+    /// let any = SimilarityPattern::best([0.0, 1.0], Metric::Cosine, f32::NEG_INFINITY).unwrap();
+    /// assert!(SimilarityMatch.get(&any, &Embedding::from([-1.0, 0.0])).is_some());
+    /// // Of the right dimension, but not scorable:
+    /// assert!(SimilarityMatch.get(&any, &Embedding::from([f32::NAN, 1.0])).is_none());
+    /// assert!(SimilarityMatch.get(&any, &Embedding::from([0.0, 0.0])).is_none());
     /// ```
     pub fn best(
         query: impl Into<Embedding>,
