@@ -221,3 +221,53 @@ fn a_lease_returning_its_rest_races_a_direct_charge() {
     eprintln!("loom explored {} executions", EXECUTIONS.get());
     assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
 }
+
+#[test]
+fn a_refund_racing_a_lease_draw_and_return_is_bounded_exactly() {
+    // A lease draws 3, charges 1, refunds it locally and returns everything (net 0, nothing
+    // committed), while the shared thread charges 1 and then refunds 2 and 1. The refund of 2
+    // exceeds all that was ever charged and committed, so it must fail in every interleaving;
+    // the refund of 1 is the thread's own committed charge, so it must succeed in every
+    // interleaving. A refund that computed its bound from `leased` read before a concurrent
+    // draw, or a draw or return whose `remaining` and `leased` updates another operation could
+    // see apart, accepts the first or refuses the second here (the totals alone cannot show
+    // it: they balance whatever the refunds did until the meter wraps).
+    static EXECUTIONS: Executions = Executions::new();
+    loom::model(|| {
+        EXECUTIONS.tick();
+        let meter = Arc::new(PhlogistonMeter::new(4));
+        let leaser = {
+            let meter = Arc::clone(&meter);
+            thread::spawn(move || {
+                let mut lease = Lease::new(meter, 3);
+                // At most 1 is ever charged directly: a draw of at least 1 always succeeds.
+                lease.charge(1).unwrap();
+                lease.refund(1).unwrap();
+                assert_eq!(lease.finish(), 0);
+            })
+        };
+        meter.charge(1).unwrap();
+        check_bounds(&meter);
+        assert_eq!(
+            meter.refund(2),
+            Err(RefundExceedsCharged {
+                requested: 2,
+                refundable: 1
+            }),
+            "refunded more than was charged"
+        );
+        check_bounds(&meter);
+        assert_eq!(
+            meter.refund(1),
+            Ok(()),
+            "refused a refund of a committed charge"
+        );
+        check_bounds(&meter);
+        leaser.join().unwrap();
+        assert_eq!(meter.consumed(), 0);
+        assert_eq!(meter.refundable(), 0);
+        check_bounds(&meter);
+    });
+    eprintln!("loom explored {} executions", EXECUTIONS.get());
+    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+}
