@@ -171,6 +171,44 @@ fn produce_widening_its_locks_meets_a_new_join() {
     });
 }
 
+/// Three channels routed to three different shards.
+fn three_shards(s: &S) -> (u32, u32, u32) {
+    let mut found: Vec<u32> = Vec::new();
+    let mut c = 0u32;
+    while found.len() < 3 {
+        if found.iter().all(|f| s.shard_of(f) != s.shard_of(&c)) {
+            found.push(c);
+        }
+        c += 1;
+    }
+    (found[0], found[1], found[2])
+}
+
+#[test]
+fn produce_rereads_its_joins_after_widening_its_locks() {
+    // A produce on `b` finds a join over `b` and `a` under `b`'s shard lock, so it must drop
+    // that lock and take both shards in ascending order. In between, a consume may add a
+    // second join over `b` and `c`, a third shard: the produce must see it when it re-reads
+    // the joins under its new locks, and widen again. Whatever the interleaving, the datum on
+    // `c`, the produce and the second join meet exactly once, and the first join still waits.
+    model("produce_rereads_joins", || {
+        let s = Arc::new(space());
+        let (a, b, c) = three_shards(&s);
+        assert!(s.consume([b, a], [2, 1], 1, false, &[]).unwrap().is_none());
+        assert!(s.produce(c, 3, false).unwrap().is_none());
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.produce(b, 2, false).unwrap());
+        let here = s.consume([b, c], [2, 3], 2, false, &[]).unwrap();
+        let there = t1.join().unwrap();
+        assert!(here.is_some() != there.is_some(), "{here:?} {there:?}");
+        let comm = here.or(there).unwrap();
+        assert_eq!(comm.continuation, 2);
+        assert!(s.data(&b).is_empty() && s.data(&c).is_empty());
+        assert!(s.continuations(&[b, c]).is_empty());
+        assert_eq!(s.continuations(&[b, a]).len(), 1);
+    });
+}
+
 #[test]
 fn replayed_join_fires_the_logged_comm_once_whatever_the_order() {
     // Play: data on two shards, then the join that takes both. Replay the three calls from
