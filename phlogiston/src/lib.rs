@@ -31,7 +31,8 @@
 //!   `{ requested, refundable }` and changes nothing (refunds are never clamped).
 //! * No allocation and no string formatting on any charge or refund path, success or failure;
 //!   no panic on any input (`u64::MAX` requests, zero limits, saturated costs included).
-//! * Charges are lock-free: a CAS retries only because another operation succeeded.
+//! * Charges are lock-free: a CAS retries only because another operation succeeded, or after
+//!   a spurious failure of `compare_exchange_weak` (possible on LL/SC targets such as ARM).
 //!
 //! # Limits
 //!

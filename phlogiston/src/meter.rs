@@ -23,7 +23,8 @@
 //! * **Never negative, never above the limit.** Overdraws and over-refunds are refused with a
 //!   typed error and change nothing; refunds are never clamped.
 //! * **Progress.** Charges are lock-free (a CAS retries only because another operation on the
-//!   same counter succeeded). Refunds and lease refills/returns hold the lock for one CAS and a
+//!   same counter succeeded, or after a spurious failure of `compare_exchange_weak`, possible
+//!   on LL/SC targets such as ARM). Refunds and lease refills/returns hold the lock for one CAS and a
 //!   few arithmetic operations; nothing inside can panic, and a poisoned lock is used as is.
 //! * **No allocation, no formatting** on any charge, refund, lease or return path.
 //!
@@ -54,7 +55,7 @@ struct CachePadded<T>(T);
 /// A phlogiston (gas) meter with a fixed limit, charged by many threads at once through `&self`.
 ///
 /// Time: every method is O(1) (a CAS loop retries only when another thread changed the same
-/// counter). `PhlogistonMeter` is `Send + Sync`.
+/// counter, or after a spurious `compare_exchange_weak` failure). `PhlogistonMeter` is `Send + Sync`.
 ///
 /// # Example
 /// ```
@@ -228,7 +229,7 @@ impl PhlogistonMeter {
     /// `amount` remain. `charge(0)` always succeeds. No lock, no allocation, no formatting.
     ///
     /// Time: O(1): one CAS loop (it retries only when a concurrent operation changed the
-    /// balance).
+    /// balance, or after a spurious `compare_exchange_weak` failure).
     ///
     /// # Example
     /// ```
