@@ -106,6 +106,22 @@ impl<'b> Budget<'b> {
         self.recheck(price)
     }
 
+    /// How many more matcher calls (with no more vector work) the operation can pay for on top
+    /// of the work spent plus `examined` and `vector`; `None` when it cannot pay for that work
+    /// (as [`allows`](Self::allows) answers `false`, recording the refusal). A search checks
+    /// the budget again only once it has made that many calls or its vector work has grown,
+    /// so the check costs one comparison per matcher call.
+    pub(crate) fn headroom(&self, examined: u64, vector: VectorWork) -> Option<u64> {
+        if !self.allows(examined, vector) {
+            return None;
+        }
+        let slack = self.left.get().saturating_sub(self.price(examined, vector));
+        Some(match self.allowance.table.match_candidate {
+            0 => u64::MAX,
+            per_call => slack / per_call,
+        })
+    }
+
     #[cold]
     fn recheck(&self, price: u64) -> bool {
         let remaining = self.allowance.meter.remaining();
@@ -188,6 +204,33 @@ mod tests {
         // Refused once, refused for good; and nothing was charged.
         assert!(!b.allows(0, VectorWork::default()));
         assert_eq!(meter.remaining(), 1_000);
+    }
+
+    #[test]
+    fn headroom_counts_the_calls_the_balance_still_covers() {
+        let meter = PhlogistonMeter::new(1_000);
+        let table = table();
+        let b = Budget::new(Allowance {
+            meter: &meter,
+            table: &table,
+            fixed: 100,
+        });
+        // 900 left after the fixed price: 90 calls; 85 made, 5 more.
+        assert_eq!(b.headroom(0, VectorWork::default()), Some(90));
+        assert_eq!(b.headroom(85, VectorWork::default()), Some(5));
+        assert_eq!(b.headroom(90, VectorWork::default()), Some(0));
+        assert_eq!(b.headroom(91, VectorWork::default()), None);
+        assert!(b.refused().is_some());
+        let free = CostTable {
+            match_candidate: 0,
+            ..table
+        };
+        let b = Budget::new(Allowance {
+            meter: &meter,
+            table: &free,
+            fixed: 0,
+        });
+        assert_eq!(b.headroom(1 << 40, VectorWork::default()), Some(u64::MAX));
     }
 
     #[test]

@@ -199,6 +199,10 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     /// Set when `budget` refused more work: `hopeless` is set too, so every walk unwinds, and
     /// no failure is remembered or examined further.
     stopped: bool,
+    /// The budget need not be asked again while `examined` is at most `limit` and the vector
+    /// work is still `limit_vector` (see [`Budget::headroom`]). Without a budget, `u64::MAX`.
+    limit: u64,
+    limit_vector: VectorWork,
     /// How many complete assignments `guide` rejected (the outcome's `rejected` is whether
     /// any). A visit during which it did not grow reached no complete assignment: its failure
     /// says no assignment exists below it (see [`Dfs::go`]).
@@ -363,16 +367,34 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
     }
 
     /// Whether the operation's budget, if any, can pay for the work done so far; if not, stops
-    /// the search (`stopped` and `hopeless`).
+    /// the search (`stopped` and `hopeless`). One comparison while the work stays within the
+    /// headroom the budget last gave.
     #[inline]
     fn affordable(&mut self) -> bool {
-        match self.budget {
-            Some(b) if !b.allows(self.examined, self.vector) => {
+        if self.examined <= self.limit
+            && (self.vector == self.limit_vector || self.budget.is_none())
+        {
+            return true;
+        }
+        self.rebudget()
+    }
+
+    #[cold]
+    fn rebudget(&mut self) -> bool {
+        let Some(b) = self.budget else {
+            return true;
+        };
+        match b.headroom(self.examined, self.vector) {
+            Some(calls) => {
+                self.limit = self.examined.saturating_add(calls);
+                self.limit_vector = self.vector;
+                true
+            }
+            None => {
                 self.stopped = true;
                 self.hopeless = true;
                 false
             }
-            _ => true,
         }
     }
 
@@ -963,6 +985,9 @@ where
         guide,
         budget,
         stopped: false,
+        // With a budget, the first matcher call asks it.
+        limit: if budget.is_some() { 0 } else { u64::MAX },
+        limit_vector: VectorWork::default(),
         rejections: 0,
         join,
         patterns,

@@ -2064,9 +2064,6 @@ where
         };
         let mut record = None;
         let mut built = Built::default();
-        // The search's cap, when the gate charges a meter (the single-channel walk has none:
-        // see `crate::budget`).
-        let budget = admit.allowance().map(Budget::new);
         // A single-channel consume takes the fast path (see `single`); in a replay, guided by
         // the log as the general search would be.
         let single = match (rig_of(&mut replay), event) {
@@ -2090,7 +2087,9 @@ where
             }
             _ => self.find_single(view, &channels, &patterns, None),
         };
-        let (examined, vector, found) = match (single, rig_of(&mut replay), event) {
+        // The general search's cap, when the gate charges a meter (the single-channel walk has
+        // none: see `crate::budget`), built only for that search.
+        let (examined, vector, found, refused) = match (single, rig_of(&mut replay), event) {
             (Some((examined, Some(hit), _, built)), _, _) => {
                 let replayed = Replayed {
                     guard: &mut replay,
@@ -2113,9 +2112,10 @@ where
             }
             (Some((examined, None, _, walk_built)), _, _) => {
                 built = Built::first(walk_built);
-                (examined, VectorWork::default(), None)
+                (examined, VectorWork::default(), None, None)
             }
             (None, Some(rig), Some((h, _))) => {
+                let budget = admit.allowance().map(Budget::new);
                 let stream = self.router.shard_of(&channels[0]);
                 let ((examined, vector, found, rejected), accepted) = rig.guided(
                     stream,
@@ -2135,16 +2135,17 @@ where
                     },
                 );
                 // A search stopped by the budget is refused below, as play's was.
-                let stopped = budget.as_ref().is_some_and(|b| b.refused().is_some());
-                if rejected && found.is_none() && !stopped {
+                let refused = budget.and_then(|b| b.refused());
+                if rejected && found.is_none() && refused.is_none() {
                     view.settle_built(&channels, built, false);
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
                 }
                 record = accepted;
-                (examined, vector, found)
+                (examined, vector, found, refused)
             }
             _ => {
+                let budget = admit.allowance().map(Budget::new);
                 let (examined, vector, found, _) = self.find_for_consume(
                     view,
                     &channels,
@@ -2154,10 +2155,10 @@ where
                     budget.as_ref(),
                     &mut built,
                 );
-                (examined, vector, found)
+                (examined, vector, found, budget.and_then(|b| b.refused()))
             }
         };
-        if let Some(e) = budget.and_then(|b| b.refused()) {
+        if let Some(e) = refused {
             // The search's work alone outgrew the meter: refused as the gate would refuse it.
             view.settle_built(&channels, built, false);
             return Err(ConsumeError::new(
