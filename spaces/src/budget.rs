@@ -13,13 +13,15 @@
 //!   and the `requested` the error reports: the price of the work done when the search
 //!   stopped, not of a search that never finished. (One more difference: in a replay that has
 //!   already diverged from play, a search that its guide would have failed with
-//!   `CommNotInLog` may stop first with `OutOfPhlogiston`; a replay that follows play, from
-//!   the same balance, stops exactly where play did.)
+//!   `CommNotInLog` may stop first with `OutOfPhlogiston`. A replay that follows play is
+//!   never stopped: a call play admitted did work its balance covered, and a replay from the
+//!   same balance does the same work; a call play refused left no event, so a replay refuses
+//!   it before searching, with `EventNotInLog`.)
 //! - before stopping, the budget reads the meter again (another thread may have refunded in
 //!   the meantime): the refusal is a charge of that lower bound, refused at that read, so it
 //!   is linearizable as any refused charge is;
 //! - single-threaded, the meter does not change during a search, so the same calls on the same
-//!   state and balance stop at the same matcher call: a replay stops where play stopped.
+//!   state and balance stop at the same matcher call, on every machine and run.
 //!
 //! The space checks the budget before each matcher call of a join search, at each position
 //! visited, and before each waiting continuation a produce offers its datum to. The

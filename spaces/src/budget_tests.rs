@@ -3,7 +3,10 @@
 //! meters small enough that searches run out of phlogiston midway. After every call both give
 //! the same COMM or the same error kind, with the same balance, and a refusal reports the same
 //! `remaining` and a `requested` no higher than the uncapped one; at the end both spaces hash
-//! to the same state root. The cap changes how soon an operation is refused, nothing else.
+//! to the same state root and log. Then both replay the log from the empty root with the same
+//! balance: capped and uncapped agree again, every call play admitted does what it did in
+//! play, and both end at play's root. The cap changes how soon an operation is refused,
+//! nothing else.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -12,6 +15,7 @@ use rhospace_phlogiston::{CostTable, PhlogistonMeter};
 use std::sync::Arc;
 
 use super::NO_BUDGET;
+use crate::merkle::EMPTY_ROOT;
 use crate::{ChargingSpace, ErrorKind, Space, SpaceConfig};
 
 /// A pattern `(kind, value)`: 0 any datum, 1 even, 2 odd, 3 below `value`, 4 exactly `value`
@@ -117,6 +121,7 @@ fn a_capped_search_refuses_what_the_uncapped_gate_refuses_and_nothing_else() {
     runner
         .run(&strategy, |(limit, ops)| {
             let (capped, uncapped) = (space(limit), space(limit));
+            let mut played = Vec::new();
             for (n, op) in ops.iter().enumerate() {
                 let k = u16::try_from(n).unwrap_or(u16::MAX);
                 let a = with_cap(true, || call(&capped, op, k));
@@ -141,11 +146,33 @@ fn a_capped_search_refuses_what_the_uncapped_gate_refuses_and_nothing_else() {
                     _ => prop_assert_eq!(&a, &b, "call {}: {:?}", n, op),
                 }
                 prop_assert_eq!(capped.meter().balance(), uncapped.meter().balance());
+                played.push(a);
+            }
+            let (Ok(a), Ok(b)) = (
+                capped.space().create_checkpoint(),
+                uncapped.space().create_checkpoint(),
+            ) else {
+                return Err(TestCaseError::fail("a checkpoint failed"));
+            };
+            prop_assert_eq!(&a, &b);
+            // Replayed from the empty root with the same balance, capped and uncapped: a call
+            // play admitted is not stopped (its search does the same work), one play refused is
+            // refused before its search (it left no event).
+            let (capped, uncapped) = (space(limit), space(limit));
+            prop_assert!(capped.space().rig(&EMPTY_ROOT, &a.log[..]).is_ok());
+            prop_assert!(uncapped.space().rig(&EMPTY_ROOT, &a.log[..]).is_ok());
+            for (n, (op, played)) in ops.iter().zip(&played).enumerate() {
+                let k = u16::try_from(n).unwrap_or(u16::MAX);
+                let ra = with_cap(true, || call(&capped, op, k));
+                let rb = with_cap(false, || call(&uncapped, op, k));
+                prop_assert_eq!(&ra, &rb, "replayed call {}: {:?}", n, op);
+                if let Seen::Ok(_) = played {
+                    prop_assert_eq!(&ra, played, "replayed call {}: {:?}", n, op);
+                }
             }
             let root = |s: &S| s.space().create_checkpoint().map(|c| c.root).ok();
-            let (ra, rb) = (root(&capped), root(&uncapped));
-            prop_assert!(ra.is_some());
-            prop_assert_eq!(ra, rb);
+            prop_assert_eq!(root(&capped), Some(a.root));
+            prop_assert_eq!(root(&uncapped), Some(a.root));
             Ok(())
         })
         .unwrap();

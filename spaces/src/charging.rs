@@ -90,7 +90,8 @@ use crate::space::{SoftCheckpoint, Space};
 /// meter's balance, and once it is more the operation fails with `OutOfPhlogiston` at once
 /// (its `requested` is that price, a lower bound of what the whole search would have cost).
 /// An operation so stopped would have been refused at the gate anyway; the same calls on the
-/// same state and balance stop at the same matcher call, so a replay stops where play did. A
+/// same state and balance stop at the same matcher call (a replay that follows play is never
+/// stopped: see the `budget` module). A
 /// join search's worst case is exponential in the positions that share a channel (see the
 /// [`Space`] cost table); this bounds what a caller can make one charged call do by its
 /// balance. Not capped: a single-channel consume's walk (at most one call per datum of the
