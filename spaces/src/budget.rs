@@ -158,6 +158,52 @@ impl<'b> Budget<'b> {
     }
 }
 
+/// Where a produce's walk over waiting continuations reports its work: to a [`Budget`], or to
+/// nothing ([`NoCap`]). A generic parameter, so that an uncharged produce's walk compiles
+/// without the cap's checks (one per continuation offered).
+pub(crate) trait Cap: Copy {
+    /// The budget, for the join searches the walk runs.
+    fn budget(&self) -> Option<&Budget<'_>>;
+    /// [`Budget::spend`] of `examined` matcher calls scoring `elements` vector elements.
+    fn spend(&self, examined: u64, elements: u64);
+    /// [`Budget::allows`] the work spent.
+    fn allows(&self) -> bool;
+}
+
+/// No cap: an uncharged operation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NoCap;
+
+impl Cap for NoCap {
+    #[inline(always)]
+    fn budget(&self) -> Option<&Budget<'_>> {
+        None
+    }
+    #[inline(always)]
+    fn spend(&self, _: u64, _: u64) {}
+    #[inline(always)]
+    fn allows(&self) -> bool {
+        true
+    }
+}
+
+impl Cap for &Budget<'_> {
+    #[inline]
+    fn budget(&self) -> Option<&Budget<'_>> {
+        Some(*self)
+    }
+    #[inline]
+    fn spend(&self, examined: u64, elements: u64) {
+        let mut v = VectorWork::default();
+        v.add_elements(elements);
+        Budget::spend(self, examined, v);
+    }
+    #[inline]
+    fn allows(&self) -> bool {
+        Budget::allows(self, 0, VectorWork::default())
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// Tests only: when set, this thread's budgets allow any work, so a charged operation's

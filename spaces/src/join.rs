@@ -372,7 +372,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
     #[inline]
     fn affordable(&mut self) -> bool {
         if self.examined <= self.limit
-            && (self.vector == self.limit_vector || self.budget.is_none())
+            && (self.budget.is_none() || self.vector == self.limit_vector)
         {
             return true;
         }

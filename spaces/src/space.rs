@@ -21,7 +21,7 @@ use rhospace_phlogiston::OutOfPhlogiston;
 use smallvec::SmallVec;
 
 use crate::admission::{Admission, Gate, OpKind, Open, VectorWork};
-use crate::budget::Budget;
+use crate::budget::{Budget, Cap, NoCap};
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, WaitingContinuation};
@@ -1270,7 +1270,10 @@ where
             hit,
             rejected,
             record,
-        } = self.find_for_produce(view, &channel, kind, &incoming, guide, budget.as_ref());
+        } = match &budget {
+            None => self.find_for_produce(view, &channel, kind, &incoming, guide, NoCap),
+            Some(b) => self.find_for_produce(view, &channel, kind, &incoming, guide, b),
+        };
         if let Some(e) = budget.and_then(|b| b.refused()) {
             // The search's work alone outgrew the meter: refused as the gate would refuse it.
             view.settle_partners(&built, false);
@@ -1565,17 +1568,17 @@ where
     /// Finds the continuation a produce fires: installed ones first, then each join group of
     /// the channel in order, each group's continuations in its order. With `replay` (the rig),
     /// only an assignment whose COMM the log holds is taken (looked up through the cursor of
-    /// the channel's stream). With a `budget`, the walk stops (finding nothing) once the work
-    /// it has counted costs more than the meter holds, before the next continuation or inside
-    /// a search; the budget then holds the refusal (see [`crate::budget`]).
-    fn find_for_produce<'v>(
+    /// the channel's stream). With a [`Budget`] as `cap`, the walk stops (finding nothing) once
+    /// the work it has counted costs more than the meter holds, before the next continuation
+    /// or inside a search; the budget then holds the refusal (see [`crate::budget`]).
+    fn find_for_produce<'v, B: Cap>(
         &self,
         view: &'v View<'_, C, P, A, K>,
         channel: &C,
         kind: DataKind,
         incoming: &StoredDatum<A>,
         mut replay: Option<&mut Rig<C, P, A, K>>,
-        budget: Option<&Budget<'_>>,
+        cap: B,
     ) -> ProduceSearch<C, P, K, M::Output> {
         // Replay: the produce's stream (see `Cursor`), where the COMM it fires is logged.
         let stream = replay.as_ref().map_or(0, |_| self.router.shard_of(channel));
@@ -1599,16 +1602,8 @@ where
         // the vector elements they score are counted in `skipped` and `skipped_elements`, added
         // to `out` before returning. A passing check hands its counts to `offer`, which adds
         // them when the search fires nothing, exactly as `search` counts the check itself.
-        // The budget is told of exactly the work added to `out` and to `skipped`, as it is
-        // added, and asked before each continuation (`affordable`).
-        let spend = |examined: u64, elements: u64| {
-            if let Some(b) = budget {
-                let mut v = VectorWork::default();
-                v.add_elements(elements);
-                b.spend(examined, v);
-            }
-        };
-        let affordable = || budget.is_none_or(|b| b.allows(0, VectorWork::default()));
+        // The cap is told of exactly the work added to `out` and to `skipped`, as it is added,
+        // and asked before each continuation.
         let (mut skipped, mut skipped_elements) = (0u64, 0u64);
         let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
             let (fits, checked, elements) =
@@ -1616,7 +1611,7 @@ where
             if !fits {
                 skipped += checked;
                 skipped_elements = skipped_elements.saturating_add(elements);
-                spend(checked, elements);
+                cap.spend(checked, elements);
                 return None;
             }
             Some((checked, elements))
@@ -1644,7 +1639,7 @@ where
                     &w.peeks,
                     Some(inc),
                     guide,
-                    budget,
+                    cap.budget(),
                     PARALLEL_MIN_CANDIDATES,
                     self.scan_on(),
                 )
@@ -1665,7 +1660,7 @@ where
             out.examined += found.examined;
             out.vector.add(found.vector);
             out.rejected |= found.rejected;
-            if let Some(b) = budget {
+            if let Some(b) = cap.budget() {
                 b.spend(found.examined, found.vector);
             }
             if found.found.is_none() {
@@ -1674,7 +1669,7 @@ where
                 // there itself (see `incoming_fits`).
                 out.examined += checked;
                 out.vector.add_elements(elements);
-                spend(checked, elements);
+                cap.spend(checked, elements);
             }
             found.found
         };
@@ -1684,7 +1679,7 @@ where
         let mut hit = None;
         if let Some(entries) = view.installed_on(channel) {
             for e in entries {
-                if !affordable() {
+                if !cap.allows() {
                     break;
                 }
                 let at = positions(&e.list);
@@ -1705,7 +1700,7 @@ where
                 let mut join = None;
                 let mut found = None;
                 let _ = conts.for_each_in(cont_ranker.as_ref(), |seq, w| {
-                    if !affordable() {
+                    if !cap.allows() {
                         return ControlFlow::Break(());
                     }
                     let Some(pre) = fits(&at, w) else {

@@ -226,7 +226,7 @@ fn compare(s: &S, channel: u8, value: i64, persist: bool, rigged: bool) -> bool 
     };
     let mut replay = s.replay.lock();
     assert_eq!(replay.rig.is_some(), rigged);
-    let new = s.find_for_produce(&view, &channel, kind, &incoming, replay.rig.as_mut(), None);
+    let new = s.find_for_produce(&view, &channel, kind, &incoming, replay.rig.as_mut(), NoCap);
     let old = reference_find(s, &view, &channel, kind, &incoming, replay.rig.as_mut());
     same_search(&new, &old);
     new.hit.is_some()
@@ -306,7 +306,7 @@ fn fanout_counts_one_call_per_rejection() {
             persist: false,
             priority: 0,
         };
-        let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None, None);
+        let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None, NoCap);
         let (want_examined, want_fired) = match cont_kind {
             // Only the oldest may fire: it rejects.
             ContKind::Queue => (1, false),
