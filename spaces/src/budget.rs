@@ -164,8 +164,8 @@ impl<'b> Budget<'b> {
 pub(crate) trait Cap: Copy {
     /// The budget, for the join searches the walk runs.
     fn budget(&self) -> Option<&Budget<'_>>;
-    /// [`Budget::spend`] of `examined` matcher calls scoring `elements` vector elements.
-    fn spend(&self, examined: u64, elements: u64);
+    /// [`Budget::spend`].
+    fn spend(&self, examined: u64, vector: VectorWork);
     /// [`Budget::allows`] the work spent.
     fn allows(&self) -> bool;
 }
@@ -180,7 +180,7 @@ impl Cap for NoCap {
         None
     }
     #[inline(always)]
-    fn spend(&self, _: u64, _: u64) {}
+    fn spend(&self, _: u64, _: VectorWork) {}
     #[inline(always)]
     fn allows(&self) -> bool {
         true
@@ -193,10 +193,8 @@ impl Cap for &Budget<'_> {
         Some(*self)
     }
     #[inline]
-    fn spend(&self, examined: u64, elements: u64) {
-        let mut v = VectorWork::default();
-        v.add_elements(elements);
-        Budget::spend(self, examined, v);
+    fn spend(&self, examined: u64, vector: VectorWork) {
+        Budget::spend(self, examined, vector);
     }
     #[inline]
     fn allows(&self) -> bool {

@@ -54,8 +54,8 @@
 //! the search explores sets of used data, and a search remembers at most `FAILED_MAX`
 //! (65,536) failed visits; past that it grows as without the memo. A charged operation's
 //! search stops once its work costs more than the meter holds ([`crate::budget`]). Joins are
-//! capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured: `n + 1`
-//! positions accepting any datum on `n` data fail in `n + 1` matcher calls (9 µs at n = 9,
+//! capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured:
+//! `n + 1` positions accepting any datum on `n` data fail in `n + 1` matcher calls (9 µs at n = 9,
 //! 0.17 s before any pruning; 0.14 ms at n = 63). With exact patterns on indexed channels
 //! each position's candidates come from the index.
 //!

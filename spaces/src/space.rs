@@ -1611,7 +1611,13 @@ where
             if !fits {
                 skipped += checked;
                 skipped_elements = skipped_elements.saturating_add(elements);
-                cap.spend(checked, elements);
+                cap.spend(
+                    checked,
+                    VectorWork {
+                        searches: 0,
+                        elements,
+                    },
+                );
                 return None;
             }
             Some((checked, elements))
@@ -1660,16 +1666,20 @@ where
             out.examined += found.examined;
             out.vector.add(found.vector);
             out.rejected |= found.rejected;
-            if let Some(b) = cap.budget() {
-                b.spend(found.examined, found.vector);
-            }
+            cap.spend(found.examined, found.vector);
             if found.found.is_none() {
                 // The passing pre-check's calls: a search that fires nothing may have
                 // stopped before the datum's positions; one that fires called the matcher
                 // there itself (see `incoming_fits`).
                 out.examined += checked;
                 out.vector.add_elements(elements);
-                cap.spend(checked, elements);
+                cap.spend(
+                    checked,
+                    VectorWork {
+                        searches: 0,
+                        elements,
+                    },
+                );
             }
             found.found
         };
@@ -2129,7 +2139,7 @@ where
                         )
                     },
                 );
-                // A search stopped by the budget is refused below, as play's was.
+                // A search the budget stopped is refused below, with `OutOfPhlogiston`.
                 let refused = budget.and_then(|b| b.refused());
                 if rejected && found.is_none() && refused.is_none() {
                     view.settle_built(&channels, built, false);
