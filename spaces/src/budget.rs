@@ -227,15 +227,19 @@ mod tests {
         }
     }
 
+    fn budget<'b>(meter: &'b PhlogistonMeter, table: &'b CostTable, fixed: u64) -> Budget<'b> {
+        Budget::new(Allowance {
+            meter,
+            table,
+            fixed,
+        })
+    }
+
     #[test]
     fn a_budget_allows_work_the_meter_can_pay_and_refuses_past_it() {
         let meter = PhlogistonMeter::new(1_000);
         let table = table();
-        let b = Budget::new(Allowance {
-            meter: &meter,
-            table: &table,
-            fixed: 100,
-        });
+        let b = budget(&meter, &table, 100);
         // 100 + 90 × 10 = 1,000: exactly the balance.
         assert!(b.allows(90, VectorWork::default()));
         assert!(b.refused().is_none());
@@ -256,11 +260,7 @@ mod tests {
     fn headroom_counts_the_calls_the_balance_still_covers() {
         let meter = PhlogistonMeter::new(1_000);
         let table = table();
-        let b = Budget::new(Allowance {
-            meter: &meter,
-            table: &table,
-            fixed: 100,
-        });
+        let b = budget(&meter, &table, 100);
         // 900 left after the fixed price: 90 calls; 85 made, 5 more.
         assert_eq!(b.headroom(0, VectorWork::default()), Some(90));
         assert_eq!(b.headroom(85, VectorWork::default()), Some(5));
@@ -271,11 +271,7 @@ mod tests {
             match_candidate: 0,
             ..table
         };
-        let b = Budget::new(Allowance {
-            meter: &meter,
-            table: &free,
-            fixed: 0,
-        });
+        let b = budget(&meter, &free, 0);
         assert_eq!(b.headroom(1 << 40, VectorWork::default()), Some(u64::MAX));
     }
 
@@ -283,11 +279,7 @@ mod tests {
     fn spent_work_and_vector_work_count_toward_the_price() {
         let meter = PhlogistonMeter::new(1_000);
         let table = table();
-        let b = Budget::new(Allowance {
-            meter: &meter,
-            table: &table,
-            fixed: 0,
-        });
+        let b = budget(&meter, &table, 0);
         b.spend(50, VectorWork::default());
         // 50 × 10 + 100 + 400 = 1,000.
         let v = VectorWork {
@@ -303,11 +295,7 @@ mod tests {
         let meter = PhlogistonMeter::new(1_000);
         meter.charge(900).unwrap();
         let table = table();
-        let b = Budget::new(Allowance {
-            meter: &meter,
-            table: &table,
-            fixed: 0,
-        });
+        let b = budget(&meter, &table, 0);
         // A refund lands after the budget read 100.
         meter.refund(500).unwrap();
         assert!(b.allows(60, VectorWork::default()));
