@@ -36,11 +36,13 @@ fn drain_to(meter: &PhlogistonMeter, left: u64) {
     meter.charge(meter.remaining() - left).expect("drain");
 }
 
-/// 30 `Any` positions and 3 `Odd` on one channel holding 1,000 data of which 2 are odd: enough
-/// data overall, too few for the `Odd` positions. No pruning settles it (see the `join` module's
-/// limits): the search explores sets of used data and would not end in any useful time. Charged,
-/// it stops at the first matcher call the meter cannot pay: `requested` is the consume's fixed
-/// price plus exactly one call more than the balance covers, and nothing changes.
+/// 30 `Any` positions and 3 `Odd` on one channel holding 1,001 data of which 3 are odd, the first
+/// two and the last. An assignment exists, but the search tries the `Any` positions on the odd
+/// data first, and no pruning settles a choice that leaves too few odd data for the `Odd`
+/// positions (see the `join` module's limits): it explores sets of used data and would not end
+/// in any useful time (over 40 s, unfinished, on a plain space). Charged, it stops at the first
+/// matcher call the meter cannot pay: `requested` is the consume's fixed price plus exactly one
+/// call more than the balance covers, and nothing changes.
 #[test]
 fn a_join_search_that_would_not_end_stops_at_the_balance() {
     let t = CostTable::default();
@@ -49,6 +51,7 @@ fn a_join_search_that_would_not_end_stops_at_the_balance() {
         let d = if i < 2 { 2 * i + 1 } else { 2 * i };
         s.produce("a", d, false).unwrap();
     }
+    s.produce("a", 2_001, false).unwrap();
     let mut patterns = vec![Pred::Any; 30];
     patterns.extend([Pred::Odd; 3]);
     let n = patterns.len();

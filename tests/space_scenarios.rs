@@ -668,6 +668,26 @@ fn a_join_that_cannot_fire_fails_without_trying_every_combination() {
     assert!(values(&s, "a").is_empty());
 }
 
+/// Enough data in all, too few that suit some of the positions: 30 `Any` and 3 `Odd` positions
+/// on one channel of 1,000 data, 2 of them odd. No position is dead and the channel holds more
+/// data than positions, so only a matching of positions to data settles it; the search runs it
+/// once its own work reaches the matching's price (33 positions × 1,000 data), so it fails
+/// after about twice that many matcher calls. (It did not end before.)
+#[test]
+fn a_join_whose_positions_cannot_all_be_served_fails_after_a_bounded_search() {
+    let s = preds();
+    for i in 0..1_000 {
+        let d = if i < 2 { 2 * i + 1 } else { 2 * i };
+        s.produce("a", d, false).unwrap();
+    }
+    let mut patterns = vec![Any; 30];
+    patterns.extend([Odd; 3]);
+    let (fired, examined) = consume_examined(&s, vec!["a"; 33], patterns);
+    assert!(!fired);
+    assert!((66_000..67_000).contains(&examined), "{examined}");
+    assert_eq!(values(&s, "a").len(), 1_000);
+}
+
 /// Pruning a failed visit keeps the first assignment in candidate order. `[Any, Odd, Odd]`
 /// over 1, 3, 2 on one channel: Any = 1 leaves one odd datum, so it fails; Any = 3 leaves the
 /// Odd positions with the same used set {1, 3} as before (a remembered failure, skipped);

@@ -39,20 +39,31 @@
 //!   remembered by that key, and a later visit with an equal key fails at once, so positions
 //!   on one channel explore sets of used items, not their orders;
 //! - at the first failure remembered, a channel with fewer items than its positions need
-//!   (none of them persistent) ends the search.
+//!   (none of them persistent) ends the search;
+//! - once a failing search has made as many matcher calls as it costs to check every pattern
+//!   of a channel's positions against every item of the channel, it does so, once, and a
+//!   channel whose positions cannot all be given distinct items they accept (a maximum
+//!   bipartite matching: Hall's condition) ends the search (see `Dfs::unmatchable`).
 //!
 //! Pruning never changes the assignment found. It changes `examined` (the matcher calls
-//! made, which are charged) only by the calls it saves, plus at most one call per earlier
-//! position on the channel when a walk that accepted nothing checks the items it passed over.
+//! made, which are charged) by the calls it saves, plus at most one call per earlier
+//! position on the channel when a walk that accepted nothing checks the items it passed over,
+//! plus the matching check's calls where it runs (no more than the search had made by then,
+//! so a search costs at most twice what it would have without it).
 //! It prunes only failures that reached no complete assignment, so a replay's guide, which
 //! accepts the assignment play found (the first one), sees the same search, and a replay
-//! charges what play charged.
+//! charges what play charged (the matching check runs only while no guide has rejected an
+//! assignment).
 //!
 //! **Limits.** Worst-case cost is still exponential in the number of positions that share a
-//! channel (a complete search): when enough data exist in all but too few of them suit a
-//! subset of the positions (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones),
-//! the search explores sets of used data, and a search remembers at most `FAILED_MAX`
-//! (65,536) failed visits; past that it grows as without the memo. A charged operation's
+//! channel (a complete search). The matching check settles a join that no assignment fits
+//! (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones fails after 66,077 matcher
+//! calls, 10 ms; before, it did not end), but it looks at the channel as a whole, not at what
+//! earlier positions took: when an assignment exists but an earlier position's first choices
+//! leave too few items for later ones (the same join with a third odd datum, the `Any`
+//! positions trying the odd data first), the search explores sets of used data under those
+//! choices, and a search remembers at most `FAILED_MAX` (65,536) failed visits; past that it
+//! grows as without the memo. A charged operation's
 //! search stops once its work costs more than the meter holds ([`crate::budget`]). Joins are
 //! capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured:
 //! `n + 1` positions accepting any datum on `n` data fail in `n + 1` matcher calls (9 µs at n = 9,
@@ -229,6 +240,10 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     /// Set once the search has proved that no assignment exists (see [`Dfs::give_up`]): every
     /// later step returns at once, so the walks unwind without another matcher call.
     hopeless: bool,
+    /// Whether [`Dfs::unmatchable`] has run (it runs at most once per search), and its cost
+    /// ([`Dfs::matching_cost`]), computed at the first failure remembered.
+    matched: bool,
+    match_cost: Option<u64>,
     /// The walk of the position being visited (see [`Walk`]).
     walk: Walk,
     /// Visits that failed without reaching a complete assignment, by [`FailKey`]: a later
@@ -354,6 +369,23 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             // The first failure to remember (no set yet): count each channel's items once.
             if self.failed.is_none() && !self.hopeless {
                 self.hopeless = self.too_few_items();
+            }
+            // Once the search has done as much work as it costs, match positions to data.
+            if !self.hopeless && !self.matched && self.rejections == 0 {
+                let cost = match self.match_cost {
+                    Some(cost) => cost,
+                    None => {
+                        let cost = self.matching_cost();
+                        self.match_cost = Some(cost);
+                        cost
+                    }
+                };
+                if self.examined >= cost {
+                    self.matched = true;
+                    if self.unmatchable() {
+                        self.hopeless = true;
+                    }
+                }
             }
             if !self.hopeless {
                 let key = key.unwrap_or_else(|| self.fail_key(pos));
@@ -507,6 +539,118 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
                     .is_break()
                 });
             if !shared {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The matcher calls [`unmatchable`](Self::unmatchable) makes: on each channel it checks,
+    /// its taking positions times its items (with the produced datum). A channel is checked
+    /// when at least two positions take from it and none of its positions is a similarity
+    /// pattern (a top-k position takes `k` items; ranking is not a plain accept).
+    fn matching_cost(&self) -> u64 {
+        let mut cost = 0u64;
+        for cid in self.matched_channels() {
+            let takers = self.takers(cid).len() as u64;
+            let items = self.join.stores[cid].map_or(0, DataStore::len)
+                + usize::from(self.incoming.is_some_and(|inc| inc.cid == cid));
+            cost = cost.saturating_add(takers.saturating_mul(items as u64));
+        }
+        cost
+    }
+
+    /// The channel ids [`unmatchable`](Self::unmatchable) checks (see
+    /// [`matching_cost`](Self::matching_cost)).
+    fn matched_channels(&self) -> SmallVec<[usize; 4]> {
+        let cids = &self.join.cids;
+        let checked = |(first, &cid): (usize, &usize)| {
+            let checked = cid == first
+                && self.takers(cid).len() >= 2
+                && cids
+                    .iter()
+                    .zip(self.patterns)
+                    .all(|(c, p)| *c != cid || self.matcher.similarity(p).is_none());
+            checked.then_some(cid)
+        };
+        cids.iter().enumerate().filter_map(checked).collect()
+    }
+
+    /// The positions on channel `cid` that take their datum (do not peek).
+    fn takers(&self, cid: usize) -> SmallVec<[usize; 8]> {
+        let cids = &self.join.cids;
+        (0..cids.len())
+            .filter(|&q| cids[q] == cid && !self.peeks_at(q))
+            .collect()
+    }
+
+    /// Whether some channel's taking positions cannot all be given distinct items their
+    /// patterns accept, so that no assignment exists (Hall's condition, by a maximum bipartite
+    /// matching). Every assignment gives each taking position an item it accepts, distinct
+    /// unless persistent; so a channel whose positions admit no such matching admits no
+    /// assignment, whatever the order rules of its kind, the peeking positions or the other
+    /// channels. A position accepting a persistent item is always served, and leaves the
+    /// matching.
+    ///
+    /// This settles what the other prunings cannot: enough items in all, too few that suit
+    /// some of the positions (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones:
+    /// the search would explore sets of used data). It costs a matcher call per taking
+    /// position and item of each checked channel, counted in `examined`, so
+    /// [`go`](Self::go) runs it once, and only when the search has already made that many
+    /// calls: a search pays at most twice what it would have without it, and one that would
+    /// not have ended stops.
+    ///
+    /// Cost: [`matching_cost`](Self::matching_cost) matcher calls, then O(positions × edges)
+    /// for the matching.
+    #[cold]
+    fn unmatchable(&mut self) -> bool {
+        for cid in self.matched_channels() {
+            let takers = self.takers(cid);
+            let Some(pats) = takers
+                .iter()
+                .map(|&q| self.patterns.get(q))
+                .collect::<Option<SmallVec<[&P; 8]>>>()
+            else {
+                return false;
+            };
+            let mut items: Vec<&StoredDatum<A>> = Vec::new();
+            let extra = self
+                .incoming
+                .filter(|inc| inc.cid == cid)
+                .map(|inc| (inc.key, inc.datum));
+            if let Some(s) = self.join.stores[cid] {
+                let _ = s.for_each_candidate(None, extra, |_, d, _| {
+                    items.push(d);
+                    ControlFlow::Continue(())
+                });
+            } else if let Some((_, d)) = extra {
+                items.push(d);
+            }
+            // Per taking position not served by a persistent item: the non-persistent items it
+            // accepts.
+            let mut accepts: Vec<Vec<u32>> = Vec::new();
+            for p in pats {
+                let mut edges = Vec::new();
+                let mut served = false;
+                for (i, d) in items.iter().enumerate() {
+                    self.examined += 1;
+                    if !self.affordable() {
+                        // Out of budget (see `crate::budget`): the search stops.
+                        return false;
+                    }
+                    if self.matcher.get(p, &d.value).is_some() {
+                        if d.persist {
+                            served = true;
+                            break;
+                        }
+                        edges.push(u32::try_from(i).unwrap_or(u32::MAX));
+                    }
+                }
+                if !served {
+                    accepts.push(edges);
+                }
+            }
+            if max_matching(&accepts, items.len()) < accepts.len() {
                 return true;
             }
         }
@@ -891,6 +1035,36 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
     }
 }
 
+/// The size of a maximum matching of `left` (each entry: the right vertices it may take,
+/// below `right`) into distinct right vertices, by augmenting paths (Kuhn): O(left × edges).
+fn max_matching(left: &[Vec<u32>], right: usize) -> usize {
+    /// Tries to give `l` a right vertex, moving earlier assignments along an augmenting path.
+    fn augment(l: usize, left: &[Vec<u32>], owner: &mut [usize], seen: &mut [bool]) -> bool {
+        for &r in &left[l] {
+            let r = r as usize;
+            if seen[r] {
+                continue;
+            }
+            seen[r] = true;
+            if owner[r] == usize::MAX || augment(owner[r], left, owner, seen) {
+                owner[r] = l;
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner = vec![usize::MAX; right];
+    let mut seen = vec![false; right];
+    let mut size = 0;
+    for l in 0..left.len() {
+        seen.fill(false);
+        if augment(l, left, &mut owner, &mut seen) {
+            size += 1;
+        }
+    }
+    size
+}
+
 /// The vector elements a matcher call on `pattern` scores: its dimension for a similarity
 /// pattern, else 0.
 #[inline]
@@ -1002,6 +1176,8 @@ where
         par,
         pre: SmallVec::new(),
         hopeless: false,
+        matched: false,
+        match_cost: None,
         walk: Walk::default(),
         failed: None,
     };
