@@ -185,7 +185,8 @@ pub(crate) trait Gate<C, P, A, K>: Sized {
         K: 's;
 
     /// What the gate will charge apart from the search's work, when it charges a meter: the
-    /// operation's search then stops once its work alone costs more than the meter holds (see
+    /// operation's search then stops once its work, with that fixed price, costs more than
+    /// the meter holds (see
     /// [`crate::budget`]). `None` (the default): the search runs to its end.
     #[inline]
     fn allowance(&self) -> Option<Allowance<'_>> {

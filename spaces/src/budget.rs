@@ -13,18 +13,29 @@
 //!   and the `requested` the error reports: the price of the work done when the search
 //!   stopped, not of a search that never finished. (One more difference: in a replay that has
 //!   already diverged from play, a search that its guide would have failed with
-//!   `CommNotInLog` may stop first with `OutOfPhlogiston`. A replay that follows play is
-//!   never stopped: a call play admitted did work its balance covered, and a replay from the
-//!   same balance does the same work; a call play refused left no event, so a replay refuses
-//!   it before searching, with `EventNotInLog`.)
+//!   `CommNotInLog` may stop first with `OutOfPhlogiston`. In a replay that follows play, a
+//!   call play admitted is never stopped: it did work its balance covered, and a replay from
+//!   the same balance does the same work. A call play refused left no event, so a replay
+//!   refuses it before searching, with `EventNotInLog`, unless the log holds the same call
+//!   (same hash) from a later admitted one: then it searches, and from the same balance is
+//!   refused with `OutOfPhlogiston` as in play, stopped by its budget or at the gate.)
 //! - before stopping, the budget reads the meter again (another thread may have refunded in
 //!   the meantime): the refusal is a charge of that lower bound, refused at that read, so it
 //!   is linearizable as any refused charge is;
 //! - single-threaded, the meter does not change during a search, so the same calls on the same
-//!   state and balance stop at the same matcher call, on every machine and run.
+//!   state and balance stop at the same point, with the same `requested`, on every machine
+//!   and run.
 //!
-//! The space checks the budget before each matcher call of a join search, at each position
-//! visited, and before each waiting continuation a produce offers its datum to. The
+//! The space checks the budget at each position a join search visits, before each matcher
+//! call of a position's walk over its candidates one by one, and before each waiting
+//! continuation a produce offers its datum to. Some work is checked only once it is done, so
+//! a search can stop past the first matcher call the meter cannot pay (never before it; the
+//! work counted, and so `requested`, is the same on every machine): a similarity ranking (it
+//! scores the channel at once), a top-k position's walk (all of its candidates, up to `k`
+//! accepted), a walk the parallel pre-check answers (its rejected candidates are counted as
+//! the serial walk counts them; the pre-check has called the matcher on them already), a
+//! produce's pre-check of one waiting continuation and a failing position's check of the
+//! earlier picks (at most one call per position each). The
 //! single-channel consume walk (`Space::find_single`) is not capped: it makes
 //! at most one matcher call per datum of its channel, fewer than
 //! [`PARALLEL_MIN_CANDIDATES`](crate::PARALLEL_MIN_CANDIDATES) unless an exact index narrows

@@ -84,14 +84,16 @@ use crate::space::{SoftCheckpoint, Space};
 /// parts, O(shards), under the locks it takes anyway.
 ///
 /// **Searches stop at the balance.** Work is priced after the search, but a produce's or
-/// consume's search does not run past what the meter can pay: before each matcher call of a
-/// join search, and before each waiting continuation a produce offers its datum to, the price
-/// of the work so far (plus the operation's base price and join arity) is compared with the
+/// consume's search does not run past what the meter can pay: as a join search walks a
+/// position's candidates (before each matcher call of a walk one by one; after a similarity
+/// ranking, a top-k position's walk or a parallel pre-check's walk, which are checked once
+/// done), and before each waiting continuation a produce offers its datum to, the price of
+/// the work so far (plus the operation's base price and join arity) is compared with the
 /// meter's balance, and once it is more the operation fails with `OutOfPhlogiston` at once
-/// (its `requested` is that price, a lower bound of what the whole search would have cost).
-/// An operation so stopped would have been refused at the gate anyway; the same calls on the
-/// same state and balance stop at the same matcher call (a replay that follows play is never
-/// stopped: see the `budget` module). A
+/// (its `requested` is that price, a lower bound of what the whole operation would have
+/// cost). An operation so stopped would have been refused at the gate anyway; the same calls
+/// on the same state and balance stop at the same point (in a replay that follows play, a
+/// call play admitted is never stopped: see the `budget` module). A
 /// join search's worst case is exponential in the positions that share a channel (see the
 /// [`Space`] cost table); this bounds what a caller can make one charged call do by its
 /// balance. Not capped: a single-channel consume's walk (at most one call per datum of the

@@ -205,7 +205,9 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     /// Replay only: accepts or rejects each complete assignment.
     guide: Option<Guide<'g, A>>,
     /// A charged operation's cap (see [`crate::budget`]): checked at each visit and before
-    /// each matcher call; once the work outgrows it, the search stops (`stopped`).
+    /// each matcher call of a walk one by one (a ranking, a top-k walk and the pre-checked
+    /// walk's rejections are checked once done); once the work outgrows it, the search stops
+    /// (`stopped`).
     budget: Option<&'b Budget<'b>>,
     /// Set when `budget` refused more work: `hopeless` is set too, so every walk unwinds, and
     /// no failure is remembered or examined further.
