@@ -630,7 +630,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             }
             // Per taking position not served by a persistent item: the non-persistent items it
             // accepts.
-            let mut accepts: Vec<Vec<u32>> = Vec::new();
+            let mut accepts: Vec<Vec<usize>> = Vec::new();
             for p in pats {
                 let mut edges = Vec::new();
                 let mut served = false;
@@ -645,7 +645,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
                             served = true;
                             break;
                         }
-                        edges.push(u32::try_from(i).unwrap_or(u32::MAX));
+                        edges.push(i);
                     }
                 }
                 if !served {
@@ -1039,11 +1039,10 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
 
 /// The size of a maximum matching of `left` (each entry: the right vertices it may take,
 /// below `right`) into distinct right vertices, by augmenting paths (Kuhn): O(left × edges).
-fn max_matching(left: &[Vec<u32>], right: usize) -> usize {
+fn max_matching(left: &[Vec<usize>], right: usize) -> usize {
     /// Tries to give `l` a right vertex, moving earlier assignments along an augmenting path.
-    fn augment(l: usize, left: &[Vec<u32>], owner: &mut [usize], seen: &mut [bool]) -> bool {
+    fn augment(l: usize, left: &[Vec<usize>], owner: &mut [usize], seen: &mut [bool]) -> bool {
         for &r in &left[l] {
-            let r = r as usize;
             if seen[r] {
                 continue;
             }
