@@ -105,18 +105,7 @@ impl<'b> Budget<'b> {
     /// answering `false`).
     #[inline]
     pub(crate) fn allows(&self, examined: u64, vector: VectorWork) -> bool {
-        #[cfg(test)]
-        if NO_BUDGET.with(Cell::get) {
-            return true;
-        }
-        if self.refused.get().is_some() {
-            return false;
-        }
-        let price = self.price(examined, vector);
-        if price <= self.left.get() {
-            return true;
-        }
-        self.recheck(price)
+        self.slack(examined, vector).is_some()
     }
 
     /// How many more matcher calls (with no more vector work) the operation can pay for on top
@@ -125,14 +114,30 @@ impl<'b> Budget<'b> {
     /// the budget again only once it has made that many calls or its vector work has grown,
     /// so the check costs one comparison per matcher call.
     pub(crate) fn headroom(&self, examined: u64, vector: VectorWork) -> Option<u64> {
-        if !self.allows(examined, vector) {
-            return None;
-        }
-        let slack = self.left.get().saturating_sub(self.price(examined, vector));
+        let slack = self.slack(examined, vector)?;
         Some(match self.allowance.table.match_candidate {
             0 => u64::MAX,
             per_call => slack / per_call,
         })
+    }
+
+    /// The balance left after paying for the work spent plus `examined` and `vector`, or `None`
+    /// when it cannot be paid (see [`allows`](Self::allows)): the price is computed once.
+    #[inline]
+    fn slack(&self, examined: u64, vector: VectorWork) -> Option<u64> {
+        #[cfg(test)]
+        if NO_BUDGET.with(Cell::get) {
+            return Some(u64::MAX);
+        }
+        if self.refused.get().is_some() {
+            return None;
+        }
+        let price = self.price(examined, vector);
+        if price <= self.left.get() || self.recheck(price) {
+            // `recheck` stored the balance it read: either way `left` covers `price`.
+            return Some(self.left.get() - price);
+        }
+        None
     }
 
     #[cold]
