@@ -13,7 +13,8 @@
 //! - `join_partner`: a produce on a channel of 10,000 structural data that a waiting join
 //!   reads with a general pattern, beside the same produce with no join waiting.
 //! - `join_search/cannot_fire`: a three-position join that no assignment satisfies, beside one
-//!   scan of its data with the same matcher.
+//!   scan of its data with the same matcher; `join_search/starved_fires`: a 33-position join
+//!   on one channel that fires only once its first positions leave the last ones their data.
 //! - `channel_index/lookup_shuffled`: reading one channel among N in shuffled order.
 //! - `batch_operations`: `produce_batch` and `consume_batch` of 10,000 items, on one channel
 //!   and over 1,024 channels (32 shards: consecutive items mostly change shard), beside the
@@ -391,6 +392,37 @@ fn join_search(c: &mut Criterion) {
         })
     });
     assert_eq!(space.data(&2).len(), 1_000);
+    // A join that fires, but only once its first positions stop taking the data its last ones
+    // need: 30 wildcards then 3 `("odd", _)` over 1,000 data whose 3 odd ones come first. The
+    // gate refuses, so every iteration runs the same search (80,208 matcher calls).
+    let odd = |i: i64| Term::tuple([Term::str("odd"), Term::int(i)]);
+    for i in 0..1_000 {
+        let d = if i < 3 { odd(i) } else { msg(i) };
+        space.produce(3, d, false).expect("bag produce");
+    }
+    let mut starved = vec![Pattern::wildcard(); 30];
+    starved.extend(vec![
+        Pattern::tuple([
+            Pattern::lit(Term::str("odd")),
+            Pattern::wildcard()
+        ]);
+        3
+    ]);
+    g.bench_function("starved_fires", |b| {
+        b.iter(|| {
+            let mut fires = false;
+            let r = space.consume_admitted(vec![3u64; 33], starved.clone(), 0, false, &[], |a| {
+                fires = a.fires.is_some();
+                black_box(a.examined);
+                Err(OutOfPhlogiston {
+                    requested: 1,
+                    remaining: 0,
+                })
+            });
+            assert!(r.is_err() && fires);
+        })
+    });
+    assert_eq!(space.data(&3).len(), 1_000);
     g.finish();
 }
 

@@ -688,6 +688,38 @@ fn a_join_whose_positions_cannot_all_be_served_fails_after_a_bounded_search() {
     assert_eq!(values(&s, "a").len(), 1_000);
 }
 
+/// An assignment exists, but the first choices of the early positions leave too few data for
+/// the later ones: 30 `Any` positions then 3 `Odd` ones, on 1,000 data whose 3 odd ones come
+/// first. Taking an odd datum at an `Any` position dooms the join, but every completion of
+/// those picks would have to be tried to learn it (sets of 30 used data out of 1,000: the
+/// search was stopped still running after 2 minutes). Once the search has paid for the matching check, it checks at its
+/// visits whether the positions left can still be served by the data left, and goes back to
+/// the first pick that made it impossible; the assignment is the first in candidate order, as
+/// a complete search would find it.
+#[test]
+fn a_join_whose_first_choices_starve_its_last_positions_still_fires() {
+    let s = preds();
+    for i in 0..1_000 {
+        let d = if i < 3 { 2 * i + 1 } else { 2 * i };
+        s.produce("a", d, false).unwrap();
+    }
+    let mut patterns = vec![Any; 30];
+    patterns.extend([Odd; 3]);
+    let mut examined = 0;
+    let comm = s
+        .consume_admitted(vec!["a"; 33], patterns, "k", false, &[], |a| {
+            examined = a.examined;
+            Ok(())
+        })
+        .unwrap()
+        .expect("fires");
+    let mut want: Vec<i64> = (3..33).map(|i| 2 * i).collect();
+    want.extend([1, 3, 5]);
+    assert_eq!(matched(&comm), want);
+    assert!(examined < 500_000, "{examined}");
+    assert_eq!(values(&s, "a").len(), 1_000 - 33);
+}
+
 /// Pruning a failed visit keeps the first assignment in candidate order. `[Any, Odd, Odd]`
 /// over 1, 3, 2 on one channel: Any = 1 leaves one odd datum, so it fails; Any = 3 leaves the
 /// Odd positions with the same used set {1, 3} as before (a remembered failure, skipped);

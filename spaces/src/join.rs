@@ -43,13 +43,18 @@
 //! - once a failing search has made as many matcher calls as it costs to check every pattern
 //!   of a channel's positions against every item of the channel, it does so, once, and a
 //!   channel whose positions cannot all be given distinct items they accept (a maximum
-//!   bipartite matching: Hall's condition) ends the search (see `Dfs::unmatchable`).
+//!   bipartite matching: Hall's condition) ends the search (see `Dfs::unmatchable`);
+//! - after that check has passed, a visit checks, paced by the search's work, whether the
+//!   positions from there on can still be given distinct items with what earlier positions
+//!   hold set aside ([`crate::hall`]); if not, the search goes back at once to the first
+//!   position whose earlier picks already could not be completed (see `Dfs::doomed`).
 //!
 //! Pruning never changes the assignment found. It changes `examined` (the matcher calls
 //! made, which are charged) by the calls it saves, plus at most one call per earlier
 //! position on the channel when a walk that accepted nothing checks the items it passed over,
 //! plus the matching check's calls where it runs (no more than the search had made by then,
-//! so a search costs at most twice what it would have without it).
+//! so a search costs at most twice what it would have without it). The conditioned checks
+//! make no matcher call; their own work is paced to about that of the search's calls.
 //! It prunes only failures that reached no complete assignment, so a replay's guide, which
 //! accepts the assignment play found (the first one), sees the same search, and a replay
 //! charges what play charged (the matching check runs only while no guide has rejected an
@@ -58,11 +63,13 @@
 //! **Limits.** Worst-case cost is still exponential in the number of positions that share a
 //! channel (a complete search). The matching check settles a join that no assignment fits
 //! (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones fails after 66,077 matcher
-//! calls, 10 ms; before, it did not end), but it looks at the channel as a whole, not at what
-//! earlier positions took: when an assignment exists but an earlier position's first choices
-//! leave too few items for later ones (the same join with a third odd datum, the `Any`
-//! positions trying the odd data first), the search explores sets of used data under those
-//! choices, and a search remembers at most `FAILED_MAX` (65,536) failed visits; past that it
+//! calls, 10 ms; before, it did not end). The conditioned check settles an assignment that
+//! exists but that an earlier position's first choices starve (the same join with a third
+//! odd datum, the `Any` positions trying the odd data first: it fires after 80,208 calls,
+//! about 4 ms; before, it was stopped still searching after 2 minutes). Both reason per channel about which items positions take, so
+//! what they cannot see stays exponential: the order rules of head-only kinds, similarity
+//! positions, and constraints that span channels or reach a failure only through the peeking
+//! positions. A search remembers at most `FAILED_MAX` (65,536) failed visits; past that it
 //! grows as without the memo. A charged operation's
 //! search stops once its work costs more than the meter holds ([`crate::budget`]). Joins are
 //! capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured:
@@ -88,6 +95,7 @@ use smallvec::SmallVec;
 use crate::admission::VectorWork;
 use crate::budget::Budget;
 use crate::data::{DataStore, ItemKey, StoredDatum};
+use crate::hall::Tables;
 use crate::order::Ranker;
 use crate::parallel::ParScan;
 
@@ -117,7 +125,7 @@ impl<A> Clone for Incoming<'_, A> {
 impl<A> Copy for Incoming<'_, A> {}
 
 /// What a position picked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Pick {
     pub(crate) key: ItemKey,
     /// True when it is the incoming (produced, unstored) datum.
@@ -246,6 +254,16 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     /// ([`Dfs::matching_cost`]), computed at the first failure remembered.
     matched: bool,
     match_cost: Option<u64>,
+    /// The tables of the channels [`Dfs::unmatchable`] found matchable, kept for the
+    /// conditioned check at later visits ([`Dfs::doomed`]); `None` before it ran, or when it
+    /// checked no channel.
+    hall: Option<Box<Tables>>,
+    /// The next conditioned check waits until `examined` reaches this (see [`Dfs::doomed`]).
+    next_check: u64,
+    /// Set when a conditioned check proved that the picks of the positions before this one
+    /// cannot be completed: every walk of a position at or after it ends, and the visit of
+    /// this position fails and clears it, so the position before it tries its next candidate.
+    unwind_to: Option<usize>,
     /// The walk of the position being visited (see [`Walk`]).
     walk: Walk,
     /// Visits that failed without reaching a complete assignment, by [`FailKey`]: a later
@@ -267,6 +285,11 @@ type FailKey = (usize, bool, SmallVec<[(usize, ItemKey, bool, bool); 6]>);
 /// the memory a failing search can hold. Past it the search goes on without remembering
 /// (the same result; more work).
 const FAILED_MAX: usize = 1 << 16;
+
+/// The pace of the conditioned matching check (see `Dfs::doomed`): after a check that took
+/// `n` steps ([`Tables::steps`]), the next waits for `n / STEPS_PER_CALL` more
+/// matcher calls. A step is a load and a compare; a matcher call is tens of them.
+const STEPS_PER_CALL: u64 = 16;
 
 /// What one position's walk over its candidates saw. [`Dfs::go`] saves the enclosing
 /// position's record, starts a fresh one, and restores it when its own walk ends, so deeper
@@ -358,8 +381,13 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
         }
         let outer = std::mem::take(&mut self.walk);
         let rejections = self.rejections;
-        let found = self.visit(pos);
+        let found = !(self.hall.is_some() && self.doomed(pos)) && self.visit(pos);
         let walk = std::mem::replace(&mut self.walk, outer);
+        if self.unwind_to == Some(pos) {
+            // This visit was the last to fail for the abandoned picks: the position before
+            // it walks on.
+            self.unwind_to = None;
+        }
         if self.stopped {
             return false;
         }
@@ -382,7 +410,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
                         cost
                     }
                 };
-                if self.examined >= cost {
+                if self.examined >= cost || eager_matching() {
                     self.matched = true;
                     if self.unmatchable() {
                         self.hopeless = true;
@@ -602,10 +630,14 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
     /// calls: a search pays at most twice what it would have without it, and one that would
     /// not have ended stops.
     ///
+    /// When every checked channel matches, their tables are kept in [`hall`](Dfs::hall) for
+    /// the conditioned check at later visits ([`doomed`](Self::doomed)).
+    ///
     /// Cost: [`matching_cost`](Self::matching_cost) matcher calls, then O(positions × edges)
-    /// for the matching.
+    /// for the matching; the tables hold the edges (a word each) until the search ends.
     #[cold]
     fn unmatchable(&mut self) -> bool {
+        let mut hall = Box::<Tables>::default();
         for cid in self.matched_channels() {
             let takers = self.takers(cid);
             let Some(pats) = takers
@@ -616,22 +648,29 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
                 return false;
             };
             let mut items: Vec<&StoredDatum<A>> = Vec::new();
+            let mut keys: Vec<Pick> = Vec::new();
             let extra = self
                 .incoming
                 .filter(|inc| inc.cid == cid)
                 .map(|inc| (inc.key, inc.datum));
             if let Some(s) = self.join.stores[cid] {
-                let _ = s.for_each_candidate(None, extra, |_, d, _| {
+                let _ = s.for_each_candidate(None, extra, |key, d, incoming| {
                     items.push(d);
+                    keys.push(Pick { key, incoming });
                     ControlFlow::Continue(())
                 });
-            } else if let Some((_, d)) = extra {
+            } else if let Some((key, d)) = extra {
                 items.push(d);
+                keys.push(Pick {
+                    key,
+                    incoming: true,
+                });
             }
             // Per taking position not served by a persistent item: the non-persistent items it
             // accepts.
+            let mut kept: SmallVec<[usize; 8]> = SmallVec::new();
             let mut accepts: Vec<Vec<usize>> = Vec::new();
-            for p in pats {
+            for (&q, p) in takers.iter().zip(pats) {
                 let mut edges = Vec::new();
                 let mut served = false;
                 for (i, d) in items.iter().enumerate() {
@@ -649,14 +688,64 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
                     }
                 }
                 if !served {
+                    kept.push(q);
                     accepts.push(edges);
                 }
             }
-            if max_matching(&accepts, items.len()) < accepts.len() {
+            if !hall.add(cid, kept, accepts, &keys) {
                 return true;
             }
         }
+        if !hall.is_empty() {
+            self.hall = Some(hall);
+        }
         false
+    }
+
+    /// Whether the walks of position `pos` end because a conditioned check proved that the
+    /// picks of the positions before [`unwind_to`](Dfs::unwind_to) cannot be completed.
+    #[inline]
+    fn unwinding(&self, pos: usize) -> bool {
+        self.unwind_to.is_some_and(|d| pos >= d)
+    }
+
+    /// The conditioned matching check, at a visit of `pos` once [`unmatchable`] has kept its
+    /// tables: whether the positions from `pos` on can still be given distinct items their
+    /// patterns accept, with what earlier positions hold set aside (see [`crate::hall`]). If
+    /// not, the visit fails without a walk, and [`unwind_to`](Dfs::unwind_to) is set to the
+    /// first position whose earlier picks already could not be completed, so the search goes
+    /// back there at once instead of exploring those picks' completions. Sound: it fails only
+    /// visits below which no assignment exists, so the assignment found is unchanged and a
+    /// failure remembered by it is one.
+    ///
+    /// Paced: it runs only while no guide has rejected an assignment (so a replay checks as
+    /// play did), and once the search has made, since the last check, one matcher call per
+    /// [`STEPS_PER_CALL`] steps that check took, so the checks cost the search at most about
+    /// as much again as its matcher calls. No matcher call: the tables hold the answers.
+    ///
+    /// [`unmatchable`]: Dfs::unmatchable
+    #[cold]
+    fn doomed(&mut self, pos: usize) -> bool {
+        if !pruning() || self.hopeless || self.rejections > 0 {
+            return false;
+        }
+        if self.examined < self.next_check && !eager_matching() {
+            return false;
+        }
+        let cids = &self.join.cids;
+        let earlier: SmallVec<[(usize, usize, Pick); 8]> = self
+            .earlier_picks(pos)
+            .map(|(q, pick)| (q, cids[q], pick))
+            .collect();
+        let Some(hall) = self.hall.as_mut() else {
+            return false;
+        };
+        let before = hall.steps();
+        let d = hall.shallowest_infeasible(pos, &earlier);
+        let took = hall.steps().saturating_sub(before);
+        self.next_check = self.examined.saturating_add(took / STEPS_PER_CALL);
+        self.unwind_to = d;
+        d.is_some()
     }
 
     /// Whether position `pos`'s pattern accepts a datum that an earlier position on its channel
@@ -818,7 +907,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             let (Some(&(key, incoming)), Some(&d)) = (pre.keys.get(i), pre.data.get(i)) else {
                 break;
             };
-            if self.hopeless {
+            if self.hopeless || self.unwinding(pos) {
                 break;
             }
             let pick = Pick { key, incoming };
@@ -978,8 +1067,9 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
         incoming: bool,
         restricted: bool,
     ) -> ControlFlow<()> {
-        if self.hopeless {
-            // No assignment exists (see `give_up`): end the walk.
+        if self.hopeless || self.unwinding(pos) {
+            // No assignment exists (see `give_up`), or none with the earlier picks (see
+            // `unwind_to`): end the walk.
             return ControlFlow::Break(());
         }
         let pick = Pick { key, incoming };
@@ -1029,41 +1119,12 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             }
             self.picks.pop();
             self.results.pop();
-            if self.hopeless {
+            if self.hopeless || self.unwinding(pos) {
                 return ControlFlow::Break(());
             }
         }
         ControlFlow::Continue(())
     }
-}
-
-/// The size of a maximum matching of `left` (each entry: the right vertices it may take,
-/// below `right`) into distinct right vertices, by augmenting paths (Kuhn): O(left × edges).
-fn max_matching(left: &[Vec<usize>], right: usize) -> usize {
-    /// Tries to give `l` a right vertex, moving earlier assignments along an augmenting path.
-    fn augment(l: usize, left: &[Vec<usize>], owner: &mut [usize], seen: &mut [bool]) -> bool {
-        for &r in &left[l] {
-            if seen[r] {
-                continue;
-            }
-            seen[r] = true;
-            if owner[r] == usize::MAX || augment(owner[r], left, owner, seen) {
-                owner[r] = l;
-                return true;
-            }
-        }
-        false
-    }
-    let mut owner = vec![usize::MAX; right];
-    let mut seen = vec![false; right];
-    let mut size = 0;
-    for l in 0..left.len() {
-        seen.fill(false);
-        if augment(l, left, &mut owner, &mut seen) {
-            size += 1;
-        }
-    }
-    size
 }
 
 /// The vector elements a matcher call on `pattern` scores: its dimension for a similarity
@@ -1179,6 +1240,9 @@ where
         hopeless: false,
         matched: false,
         match_cost: None,
+        hall: None,
+        next_check: 0,
+        unwind_to: None,
         walk: Walk::default(),
         failed: None,
     };
@@ -1206,6 +1270,23 @@ thread_local! {
     /// failed visits): the plain complete search that `prune_tests` compares the pruned one
     /// against.
     pub(crate) static NO_PRUNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests only: when set, this thread's searches run the matching check at their first
+    /// remembered failure whatever it costs, and the conditioned check at every visit after,
+    /// so random small joins exercise both.
+    pub(crate) static EAGER_MATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the matching checks run as early as they can (tests only; see `EAGER_MATCHING`).
+#[inline(always)]
+fn eager_matching() -> bool {
+    #[cfg(test)]
+    {
+        EAGER_MATCHING.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
 }
 
 /// Whether [`Dfs::go`] prunes (see the module docs): always, except in tests that turn it off

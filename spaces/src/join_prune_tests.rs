@@ -1,5 +1,6 @@
 //! The pruned join search (see the module docs of [`super`]) against the plain complete
-//! search ([`NO_PRUNING`](super::NO_PRUNING)) on random joins: same assignment (picks, results,
+//! search ([`NO_PRUNING`](super::NO_PRUNING)) on random joins, with the matching checks paced
+//! as in use and as early as they can run ([`EAGER_MATCHING`](super::EAGER_MATCHING)): same assignment (picks, results,
 //! top-k groups) and same `rejected`, with and without a guide that rejects some complete
 //! assignments. Also, as in a replay: a guide that accepts only the assignment an unguided
 //! search found gets it with the same `examined` and vector work, and a parallel pre-check
@@ -300,4 +301,16 @@ fn pruning_never_changes_the_assignment_or_the_replay_charge() {
     for seed in 0..30_000 {
         one_case(seed);
     }
+}
+
+/// The same random joins with the matching checks as early as they can run (see
+/// `EAGER_MATCHING`): the matching check at the first remembered failure and the conditioned
+/// check at every visit after, which small joins would otherwise rarely reach.
+#[test]
+fn early_matching_checks_never_change_the_assignment_or_the_replay_charge() {
+    EAGER_MATCHING.with(|c| c.set(true));
+    for seed in 0..30_000 {
+        one_case(seed);
+    }
+    EAGER_MATCHING.with(|c| c.set(false));
 }

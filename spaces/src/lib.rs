@@ -104,6 +104,7 @@ mod data;
 mod decode;
 mod encode;
 mod error;
+mod hall;
 mod history;
 mod join;
 mod join_list;
