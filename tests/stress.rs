@@ -26,6 +26,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Barrier;
 use std::time::Instant;
 
 use common::{result_of, Pred, PredMatch, Rng};
@@ -612,13 +613,17 @@ fn concurrent_soft_checkpoints_are_consistent_cuts() {
     let clock = AtomicU64::new(0);
     let running = AtomicUsize::new(THREADS);
     let stop = AtomicBool::new(false);
+    // The workers and the checkpointer start together, so checkpoints fall among the calls
+    // even when the scheduler runs the checkpointer last.
+    let start = Barrier::new(THREADS + 1);
     let mut checkpoints: Vec<Stamped> = Vec::new();
     let results: Vec<(Vec<Outcome>, Vec<Interval>)> = std::thread::scope(|s| {
         let handles: Vec<_> = plans
             .iter()
             .map(|p| {
-                let (space, clock, running) = (&space, &clock, &running);
+                let (space, clock, running, start) = (&space, &clock, &running, &start);
                 s.spawn(move || {
+                    start.wait();
                     let mut outs = Vec::with_capacity(p.len());
                     let mut times = Vec::with_capacity(p.len());
                     for c in p {
@@ -636,14 +641,19 @@ fn concurrent_soft_checkpoints_are_consistent_cuts() {
             })
             .collect();
         let (space, clock, running, stop) = (&space, &clock, &running, &stop);
+        let start = &start;
         let taker = s.spawn(move || {
             let mut cps = Vec::new();
-            while running.load(Ordering::Relaxed) > 0 && !stop.load(Ordering::Relaxed) {
+            start.wait();
+            // At least one checkpoint, however late this thread runs: a cut after every call
+            // is a consistent one too.
+            loop {
                 let inv = clock.fetch_add(1, Ordering::AcqRel);
                 let cp = space.create_soft_checkpoint();
                 let resp = clock.fetch_add(1, Ordering::AcqRel);
                 cps.push((inv, resp, cp));
-                if cps.len() >= 2_000 {
+                let done = running.load(Ordering::Relaxed) == 0 || stop.load(Ordering::Relaxed);
+                if done || cps.len() >= 2_000 {
                     break;
                 }
                 for _ in 0..200 {
