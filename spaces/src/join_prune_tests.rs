@@ -1,12 +1,12 @@
 //! The pruned join search (see the module docs of [`super`]) against the plain complete
 //! search ([`NO_PRUNING`](super::NO_PRUNING)) on random joins, with the matching checks paced
-//! as in use and as early as they can run ([`EAGER_MATCHING`](super::EAGER_MATCHING)): same assignment (picks, results,
-//! top-k groups) and same `rejected`, with and without a guide that rejects some complete
-//! assignments. Also, as in a replay: a guide that accepts only the assignment an unguided
-//! search found gets it with the same `examined` and vector work, and a parallel pre-check
-//! changes neither. Joins mix every data kind (head-only ones, VectorDB with best and top-k
-//! similarity positions), persistent and peeked data, exact indexes, a produced datum at any
-//! position, and the shuffled candidate order.
+//! as in use and as early as they can run ([`EAGER_MATCHING`](super::EAGER_MATCHING)): same
+//! assignment (picks, results, top-k groups) and same `rejected`, with and without a guide
+//! that rejects some complete assignments. Also, as in a replay: a guide that accepts only the
+//! assignment an unguided search found gets it with the same `examined` and vector work, and a
+//! parallel pre-check changes neither. Joins mix every data kind (head-only ones, VectorDB
+//! with best and top-k similarity positions), persistent and peeked data, exact indexes, a
+//! produced datum at any position, and the shuffled candidate order.
 
 use super::*;
 use crate::kind::DataKind;
@@ -106,8 +106,16 @@ fn show(o: &Outcome<(u8, Option<u32>)>) -> String {
 
 /// Builds the random join of `seed` and checks it (see the module docs); panics with the case.
 fn one_case(seed: u64) {
+    one_case_in(seed, false);
+}
+
+/// [`one_case`], or with `crowded` a join of 3 to 10 positions on one or two channels of 2 to
+/// 10 data each, mostly Bags and plain patterns, with more peeks, persistent data and produced
+/// data: joins whose positions compete for a channel's data, where the conditioned matching
+/// check fires and unwinds (about 30 times as often as in the plain cases).
+fn one_case_in(seed: u64, crowded: bool) {
     let mut r = Rng(seed);
-    let dense = !seed.is_multiple_of(3);
+    let dense = crowded || !seed.is_multiple_of(3);
     let nch = 1 + r.below(if dense { 2 } else { 3 }) as usize;
     let vals = 2 + r.below(4);
     let mut stores: Vec<Option<DataStore<D>>> = Vec::new();
@@ -116,7 +124,8 @@ fn one_case(seed: u64) {
             stores.push(None);
             continue;
         }
-        let kind = match r.below(9) {
+        let kinds = if crowded && r.chance(70) { 3 } else { 9 };
+        let kind = match r.below(kinds) {
             0..=2 => DataKind::Bag,
             3 => DataKind::Set,
             4 => DataKind::Queue,
@@ -131,12 +140,19 @@ fn one_case(seed: u64) {
         let mut s = DataStore::new(kind);
         let n = match kind {
             DataKind::Cell => r.below(2),
+            _ if crowded => 2 + r.below(9),
             _ => r.below(if dense { 9 } else { 7 }),
         };
         for _ in 0..n {
             let d = StoredDatum {
                 value: datum(&mut r, vals),
-                persist: r.chance(if dense { 10 } else { 20 }),
+                persist: r.chance(if crowded && seed % 4 == 3 {
+                    25
+                } else if dense {
+                    10
+                } else {
+                    20
+                }),
                 priority: r.below(3) as i64,
             };
             if kind == DataKind::Set && s.contains_value(&d.value) {
@@ -149,31 +165,39 @@ fn one_case(seed: u64) {
         }
         stores.push(Some(s));
     }
-    let npos = 1 + r.below(if dense { 8 } else { 6 }) as usize;
+    let npos = if crowded {
+        3 + r.below(8) as usize
+    } else {
+        1 + r.below(if dense { 8 } else { 6 }) as usize
+    };
     let chans: Vec<usize> = (0..npos).map(|_| r.below(nch as u64) as usize).collect();
     let patterns: Vec<Pt> = (0..npos)
-        .map(|_| match r.below(10) {
-            _ if dense && r.chance(40) => Pt::Gt(r.below(2) as u8),
-            0 | 1 => Pt::Any,
-            2 | 3 => Pt::Even,
-            4 => Pt::Eq(datum(&mut r, vals)),
-            5 | 6 => Pt::Gt(r.below(vals) as u8),
-            7 => Pt::Sim(
-                SimilarityPattern::best(vec![1.0f32], Metric::Dot, r.below(3) as f32 - 1.0)
+        .map(|_| {
+            let shapes = if crowded && r.chance(80) { 7 } else { 10 };
+            match r.below(shapes) {
+                _ if dense && r.chance(40) => Pt::Gt(r.below(2) as u8),
+                0 | 1 => Pt::Any,
+                2 | 3 => Pt::Even,
+                4 => Pt::Eq(datum(&mut r, vals)),
+                5 | 6 => Pt::Gt(r.below(vals) as u8),
+                7 => Pt::Sim(
+                    SimilarityPattern::best(vec![1.0f32], Metric::Dot, r.below(3) as f32 - 1.0)
+                        .unwrap(),
+                ),
+                _ => Pt::Sim(
+                    SimilarityPattern::top_k(
+                        vec![if r.chance(50) { 1.0f32 } else { -1.0 }],
+                        Metric::Dot,
+                        r.below(3) as f32 - 2.0,
+                        1 + r.below(3) as usize,
+                    )
                     .unwrap(),
-            ),
-            _ => Pt::Sim(
-                SimilarityPattern::top_k(
-                    vec![if r.chance(50) { 1.0f32 } else { -1.0 }],
-                    Metric::Dot,
-                    r.below(3) as f32 - 2.0,
-                    1 + r.below(3) as usize,
-                )
-                .unwrap(),
-            ),
+                ),
+            }
         })
         .collect();
-    let mut peeks: Vec<usize> = (0..npos).filter(|_| r.chance(25)).collect();
+    let peek = if crowded && seed % 2 == 1 { 40 } else { 25 };
+    let mut peeks: Vec<usize> = (0..npos).filter(|_| r.chance(peek)).collect();
     peeks.sort_unstable();
     let cids: SmallVec<[usize; 4]> = chans
         .iter()
@@ -195,7 +219,7 @@ fn one_case(seed: u64) {
         persist: r.chance(20),
         priority: r.below(3) as i64,
     };
-    let incoming = if r.chance(50) {
+    let incoming = if r.chance(if crowded { 70 } else { 50 }) {
         let p = r.below(npos as u64) as usize;
         let cid = cids[p];
         let st = join.stores[p];
@@ -311,6 +335,20 @@ fn early_matching_checks_never_change_the_assignment_or_the_replay_charge() {
     EAGER_MATCHING.with(|c| c.set(true));
     for seed in 0..30_000 {
         one_case(seed);
+    }
+    EAGER_MATCHING.with(|c| c.set(false));
+}
+
+/// Crowded random joins (see [`one_case_in`]), paced as in use and with the matching checks as
+/// early as they can run. 150,000 seeds of each found no difference.
+#[test]
+fn crowded_joins_keep_the_assignment_and_the_replay_charge() {
+    for seed in 0..2_000 {
+        one_case_in(seed, true);
+    }
+    EAGER_MATCHING.with(|c| c.set(true));
+    for seed in 0..2_000 {
+        one_case_in(seed, true);
     }
     EAGER_MATCHING.with(|c| c.set(false));
 }
