@@ -692,10 +692,10 @@ fn a_join_whose_positions_cannot_all_be_served_fails_after_a_bounded_search() {
 /// the later ones: 30 `Any` positions then 3 `Odd` ones, on 1,000 data whose 3 odd ones come
 /// first. Taking an odd datum at an `Any` position dooms the join, but every completion of
 /// those picks would have to be tried to learn it (sets of 30 used data out of 1,000: the
-/// search was stopped still running after 2 minutes). Once the search has paid for the matching check, it checks at its
-/// visits whether the positions left can still be served by the data left, and goes back to
-/// the first pick that made it impossible; the assignment is the first in candidate order, as
-/// a complete search would find it.
+/// search was stopped still running after 2 minutes). Once the search has paid for the
+/// matching check, it checks at its visits whether the positions left can still be served by
+/// the data left, and goes back to the first pick that made it impossible; the assignment is
+/// the first in candidate order, as a complete search would find it.
 #[test]
 fn a_join_whose_first_choices_starve_its_last_positions_still_fires() {
     let s = preds();

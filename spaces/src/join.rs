@@ -66,16 +66,17 @@
 //! calls, 10 ms; before, it did not end). The conditioned check settles an assignment that
 //! exists but that an earlier position's first choices starve (the same join with a third
 //! odd datum, the `Any` positions trying the odd data first: it fires after 80,208 calls,
-//! about 4 ms; before, it was stopped still searching after 2 minutes). Both reason per channel about which items positions take, so
-//! what they cannot see stays exponential: the order rules of head-only kinds, similarity
-//! positions, and constraints that span channels or reach a failure only through the peeking
-//! positions. A search remembers at most `FAILED_MAX` (65,536) failed visits; past that it
-//! grows as without the memo. A charged operation's
-//! search stops once its work costs more than the meter holds ([`crate::budget`]). Joins are
-//! capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so recursion depth is bounded. Measured:
-//! `n + 1` positions accepting any datum on `n` data fail in `n + 1` matcher calls (9 µs at n = 9,
-//! 0.17 s before any pruning; 0.14 ms at n = 63). With exact patterns on indexed channels
-//! each position's candidates come from the index.
+//! about 4 ms; before, it was stopped still searching after 2 minutes). Both reason per
+//! channel about which items positions take, so what they cannot see stays exponential: the
+//! order rules of head-only kinds, similarity positions, and constraints that span channels or
+//! reach a failure only through the peeking positions. A search remembers at most
+//! `FAILED_MAX` (65,536) failed visits; past that it grows as without the memo. A charged
+//! operation's search stops once its work costs more than the meter holds
+//! ([`crate::budget`]). Joins are capped at [`MAX_JOIN`](crate::MAX_JOIN) channels so
+//! recursion depth is bounded. Measured: `n + 1` positions accepting any datum on `n` data
+//! fail in `n + 1` matcher calls (9 µs at n = 9, 0.17 s before any pruning; 0.14 ms at
+//! n = 63). With exact patterns on indexed channels each position's candidates come from the
+//! index.
 //!
 //! **Parallel pre-check.** Given a [`ParScan`] (see [`crate::parallel`]), a position whose
 //! channel offers at least its threshold of candidates lists them once in the channel's order
