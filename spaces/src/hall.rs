@@ -10,12 +10,12 @@
 //! channel's kind, the peeking positions or the other channels: the check is a relaxation, so
 //! a `false` is a proof and a `true` proves nothing.
 //!
-//! The join search ([`crate::join`]) builds the tables once (each edge is a matcher call, so it
-//! does so only when its own work has reached that price), and then asks, at later visits,
-//! whether the positions still to fill can be matched into the items that earlier positions
-//! have not used. A prefix of picks that cannot be completed is abandoned at once: this ends
-//! the search's exponential walk under a bad early choice (`[Any; 30]` before three `Odd` over
-//! data whose three odd ones come first).
+//! The join search ([`crate::join`]) builds the tables once (a matcher call per taking position
+//! and item, so only when its own work has reached that price), and then asks, at later
+//! visits, whether the positions still to fill can be matched into the items that earlier
+//! positions have not used. A prefix of picks that cannot be completed is abandoned at once:
+//! this ends the search's exponential walk under a bad early choice (`[Any; 30]` before three
+//! `Odd` over data whose three odd ones come first).
 //!
 //! **Monotone.** If the positions from `d` on cannot be matched with the picks of the
 //! positions before `d` set aside, neither can the positions from any `p > d` on with the picks
@@ -26,11 +26,11 @@
 //! | operation | cost |
 //! |---|---|
 //! | [`Tables::add`] | O(takers × edges) worst case (Kuhn's augmenting paths) |
-//! | [`Tables::feasible`] | per table with a set-aside item: O(items + takers × edges) worst case |
+//! | [`Tables::feasible`] | per table with a set-aside item: O(takers × edges) worst case |
 //! | [`Tables::shallowest_infeasible`] | O(log positions) calls of `feasible` |
 //!
-//! Each adds to [`Tables::steps`] the edges it looked at, the items it reset and the picks it
-//! looked up, which the search uses to pace its checks.
+//! Each adds to [`Tables::steps`] the edges it looked at, the items it set and freed and the
+//! picks it looked up, which the search uses to pace its checks.
 
 use smallvec::SmallVec;
 
@@ -63,8 +63,11 @@ struct Table {
 pub(crate) struct Tables {
     tables: SmallVec<[Table; 2]>,
     /// Per item of the table being matched: the taker (index into its `accepts`) holding it,
-    /// [`FREE`] or [`HELD`].
+    /// [`FREE`] or [`HELD`]. Every entry is `FREE` between matchings: a matching lists what
+    /// it sets in `touched` and frees exactly those, so its cost does not grow with the
+    /// channel's item count.
     owner: Vec<usize>,
+    touched: Vec<usize>,
     /// Per item: the `stamp` of the last augmenting-path search that looked at it.
     seen: Vec<u64>,
     stamp: u64,
@@ -104,7 +107,7 @@ impl Tables {
         self.tables.is_empty()
     }
 
-    /// Work done so far (edges looked at, items reset, picks looked up), for pacing.
+    /// Work done so far (edges looked at, items set and freed, picks looked up), for pacing.
     pub(crate) fn steps(&self) -> u64 {
         self.steps
     }
@@ -164,24 +167,31 @@ impl Tables {
         if first == t.takers.len() {
             return true;
         }
-        self.owner.clear();
-        self.owner.resize(t.items, FREE);
-        if self.seen.len() < t.items {
+        if self.owner.len() < t.items {
+            self.owner.resize(t.items, FREE);
             self.seen.resize(t.items, 0);
         }
-        self.steps = self.steps.saturating_add(t.items as u64);
         for &i in held {
             if let Some(o) = self.owner.get_mut(i) {
                 *o = HELD;
+                self.touched.push(i);
             }
         }
+        let mut complete = true;
         for l in first..t.takers.len() {
             self.stamp += 1;
             if !self.augment(t, l) {
-                return false;
+                complete = false;
+                break;
             }
         }
-        true
+        self.steps = self.steps.saturating_add(self.touched.len() as u64);
+        for i in self.touched.drain(..) {
+            if let Some(o) = self.owner.get_mut(i) {
+                *o = FREE;
+            }
+        }
+        complete
     }
 
     /// Tries to give taker `l` of `t` an item, moving earlier takers along an augmenting path.
@@ -201,6 +211,7 @@ impl Tables {
             *seen = self.stamp;
             if owner == FREE || self.augment(t, owner) {
                 self.owner[r] = l;
+                self.touched.push(r);
                 return true;
             }
         }

@@ -65,7 +65,7 @@
 //! (`[Any; 30]` and three `Odd` over 1,000 data with two odd ones fails after 66,077 matcher
 //! calls, 10 ms; before, it did not end). The conditioned check settles an assignment that
 //! exists but that an earlier position's first choices starve (the same join with a third
-//! odd datum, the `Any` positions trying the odd data first: it fires after 80,208 calls,
+//! odd datum, the `Any` positions trying the odd data first: it fires after 81,180 calls,
 //! about 4 ms; before, it was stopped still searching after 2 minutes). Both reason per
 //! channel about which items positions take, so what they cannot see stays exponential: the
 //! order rules of head-only kinds, similarity positions, and constraints that span channels or
@@ -256,14 +256,15 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     matched: bool,
     match_cost: Option<u64>,
     /// The tables of the channels [`Dfs::unmatchable`] found matchable, kept for the
-    /// conditioned check at later visits ([`Dfs::doomed`]); `None` before it ran, or when it
-    /// checked no channel.
+    /// conditioned check at later visits ([`Dfs::doomed`]); `None` before it ran, when it
+    /// checked no channel, proved the join impossible, or was stopped by the budget.
     hall: Option<Box<Tables>>,
     /// The next conditioned check waits until `examined` reaches this (see [`Dfs::doomed`]).
     next_check: u64,
     /// Set when a conditioned check proved that the picks of the positions before this one
     /// cannot be completed: every walk of a position at or after it ends, and the visit of
-    /// this position fails and clears it, so the position before it tries its next candidate.
+    /// this position fails and clears it, so the position before it goes on (its walk tries
+    /// its next candidate; a top-k position fails).
     unwind_to: Option<usize>,
     /// The walk of the position being visited (see [`Walk`]).
     walk: Walk,
@@ -698,6 +699,9 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             }
         }
         if !hall.is_empty() {
+            // The first conditioned check waits, as every later one, for the search to have
+            // paid for the matching work just done.
+            self.next_check = self.examined.saturating_add(hall.steps() / STEPS_PER_CALL);
             self.hall = Some(hall);
         }
         false
