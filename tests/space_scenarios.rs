@@ -668,6 +668,19 @@ fn a_join_that_cannot_fire_fails_without_trying_every_combination() {
     assert!(values(&s, "a").is_empty());
 }
 
+/// A space whose channel `a` holds 1,000 data, the first `odd` of them odd and the rest even,
+/// and the patterns of a 33-position join on it: 30 `Any`, then 3 `Odd`.
+fn odd_first_join(odd: i64) -> (PS, Vec<Pred>) {
+    let s = preds();
+    for i in 0..1_000 {
+        let d = if i < odd { 2 * i + 1 } else { 2 * i };
+        s.produce("a", d, false).unwrap();
+    }
+    let mut patterns = vec![Any; 30];
+    patterns.extend([Odd; 3]);
+    (s, patterns)
+}
+
 /// Enough data in all, too few that suit some of the positions: 30 `Any` and 3 `Odd` positions
 /// on one channel of 1,000 data, 2 of them odd. No position is dead and the channel holds more
 /// data than positions, so only a matching of positions to data settles it; the search runs it
@@ -675,13 +688,7 @@ fn a_join_that_cannot_fire_fails_without_trying_every_combination() {
 /// after about twice that many matcher calls. (It did not end before.)
 #[test]
 fn a_join_whose_positions_cannot_all_be_served_fails_after_a_bounded_search() {
-    let s = preds();
-    for i in 0..1_000 {
-        let d = if i < 2 { 2 * i + 1 } else { 2 * i };
-        s.produce("a", d, false).unwrap();
-    }
-    let mut patterns = vec![Any; 30];
-    patterns.extend([Odd; 3]);
+    let (s, patterns) = odd_first_join(2);
     let (fired, examined) = consume_examined(&s, vec!["a"; 33], patterns);
     assert!(!fired);
     assert!((66_000..67_000).contains(&examined), "{examined}");
@@ -698,13 +705,7 @@ fn a_join_whose_positions_cannot_all_be_served_fails_after_a_bounded_search() {
 /// the first in candidate order, as a complete search would find it.
 #[test]
 fn a_join_whose_first_choices_starve_its_last_positions_still_fires() {
-    let s = preds();
-    for i in 0..1_000 {
-        let d = if i < 3 { 2 * i + 1 } else { 2 * i };
-        s.produce("a", d, false).unwrap();
-    }
-    let mut patterns = vec![Any; 30];
-    patterns.extend([Odd; 3]);
+    let (s, patterns) = odd_first_join(3);
     let mut examined = 0;
     let comm = s
         .consume_admitted(vec!["a"; 33], patterns, "k", false, &[], |a| {
