@@ -6,23 +6,24 @@
 //! --release --test loom_meter`.
 #![cfg(loom)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use loom::sync::Arc;
 use loom::thread;
 use rhospace_phlogiston::{Lease, OutOfPhlogiston, PhlogistonMeter, RefundExceedsCharged};
 
-/// Counts executions explored, outside loom (std's atomic), to prove each model branched.
-struct Executions(std::sync::atomic::AtomicUsize);
-
-impl Executions {
-    const fn new() -> Self {
-        Self(std::sync::atomic::AtomicUsize::new(0))
-    }
-    fn tick(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn get(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
+/// Runs `f` under loom and asserts more than one execution was explored (the count is kept
+/// outside loom, in std's atomic, to prove the model branched).
+fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&runs);
+    loom::model(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    let n = runs.load(Ordering::Relaxed);
+    eprintln!("{name}: {n} executions");
+    assert!(n > 1, "{name}: loom explored only {n} execution(s)");
 }
 
 /// Net phlogiston a thread charged (successful charges minus successful refunds).
@@ -65,9 +66,7 @@ fn charge_then_refund(meter: &PhlogistonMeter, amount: u64, refund: u64) -> Net 
 
 #[test]
 fn two_threads_charge_and_refund() {
-    static EXECUTIONS: Executions = Executions::new();
-    loom::model(|| {
-        EXECUTIONS.tick();
+    model("two_threads_charge_and_refund", || {
         let meter = Arc::new(PhlogistonMeter::new(5));
         let other = {
             let meter = Arc::clone(&meter);
@@ -83,15 +82,11 @@ fn two_threads_charge_and_refund() {
         assert_eq!(Net::from(meter.refundable()), net);
         check_bounds(&meter);
     });
-    eprintln!("loom explored {} executions", EXECUTIONS.get());
-    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
 }
 
 #[test]
 fn three_threads_race_for_the_last_phlogiston() {
-    static EXECUTIONS: Executions = Executions::new();
-    loom::model(|| {
-        EXECUTIONS.tick();
+    model("three_threads_race_for_the_last_phlogiston", || {
         let meter = Arc::new(PhlogistonMeter::new(4));
         let spawn = |amount, refund| {
             let meter = Arc::clone(&meter);
@@ -109,58 +104,53 @@ fn three_threads_race_for_the_last_phlogiston() {
         assert_eq!(Net::from(meter.consumed()), net);
         assert_eq!(Net::from(meter.refundable()), net);
     });
-    eprintln!("loom explored {} executions", EXECUTIONS.get());
-    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
 }
 
 #[test]
 fn lease_refill_and_return_against_shared_charges_and_refunds() {
-    static EXECUTIONS: Executions = Executions::new();
-    loom::model(|| {
-        EXECUTIONS.tick();
-        let meter = Arc::new(PhlogistonMeter::new(4));
-        let leaser = {
-            let meter = Arc::clone(&meter);
-            thread::spawn(move || {
-                let mut lease = Lease::new(meter, 2);
-                let mut net: Net = 0;
-                // Three charges of 1 with chunks of 2: the third needs a refill (commit + draw).
-                for _ in 0..3 {
-                    if lease.charge(1).is_ok() {
-                        net += 1;
+    model(
+        "lease_refill_and_return_against_shared_charges_and_refunds",
+        || {
+            let meter = Arc::new(PhlogistonMeter::new(4));
+            let leaser = {
+                let meter = Arc::clone(&meter);
+                thread::spawn(move || {
+                    let mut lease = Lease::new(meter, 2);
+                    let mut net: Net = 0;
+                    // Three charges of 1 with chunks of 2: the third needs a refill (commit + draw).
+                    for _ in 0..3 {
+                        if lease.charge(1).is_ok() {
+                            net += 1;
+                        }
+                        check_bounds(lease.meter());
+                        assert!(lease.available() <= 2);
                     }
-                    check_bounds(lease.meter());
-                    assert!(lease.available() <= 2);
-                }
-                if lease.refund(1).is_ok() {
-                    net -= 1;
-                }
-                // `spent` floors at 0 if the refund went through the meter for others' charges.
-                assert_eq!(Net::from(lease.spent()), net.max(0));
-                let spent = lease.finish();
-                assert_eq!(Net::from(spent), net.max(0));
-                net
-            })
-        };
-        // The shared thread charges 2 and then refunds 3: one more than its own charge, which
-        // is only refundable once the lease has committed something.
-        let mine = charge_then_refund(&meter, 2, 3);
-        let theirs = leaser.join().unwrap();
-        let net = mine + theirs;
-        assert!(net >= 0);
-        assert_eq!(Net::from(meter.consumed()), net);
-        assert_eq!(Net::from(meter.refundable()), net);
-        check_bounds(&meter);
-    });
-    eprintln!("loom explored {} executions", EXECUTIONS.get());
-    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+                    if lease.refund(1).is_ok() {
+                        net -= 1;
+                    }
+                    // `spent` floors at 0 if the refund went through the meter for others' charges.
+                    assert_eq!(Net::from(lease.spent()), net.max(0));
+                    let spent = lease.finish();
+                    assert_eq!(Net::from(spent), net.max(0));
+                    net
+                })
+            };
+            // The shared thread charges 2 and then refunds 3: one more than its own charge, which
+            // is only refundable once the lease has committed something.
+            let mine = charge_then_refund(&meter, 2, 3);
+            let theirs = leaser.join().unwrap();
+            let net = mine + theirs;
+            assert!(net >= 0);
+            assert_eq!(Net::from(meter.consumed()), net);
+            assert_eq!(Net::from(meter.refundable()), net);
+            check_bounds(&meter);
+        },
+    );
 }
 
 #[test]
 fn two_leases_and_a_refunder() {
-    static EXECUTIONS: Executions = Executions::new();
-    loom::model(|| {
-        EXECUTIONS.tick();
+    model("two_leases_and_a_refunder", || {
         let meter = Arc::new(PhlogistonMeter::new(5));
         let lease_thread = |cost| {
             let meter = Arc::clone(&meter);
@@ -186,8 +176,6 @@ fn two_leases_and_a_refunder() {
         assert_eq!(Net::from(meter.consumed()), net);
         assert_eq!(Net::from(meter.refundable()), net);
     });
-    eprintln!("loom explored {} executions", EXECUTIONS.get());
-    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
 }
 
 #[test]
@@ -196,9 +184,7 @@ fn a_lease_returning_its_rest_races_a_direct_charge() {
     // meter directly, without the lease lock: the return must add to `remaining` atomically, or
     // the charge that lands between its read and its write is lost (the meter then shows less
     // consumed than was charged).
-    static EXECUTIONS: Executions = Executions::new();
-    loom::model(|| {
-        EXECUTIONS.tick();
+    model("a_lease_returning_its_rest_races_a_direct_charge", || {
         let meter = Arc::new(PhlogistonMeter::new(4));
         let leaser = {
             let meter = Arc::clone(&meter);
@@ -218,8 +204,6 @@ fn a_lease_returning_its_rest_races_a_direct_charge() {
         assert_eq!(Net::from(meter.refundable()), net);
         check_bounds(&meter);
     });
-    eprintln!("loom explored {} executions", EXECUTIONS.get());
-    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
 }
 
 #[test]
@@ -232,42 +216,41 @@ fn a_refund_racing_a_lease_draw_and_return_is_bounded_exactly() {
     // draw, or a draw or return whose `remaining` and `leased` updates another operation could
     // see apart, accepts the first or refuses the second here (the totals alone cannot show
     // it: they balance whatever the refunds did until the meter wraps).
-    static EXECUTIONS: Executions = Executions::new();
-    loom::model(|| {
-        EXECUTIONS.tick();
-        let meter = Arc::new(PhlogistonMeter::new(4));
-        let leaser = {
-            let meter = Arc::clone(&meter);
-            thread::spawn(move || {
-                let mut lease = Lease::new(meter, 3);
-                // At most 1 is ever charged directly: a draw of at least 1 always succeeds.
-                lease.charge(1).unwrap();
-                lease.refund(1).unwrap();
-                assert_eq!(lease.finish(), 0);
-            })
-        };
-        meter.charge(1).unwrap();
-        check_bounds(&meter);
-        assert_eq!(
-            meter.refund(2),
-            Err(RefundExceedsCharged {
-                requested: 2,
-                refundable: 1
-            }),
-            "refunded more than was charged"
-        );
-        check_bounds(&meter);
-        assert_eq!(
-            meter.refund(1),
-            Ok(()),
-            "refused a refund of a committed charge"
-        );
-        check_bounds(&meter);
-        leaser.join().unwrap();
-        assert_eq!(meter.consumed(), 0);
-        assert_eq!(meter.refundable(), 0);
-        check_bounds(&meter);
-    });
-    eprintln!("loom explored {} executions", EXECUTIONS.get());
-    assert!(EXECUTIONS.get() > 1, "loom explored {}", EXECUTIONS.get());
+    model(
+        "a_refund_racing_a_lease_draw_and_return_is_bounded_exactly",
+        || {
+            let meter = Arc::new(PhlogistonMeter::new(4));
+            let leaser = {
+                let meter = Arc::clone(&meter);
+                thread::spawn(move || {
+                    let mut lease = Lease::new(meter, 3);
+                    // At most 1 is ever charged directly: a draw of at least 1 always succeeds.
+                    lease.charge(1).unwrap();
+                    lease.refund(1).unwrap();
+                    assert_eq!(lease.finish(), 0);
+                })
+            };
+            meter.charge(1).unwrap();
+            check_bounds(&meter);
+            assert_eq!(
+                meter.refund(2),
+                Err(RefundExceedsCharged {
+                    requested: 2,
+                    refundable: 1
+                }),
+                "refunded more than was charged"
+            );
+            check_bounds(&meter);
+            assert_eq!(
+                meter.refund(1),
+                Ok(()),
+                "refused a refund of a committed charge"
+            );
+            check_bounds(&meter);
+            leaser.join().unwrap();
+            assert_eq!(meter.consumed(), 0);
+            assert_eq!(meter.refundable(), 0);
+            check_bounds(&meter);
+        },
+    );
 }

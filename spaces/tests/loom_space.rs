@@ -42,12 +42,10 @@ fn two_shards(s: &S) -> (u32, u32) {
 
 /// Runs `f` under loom and asserts more than one execution was explored.
 fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
     loom::model(move || {
         counter.fetch_add(1, Ordering::Relaxed);
-        RUNS.fetch_add(1, Ordering::Relaxed);
         f();
     });
     let n = runs.load(Ordering::Relaxed);
