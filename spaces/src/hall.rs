@@ -44,14 +44,14 @@ const FREE: usize = usize::MAX;
 /// One channel's bipartite graph: its taking positions not served by a persistent item, and
 /// the non-persistent items each accepts.
 ///
-/// Invariants: `takers` ascends; `accepts.len() == takers.len()`; every edge is below
-/// `items.len()`; `by_pick` holds each `(items[i], i)` once, sorted by pick.
+/// Invariants: `takers` ascends; `accepts.len() == takers.len()`; `by_pick` holds each item
+/// of the channel once, as `(pick, index)` with the indices `0..by_pick.len()`, sorted by
+/// pick; every edge is such an index.
 struct Table {
     cid: usize,
     takers: SmallVec<[usize; 8]>,
     accepts: Vec<Vec<usize>>,
     by_pick: Vec<(Pick, usize)>,
-    items: usize,
 }
 
 /// The matching tables of a search's checked channels, with the scratch space the matchings
@@ -93,7 +93,6 @@ impl Tables {
             takers,
             accepts,
             by_pick,
-            items: items.len(),
         };
         if !self.matches(&table, 0, &[]) {
             return false;
@@ -167,9 +166,10 @@ impl Tables {
         if first == t.takers.len() {
             return true;
         }
-        if self.owner.len() < t.items {
-            self.owner.resize(t.items, FREE);
-            self.seen.resize(t.items, 0);
+        let items = t.by_pick.len();
+        if self.owner.len() < items {
+            self.owner.resize(items, FREE);
+            self.seen.resize(items, 0);
         }
         for &i in held {
             if let Some(o) = self.owner.get_mut(i) {
