@@ -7,8 +7,12 @@ mod common;
 use common::{Pred, PredMatch};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
+use rhospace_matchers::similarity::{Embedding, SimilarityMatch, SimilarityPattern};
 use rhospace_matchers::ExactMatch;
-use rhospace_spaces::{Checkpoint, ConsumeRequest, DataKind, ErrorKind, Space, SpaceConfig};
+use rhospace_spaces::{
+    Checkpoint, ConsumeRequest, DataKind, ErrorKind, ReplayError, Space, SpaceConfig, MAX_JOIN,
+};
+use rhospace_vectordb::Metric;
 
 type S = Space<u32, u32, u32, u32, ExactMatch>;
 
@@ -377,6 +381,13 @@ fn run_batches(
     batched: bool,
 ) -> (Vec<String>, Checkpoint) {
     let s: PS = Space::with_shards(PredMatch, prop_config(mixed), shards);
+    let out = apply(&s, batches, batched);
+    let checkpoint = s.create_checkpoint().expect("an in-memory checkpoint");
+    (out, checkpoint)
+}
+
+/// Runs `batches` on `s`, batched or one item at a time: every item's outcome as text.
+fn apply(s: &PS, batches: &[Batch], batched: bool) -> Vec<String> {
     let mut out = Vec::new();
     for b in batches {
         match b {
@@ -411,8 +422,7 @@ fn run_batches(
             }
         }
     }
-    let checkpoint = s.create_checkpoint().expect("an in-memory checkpoint");
-    (out, checkpoint)
+    out
 }
 
 proptest! {
@@ -441,6 +451,286 @@ proptest! {
             prop_assert_eq!(batch_cp.root, reference.root, "{} shards: root differs", shards);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: RngSeed::Fixed(0x7265_706c_6179_2173),
+        ..ProptestConfig::default()
+    })]
+
+    /// SPEC §7: batches replay identically. The log of random batches played on 1, 4 or 64
+    /// shards, replayed on a rigged space of 1, 4 or 64 shards, batched or one item at a time,
+    /// gives every item the outcome it had in play (refusals included), leaves nothing of the
+    /// log unused, and ends at play's root.
+    #[test]
+    fn batches_replay_identically_batched_or_one_by_one(
+        mixed in any::<bool>(),
+        batches in proptest::collection::vec(batch(), 1..=10),
+        play_shards in prop_oneof![Just(1usize), Just(4), Just(64)],
+    ) {
+        let play: PS = Space::with_shards(PredMatch, prop_config(mixed), play_shards);
+        let start = play.create_checkpoint().expect("the start").root;
+        let want = apply(&play, &batches, true);
+        let block = play.create_checkpoint().expect("play's block");
+        for shards in [1, 4, 64] {
+            for batched in [true, false] {
+                let replay: PS = Space::with_shards(PredMatch, prop_config(mixed), shards);
+                replay.rig(&start, &block.log).expect("rig");
+                let got = apply(&replay, &batches, batched);
+                prop_assert_eq!(&got, &want, "{} shards, batched {}", shards, batched);
+                let end = replay.create_checkpoint();
+                prop_assert!(end.is_ok(), "{} shards, batched {}: {:?}", shards, batched, end);
+                prop_assert_eq!(end.expect("checked").root, block.root);
+            }
+        }
+    }
+}
+
+/// SPEC §5 and §7 inside a replayed batch: an item the log does not hold is refused with
+/// `EventNotInLog` and hands its value back; the items around it replay as in play, and the
+/// replay ends at play's root with nothing left over (the refused items stored nothing).
+#[test]
+fn a_replayed_batch_refuses_an_item_not_in_the_log_alone() {
+    let play: S = Space::with_shards(ExactMatch, SpaceConfig::new(), 4);
+    let start = play.create_checkpoint().unwrap().root;
+    play.consume([1], [10], 0, false, &[]).unwrap();
+    let played = play.produce_batch([(1, 10, false), (2, 20, false)]);
+    assert!(played[0].as_ref().unwrap().is_some() && played[1].as_ref().unwrap().is_none());
+    play.consume_batch([
+        ConsumeRequest::new([2], [20], 1),
+        ConsumeRequest::new([3], [30], 2),
+    ]);
+    let block = play.create_checkpoint().unwrap();
+
+    let replay: S = Space::with_shards(ExactMatch, SpaceConfig::new(), 4);
+    replay.rig(&start, &block.log).unwrap();
+    replay.consume([1], [10], 0, false, &[]).unwrap();
+    let out = replay.produce_batch([(1, 10, false), (9, 90, false), (2, 20, false)]);
+    assert!(out[0].as_ref().unwrap().is_some(), "fires as in play");
+    assert!(out[2].as_ref().unwrap().is_none(), "stored as in play");
+    let refused = out.into_iter().nth(1).unwrap().unwrap_err();
+    assert!(matches!(
+        refused.kind(),
+        ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+    ));
+    assert_eq!(refused.into_inner(), 90);
+    let out = replay.consume_batch([
+        ConsumeRequest::new([2], [20], 1),
+        ConsumeRequest::new([4], [40], 3),
+        ConsumeRequest::new([3], [30], 2),
+    ]);
+    assert!(out[0].as_ref().unwrap().is_some(), "fires as in play");
+    assert!(out[2].as_ref().unwrap().is_none(), "waits as in play");
+    let refused = out.into_iter().nth(1).unwrap().unwrap_err();
+    assert!(matches!(
+        refused.kind(),
+        ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+    ));
+    assert_eq!(refused.into_inner(), 3);
+    assert!(replay.data(&9).is_empty() && replay.continuations(&[4]).is_empty());
+    assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
+}
+
+/// SPEC §5: batches of nothing but misuses (a full Cell; an empty channel list, lengths that
+/// disagree, a peek out of range, too many channels) refuse every item with its typed error
+/// and its value handed back, and change nothing: the same views, the same state root, and no
+/// event logged.
+#[test]
+fn batches_of_failing_items_change_no_view_root_or_log() {
+    const CH: u32 = 8;
+    let s: S = Space::with_shards(
+        ExactMatch,
+        SpaceConfig::new().channel_kind(7, DataKind::Cell),
+        4,
+    );
+    s.produce(7, 70, false).unwrap();
+    s.produce(1, 10, false).unwrap();
+    s.consume([2, 3], [20, 30], 5, false, &[]).unwrap();
+    let before = s.create_checkpoint().unwrap();
+    let views = contents(&s, CH);
+
+    let out = s.produce_batch([(7, 71, false), (7, 72, true)]);
+    for (r, want) in out.into_iter().zip([71, 72]) {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::CellFull);
+        assert_eq!(e.into_inner(), want);
+    }
+    let mut peeking = ConsumeRequest::new([1], [10], 3);
+    peeking.peeks.push(1);
+    let wide = MAX_JOIN as u32 + 1;
+    let out = s.consume_batch(vec![
+        ConsumeRequest::new(Vec::<u32>::new(), Vec::<u32>::new(), 1),
+        ConsumeRequest::new([1, 2], [10], 2),
+        peeking,
+        ConsumeRequest::new((0..wide).collect::<Vec<_>>(), vec![0; wide as usize], 4),
+    ]);
+    let kinds: Vec<String> = out
+        .iter()
+        .map(|r| format!("{:?}", r.as_ref().unwrap_err().kind()))
+        .collect();
+    assert!(kinds[0].starts_with("EmptyChannels"), "{kinds:?}");
+    assert!(kinds[1].starts_with("LengthMismatch"), "{kinds:?}");
+    assert!(kinds[2].starts_with("PeekOutOfRange"), "{kinds:?}");
+    assert!(kinds[3].starts_with("TooManyChannels"), "{kinds:?}");
+    let handed_back: Vec<u32> = out
+        .into_iter()
+        .map(|r| r.unwrap_err().into_inner())
+        .collect();
+    assert_eq!(handed_back, vec![1, 2, 3, 4]);
+
+    assert_eq!(contents(&s, CH), views, "a view changed");
+    let after = s.create_checkpoint().unwrap();
+    assert_eq!(after.root, before.root, "the state root changed");
+    assert!(
+        after.log.is_empty(),
+        "a refused item was logged: {:?}",
+        after.log
+    );
+}
+
+/// SPEC §5 mid-batch: refused items between good ones leave exactly what the good items
+/// alone leave (views, state root and event log), and the good items' COMMs are theirs.
+#[test]
+fn failing_items_mid_batch_leave_what_the_good_items_alone_leave() {
+    const CH: u32 = 8;
+    let space = || -> S {
+        Space::with_shards(
+            ExactMatch,
+            SpaceConfig::new().channel_kind(7, DataKind::Cell),
+            4,
+        )
+    };
+    let (batched, single) = (space(), space());
+    for s in [&batched, &single] {
+        s.consume([1, 7], [10, 70], 9, false, &[]).unwrap();
+    }
+    let got: Vec<String> = batched
+        .produce_batch([
+            (1, 10, false),
+            (7, 71, false),
+            (7, 72, false), // the Cell is full: refused
+            (7, 70, false), // still full: refused
+            (2, 20, false),
+        ])
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let want: Vec<String> = [(1, 10, false), (7, 71, false), (2, 20, false)]
+        .into_iter()
+        .map(|(c, a, p)| format!("{:?}", single.produce(c, a, p)))
+        .collect();
+    assert_eq!([&got[..2], &got[4..]].concat(), want);
+    assert!(
+        got[2].contains("CellFull") && got[3].contains("CellFull"),
+        "{got:?}"
+    );
+
+    let got: Vec<String> = batched
+        .consume_batch(vec![
+            ConsumeRequest::new([2], [20], 1),
+            ConsumeRequest::new([2, 3], [20], 2), // lengths disagree: refused
+            ConsumeRequest::new([7], [71], 3),
+        ])
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let want: Vec<String> = [(2, 20, 1), (7, 71, 3)]
+        .into_iter()
+        .map(|(c, p, k)| format!("{:?}", single.consume([c], [p], k, false, &[])))
+        .collect();
+    assert_eq!(vec![got[0].clone(), got[2].clone()], want);
+    assert!(got[1].contains("LengthMismatch"), "{got:?}");
+
+    assert_eq!(contents(&batched, CH), contents(&single, CH));
+    assert_eq!(
+        batched.create_checkpoint().unwrap(),
+        single.create_checkpoint().unwrap(),
+        "root or log differs"
+    );
+}
+
+/// A VectorDB space.
+type VS = Space<u8, SimilarityPattern, Embedding, u32, SimilarityMatch>;
+
+/// SPEC §5 on a VectorDB channel: a batch refuses embeddings of the wrong dimension, with
+/// NaN or inf, or zero under cosine, and similarity queries of the wrong dimension, each
+/// alone and with its value handed back; the good items around them do what they do alone
+/// (same results, views and root).
+#[test]
+fn vector_batches_refuse_bad_embeddings_and_queries_alone() {
+    let config = || {
+        SpaceConfig::new().data_kind(DataKind::VectorDb {
+            dim: 2,
+            metric: Metric::Cosine,
+        })
+    };
+    let (batched, single): (VS, VS) = (
+        Space::with_shards(SimilarityMatch, config(), 4),
+        Space::with_shards(SimilarityMatch, config(), 4),
+    );
+    let e = |v: &[f32]| Embedding::from(v.to_vec());
+    let items = [
+        (0, e(&[1.0, 0.0]), true),
+        (0, e(&[1.0, 0.0, 0.0]), false),
+        (0, e(&[f32::NAN, 1.0]), false),
+        (1, e(&[f32::INFINITY, 1.0]), false),
+        (0, e(&[0.0, 0.0]), false),
+        (0, e(&[0.0, 1.0]), false),
+        (1, e(&[0.6, 0.8]), false),
+    ];
+    let got = batched.produce_batch(items.clone());
+    for (i, r) in got.iter().enumerate() {
+        match i {
+            0 | 5 | 6 => assert!(r.as_ref().unwrap().is_none(), "item {i}: {r:?}"),
+            _ => {
+                let err = r.as_ref().unwrap_err();
+                assert!(
+                    matches!(err.kind(), ErrorKind::Embedding(_)),
+                    "item {i}: {err:?}"
+                );
+                assert_eq!(err.clone().into_inner(), items[i].1, "item {i}");
+            }
+        }
+    }
+    for i in [0, 5, 6] {
+        let (c, d, p) = items[i].clone();
+        single.produce(c, d, p).unwrap();
+    }
+
+    let best = |q: &[f32]| SimilarityPattern::best(q.to_vec(), Metric::Cosine, 0.9).unwrap();
+    let got = batched.consume_batch(vec![
+        ConsumeRequest::new([0u8], [best(&[1.0, 0.0, 0.0])], 1),
+        ConsumeRequest::new([0u8], [best(&[0.0, 1.0])], 2),
+        ConsumeRequest::new([0u8, 1], [best(&[1.0, 0.0]), best(&[1.0])], 3),
+        ConsumeRequest::new([1u8], [best(&[0.6, 0.8])], 4),
+    ]);
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|r| match r {
+            Ok(c) => format!("fired {}", c.is_some()),
+            Err(e) => format!("{:?}", e.kind()),
+        })
+        .collect();
+    assert!(kinds[0].starts_with("Query"), "{kinds:?}");
+    assert!(kinds[2].starts_with("Query"), "{kinds:?}");
+    assert_eq!(&kinds[1], "fired true");
+    assert_eq!(&kinds[3], "fired true");
+    let want = [
+        single.consume([0u8], [best(&[0.0, 1.0])], 2, false, &[]),
+        single.consume([1u8], [best(&[0.6, 0.8])], 4, false, &[]),
+    ];
+    assert_eq!(format!("{:?}", got[1]), format!("{:?}", want[0]));
+    assert_eq!(format!("{:?}", got[3]), format!("{:?}", want[1]));
+    for c in 0..2u8 {
+        assert_eq!(batched.data(&c), single.data(&c), "channel {c}");
+    }
+    assert_eq!(
+        batched.create_checkpoint().unwrap(),
+        single.create_checkpoint().unwrap(),
+        "root or log differs"
+    );
 }
 
 /// Runs `batch` on its own thread; whether it finished within a few seconds (a batch that
