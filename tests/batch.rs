@@ -223,6 +223,115 @@ fn batches_with_joins_across_shards_conserve_under_threads() {
     assert_eq!(matched + stored, 2 * 100 * 16);
 }
 
+/// SPEC §9 with whole-space calls and installs between batches: threads produce and consume
+/// batches (joins across shards among them) while one installs a join on channels 3 and 6
+/// midway and then takes soft and hard checkpoints. No thread deadlocks; every datum is taken
+/// by exactly one COMM or still stored; every produce of the installed join's value after the
+/// install meets the join when its partner is there, so no stored pair of them is left (the
+/// invariant of SPEC §1), and the install's COMMs took two data each.
+#[test]
+fn batches_with_installs_and_checkpoints_between_them_conserve() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const CH: u32 = 8;
+    const INSTALLED: u32 = 1_000;
+    let s: std::sync::Arc<S> =
+        std::sync::Arc::new(Space::with_shards(ExactMatch, SpaceConfig::new(), 4));
+    let finished = {
+        let s = s.clone();
+        finishes(move || {
+            // Release/Acquire: a producer that sees the flag runs after the install returned
+            // (what the install changed, it reads under the space's own locks).
+            let installed = AtomicBool::new(false);
+            let (produced, matched, fired) = (
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            );
+            let count = |r: Option<rhospace_spaces::Comm<u32, u32, u32, u32, ()>>| {
+                if let Some(c) = r {
+                    matched.fetch_add(c.matches.len(), Ordering::Relaxed);
+                    if c.continuation == INSTALLED {
+                        assert_eq!(c.matches.len(), 2, "{c:?}");
+                        fired.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            };
+            std::thread::scope(|scope| {
+                for t in 0..2u32 {
+                    let (s, count, installed, produced) = (&s, &count, &installed, &produced);
+                    scope.spawn(move || {
+                        for round in 0..150u32 {
+                            // From halfway on, wait for the install (so it falls between
+                            // batches, and the installed join's value is produced).
+                            while round >= 75 && !installed.load(Ordering::Acquire) {
+                                std::thread::yield_now();
+                            }
+                            let on = installed.load(Ordering::Acquire);
+                            let items: Vec<(u32, u32, bool)> = (0..12u32)
+                                .map(|i| {
+                                    let c = (t + round + i) % CH;
+                                    // The installed join's value only once it is installed.
+                                    let v = if on && (c == 3 || c == 6) { 2 } else { i % 2 };
+                                    (c, v, false)
+                                })
+                                .collect();
+                            produced.fetch_add(items.len(), Ordering::Relaxed);
+                            for r in s.produce_batch(items) {
+                                count(r.unwrap());
+                            }
+                        }
+                    });
+                }
+                {
+                    let (s, count) = (&s, &count);
+                    scope.spawn(move || {
+                        for round in 0..150u32 {
+                            let reqs = (0..6u32).map(|i| {
+                                let c = (round + i) % CH;
+                                if i % 2 == 0 {
+                                    ConsumeRequest::new([c, (c + 5) % CH], [i % 2, 1], i)
+                                } else {
+                                    ConsumeRequest::new([c], [1], i)
+                                }
+                            });
+                            for r in s.consume_batch(reqs) {
+                                count(r.unwrap());
+                            }
+                        }
+                    });
+                }
+                let (s, installed) = (&s, &installed);
+                scope.spawn(move || {
+                    std::thread::yield_now();
+                    s.install([3u32, 6], [2u32, 2], INSTALLED).unwrap();
+                    installed.store(true, Ordering::Release);
+                    for _ in 0..20 {
+                        let soft = s.create_soft_checkpoint();
+                        let hard = s.create_checkpoint().unwrap();
+                        drop((soft, hard));
+                        let _ = s.is_empty();
+                    }
+                });
+            });
+            let stored: usize = (0..CH).map(|c| s.data(&c).len()).sum();
+            let produced = produced.load(Ordering::Relaxed);
+            assert_eq!(matched.load(Ordering::Relaxed) + stored, produced);
+            assert!(
+                fired.load(Ordering::Relaxed) > 0,
+                "the installed join fired"
+            );
+            let twos = |c: u32| s.data(&c).iter().filter(|d| d.value == 2).count();
+            assert!(
+                twos(3) == 0 || twos(6) == 0,
+                "a COMM is possible among stored items: {} and {}",
+                twos(3),
+                twos(6)
+            );
+        })
+    };
+    assert!(finished, "a batch deadlocked or a check failed");
+}
+
 /// Two channels `(a, b)` with `a` on a lower shard than `b` when there are 64 shards: an order
 /// grouped by shard would run an item on `a` before an earlier one on `b`.
 fn two_shards_apart() -> (u32, u32) {
