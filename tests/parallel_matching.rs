@@ -6,8 +6,11 @@
 //! scan threads (SPEC §3).
 
 use rhospace::matchers::Predicate;
-use rhospace::spaces::ConsumeRequest;
+use std::sync::Arc;
+
+use rhospace::phlogiston::{CostTable, PhlogistonMeter};
 use rhospace::spaces::PARALLEL_MIN_CANDIDATES;
+use rhospace::spaces::{ChargingSpace, ConsumeRequest};
 use rhospace::{Pattern, Space, SpaceConfig, StructuralMatch, Term};
 
 type S = Space<u32, Pattern, Term, u32, StructuralMatch>;
@@ -232,5 +235,71 @@ fn batches_through_parallel_scans_do_not_depend_on_thread_count() {
             on_worker.2.root, one.2.root,
             "on a worker of {threads}: root"
         );
+    }
+}
+
+/// A charged run of searches that scan channel 0 past the serial probe on a space with
+/// `threads` scan threads and a meter of `limit`: each call's outcome as text with the meter's
+/// consumption after it, then the state root.
+fn charged_run(threads: usize, limit: u64) -> (Vec<String>, rhospace::spaces::Checkpoint) {
+    let n = PARALLEL_MIN_CANDIDATES + 1_500;
+    let space = ChargingSpace::new(
+        filled(n, threads),
+        Arc::new(PhlogistonMeter::new(limit)),
+        CostTable::default(),
+    );
+    let mut out = Vec::new();
+    let calls: [(Vec<u32>, Vec<Pattern>); 4] = [
+        (vec![0], vec![spread(n, &[2_000, 5_000, n - 3])]),
+        // Misses after backtracking over every `[_, 96]` on channel 0.
+        (vec![0, 1], vec![tail(96), tail(200)]),
+        (vec![0, 1], vec![tail(3), spread(n, &[n - 9])]),
+        (vec![0], vec![spread(n, &[n - 2])]),
+    ];
+    for (k, (channels, patterns)) in calls.into_iter().enumerate() {
+        let got = space.consume(channels, patterns, k as u32, false, &[]);
+        out.push(format!("{got:?} after {}", space.meter().consumed()));
+        assert_eq!(
+            space.meter().consumed() + space.meter().remaining(),
+            limit,
+            "the meter's books balance"
+        );
+    }
+    (out, space.space().create_checkpoint().unwrap())
+}
+
+/// SPEC §3 and §8: what a search through the parallel pre-check is charged does not depend on
+/// the scan thread count (speculative matcher calls past the first accepted candidate are not
+/// charged). With a meter that lets every call through and with meters that run out inside
+/// one of the calls, 1, 2 and 4 scan threads give the same outcomes (refusals included), the
+/// same consumption after each call and the same state root.
+#[test]
+fn charges_through_parallel_scans_do_not_depend_on_thread_count() {
+    let (full, _) = charged_run(1, u64::MAX / 4);
+    assert!(
+        full.iter().all(|r| !r.contains("OutOfPhlogiston")),
+        "{full:#?}"
+    );
+    let spent: Vec<u64> = full
+        .iter()
+        .map(|r| r.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    // Limits that stop the second call (the long miss) and the third, midway.
+    let mut limits = vec![u64::MAX / 4];
+    limits.push(spent[0] + (spent[1] - spent[0]) / 2);
+    limits.push(spent[1] + (spent[2] - spent[1]) / 2);
+    for limit in limits {
+        let (one, root) = charged_run(1, limit);
+        if limit < u64::MAX / 4 {
+            assert!(
+                one.iter().any(|r| r.contains("OutOfPhlogiston")),
+                "limit {limit}: {one:#?}"
+            );
+        }
+        for threads in [2, 4] {
+            let (got, got_root) = charged_run(threads, limit);
+            assert_eq!(got, one, "limit {limit}, {threads} threads");
+            assert_eq!(got_root.root, root.root, "limit {limit}, {threads} threads");
+        }
     }
 }
