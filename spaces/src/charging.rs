@@ -237,6 +237,12 @@ where
 
     /// The wrapped space, for read-only views (views are not charged).
     ///
+    /// Nothing called on it is charged: its changing operations too, batches included
+    /// ([`Space::produce_batch`], [`Space::consume_batch`]), run unmetered. A charged space has
+    /// no batch methods; call [`produce`](Self::produce) or [`consume`](Self::consume) on each
+    /// item in order, which is what a batch promises to equal (see `Space::produce_batch`),
+    /// each charged and refused alone.
+    ///
     /// ```
     /// # use std::sync::Arc;
     /// # use rhospace_spaces::{ChargingSpace, Space, SpaceConfig};
