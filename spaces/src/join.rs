@@ -272,8 +272,22 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     /// visit with the same key fails at once. Created at the first such failure (so never
     /// empty), and capped at [`FAILED_MAX`] entries. Only membership is asked, never an
     /// order, so the hasher's seed reaches no result.
-    failed: Option<HashSet<FailKey>>,
+    failed: Option<HashSet<FailKey, foldhash::fast::RandomState>>,
+    /// For joins of more than [`LINEAR_USES`] positions: the items the current picks hold,
+    /// `(channel id, pick, held by a non-peeking position)`, sorted, one entry per pick (an
+    /// item two positions hold is listed twice), so that [`Dfs::prior_use`] is a binary
+    /// search rather than a pass over the earlier positions. Invariant: during a visit of
+    /// position `pos`, it lists exactly the picks of the positions before `pos` (their first
+    /// picks and top-k positions' further ones), kept by [`Dfs::hold`] and [`Dfs::release`]
+    /// beside every push to and pop from `picks` and `more`. `None` for smaller joins.
+    uses: Option<Vec<(usize, Pick, bool)>>,
 }
+
+/// The most positions a join may have for [`Dfs::prior_use`] to pass over the earlier picks
+/// rather than keep them sorted (`Dfs::uses`): a pass over eight picks costs about what a
+/// binary search and the insertions that keep the list sorted do. Above it, the pass was 40%
+/// of `join_search/starved_fires` (33 positions; perf).
+const LINEAR_USES: usize = 8;
 
 /// What decides a visit of a position from its start: the position; whether the produced datum
 /// is used already; and, sorted, each item that earlier positions picked on a channel read
@@ -342,8 +356,22 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
     }
 
     /// Earlier positions' use of the item (`cid`, `pick`): (used at all, used by a non-peek).
+    /// Called during a visit of `pos`, when the picks are those of the positions before it.
     #[inline]
     fn prior_use(&self, pos: usize, cid: usize, pick: Pick) -> (bool, bool) {
+        if let Some(uses) = &self.uses {
+            let at = uses.partition_point(|&(c, p, _)| (c, p) < (cid, pick));
+            let mut any = false;
+            let mut consuming = false;
+            for &(c, p, taken) in uses.get(at..).unwrap_or_default() {
+                if (c, p) != (cid, pick) {
+                    break;
+                }
+                any = true;
+                consuming |= taken;
+            }
+            return (any, consuming);
+        }
         let mut any = false;
         let mut consuming = false;
         for q in 0..pos {
@@ -359,6 +387,27 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             }
         }
         (any, consuming)
+    }
+
+    /// Lists `pick`, just made by position `pos`, in [`uses`](Dfs::uses) (if kept).
+    #[inline]
+    fn hold(&mut self, pos: usize, pick: Pick) {
+        let entry = (self.join.cids[pos], pick, !self.peeks_at(pos));
+        if let Some(uses) = &mut self.uses {
+            let at = uses.partition_point(|u| *u < entry);
+            uses.insert(at, entry);
+        }
+    }
+
+    /// Takes `pick`, given up by position `pos`, out of [`uses`](Dfs::uses) (if kept).
+    #[inline]
+    fn release(&mut self, pos: usize, pick: Pick) {
+        let entry = (self.join.cids[pos], pick, !self.peeks_at(pos));
+        if let Some(uses) = &mut self.uses {
+            if let Ok(at) = uses.binary_search(&entry) {
+                uses.remove(at);
+            }
+        }
     }
 
     fn incoming_used(&self) -> bool {
@@ -421,7 +470,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             }
             if !self.hopeless {
                 let key = key.unwrap_or_else(|| self.fail_key(pos));
-                let failed = self.failed.get_or_insert_with(HashSet::new);
+                let failed = self.failed.get_or_insert_with(HashSet::default);
                 if failed.len() < FAILED_MAX {
                     failed.insert(key);
                 }
@@ -1020,17 +1069,24 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             return false;
         };
         let mark = self.more.len();
+        self.hold(pos, first);
         self.picks.push(first);
         self.results.push(r);
         for (pick, r) in group {
+            self.hold(pos, pick);
             self.more.push((pos, pick, r));
         }
         if self.go(pos + 1) {
             return true;
         }
+        self.release(pos, first);
         self.picks.pop();
         self.results.pop();
-        self.more.truncate(mark);
+        while self.more.len() > mark {
+            if let Some((_, pick, _)) = self.more.pop() {
+                self.release(pos, pick);
+            }
+        }
         false
     }
 
@@ -1117,11 +1173,14 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
         }
         if let Some(r) = self.matcher.get(pattern, &d.value) {
             self.walk.accepted = true;
-            self.picks.push(Pick { key, incoming });
+            let pick = Pick { key, incoming };
+            self.hold(pos, pick);
+            self.picks.push(pick);
             self.results.push(r);
             if self.go(pos + 1) {
                 return ControlFlow::Break(());
             }
+            self.release(pos, pick);
             self.picks.pop();
             self.results.pop();
             if self.hopeless || self.unwinding(pos) {
@@ -1250,6 +1309,7 @@ where
         unwind_to: None,
         walk: Walk::default(),
         failed: None,
+        uses: (pruning() && (join.cids.len() > LINEAR_USES || eager_matching())).then(Vec::new),
     };
     let found = dfs.go(0);
     let (mut examined, mut vector, rejected) = (dfs.examined, dfs.vector, dfs.rejections > 0);
@@ -1272,12 +1332,13 @@ where
 #[cfg(test)]
 thread_local! {
     /// Tests only: when set, this thread's searches prune nothing (no `give_up`, no memo of
-    /// failed visits): the plain complete search that `prune_tests` compares the pruned one
-    /// against.
+    /// failed visits) and pass over the earlier picks for every candidate (no `Dfs::uses`):
+    /// the plain complete search that `prune_tests` compares the pruned one against.
     pub(crate) static NO_PRUNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Tests only: when set, this thread's searches run the matching check at their first
     /// remembered failure whatever it costs, and the conditioned check at every visit after,
-    /// so random small joins exercise both.
+    /// and keep the earlier picks sorted (`Dfs::uses`) at any size, so random small joins
+    /// exercise all three.
     pub(crate) static EAGER_MATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
