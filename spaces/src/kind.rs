@@ -17,8 +17,8 @@ use crate::vector::VecItems;
 /// | `Bag` | any datum, oldest first | stored again (multiset) |
 /// | `Queue` | only the oldest | stored |
 /// | `Stack` | only the newest | stored |
-/// | `Set` | any datum, oldest first | ignored when an equal datum (`Eq`) is stored |
-/// | `Cell` | the one datum | error `CellFull` when a datum is stored |
+/// | `Set` | any datum, oldest first | ignored when an equal datum (`Eq`) is stored, before any continuation is offered it |
+/// | `Cell` | the one datum | error `CellFull` when a datum is stored (before any continuation is offered it) |
 /// | `PriorityQueue` | only the head: highest priority, FIFO within a level | stored |
 /// | `VectorDb` | a similarity pattern: by score, best first (ties oldest first), `k` at once for top-k; other patterns: any, oldest first | stored (its embedding validated first) |
 ///
@@ -58,7 +58,10 @@ pub enum DataKind {
     Queue,
     /// LIFO: only the newest datum may match.
     Stack,
-    /// Duplicates by `Eq` are ignored, exactly (never by a lossy hash).
+    /// Duplicates by `Eq` are ignored, exactly (never by a lossy hash): a produce of a datum
+    /// equal to a stored one (whatever either's persistence) is accepted (logged, and charged
+    /// a produce's base price) and stores nothing, and no continuation is offered it, so a join
+    /// reading the channel twice never takes a datum and its duplicate.
     Set,
     /// At most one datum; producing a second one is an error and changes nothing.
     Cell,

@@ -541,3 +541,164 @@ proptest! {
         run(kind, ck, values, &actions)?;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios the model above does not reach: a full Cell on a charged space, a Set's duplicate
+// meeting a join that reads the channel twice, and what a Set's ignored duplicates cost.
+// ---------------------------------------------------------------------------------------------
+
+mod scenarios {
+    use std::sync::Arc;
+
+    use rhospace_matchers::ExactMatch;
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    use rhospace_spaces::{ChargingSpace, ContKind, DataKind, ErrorKind, Space, SpaceConfig};
+
+    type Es = Space<u8, u64, u64, u8, ExactMatch>;
+    type Cs = ChargingSpace<u8, u64, u64, u8, ExactMatch>;
+
+    const CELL: u8 = 1;
+    const OTHER: u8 = 2;
+
+    fn charged(config: SpaceConfig<u8>) -> (Cs, Arc<PhlogistonMeter>) {
+        let meter = Arc::new(PhlogistonMeter::new(1_000_000));
+        let s = ChargingSpace::new(
+            Space::new(ExactMatch, config),
+            meter.clone(),
+            CostTable::default(),
+        );
+        (s, meter)
+    }
+
+    /// The calls both spaces of a pair get: a full Cell, with a continuation waiting on it
+    /// (so a produce there takes the general path, not the store-only fast path) when
+    /// `waiting`.
+    fn fill(s: &Cs, waiting: bool) {
+        s.produce(CELL, 10, false).unwrap();
+        s.produce(OTHER, 20, false).unwrap();
+        if waiting {
+            assert!(s.consume([CELL], [11], 7, false, &[]).unwrap().is_none());
+            assert!(s
+                .consume([CELL, OTHER], [12, 20], 8, false, &[])
+                .unwrap()
+                .is_none());
+        }
+    }
+
+    /// SPEC §4/§5: a produce on a full Cell is `CellFull` and leaves the space exactly as it
+    /// was: contents, the phlogiston balance, the state root and the event log (the pending log
+    /// is compared through a twin space that never saw the refused call). The refused datum
+    /// would fire a waiting continuation were it stored; it still is refused.
+    #[test]
+    fn a_full_cell_refuses_a_produce_and_changes_nothing_not_even_the_balance() {
+        for waiting in [false, true] {
+            let config = || SpaceConfig::new().channel_kind(CELL, DataKind::Cell);
+            let (s, meter) = charged(config());
+            let (twin, _) = charged(config());
+            fill(&s, waiting);
+            fill(&twin, waiting);
+            let balance = (meter.consumed(), meter.remaining());
+            let data = s.space().data(&CELL);
+            let conts = s.space().continuations(&[CELL]);
+            let root = s.space().full_state_root();
+            for persist in [false, true] {
+                // 11 is what the waiting continuation wants; 10 equals the stored datum.
+                for datum in [11, 10, 30] {
+                    let e = s.produce(CELL, datum, persist).unwrap_err();
+                    assert_eq!(e.kind(), &ErrorKind::CellFull);
+                    assert_eq!(e.into_inner(), datum, "the datum is handed back");
+                    let e = s
+                        .produce_with_priority(CELL, datum, persist, 5)
+                        .unwrap_err();
+                    assert_eq!(e.kind(), &ErrorKind::CellFull);
+                }
+            }
+            assert_eq!((meter.consumed(), meter.remaining()), balance);
+            assert_eq!(s.space().data(&CELL), data);
+            assert_eq!(s.space().continuations(&[CELL]), conts);
+            assert_eq!(s.space().full_state_root(), root);
+            let (a, b) = (
+                s.space().create_checkpoint().unwrap(),
+                twin.space().create_checkpoint().unwrap(),
+            );
+            assert_eq!(a.root, b.root);
+            assert_eq!(a.log, b.log, "the refused calls left no event");
+        }
+    }
+
+    /// SPEC §4: a Set ignores a datum equal to one it holds before any continuation is offered
+    /// it, so a join reading the Set twice never fires with the stored datum and its duplicate
+    /// (the channel never holds two equal data); a different datum completes it.
+    #[test]
+    fn a_set_ignores_a_duplicate_before_a_join_that_reads_it_twice_sees_it() {
+        let s: Es = Space::new(ExactMatch, SpaceConfig::new().data_kind(DataKind::Set));
+        assert!(s.produce(CELL, 5, false).unwrap().is_none());
+        assert!(s
+            .consume([CELL, CELL], [5, 5], 1, false, &[])
+            .unwrap()
+            .is_none());
+        assert!(s
+            .consume([CELL, CELL], [5, 6], 2, false, &[])
+            .unwrap()
+            .is_none());
+        // The duplicate is ignored (persistent or not): nothing fires, nothing is stored.
+        for persist in [false, true] {
+            assert!(s.produce(CELL, 5, persist).unwrap().is_none());
+        }
+        let data: Vec<(u64, bool)> = s
+            .data(&CELL)
+            .into_iter()
+            .map(|d| (d.value, d.persist))
+            .collect();
+        assert_eq!(data, vec![(5, false)]);
+        assert_eq!(s.continuations(&[CELL, CELL]).len(), 2);
+        // A datum the Set lacks is offered: the join [5, 6] fires with the stored 5.
+        let comm = s.produce(CELL, 6, false).unwrap().expect("5 and 6 meet");
+        assert_eq!(comm.continuation, 2);
+        let got: Vec<u64> = comm.matches.iter().map(|m| m.datum).collect();
+        assert_eq!(got, vec![5, 6]);
+        assert!(s.data(&CELL).is_empty());
+    }
+
+    /// SPEC §8 with §4: a produce a Set ignores and a consume a continuation Set drops store
+    /// nothing, so they pay their base price and no storage, and later calls refund nothing
+    /// for them: a twin space that never made the duplicate calls ends exactly their prices
+    /// behind.
+    #[test]
+    fn a_sets_ignored_duplicates_pay_no_storage() {
+        let config = || {
+            SpaceConfig::new()
+                .data_kind(DataKind::Set)
+                .cont_kind(ContKind::Set)
+        };
+        let (s, meter) = charged(config());
+        let (twin, twin_meter) = charged(config());
+        let t = CostTable::default();
+        for x in [&s, &twin] {
+            x.produce(CELL, 5, false).unwrap();
+            assert!(x.consume([OTHER], [9], 3, false, &[]).unwrap().is_none());
+        }
+        let before = meter.consumed();
+        assert!(s.produce(CELL, 5, false).unwrap().is_none());
+        assert_eq!(meter.consumed() - before, t.produce_base);
+        let before = meter.consumed();
+        assert!(s.consume([OTHER], [9], 3, false, &[]).unwrap().is_none());
+        // Nothing on the channel to examine: the base price and the one channel, no storage.
+        assert_eq!(meter.consumed() - before, t.consume_base + t.join_channel);
+        assert_eq!(s.space().continuations(&[OTHER]).len(), 1);
+        assert_eq!(s.space().data(&CELL).len(), 1);
+        // Taking the one datum and firing the one continuation refund one of each, as in the
+        // twin.
+        for x in [&s, &twin] {
+            let took = x.consume([CELL], [5], 4, false, &[]).unwrap().expect("5");
+            assert_eq!(took.matches[0].datum, 5);
+            let fired = x.produce(OTHER, 9, false).unwrap().expect("fires");
+            assert_eq!(fired.continuation, 3);
+            assert!(x.space().is_empty());
+        }
+        assert_eq!(
+            meter.consumed() - twin_meter.consumed(),
+            t.produce_base + t.consume_base + t.join_channel
+        );
+    }
+}
