@@ -171,6 +171,11 @@ pub enum ContKind {
     /// Only the newest waiting continuation may fire.
     Stack,
     /// Duplicates are not stored; any may fire, oldest first.
+    ///
+    /// Time: a consume that would store its continuation first compares it with every one
+    /// waiting on its channel list (`Eq`; there is no index, as `P` and `K` need not hash):
+    /// O(n), so n continuations on one list cost O(n²) to store (20,000: about 1.2 s, against
+    /// 3.5 ms for `Bag`).
     Set,
 }
 

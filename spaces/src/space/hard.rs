@@ -399,8 +399,9 @@ fn settle_join<C: Encode, P: Clone + Eq + Encode, K: Clone + Eq + Encode>(
     let (kind, multiset, items) = encoded_conts(store);
     if multiset {
         let mut fresh = ContStore::new(store.kind());
+        // The store's own continuations: a Set's are distinct, so none is checked again.
         for (_, w) in &items {
-            fresh.push(w.clone());
+            fresh.push_distinct(w.clone());
         }
         *store = fresh;
     }
