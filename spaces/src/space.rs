@@ -977,8 +977,10 @@ where
     /// Sends `datum` on `channel` (priority 0). Fires at most one COMM (SPEC §1): the first
     /// waiting continuation, in join-creation order and then the continuation kind's order,
     /// whose patterns are all met using this datum. Installed continuations are offered first,
-    /// in install order. Otherwise the datum is stored (a Set ignores an equal one already
-    /// stored).
+    /// in install order. Otherwise the datum is stored. On a Set channel that already stores
+    /// an equal datum, the produce is ignored before any continuation is offered it: it
+    /// returns `Ok(None)` like a stored datum and is logged as a produce (SPEC §7), and
+    /// changes nothing else.
     ///
     /// Errors: `CellFull` on a Cell channel that holds a datum. Nothing changes on error.
     ///
