@@ -176,6 +176,106 @@ fn three_way_join_every_arrival_order() {
     }
 }
 
+/// A join that names one channel twice, in all 24 orders of its three produces and the
+/// consume: it fires exactly on the last arrival, each position with its own datum in the
+/// consume's order (the channel repeated), and leaves nothing behind.
+#[test]
+fn repeated_channel_join_every_arrival_order() {
+    #[derive(Clone, Copy, Debug)]
+    enum Ev {
+        P(Ch, i64),
+        C,
+    }
+    let events = [Ev::P("a", 1), Ev::P("a", 2), Ev::P("b", 3), Ev::C];
+    let mut orders = Vec::new();
+    permutations(&mut events.to_vec(), 0, &mut orders);
+    for order in orders {
+        let s = preds();
+        for (i, ev) in order.iter().enumerate() {
+            let got = match *ev {
+                Ev::P(c, d) => s.produce(c, d, false).unwrap(),
+                Ev::C => s
+                    .consume(["a", "b", "a"], [eq(2), Any, Odd], "aba", false, &[])
+                    .unwrap(),
+            };
+            if i < 3 {
+                assert!(got.is_none(), "{order:?}: fired early at {i}");
+                continue;
+            }
+            let comm = got.unwrap_or_else(|| panic!("{order:?}: did not fire"));
+            assert_eq!(comm.continuation, "aba");
+            assert_eq!(&*comm.channels, &["a", "b", "a"]);
+            assert_eq!(&*comm.patterns, &[eq(2), Any, Odd]);
+            let got: Vec<(u32, i64, i64, bool)> = comm
+                .matches
+                .iter()
+                .map(|m| (m.position, m.datum, m.result, m.persistent))
+                .collect();
+            assert_eq!(
+                got,
+                vec![(0, 2, 24, false), (1, 3, 30, false), (2, 1, 12, false)],
+                "{order:?}"
+            );
+            assert!(!comm.reissue && !comm.persistent && comm.peeks.is_empty());
+        }
+        assert!(s.is_empty(), "{order:?}");
+    }
+}
+
+/// A persistent datum used at two positions of a join and a datum peeked at a third, in all
+/// six orders of the two produces and the consume. The item the last call brings in fires at
+/// once; it is handed back (re-issue), not stored, when it is not used up: the persistent
+/// datum, or the datum only peeked at. The stored ones stay (persistent, peeked).
+#[test]
+fn persistent_and_peeked_join_every_arrival_order() {
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Ev {
+        Persistent,
+        Peeked,
+        C,
+    }
+    let mut orders = Vec::new();
+    permutations(&mut vec![Ev::Persistent, Ev::Peeked, Ev::C], 0, &mut orders);
+    assert_eq!(orders.len(), 6);
+    for order in orders {
+        let s = exact();
+        for (i, ev) in order.iter().enumerate() {
+            let got = match ev {
+                Ev::Persistent => s.produce("a", 5, true).unwrap(),
+                Ev::Peeked => s.produce("b", 6, false).unwrap(),
+                Ev::C => s
+                    .consume(["a", "b", "a"], [5, 6, 5], "k", false, &[1])
+                    .unwrap(),
+            };
+            if i < 2 {
+                assert!(got.is_none(), "{order:?}: fired early at {i}");
+                continue;
+            }
+            let comm = got.unwrap_or_else(|| panic!("{order:?}: did not fire"));
+            let got: Vec<(u32, i64, bool)> = comm
+                .matches
+                .iter()
+                .map(|m| (m.position, m.datum, m.persistent))
+                .collect();
+            assert_eq!(got, vec![(0, 5, true), (1, 6, false), (2, 5, true)]);
+            assert_eq!(&comm.peeks[..], &[1]);
+            assert!(!comm.persistent);
+            // The consume's continuation is used up by firing; either produced datum is not.
+            assert_eq!(comm.reissue, *ev != Ev::C, "{order:?}");
+            let stored_a: Vec<i64> = if *ev == Ev::Persistent {
+                vec![]
+            } else {
+                vec![5]
+            };
+            let stored_b: Vec<i64> = if *ev == Ev::Peeked { vec![] } else { vec![6] };
+            assert_eq!(values(&s, "a"), stored_a, "{order:?}");
+            assert_eq!(values(&s, "b"), stored_b, "{order:?}");
+            assert!(s.continuations(&["a", "b", "a"]).is_empty(), "{order:?}");
+            assert!(s.joins(&"a").is_empty() && s.joins(&"b").is_empty());
+        }
+    }
+}
+
 fn permutations<T: Clone>(v: &mut Vec<T>, k: usize, out: &mut Vec<Vec<T>>) {
     if k == v.len() {
         out.push(v.clone());
@@ -283,6 +383,75 @@ fn persistent_datum_meets_waiting_join_on_produce() {
     assert!(comm.reissue);
     assert!(s.data(&"a").is_empty());
     assert!(s.is_empty());
+}
+
+/// SPEC §1: views never change state. Two spaces make the same calls; one is looked at through
+/// every view (known and unknown channels, exact and reordered lists) before and after each
+/// call. Both give the same COMMs, views, state root and event log.
+#[test]
+fn views_never_change_state() {
+    let look = |s: &PS| {
+        for c in ["a", "b", "nowhere"] {
+            let _ = s.data(&c);
+            let _ = s.joins(&c);
+        }
+        for l in [
+            &["a"][..],
+            &["a", "b"],
+            &["b", "a"],
+            &["a", "a"],
+            &["nowhere"],
+        ] {
+            let _ = s.continuations(l);
+        }
+        let _ = (s.is_empty(), s.channel_count());
+    };
+    let run = |s: &PS, looking: bool| -> Vec<Option<PComm>> {
+        let mut out = Vec::new();
+        let mut step = |f: &dyn Fn(&PS) -> Option<PComm>| {
+            if looking {
+                look(s);
+            }
+            out.push(f(s));
+            if looking {
+                look(s);
+            }
+        };
+        step(&|s| s.produce("a", 1, false).unwrap());
+        step(&|s| {
+            s.consume(["a", "b"], [Odd, Any], "ab", false, &[0])
+                .unwrap()
+        });
+        step(&|s| {
+            s.consume(["a", "a"], [Any, Gt(5)], "aa", true, &[])
+                .unwrap()
+        });
+        step(&|s| s.produce("b", 2, true).unwrap());
+        step(&|s| s.produce("a", 7, false).unwrap());
+        step(&|s| s.consume(["b"], [Even], "b", false, &[]).unwrap());
+        out
+    };
+    let viewed = preds();
+    let plain = preds();
+    // Looking at an empty space's unknown channels creates nothing.
+    look(&viewed);
+    assert!(viewed.is_empty());
+    assert_eq!(viewed.channel_count(), 0);
+    let got = run(&viewed, true);
+    assert_eq!(got, run(&plain, false));
+    assert!(got.iter().filter(|c| c.is_some()).count() >= 2, "{got:?}");
+    let chans = ["a", "b", "nowhere"];
+    let lists = vec![vec!["a"], vec!["a", "b"], vec!["a", "a"], vec!["b"]];
+    assert_eq!(
+        views(&viewed, &chans, &lists),
+        views(&plain, &chans, &lists)
+    );
+    let (v, p) = (
+        viewed.create_checkpoint().unwrap(),
+        plain.create_checkpoint().unwrap(),
+    );
+    assert_eq!(v.root, p.root);
+    assert_eq!(v.log, p.log);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,12 +612,24 @@ fn install_after_matching_data_is_refused_and_changes_nothing() {
     let chans = ["a", "b"];
     let lists = vec![vec!["a"], vec!["b"], vec!["a", "b"]];
     let before = views(&s, &chans, &lists);
+    let root = s.full_state_root();
     let err = s.install(["a", "b"], [1, 2], "svc").unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::InstallWouldMatch);
     assert_eq!(err.into_inner(), "svc");
     assert_eq!(views(&s, &chans, &lists), before);
+    assert_eq!(s.full_state_root(), root);
     // Data that does not complete the join does not block install.
     s.install(["a", "b"], [1, 3], "svc2").unwrap();
+    assert_eq!(conts(&s, &["a", "b"]), vec!["svc2"]);
+    assert_eq!(s.joins(&"a").len(), 1);
+    // Installed after data, it fires with that stored data once the join is completed, and
+    // stays.
+    let comm = s.produce("b", 3, false).unwrap().expect("svc2 fires");
+    assert_eq!(comm.continuation, "svc2");
+    assert_eq!(matched(&comm), vec![1, 3]);
+    assert!(comm.persistent && !comm.reissue);
+    assert!(s.data(&"a").is_empty());
+    assert_eq!(values(&s, "b"), vec![2]);
     assert_eq!(conts(&s, &["a", "b"]), vec!["svc2"]);
 }
 
@@ -861,22 +1042,97 @@ fn set_ignores_equal_data() {
     assert_eq!(s.data(&"y").len(), 40);
 }
 
+/// A datum whose `Hash` sends every value to one bucket: equality must be decided by `Eq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Clash(i64);
+
+impl std::hash::Hash for Clash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        0u8.hash(state);
+    }
+}
+
+impl rhospace_spaces::Encode for Clash {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.encoded_len()
+    }
+}
+
+/// SPEC §4: a Set ignores duplicates by `Eq`, exactly, never by a (here maximally lossy) hash;
+/// and exact lookups on Set and Bag channels, below and past the index threshold, take the
+/// equal datum, not one that merely hashes alike.
+#[test]
+fn set_and_exact_lookups_decide_equality_by_eq_not_by_hash() {
+    for kind in [DataKind::Set, DataKind::Bag] {
+        let s: Space<Ch, Clash, Clash, u8, ExactMatch> =
+            Space::new(ExactMatch, SpaceConfig::new().data_kind(kind));
+        let vals = |s: &Space<Ch, Clash, Clash, u8, ExactMatch>| -> Vec<i64> {
+            s.data(&"x").iter().map(|d| d.value.0).collect()
+        };
+        for round in 0..2 {
+            for i in 0..40 {
+                assert!(s.produce("x", Clash(i), false).unwrap().is_none());
+            }
+            let want: Vec<i64> = match (kind, round) {
+                (DataKind::Set, _) | (_, 0) => (0..40).collect(),
+                _ => (0..40).chain(0..40).collect(),
+            };
+            assert_eq!(vals(&s), want, "{kind:?} round {round}");
+        }
+        // Exact consumes of values in the middle, also one absent value (waits).
+        for v in [17, 3, 39] {
+            let comm = s
+                .consume(["x"], [Clash(v)], 1, false, &[])
+                .unwrap()
+                .unwrap_or_else(|| panic!("{kind:?}: {v} stored"));
+            assert_eq!(comm.matches[0].datum, Clash(v));
+        }
+        assert!(s
+            .consume(["x"], [Clash(40)], 2, false, &[])
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            s.produce("x", Clash(40), false)
+                .unwrap()
+                .map(|c| c.continuation),
+            Some(2)
+        );
+        let left = vals(&s);
+        for v in [17, 3, 39] {
+            let n = left.iter().filter(|&&d| d == v).count();
+            assert_eq!(n, usize::from(kind == DataKind::Bag), "{kind:?}: {v}");
+        }
+        // A Set takes a value again once its equal was consumed.
+        if kind == DataKind::Set {
+            assert_eq!(left.len(), 37);
+            s.produce("x", Clash(17), false).unwrap();
+            assert_eq!(vals(&s).len(), 38);
+        }
+    }
+}
+
 #[test]
 fn cell_holds_one_datum() {
     let s = preds_with(SpaceConfig::new().channel_kind("cell", DataKind::Cell));
     s.produce("cell", 1, false).unwrap();
     let lists = vec![vec!["cell"]];
     let before = views(&s, &["cell"], &lists);
+    let root = s.full_state_root();
     let err = s.produce("cell", 2, false).unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::CellFull);
     assert_eq!(err.into_inner(), 2);
     assert_eq!(views(&s, &["cell"], &lists), before);
+    assert_eq!(s.full_state_root(), root);
     // Equal datum: still full.
     assert_eq!(
         s.produce("cell", 1, true).unwrap_err().kind(),
         &ErrorKind::CellFull
     );
     assert_eq!(views(&s, &["cell"], &lists), before);
+    assert_eq!(s.full_state_root(), root);
     // Other channels keep the default Bag.
     s.produce("bag", 1, false).unwrap();
     s.produce("bag", 2, false).unwrap();
@@ -888,6 +1144,33 @@ fn cell_holds_one_datum() {
         .is_some());
     assert!(s.produce("cell", 2, false).unwrap().is_none());
     assert_eq!(values(&s, "cell"), vec![2]);
+    // Full, a Cell refuses even a datum that a waiting join would take: the produce is refused,
+    // not fired.
+    assert!(s
+        .consume(["cell", "x"], [eq(7), Any], "wait", false, &[])
+        .unwrap()
+        .is_none());
+    s.produce("x", 0, false).unwrap();
+    let join_lists = vec![vec!["cell"], vec!["cell", "x"]];
+    let before = views(&s, &["cell", "x"], &join_lists);
+    let root = s.full_state_root();
+    assert_eq!(
+        s.produce("cell", 7, false).unwrap_err().kind(),
+        &ErrorKind::CellFull
+    );
+    assert_eq!(views(&s, &["cell", "x"], &join_lists), before);
+    assert_eq!(s.full_state_root(), root);
+    // Emptied, the Cell takes the 7, which fires the join.
+    assert!(s
+        .consume(["cell"], [eq(2)], "k", false, &[])
+        .unwrap()
+        .is_some());
+    let comm = s
+        .produce("cell", 7, false)
+        .unwrap()
+        .expect("the join fires");
+    assert_eq!(comm.continuation, "wait");
+    assert_eq!(matched(&comm), vec![7, 0]);
 }
 
 #[test]
@@ -1122,7 +1405,11 @@ fn busy_space() -> (US, Vec<u32>, Vec<Vec<u32>>) {
 fn every_error_changes_nothing() {
     let (s, chans, lists) = busy_space();
     let before = views(&s, &chans, &lists);
-    let unchanged = |what: &str| assert_eq!(views(&s, &chans, &lists), before, "{what}");
+    let root = s.full_state_root();
+    let unchanged = |what: &str| {
+        assert_eq!(views(&s, &chans, &lists), before, "{what}");
+        assert_eq!(s.full_state_root(), root, "{what}: state root");
+    };
 
     let e = s
         .consume(Vec::<u32>::new(), Vec::<i64>::new(), "k", false, &[])
@@ -1239,12 +1526,225 @@ fn every_error_changes_nothing() {
         assert!(!k.to_string().is_empty());
     }
 
+    // The event log holds no trace of the refused calls: it is the log of a twin space that
+    // made the same successful calls and none of the refused ones.
+    let (twin, _, _) = busy_space();
+    let mine = s.create_checkpoint().unwrap();
+    let theirs = twin.create_checkpoint().unwrap();
+    assert_eq!(mine.root, theirs.root);
+    assert_eq!(
+        mine.log, theirs.log,
+        "a refused call left an event in the log"
+    );
+
     // And the space still works normally afterwards.
     let comm = s
         .consume([1, 2], [10, 20], "k", false, &[])
         .unwrap()
         .unwrap();
     assert_eq!(matched_u(&comm), vec![10, 20]);
+}
+
+/// An event log as sorted text, and a state root.
+type LogAndRoot = (Vec<String>, [u8; 32]);
+
+/// The event logs of two spaces since their last hard checkpoint, as sorted text (a multiset:
+/// what a replay checks), and their roots; taking them clears both logs.
+fn logs_and_roots<C, P, K, A, M>(
+    a: &Space<C, P, A, K, M>,
+    b: &Space<C, P, A, K, M>,
+) -> (LogAndRoot, LogAndRoot)
+where
+    C: Clone + Eq + std::hash::Hash + rhospace_spaces::Encode,
+    P: Clone + Eq + Sync + rhospace_spaces::Encode,
+    A: Clone + Eq + std::hash::Hash + Sync + rhospace_spaces::Encode,
+    K: Clone + Eq + rhospace_spaces::Encode,
+    M: rhospace_matchers::Match<P, A>,
+{
+    let text = |s: &Space<C, P, A, K, M>| {
+        let cp = s.create_checkpoint().unwrap();
+        let mut log: Vec<String> = cp.log.iter().map(|e| format!("{e:?}")).collect();
+        log.sort();
+        (log, cp.root)
+    };
+    (text(a), text(b))
+}
+
+/// SPEC §5, the remaining errors: an embedding of the wrong dimension or with NaN/inf, an
+/// unknown root, a replayed call that is not in the log, and a charge that would overdraw.
+/// Each leaves the views, the state root, the event log (that of a twin that made only the
+/// accepted calls) and the phlogiston balance as they were.
+#[test]
+fn embedding_root_replay_and_phlogiston_errors_change_nothing() {
+    use rhospace_matchers::similarity::{
+        EmbeddedDatum, Metric, SimilarityMatch, SimilarityPattern,
+    };
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    use rhospace_spaces::{ChargingSpace, CheckpointError, ReplayError};
+
+    // Embeddings, on a VectorDB channel with a continuation waiting for [0, 1, 0].
+    type VS = Space<u8, SimilarityPattern, EmbeddedDatum<u32>, u8, SimilarityMatch>;
+    let vspace = || -> VS {
+        let kind = DataKind::VectorDb {
+            dim: 3,
+            metric: Metric::Cosine,
+        };
+        let s: VS = Space::new(SimilarityMatch, SpaceConfig::new().data_kind(kind));
+        s.produce(0, EmbeddedDatum::new(1, [1.0, 0.0, 0.0]), false)
+            .unwrap();
+        let want = SimilarityPattern::best([0.0, 1.0, 0.0], Metric::Cosine, 0.9).unwrap();
+        assert!(s.consume([0], [want], 7, false, &[]).unwrap().is_none());
+        s
+    };
+    let s = vspace();
+    let look = |s: &VS| {
+        (
+            s.data(&0),
+            s.continuations(&[0]),
+            s.joins(&0),
+            s.channel_count(),
+        )
+    };
+    let before = look(&s);
+    let root = s.full_state_root();
+    let bad: [(&[f32], bool); 6] = [
+        (&[0.0, 1.0], false),
+        (&[0.0, 1.0, 0.0, 0.0], true),
+        (&[f32::NAN, 1.0, 0.0], false),
+        (&[0.0, f32::INFINITY, 0.0], true),
+        (&[0.0, 1.0, f32::NEG_INFINITY], false),
+        (&[f32::NAN; 3], false),
+    ];
+    for (v, persist) in bad {
+        for ch in [0, 1] {
+            let err = s
+                .produce(ch, EmbeddedDatum::new(9, v), persist)
+                .unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Embedding(_)), "{v:?}");
+            assert_eq!(err.into_inner().value, 9);
+            assert_eq!(look(&s), before, "{v:?} on {ch}");
+            assert_eq!(s.full_state_root(), root, "{v:?} on {ch}");
+            assert!(s.data(&1).is_empty());
+        }
+    }
+    let (mine, twin) = logs_and_roots(&s, &vspace());
+    assert_eq!(mine, twin, "a refused embedding left a trace");
+
+    // An unknown root, with roots recorded and calls logged since (`reset` and `rig` need
+    // `Decode` channels and continuations). Channels 0 and 1.
+    type RS = Space<u8, i64, i64, u8, ExactMatch>;
+    let rspace = || -> RS { Space::new(ExactMatch, SpaceConfig::new()) };
+    let calls = |s: &RS| {
+        s.produce(0, 1, false).unwrap();
+        s.create_checkpoint().unwrap();
+        s.consume([1], [2], 9, false, &[]).unwrap();
+        s.produce(0, 3, true).unwrap();
+    };
+    let (s, twin) = (rspace(), rspace());
+    calls(&s);
+    calls(&twin);
+    let chans = [0, 1];
+    let lists = vec![vec![0], vec![1]];
+    let before = views(&s, &chans, &lists);
+    let root = s.full_state_root();
+    let err = s.reset(&[0xAB; 32]).unwrap_err();
+    assert!(matches!(err, CheckpointError::UnknownRoot(r) if r == [0xAB; 32]));
+    assert_eq!(views(&s, &chans, &lists), before);
+    assert_eq!(s.full_state_root(), root);
+    let (mine, twin) = logs_and_roots(&s, &twin);
+    assert_eq!(mine, twin, "a refused reset changed the log");
+
+    // A replay: calls the log does not hold are refused; the replay still ends where play did.
+    let play = rspace();
+    let start = play.create_checkpoint().unwrap().root;
+    play.produce(0, 1, false).unwrap();
+    play.consume([0, 1], [1, 2], 9, false, &[]).unwrap();
+    assert!(play.produce(1, 2, false).unwrap().is_some());
+    let block = play.create_checkpoint().unwrap();
+    let r = rspace();
+    r.rig(&start, &block.log).unwrap();
+    assert!(r.produce(0, 1, false).unwrap().is_none());
+    let lists = vec![vec![0], vec![1], vec![0, 1]];
+    let before = views(&r, &chans, &lists);
+    let root = r.full_state_root();
+    let err = r.produce(0, 3, false).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+    ));
+    assert_eq!(err.into_inner(), 3);
+    let err = r.consume([0, 1], [1, 2], 8, false, &[]).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Replay(_)));
+    assert_eq!(err.into_inner(), 8);
+    assert_eq!(views(&r, &chans, &lists), before);
+    assert_eq!(r.full_state_root(), root);
+    assert!(r.consume([0, 1], [1, 2], 9, false, &[]).unwrap().is_none());
+    assert!(r.produce(1, 2, false).unwrap().is_some());
+    let replayed = r
+        .create_checkpoint()
+        .expect("every logged event used, nothing more");
+    assert_eq!(replayed.root, block.root);
+    let sorted = |log: &[rhospace_spaces::LogEvent]| {
+        let mut v: Vec<String> = log.iter().map(|e| format!("{e:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&replayed.log), sorted(&block.log));
+
+    // Out of phlogiston: a meter left with one unit refuses every call that changes state.
+    type CS = ChargingSpace<Ch, i64, i64, &'static str, ExactMatch>;
+    let meter = std::sync::Arc::new(PhlogistonMeter::new(1_000_000));
+    let cs: CS = ChargingSpace::new(exact(), meter.clone(), CostTable::default());
+    let twin = exact();
+    for s in [cs.space(), &twin] {
+        s.produce("a", 1, false).unwrap();
+        s.consume(["b"], [2], "k", false, &[]).unwrap();
+    }
+    cs.produce("c", 5, false).unwrap();
+    twin.produce("c", 5, false).unwrap();
+    meter.charge(meter.remaining() - 1).unwrap();
+    let lists = vec![vec!["a"], vec!["b"], vec!["c"], vec!["a", "c"]];
+    let chans = ["a", "b", "c"];
+    let before = views(cs.space(), &chans, &lists);
+    let root = cs.space().full_state_root();
+    let balance = (meter.consumed(), meter.remaining());
+    let out = |e: &ErrorKind| matches!(e, ErrorKind::OutOfPhlogiston(_));
+    let refusals = [
+        cs.produce("b", 2, false)
+            .map(|_| ())
+            .unwrap_err()
+            .kind()
+            .clone(),
+        cs.produce("d", 1, true)
+            .map(|_| ())
+            .unwrap_err()
+            .kind()
+            .clone(),
+        cs.consume(["a"], [1], "x", false, &[])
+            .map(|_| ())
+            .unwrap_err()
+            .kind()
+            .clone(),
+        cs.consume(["a", "c"], [1, 6], "y", false, &[])
+            .map(|_| ())
+            .unwrap_err()
+            .kind()
+            .clone(),
+        cs.install(["d"], [4], "svc")
+            .map(|_| ())
+            .unwrap_err()
+            .kind()
+            .clone(),
+    ];
+    for (i, e) in refusals.iter().enumerate() {
+        assert!(out(e), "refusal {i}: {e:?}");
+    }
+    assert_eq!(views(cs.space(), &chans, &lists), before);
+    assert_eq!(cs.space().full_state_root(), root);
+    assert_eq!((meter.consumed(), meter.remaining()), balance);
+    assert_eq!(meter.consumed() + meter.remaining(), meter.limit());
+    let (mine, twin) = logs_and_roots(cs.space(), &twin);
+    assert_eq!(mine, twin, "a refused charge left a trace in the log");
 }
 
 fn matched_u(comm: &Comm<u32, i64, i64, &'static str, ()>) -> Vec<i64> {
