@@ -27,8 +27,8 @@ struct MComm {
     patterns: Vec<Pred>,
     persistent: bool,
     peeks: Vec<usize>,
-    /// (matcher result, datum, datum persistent) per position.
-    matches: Vec<(i64, i64, bool)>,
+    /// (position, matcher result, datum, datum persistent) per position.
+    matches: Vec<(u32, i64, i64, bool)>,
     reissue: bool,
 }
 
@@ -42,7 +42,7 @@ fn plain(c: SComm) -> MComm {
         matches: c
             .matches
             .iter()
-            .map(|m| (m.result, m.datum, m.persistent))
+            .map(|m| (m.position, m.result, m.datum, m.persistent))
             .collect(),
         reissue: c.reissue,
     }
@@ -84,6 +84,9 @@ struct Model {
     key: Option<[u8; 32]>,
     st: MState,
     installed: Vec<(Vec<Ch>, Wc)>,
+    /// Whether a revert may have brought back data that an installed continuation matches:
+    /// a revert to a checkpoint taken before an install (a documented limit of `install`).
+    exposed: bool,
 }
 
 /// A candidate: a stored item (channel, id) or the produced, not yet stored, datum.
@@ -242,6 +245,7 @@ impl Model {
             key,
             st: MState::default(),
             installed: Vec::new(),
+            exposed: false,
         }
     }
 
@@ -381,7 +385,7 @@ impl Model {
         pats: &[Pred],
         peeks: &[usize],
         a: &[Cand],
-    ) -> Vec<(i64, i64, bool)> {
+    ) -> Vec<(u32, i64, i64, bool)> {
         for (i, c) in a.iter().enumerate() {
             if let Ref::Stored(ch, id) = c.r {
                 if !c.persist && !peeks.contains(&i) {
@@ -397,7 +401,8 @@ impl Model {
         let _ = chans;
         a.iter()
             .zip(pats)
-            .map(|(c, p)| (common::result_of(p, c.value), c.value, c.persist))
+            .zip(0u32..)
+            .map(|((c, p), i)| (i, common::result_of(p, c.value), c.value, c.persist))
             .collect()
     }
 
@@ -598,6 +603,41 @@ impl Model {
         out
     }
 
+    /// SPEC §1's invariant, by brute force on the model's state (which `check_contents` has
+    /// just found equal to the space's): no waiting or installed continuation can fire on the
+    /// stored data. It holds with Bag, Set or Cell data and Bag or Set continuations; on
+    /// head-only kinds the crate documents that a COMM exposing a new head can leave one
+    /// possible (`rhospace_spaces` docs, *Limits*), so they are not checked. The continuation
+    /// that would fire, if any. Installed ones are skipped once a revert has gone back past an
+    /// install: `install` checks for matching data only when it is made, and documents that
+    /// such a revert can bring some back.
+    fn possible_comm(&self) -> Option<(Vec<Ch>, Wc)> {
+        let head_only_conts = matches!(self.cont_kind, ContKind::Queue | ContKind::Stack);
+        let head_only_data = self.kinds.iter().any(|&k| {
+            matches!(
+                k,
+                DataKind::Queue | DataKind::Stack | DataKind::PriorityQueue
+            )
+        });
+        if head_only_conts || head_only_data {
+            return None;
+        }
+        let waiting = self
+            .st
+            .groups
+            .iter()
+            .flat_map(|(l, ws)| ws.iter().map(move |w| (l, w)));
+        let installed = self
+            .installed
+            .iter()
+            .filter(|_| !self.exposed)
+            .map(|(l, w)| (l, w));
+        installed
+            .chain(waiting)
+            .find(|(l, w)| self.search(l, &w.patterns, &w.peeks, None).is_some())
+            .map(|(l, w)| (l.clone(), w.clone()))
+    }
+
     fn channel_count(&self) -> usize {
         CHANNELS
             .iter()
@@ -635,6 +675,8 @@ enum Action {
     },
     Checkpoint,
     Revert(Index),
+    /// `clear`: every stored item goes; installed continuations stay (SPEC §1, §6).
+    Clear,
 }
 
 fn pred() -> impl Strategy<Value = Pred> {
@@ -707,6 +749,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => install,
         2 => Just(Action::Checkpoint),
         2 => any::<Index>().prop_map(Action::Revert),
+        1 => Just(Action::Clear),
     ]
 }
 
@@ -784,6 +827,10 @@ fn run(kinds: [DataKind; 3], cont_kind: ContKind, actions: &[Action]) -> Result<
     run_in(kinds, cont_kind, CandidateOrder::OldestFirst, actions)
 }
 
+/// A soft checkpoint with the model's state, and the number of installs and the exposure
+/// (`Model::exposed`) when it was taken.
+type Taken = (SoftCheckpoint<Ch, Pred, i64, K>, MState, usize, bool);
+
 fn run_in(
     kinds: [DataKind; 3],
     cont_kind: ContKind,
@@ -798,7 +845,7 @@ fn run_in(
     }
     let space: S = Space::new(PredMatch, config);
     let mut model = Model::new(kinds, cont_kind, order);
-    let mut checkpoints: Vec<(SoftCheckpoint<Ch, Pred, i64, K>, MState)> = Vec::new();
+    let mut checkpoints: Vec<Taken> = Vec::new();
     let lists = all_lists();
     for (step, a) in actions.iter().enumerate() {
         match a {
@@ -840,24 +887,48 @@ fn run_in(
                 prop_assert_eq!(got, want, "step {}: {:?}", step, a);
             }
             Action::Install { chans, pats, k } => {
-                let got = space
-                    .install(chans.clone(), pats.clone(), *k)
-                    .map_err(|e| e.kind().clone());
+                let got = space.install(chans.clone(), pats.clone(), *k).map_err(|e| {
+                    assert_eq!(
+                        e.clone().into_inner(),
+                        *k,
+                        "error hands the continuation back"
+                    );
+                    e.kind().clone()
+                });
                 let want = model.install(chans, pats, *k);
                 prop_assert_eq!(got, want, "step {}: {:?}", step, a);
             }
             Action::Checkpoint => {
-                checkpoints.push((space.create_soft_checkpoint(), model.st.clone()));
+                checkpoints.push((
+                    space.create_soft_checkpoint(),
+                    model.st.clone(),
+                    model.installed.len(),
+                    model.exposed,
+                ));
             }
             Action::Revert(ix) => {
                 if !checkpoints.is_empty() {
-                    let (cp, st) = &checkpoints[ix.index(checkpoints.len())];
+                    let (cp, st, installs, exposed) = &checkpoints[ix.index(checkpoints.len())];
                     space.revert_to_soft_checkpoint(cp);
                     model.st = st.clone();
+                    model.exposed = *exposed || model.installed.len() > *installs;
                 }
+            }
+            Action::Clear => {
+                space.clear();
+                model.st.data = Default::default();
+                model.st.groups.clear();
+                model.exposed = false;
             }
         }
         check_contents(&space, &model, &lists, step)?;
+        let possible = model.possible_comm();
+        prop_assert!(
+            possible.is_none(),
+            "step {}: stored items could fire: {:?}",
+            step,
+            possible
+        );
     }
     Ok(())
 }
