@@ -679,6 +679,30 @@ fn installed_survive_clear_and_revert() {
     );
 }
 
+/// The documented limit of `install` (its rustdoc): the no-matching-data check is made at
+/// install time, and installed continuations survive a revert, so reverting to a checkpoint
+/// taken before the install brings back data the installed continuation matches. They stay
+/// stored (a revert fires nothing) until a call moves them; the next produce fires the
+/// installed continuation with its own datum.
+#[test]
+fn documented_limit_revert_past_an_install_can_bring_back_matching_data() {
+    let s = exact();
+    s.produce("a", 1, false).unwrap();
+    let before_install = s.create_soft_checkpoint();
+    s.consume(["a"], [1], "k", false, &[]).unwrap().unwrap();
+    s.install(["a"], [1], "svc").unwrap();
+    s.revert_to_soft_checkpoint(&before_install);
+    assert_eq!(values(&s, "a"), vec![1]);
+    assert_eq!(conts(&s, &["a"]), vec!["svc"]);
+    let comm = s.produce("a", 1, false).unwrap().expect("svc fires");
+    assert_eq!(comm.continuation, "svc");
+    assert!(!comm.reissue);
+    assert_eq!(values(&s, "a"), vec![1], "the datum brought back stays");
+    // A consume takes it as usual.
+    assert!(s.consume(["a"], [1], "k", false, &[]).unwrap().is_some());
+    assert!(s.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // §3 Complete matching and candidate order
 // ---------------------------------------------------------------------------------------------
