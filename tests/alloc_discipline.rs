@@ -61,6 +61,23 @@ fn count<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 type S = Space<u64, u64, u64, u64, ExactMatch>;
 
+/// The counter sees allocations (so the zero counts below are measured, not a counter that
+/// never counts), and only while counting, on this thread.
+#[test]
+fn the_counter_counts_each_allocation() {
+    let (v, allocs) = count(|| std::hint::black_box(Box::new(7u64)));
+    assert_eq!(allocs, 1);
+    let (w, allocs) = count(|| {
+        let mut w: Vec<u64> = Vec::with_capacity(1);
+        w.extend([1, 2, 3]);
+        std::hint::black_box(w)
+    });
+    assert_eq!(allocs, 2, "one allocation and one growth");
+    drop((v, w));
+    let (_, allocs) = count(|| std::hint::black_box(3u64 + 4));
+    assert_eq!(allocs, 0);
+}
+
 #[test]
 fn a_one_channel_consume_comm_allocates_nothing() {
     // The event log (on by default) records each call in a persistent list, which allocates a
@@ -128,6 +145,10 @@ fn a_logged_consume_adds_no_allocation_of_its_own() {
             .count()
     });
     assert_eq!(fired, 200);
+    assert!(
+        allocs >= 200,
+        "the continuation clones were not counted: {allocs}"
+    );
     // Per consume: the continuation's clone made here. The log's records (~100 bytes each)
     // fill a 16 KiB chunk every ~160 consumes.
     assert!(

@@ -364,7 +364,10 @@ fn persistent_datum_reused_within_one_consume() {
             priority: 0
         }]
     );
-    assert!(s.consume(["a"], [5], "k2", false, &[]).unwrap().is_some());
+    let comm = s.consume(["a"], [5], "k2", false, &[]).unwrap().unwrap();
+    assert_eq!(comm.continuation, "k2");
+    assert_eq!(matched(&comm), vec![5]);
+    assert!(comm.matches[0].persistent && !comm.reissue);
     assert_eq!(values(&s, "a"), vec![5]);
 }
 
