@@ -154,24 +154,17 @@ fn three_way_join_every_arrival_order() {
     assert_eq!(orders.len(), 24);
     for order in orders {
         let s = preds();
-        for (i, ev) in order.iter().enumerate() {
-            let got = match *ev {
-                Ev::P(c, d) => s.produce(c, d, false).unwrap(),
-                Ev::C => s
-                    .consume(["a", "b", "c"], [Gt(5), Gt(15), Gt(25)], "abc", false, &[])
-                    .unwrap(),
-            };
-            if i < 3 {
-                assert!(got.is_none(), "{order:?}: fired early at {i}");
-            } else {
-                let comm = got.unwrap_or_else(|| panic!("{order:?}: did not fire"));
-                assert_eq!(comm.continuation, "abc");
-                assert_eq!(matched(&comm), vec![10, 20, 30], "{order:?}");
-                let results: Vec<i64> = comm.matches.iter().map(|m| m.result).collect();
-                assert_eq!(results, vec![103, 203, 303], "matcher results reported");
-                assert!(!comm.reissue);
-            }
-        }
+        let comm = fires_on_the_last(&order, |ev| match *ev {
+            Ev::P(c, d) => s.produce(c, d, false).unwrap(),
+            Ev::C => s
+                .consume(["a", "b", "c"], [Gt(5), Gt(15), Gt(25)], "abc", false, &[])
+                .unwrap(),
+        });
+        assert_eq!(comm.continuation, "abc");
+        assert_eq!(matched(&comm), vec![10, 20, 30], "{order:?}");
+        let results: Vec<i64> = comm.matches.iter().map(|m| m.result).collect();
+        assert_eq!(results, vec![103, 203, 303], "matcher results reported");
+        assert!(!comm.reissue);
         assert!(s.is_empty(), "{order:?}");
     }
 }
@@ -191,33 +184,26 @@ fn repeated_channel_join_every_arrival_order() {
     permutations(&mut events.to_vec(), 0, &mut orders);
     for order in orders {
         let s = preds();
-        for (i, ev) in order.iter().enumerate() {
-            let got = match *ev {
-                Ev::P(c, d) => s.produce(c, d, false).unwrap(),
-                Ev::C => s
-                    .consume(["a", "b", "a"], [eq(2), Any, Odd], "aba", false, &[])
-                    .unwrap(),
-            };
-            if i < 3 {
-                assert!(got.is_none(), "{order:?}: fired early at {i}");
-                continue;
-            }
-            let comm = got.unwrap_or_else(|| panic!("{order:?}: did not fire"));
-            assert_eq!(comm.continuation, "aba");
-            assert_eq!(&*comm.channels, &["a", "b", "a"]);
-            assert_eq!(&*comm.patterns, &[eq(2), Any, Odd]);
-            let got: Vec<(u32, i64, i64, bool)> = comm
-                .matches
-                .iter()
-                .map(|m| (m.position, m.datum, m.result, m.persistent))
-                .collect();
-            assert_eq!(
-                got,
-                vec![(0, 2, 24, false), (1, 3, 30, false), (2, 1, 12, false)],
-                "{order:?}"
-            );
-            assert!(!comm.reissue && !comm.persistent && comm.peeks.is_empty());
-        }
+        let comm = fires_on_the_last(&order, |ev| match *ev {
+            Ev::P(c, d) => s.produce(c, d, false).unwrap(),
+            Ev::C => s
+                .consume(["a", "b", "a"], [eq(2), Any, Odd], "aba", false, &[])
+                .unwrap(),
+        });
+        assert_eq!(comm.continuation, "aba");
+        assert_eq!(&*comm.channels, &["a", "b", "a"]);
+        assert_eq!(&*comm.patterns, &[eq(2), Any, Odd]);
+        let got: Vec<(u32, i64, i64, bool)> = comm
+            .matches
+            .iter()
+            .map(|m| (m.position, m.datum, m.result, m.persistent))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 2, 24, false), (1, 3, 30, false), (2, 1, 12, false)],
+            "{order:?}"
+        );
+        assert!(!comm.reissue && !comm.persistent && comm.peeks.is_empty());
         assert!(s.is_empty(), "{order:?}");
     }
 }
@@ -239,41 +225,50 @@ fn persistent_and_peeked_join_every_arrival_order() {
     assert_eq!(orders.len(), 6);
     for order in orders {
         let s = exact();
-        for (i, ev) in order.iter().enumerate() {
-            let got = match ev {
-                Ev::Persistent => s.produce("a", 5, true).unwrap(),
-                Ev::Peeked => s.produce("b", 6, false).unwrap(),
-                Ev::C => s
-                    .consume(["a", "b", "a"], [5, 6, 5], "k", false, &[1])
-                    .unwrap(),
-            };
-            if i < 2 {
-                assert!(got.is_none(), "{order:?}: fired early at {i}");
-                continue;
-            }
-            let comm = got.unwrap_or_else(|| panic!("{order:?}: did not fire"));
-            let got: Vec<(u32, i64, bool)> = comm
-                .matches
-                .iter()
-                .map(|m| (m.position, m.datum, m.persistent))
-                .collect();
-            assert_eq!(got, vec![(0, 5, true), (1, 6, false), (2, 5, true)]);
-            assert_eq!(&comm.peeks[..], &[1]);
-            assert!(!comm.persistent);
-            // The consume's continuation is used up by firing; either produced datum is not.
-            assert_eq!(comm.reissue, *ev != Ev::C, "{order:?}");
-            let stored_a: Vec<i64> = if *ev == Ev::Persistent {
-                vec![]
-            } else {
-                vec![5]
-            };
-            let stored_b: Vec<i64> = if *ev == Ev::Peeked { vec![] } else { vec![6] };
-            assert_eq!(values(&s, "a"), stored_a, "{order:?}");
-            assert_eq!(values(&s, "b"), stored_b, "{order:?}");
-            assert!(s.continuations(&["a", "b", "a"]).is_empty(), "{order:?}");
-            assert!(s.joins(&"a").is_empty() && s.joins(&"b").is_empty());
-        }
+        let comm = fires_on_the_last(&order, |ev| match ev {
+            Ev::Persistent => s.produce("a", 5, true).unwrap(),
+            Ev::Peeked => s.produce("b", 6, false).unwrap(),
+            Ev::C => s
+                .consume(["a", "b", "a"], [5, 6, 5], "k", false, &[1])
+                .unwrap(),
+        });
+        let last = order[2];
+        let got: Vec<(u32, i64, bool)> = comm
+            .matches
+            .iter()
+            .map(|m| (m.position, m.datum, m.persistent))
+            .collect();
+        assert_eq!(got, vec![(0, 5, true), (1, 6, false), (2, 5, true)]);
+        assert_eq!(&comm.peeks[..], &[1]);
+        assert!(!comm.persistent);
+        // The consume's continuation is used up by firing; either produced datum is not.
+        assert_eq!(comm.reissue, last != Ev::C, "{order:?}");
+        let stored_a: Vec<i64> = if last == Ev::Persistent {
+            vec![]
+        } else {
+            vec![5]
+        };
+        let stored_b: Vec<i64> = if last == Ev::Peeked { vec![] } else { vec![6] };
+        assert_eq!(values(&s, "a"), stored_a, "{order:?}");
+        assert_eq!(values(&s, "b"), stored_b, "{order:?}");
+        assert!(s.continuations(&["a", "b", "a"]).is_empty(), "{order:?}");
+        assert!(s.joins(&"a").is_empty() && s.joins(&"b").is_empty());
     }
+}
+
+/// Runs the events of `order` through `call`: none but the last fires a COMM, and the last
+/// does; returns its COMM.
+fn fires_on_the_last<E: std::fmt::Debug, T>(
+    order: &[E],
+    mut call: impl FnMut(&E) -> Option<T>,
+) -> T {
+    let Some((last, early)) = order.split_last() else {
+        panic!("no events");
+    };
+    for (i, ev) in early.iter().enumerate() {
+        assert!(call(ev).is_none(), "{order:?}: fired early at {i}");
+    }
+    call(last).unwrap_or_else(|| panic!("{order:?}: did not fire"))
 }
 
 fn permutations<T: Clone>(v: &mut Vec<T>, k: usize, out: &mut Vec<Vec<T>>) {
