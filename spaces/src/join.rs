@@ -392,21 +392,23 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
     /// Lists `pick`, just made by position `pos`, in [`uses`](Dfs::uses) (if kept).
     #[inline]
     fn hold(&mut self, pos: usize, pick: Pick) {
-        let entry = (self.join.cids[pos], pick, !self.peeks_at(pos));
-        if let Some(uses) = &mut self.uses {
-            let at = uses.partition_point(|u| *u < entry);
-            uses.insert(at, entry);
-        }
+        let Some(uses) = self.uses.as_mut() else {
+            return;
+        };
+        let entry = (self.join.cids[pos], pick, !self.peeks.contains(&pos));
+        let at = uses.partition_point(|u| *u < entry);
+        uses.insert(at, entry);
     }
 
     /// Takes `pick`, given up by position `pos`, out of [`uses`](Dfs::uses) (if kept).
     #[inline]
     fn release(&mut self, pos: usize, pick: Pick) {
-        let entry = (self.join.cids[pos], pick, !self.peeks_at(pos));
-        if let Some(uses) = &mut self.uses {
-            if let Ok(at) = uses.binary_search(&entry) {
-                uses.remove(at);
-            }
+        let Some(uses) = self.uses.as_mut() else {
+            return;
+        };
+        let entry = (self.join.cids[pos], pick, !self.peeks.contains(&pos));
+        if let Ok(at) = uses.binary_search(&entry) {
+            uses.remove(at);
         }
     }
 
