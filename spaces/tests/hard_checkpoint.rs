@@ -1088,3 +1088,54 @@ fn continuations_no_consume_can_leave_are_refused_and_change_nothing() {
     );
     assert_eq!(contents(&sets), before);
 }
+
+/// The same check on a Set store large enough to keep its duplicate index (16 and more
+/// waiting): a leaf of 24 distinct continuations loads, and one that holds one of them twice
+/// (in valid canonical order, hashed right) is refused and changes nothing.
+#[test]
+fn a_large_set_leaf_holding_a_continuation_twice_is_refused() {
+    const SET: u8 = 3;
+    let jk = [3u32, 4];
+    let patterns: Vec<[u32; 2]> = (0..24).map(|i| [i, i + 1]).collect();
+    let items = |extra: Option<usize>| {
+        let mut items: Vec<ForgedCont<'_>> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p[..], i as u32, false, &[][..]))
+            .collect();
+        items.extend(extra.map(|i| items[i]));
+        // Canonical order: by encoding (the duplicate lands beside its twin).
+        items
+            .sort_by_key(|(p, k, persist, _)| [encoded(*p), encoded(k), encoded(persist)].concat());
+        items
+    };
+    let store = Arc::new(MemoryHistory::new());
+    let distinct = forged_cont_root(&store, &jk, forged_cont_leaf(&jk, SET, true, &items(None)));
+    let twice = forged_cont_root(
+        &store,
+        &jk,
+        forged_cont_leaf(&jk, SET, true, &items(Some(17))),
+    );
+    let sets: S =
+        Space::new(ExactMatch, config().cont_kind(ContKind::Set)).with_history(store.clone());
+    sets.produce(2, 2, false).unwrap();
+    let before = contents(&sets);
+    assert!(
+        matches!(sets.reset(&twice), Err(CheckpointError::Corrupt { .. })),
+        "{:?}",
+        sets.continuations(&jk).len()
+    );
+    assert_eq!(contents(&sets), before);
+    sets.reset(&distinct).unwrap();
+    assert_eq!(sets.continuations(&jk).len(), 24);
+    assert_eq!(sets.full_state_root(), distinct);
+    // The loaded store refuses a consume equal to one it holds, and stores a new one.
+    let k17 = sets.consume(&jk[..], &[17, 18][..], 17, false, &[]);
+    assert!(matches!(k17, Ok(None)));
+    assert_eq!(sets.continuations(&jk).len(), 24);
+    assert!(matches!(
+        sets.consume(&jk[..], &[17, 18][..], 99, false, &[]),
+        Ok(None)
+    ));
+    assert_eq!(sets.continuations(&jk).len(), 25);
+}

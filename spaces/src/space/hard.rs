@@ -400,8 +400,8 @@ fn settle_join<C: Encode, P: Clone + Eq + Encode, K: Clone + Eq + Encode>(
     if multiset {
         let mut fresh = ContStore::new(store.kind());
         // The store's own continuations: a Set's are distinct, so none is checked again.
-        for (_, w) in &items {
-            fresh.push_distinct(w.clone());
+        for (bytes, w) in &items {
+            fresh.push_distinct(w.clone(), bytes);
         }
         *store = fresh;
     }
