@@ -8,6 +8,8 @@
 //!   and a `String` continuation), `produce_multi_channel` (N produces on N channels), beside a
 //!   plain `HashMap<u64, Vec<u64>>` doing the same bookkeeping.
 //! - `exact_match_indexed`: consume-then-reproduce one exact datum among 1 and 100,000 stored.
+//! - `continuation_set/duplicate_consume`: a consume a continuation Set drops as equal to the
+//!   newest of 1 and 10,000 waiting on its channel list (the duplicate check alone).
 //! - `fanout/1000_waiting`: one produce examined by 1,000 waiting structural patterns, only the
 //!   last accepting it.
 //! - `join_partner`: a produce on a channel of 10,000 structural data that a waiting join
@@ -32,7 +34,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rhospace_matchers::{ExactMatch, Pattern, StructuralMatch, Term};
 use rhospace_phlogiston::{CostTable, PhlogistonMeter};
-use rhospace_spaces::{ChargingSpace, ConsumeRequest, Space, SpaceConfig};
+use rhospace_spaces::{ChargingSpace, ConsumeRequest, ContKind, Space, SpaceConfig};
 
 type ExactSpace = Space<u64, u64, u64, String, ExactMatch>;
 
@@ -221,6 +223,31 @@ fn exact_match_indexed(c: &mut Criterion) {
             })
         });
         assert_eq!(space.data(&7).len() as u64, n);
+    }
+    g.finish();
+}
+
+/// A consume that a continuation Set drops as a duplicate of the newest of `n` waiting on its
+/// channel list (a scan's worst case): the duplicate check alone, as the store is unchanged.
+fn continuation_set(c: &mut Criterion) {
+    let mut g = c.benchmark_group("continuation_set");
+    for &n in &[1u64, 10_000] {
+        let space: ExactSpace = Space::new(ExactMatch, SpaceConfig::new().cont_kind(ContKind::Set));
+        for i in 0..n {
+            let stored = space.consume(vec![7], vec![mix(i)], i.to_string(), false, &[]);
+            assert!(matches!(stored, Ok(None)));
+        }
+        let chans: Arc<[u64]> = Arc::from([7u64]);
+        let pats: Arc<[u64]> = Arc::from([mix(n - 1)]);
+        let newest = (n - 1).to_string();
+        g.bench_with_input(BenchmarkId::new("duplicate_consume", n), &n, |b, _| {
+            b.iter(|| {
+                space
+                    .consume(chans.clone(), pats.clone(), newest.clone(), false, &[])
+                    .expect("valid consume")
+            })
+        });
+        assert_eq!(space.continuations(&[7]).len() as u64, n);
     }
     g.finish();
 }
@@ -603,7 +630,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, fanout, join_partner,
+    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, continuation_set, fanout, join_partner,
         join_search, channel_index, charging_overhead, batch_operations
 }
 criterion_main!(benches);
