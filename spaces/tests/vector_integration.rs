@@ -496,6 +496,76 @@ fn similarity_searches_report_their_vector_work() {
     assert_eq!(w, VectorWork::default());
 }
 
+/// SPEC §5 on a charged space: a refused embedding (wrong dimension, NaN, ±inf, zero under
+/// cosine) or similarity query (wrong dimension; at a consume, in a join, at an install)
+/// costs nothing. The balance, the views, the state root and the event log (that of a twin
+/// that made only the accepted calls) stay as they were.
+#[test]
+fn refused_embeddings_and_queries_cost_no_phlogiston() {
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    let meter = std::sync::Arc::new(PhlogistonMeter::new(1_000_000));
+    let accepted = |s: &VSpace| {
+        s.produce("c", d(1, &[1.0, 0.0, 0.0]), false).unwrap();
+        let wait = SimilarityPattern::best([0.0, 1.0, 0.0], Metric::Cosine, 0.9).unwrap();
+        assert!(s
+            .consume(["c"], [wait], "wait", false, &[])
+            .unwrap()
+            .is_none());
+    };
+    let s = Charged::new(
+        space(3, Metric::Cosine),
+        meter.clone(),
+        CostTable::default(),
+    );
+    accepted(s.space());
+    let twin: VSpace = space(3, Metric::Cosine);
+    accepted(&twin);
+    let look = |s: &VSpace| (snapshot(s), s.joins(&"c"), s.full_state_root());
+    let before = look(s.space());
+    let balance = (meter.consumed(), meter.remaining());
+    assert!(balance.0 == 0 && balance.1 > 0);
+
+    let bad: [&[f32]; 6] = [
+        &[1.0, 0.0],
+        &[0.0, 1.0, 0.0, 0.0],
+        &[0.0, f32::NAN, 0.0],
+        &[0.0, 1.0, f32::INFINITY],
+        &[f32::NEG_INFINITY, 1.0, 0.0],
+        &[0.0, 0.0, 0.0],
+    ];
+    for v in bad {
+        for (ch, persist) in [("c", false), ("c", true), ("fresh", false)] {
+            let err = s.produce(ch, d(9, v), persist).unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Embedding(_)), "{v:?}");
+            let err = s
+                .produce_with_priority(ch, d(9, v), persist, 3)
+                .unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::Embedding(_)), "{v:?}");
+        }
+    }
+    let short = SimilarityPattern::best([0.0, 1.0], Metric::Cosine, 0.5).unwrap();
+    let good = SimilarityPattern::best([1.0, 0.0, 0.0], Metric::Cosine, 0.5).unwrap();
+    let err = s
+        .consume(["c"], [short.clone()], "k", false, &[])
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Query { position: 0, .. }));
+    // The datum the first position would take is there: the second is refused all the same.
+    let err = s
+        .consume(["c", "e"], [good, short.clone()], "k", true, &[])
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Query { position: 1, .. }));
+    let err = s.install(["c"], [short], "i").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Query { position: 0, .. }));
+
+    assert_eq!((meter.consumed(), meter.remaining()), balance);
+    assert_eq!(look(s.space()), before);
+    let log = |s: &VSpace| {
+        let cp = s.create_checkpoint().unwrap();
+        (format!("{:?}", cp.log), cp.root)
+    };
+    assert_eq!(log(s.space()), log(&twin), "a refused call left a trace");
+}
+
 /// A table where everything is free except what a test sets.
 fn free_table() -> rhospace_phlogiston::CostTable {
     rhospace_phlogiston::CostTable {
