@@ -26,10 +26,10 @@ enum Op {
     /// `n` non-persistent data whose vectors cycle through a few values (many ties), enough
     /// to seal index blocks.
     Bulk(u16, u8),
-    /// A best-match consume: query, threshold, persistent, peeking.
-    Best([i8; 2], i8, bool, bool),
-    /// A top-k consume: query, threshold, k, persistent, peeking.
-    TopK([i8; 2], i8, usize, bool, bool),
+    /// A best-match consume: query, metric, threshold, persistent, peeking.
+    Best([i8; 2], Metric, i8, bool, bool),
+    /// A top-k consume: query, metric, threshold, k, persistent, peeking.
+    TopK([i8; 2], Metric, i8, usize, bool, bool),
     /// A top-k consume that accepts every datum and takes `k` of them: with enough data it
     /// leaves most index rows dead.
     Drain(usize),
@@ -48,20 +48,36 @@ fn flag() -> impl Strategy<Value = bool> {
     prop_oneof![3 => Just(false), 1 => Just(true)]
 }
 
+/// Mostly the channel's metric (Dot), whose queries scan its index; sometimes another, whose
+/// queries score every datum through the matcher (a zero datum has no cosine: never taken).
+fn metric() -> impl Strategy<Value = Metric> {
+    prop_oneof![4 => Just(Metric::Dot), 1 => Just(Metric::L2Squared), 1 => Just(Metric::Cosine)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let v = || [-2i8..=2, -2i8..=2];
     prop_oneof![
         6 => (v(), any::<bool>()).prop_map(|(v, p)| Op::Produce(v, p)),
         1 => (100u16..400, any::<u8>()).prop_map(|(n, s)| Op::Bulk(n, s)),
-        4 => (v(), -4i8..=4, flag(), flag()).prop_map(|(q, t, p, k)| Op::Best(q, t, p, k)),
-        4 => (v(), -4i8..=4, 1usize..=4, flag(), flag())
-            .prop_map(|(q, t, k, p, pk)| Op::TopK(q, t, k, p, pk)),
+        4 => (v(), metric(), -4i8..=4, flag(), flag())
+            .prop_map(|(q, m, t, p, k)| Op::Best(q, m, t, p, k)),
+        4 => (v(), metric(), -4i8..=4, 1usize..=4, flag(), flag())
+            .prop_map(|(q, m, t, k, p, pk)| Op::TopK(q, m, t, k, p, pk)),
         1 => (50usize..250).prop_map(Op::Drain),
         1 => Just(Op::Save),
         1 => Just(Op::Restore),
         1 => Just(Op::Hard),
         1 => Just(Op::Reset),
     ]
+}
+
+/// `metric`, or Dot for a zero query under cosine (which has no cosine).
+fn usable(metric: Metric, q: &[i8; 2]) -> Metric {
+    if metric == Metric::Cosine && *q == [0, 0] {
+        Metric::Dot
+    } else {
+        metric
+    }
 }
 
 fn f(v: [i8; 2]) -> [f32; 2] {
@@ -231,13 +247,13 @@ proptest! {
                 }
                 Op::Best(..) | Op::TopK(..) | Op::Drain(_) => {
                     let (p, persist, peek) = match o {
-                        Op::Best(q, t, persist, peek) => (
-                            SimilarityPattern::best(f(*q), Metric::Dot, f32::from(*t)),
+                        Op::Best(q, metric, t, persist, peek) => (
+                            SimilarityPattern::best(f(*q), usable(*metric, q), f32::from(*t)),
                             *persist,
                             *peek,
                         ),
-                        Op::TopK(q, t, k, persist, peek) => (
-                            SimilarityPattern::top_k(f(*q), Metric::Dot, f32::from(*t), *k),
+                        Op::TopK(q, metric, t, k, persist, peek) => (
+                            SimilarityPattern::top_k(f(*q), usable(*metric, q), f32::from(*t), *k),
                             *persist,
                             *peek,
                         ),
