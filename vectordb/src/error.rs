@@ -30,8 +30,16 @@ pub enum VectorError {
         /// Index of the first non-finite component.
         index: usize,
     },
-    /// The vector is all zeros (or so small its norm underflows) and the metric is cosine, which
-    /// is undefined for it.
+    /// The metric is cosine, which is undefined for the vector: it is all zeros, or its norm is
+    /// below about `2.9e-39` (2⁻¹²⁸), so small that the inverse norm a cosine row keeps
+    /// (`1/‖v‖` as an `f32`) would be infinite.
+    ///
+    /// ```
+    /// use rhospace_vectordb::{Metric, Query, VectorError};
+    /// assert_eq!(Query::new(&[1e-39, 0.0], Metric::Cosine).err(), Some(VectorError::ZeroVector));
+    /// assert!(Query::new(&[3e-39, 0.0], Metric::Cosine).is_ok());
+    /// assert!(Query::new(&[1e-39, 0.0], Metric::Dot).is_ok());
+    /// ```
     ZeroVector,
 }
 
