@@ -250,6 +250,12 @@ pub enum Take {
     Best,
     /// The `k` best-scoring data above the threshold, as one COMM. The position is satisfied
     /// only when `k` usable data pass the threshold.
+    ///
+    /// In a join, the group is the `k` best of the data that the *earlier* positions leave
+    /// usable, and the space does not try another group when a later position then finds
+    /// nothing. So the order of the positions can decide whether a join fires: `[top-2, p]`
+    /// waits where `[p, top-2]` fires when `p` accepts only the best datum and three data
+    /// pass the top-2's threshold.
     TopK(NonZeroUsize),
 }
 
