@@ -738,3 +738,169 @@ proptest! {
         }
     }
 }
+
+/// One thread's calls for [`storage_is_paid_exactly_for_what_stays_stored_under_threads`]:
+/// what it paid in operation prices (base, join arity, COMMs; no storage), the channel lists
+/// it consumed on, and counts of the COMM shapes it saw (so the test knows it exercised them).
+#[derive(Default)]
+struct Paid {
+    prices: u64,
+    lists: Vec<Vec<u64>>,
+    refused: u64,
+    produce_fired_join: u64,
+    persistent_matched: u64,
+    peeked: u64,
+}
+
+fn charged_worker(s: &Sk, t: &CostTable, id: u64, ops: u64) -> Paid {
+    const CHANNELS: u64 = 6;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (id + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut paid = Paid::default();
+    let value = |rng: &mut Rng| rng.below(3).to_string();
+    let out_of_phlogiston = |kind: &ErrorKind| matches!(kind, ErrorKind::OutOfPhlogiston(_));
+    for i in 0..ops {
+        match rng.below(20) {
+            0..=8 => {
+                let persist = rng.below(6) == 0;
+                match s.produce(rng.below(CHANNELS), value(&mut rng), persist) {
+                    Ok(fired) => {
+                        paid.prices += t.produce_base;
+                        if let Some(comm) = fired {
+                            paid.prices += t.comm(comm.matches.len());
+                            if comm.matches.len() > 1 {
+                                paid.produce_fired_join += 1;
+                            }
+                            if comm.matches.iter().any(|m| m.persistent) {
+                                paid.persistent_matched += 1;
+                            }
+                            if !comm.peeks.is_empty() {
+                                paid.peeked += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        assert!(out_of_phlogiston(e.kind()), "{:?}", e.kind());
+                        paid.refused += 1;
+                    }
+                }
+            }
+            9..=18 => {
+                // One to three distinct channels, in any order (joins across shards).
+                let arity = 1 + rng.below(3) as usize;
+                let mut channels: Vec<u64> = Vec::new();
+                while channels.len() < arity {
+                    let c = rng.below(CHANNELS);
+                    if !channels.contains(&c) {
+                        channels.push(c);
+                    }
+                }
+                let patterns: Vec<String> = channels.iter().map(|_| value(&mut rng)).collect();
+                let peeks: Vec<usize> = (0..arity).filter(|_| rng.below(5) == 0).collect();
+                let persist = rng.below(8) == 0;
+                let k = id << 32 | i;
+                match s.consume(channels.clone(), patterns, k, persist, &peeks) {
+                    Ok(fired) => {
+                        paid.prices += t.consume_base + t.join_channel * arity as u64;
+                        if let Some(comm) = fired {
+                            paid.prices += t.comm(comm.matches.len());
+                            if comm.matches.iter().any(|m| m.persistent) {
+                                paid.persistent_matched += 1;
+                            }
+                            if !comm.peeks.is_empty() {
+                                paid.peeked += 1;
+                            }
+                        }
+                        paid.lists.push(channels);
+                    }
+                    Err(e) => {
+                        assert!(out_of_phlogiston(e.kind()), "{:?}", e.kind());
+                        paid.refused += 1;
+                    }
+                }
+            }
+            _ => match s.create_soft_checkpoint() {
+                Ok(_) => paid.prices += t.soft_checkpoint(),
+                Err(_) => paid.refused += 1,
+            },
+        }
+    }
+    paid
+}
+
+/// SPEC §8 under threads, to the unit: threads produce (some persistent) and consume (joins
+/// of up to three channels across shards, some persistent, some peeking) on a few shared
+/// channels with a small value domain, so produces fire stored joins, consumes take and peek
+/// at persistent data, and calls race for the same items. Matching is priced at 0, so every
+/// call's price follows from what it returned; storage is charged when an item is stored and
+/// refunded exactly once when a COMM frees it (never for a persistent or peeked datum, nor a
+/// persistent continuation). So at the end the meter must hold exactly the prices of the
+/// admitted calls plus the storage of what the views still show, and no more: a refund made
+/// twice, missed, or made for an item that stays breaks the equality. Run once with room for
+/// everything and once with a meter that runs dry mid-run (refused calls change nothing).
+#[test]
+fn storage_is_paid_exactly_for_what_stays_stored_under_threads() {
+    const THREADS: u64 = 4;
+    const OPS: u64 = 3_000;
+    let t = CostTable {
+        match_candidate: 0,
+        ..CostTable::default()
+    };
+    for limit in [u64::MAX / 4, 150_000] {
+        let meter = Arc::new(PhlogistonMeter::new(limit));
+        let s: Sk =
+            ChargingSpace::new(Space::new(ExactMatch, SpaceConfig::new()), meter.clone(), t);
+        let runs: Vec<Paid> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|id| {
+                    let (s, t) = (&s, &t);
+                    scope.spawn(move || charged_worker(s, t, id, OPS))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("worker"))
+                .collect()
+        });
+        let prices: u64 = runs.iter().map(|p| p.prices).sum();
+        let mut lists: Vec<Vec<u64>> = runs.iter().flat_map(|p| p.lists.clone()).collect();
+        lists.sort();
+        lists.dedup();
+        let mut storage = 0u64;
+        for c in 0..6u64 {
+            for d in s.space().data(&c) {
+                storage += t.datum_storage(c.encoded_len(), d.value.encoded_len());
+            }
+        }
+        for list in &lists {
+            let channels_len: usize = list.iter().map(Encode::encoded_len).sum();
+            for w in s.space().continuations(list) {
+                let patterns_len: usize = w.patterns.iter().map(Encode::encoded_len).sum();
+                storage += t.continuation_storage(
+                    channels_len,
+                    patterns_len,
+                    w.continuation.encoded_len(),
+                );
+            }
+        }
+        assert_eq!(
+            meter.consumed(),
+            prices + storage,
+            "limit {limit}: prices {prices}, storage still held {storage}"
+        );
+        let sum = |f: fn(&Paid) -> u64| runs.iter().map(f).sum::<u64>();
+        assert!(
+            sum(|p| p.produce_fired_join) > 0,
+            "a produce completed a join"
+        );
+        assert!(
+            sum(|p| p.persistent_matched) > 0,
+            "a COMM used a persistent datum"
+        );
+        assert!(sum(|p| p.peeked) > 0, "a COMM peeked");
+        if limit < u64::MAX / 4 {
+            assert!(sum(|p| p.refused) > 0, "the meter ran dry");
+        } else {
+            assert_eq!(sum(|p| p.refused), 0);
+        }
+    }
+}
