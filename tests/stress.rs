@@ -810,3 +810,170 @@ fn join_racing_a_produce_on_its_other_shard_fires_exactly_once() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Wide joins locking many shards, named in different orders.
+// ---------------------------------------------------------------------------------------------
+
+/// Threads consume on joins of three to six channels, each naming its channels in its own
+/// random order (so two joins often list the same shards in opposite orders), while they also
+/// produce on those channels and take soft checkpoints (which lock every shard). A produce on
+/// a channel of a wide join must lock every shard the join spans. With locks taken in any
+/// order but ascending shard index this deadlocks; the work runs on a watchdog, so a deadlock
+/// fails the test instead of hanging it. Afterwards: every datum was taken by exactly one COMM
+/// or is still stored, every continuation fired exactly once or still waits, every COMM took
+/// one datum off each of its channels, and no stored join could fire (SPEC §1, §9).
+#[test]
+fn wide_joins_in_any_channel_order_do_not_deadlock_and_conserve() {
+    const THREADS: usize = 4;
+    const CHANNELS: u64 = 12;
+    let calls: usize = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        50_000
+    };
+    let started = Instant::now();
+    let space = std::sync::Arc::new(S::with_shards(PredMatch, SpaceConfig::new(), 8));
+    // (data produced, continuations consumed with their lists, COMMs) per thread.
+    type Run = (Vec<(i64, Ch)>, Vec<(u64, Vec<Ch>)>, Vec<SComm>);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Run>>();
+    {
+        let space = space.clone();
+        std::thread::spawn(move || {
+            let runs = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..THREADS)
+                    .map(|t| {
+                        let space = &space;
+                        scope.spawn(move || {
+                            let mut rng = Rng(0x3A1D_9E37 ^ (t as u64 + 1) << 40);
+                            let mut run: Run = Default::default();
+                            let tag = (t as u64 + 1) << 32;
+                            for i in 0..calls as u64 {
+                                let id = tag | i;
+                                match rng.below(100) {
+                                    0..=79 => {
+                                        let ch = rng.below(CHANNELS) as Ch;
+                                        run.0.push((id as i64, ch));
+                                        if let Some(comm) =
+                                            space.produce(ch, id as i64, false).expect("produce")
+                                        {
+                                            run.2.push(comm);
+                                        }
+                                    }
+                                    80..=98 => {
+                                        let arity = 3 + rng.below(3) as usize;
+                                        let mut list: Vec<Ch> = Vec::with_capacity(arity);
+                                        while list.len() < arity {
+                                            let c = rng.below(CHANNELS) as Ch;
+                                            if !list.contains(&c) {
+                                                list.push(c);
+                                            }
+                                        }
+                                        let pats = vec![Pred::Any; arity];
+                                        run.1.push((id, list.clone()));
+                                        if let Some(comm) = space
+                                            .consume(list, pats, id, false, &[])
+                                            .expect("consume")
+                                        {
+                                            run.2.push(comm);
+                                        }
+                                    }
+                                    _ => drop(space.create_soft_checkpoint()),
+                                }
+                            }
+                            run
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("worker"))
+                    .collect::<Vec<Run>>()
+            });
+            let _ = tx.send(runs);
+        });
+    }
+    let runs = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the threads finish: no deadlock (or a worker panicked)");
+
+    let mut data: HashMap<i64, Ch> = HashMap::new();
+    let mut conts: HashMap<u64, Vec<Ch>> = HashMap::new();
+    let mut used: HashMap<i64, usize> = HashMap::new();
+    let mut fired: HashMap<u64, usize> = HashMap::new();
+    for (produced, consumed, comms) in &runs {
+        data.extend(produced.iter().copied());
+        conts.extend(consumed.iter().cloned());
+        for comm in comms {
+            *fired.entry(comm.continuation).or_default() += 1;
+            assert_eq!(comm.matches.len(), comm.channels.len());
+            for m in &comm.matches {
+                *used.entry(m.datum).or_default() += 1;
+            }
+        }
+    }
+    // Every datum and continuation is known now: check each COMM against them.
+    for (_, _, comms) in &runs {
+        for comm in comms {
+            assert_eq!(&comm.channels[..], &conts[&comm.continuation][..]);
+            for (i, m) in comm.matches.iter().enumerate() {
+                assert_eq!(
+                    data[&m.datum], comm.channels[i],
+                    "datum taken off its channel"
+                );
+            }
+        }
+    }
+    let mut stored: HashMap<i64, usize> = HashMap::new();
+    let mut left = [false; CHANNELS as usize];
+    for c in 0..CHANNELS as Ch {
+        for d in space.data(&c) {
+            assert_eq!(data[&d.value], c);
+            *stored.entry(d.value).or_default() += 1;
+            left[c as usize] = true;
+        }
+    }
+    for v in data.keys() {
+        let (u, s) = (
+            used.get(v).copied().unwrap_or(0),
+            stored.get(v).copied().unwrap_or(0),
+        );
+        assert_eq!(u + s, 1, "datum {v}: taken {u} times, stored {s} times");
+    }
+    let mut lists: Vec<&Vec<Ch>> = conts.values().collect();
+    lists.sort();
+    lists.dedup();
+    let mut waiting: HashMap<u64, usize> = HashMap::new();
+    for list in lists {
+        let ws = space.continuations(list);
+        if !ws.is_empty() {
+            assert!(
+                !list.iter().all(|c| left[*c as usize]),
+                "a stored join {list:?} could fire"
+            );
+        }
+        for w in ws {
+            assert_eq!(&conts[&w.continuation], list);
+            *waiting.entry(w.continuation).or_default() += 1;
+        }
+    }
+    for k in conts.keys() {
+        let (f, w) = (
+            fired.get(k).copied().unwrap_or(0),
+            waiting.get(k).copied().unwrap_or(0),
+        );
+        assert_eq!(
+            f + w,
+            1,
+            "continuation {k}: fired {f} times, waiting {w} times"
+        );
+    }
+    let comms: usize = runs.iter().map(|r| r.2.len()).sum();
+    eprintln!(
+        "{:?}: {comms} COMMs; {} data and {} continuations left",
+        started.elapsed(),
+        stored.len(),
+        waiting.len()
+    );
+    assert!(comms > calls / 10, "wide joins fired: {comms} COMMs");
+}
