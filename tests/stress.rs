@@ -977,3 +977,139 @@ fn wide_joins_in_any_channel_order_do_not_deadlock_and_conserve() {
     );
     assert!(comms > calls / 10, "wide joins fired: {comms} COMMs");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Disjoint channels: the same results and root on any number of threads.
+// ---------------------------------------------------------------------------------------------
+
+/// Group `g`'s seeded script on its own five channels (`1_000 g ..`): produces (some
+/// persistent), single consumes and joins (some persistent, some peeking). Returns every
+/// call's result, in call order.
+fn group_script(space: &S, g: u64) -> Vec<String> {
+    let mut rng = Rng(0xD15_7017 ^ (g + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let base = 1_000 * g as Ch;
+    let mut out = Vec::new();
+    for i in 0..2_000u64 {
+        let ch = base + rng.below(4) as Ch;
+        // A fifth channel that only data and plain consumes use: nothing waits on it for
+        // long, so its produces take the one-shard path that stores at once.
+        let quiet = base + 4;
+        let roll = rng.below(100);
+        if roll < 15 {
+            let r = space.produce(quiet, roll as i64, false).expect("produce");
+            out.push(format!("{r:?}"));
+        } else if roll < 20 {
+            let r = space
+                .consume([quiet], [Pred::Any], g << 32 | i, false, &[])
+                .expect("consume");
+            out.push(format!("{r:?}"));
+        } else if rng.chance(55) {
+            let value = (rng.below(50) as i64) << 1 | rng.below(2) as i64;
+            let r = space.produce(ch, value, rng.chance(10)).expect("produce");
+            out.push(format!("{r:?}"));
+        } else {
+            let mut list = vec![ch];
+            if rng.chance(40) {
+                let other = base + rng.below(4) as Ch;
+                if other != ch {
+                    list.push(other);
+                }
+            }
+            let pats: Vec<Pred> = list.iter().map(|_| pattern(&mut rng)).collect();
+            let peeks: Vec<usize> = (0..list.len()).filter(|_| rng.chance(10)).collect();
+            let r = space
+                .consume(list, pats, g << 32 | i, rng.chance(5), &peeks)
+                .expect("consume");
+            out.push(format!("{r:?}"));
+        }
+    }
+    out
+}
+
+/// What runs beside the scripts in [`disjoint_run`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Beside {
+    Nothing,
+    /// Soft checkpoints and full state roots: reads, which change nothing.
+    Reads,
+    /// Hard checkpoints, which also put Bag data and join groups into canonical order (so
+    /// they change which candidate later calls take first: they are calls of the sequence).
+    HardCheckpoints,
+}
+
+/// Runs the scripts of `GROUPS` groups on `threads` threads (thread `t` runs the groups
+/// `g ≡ t mod threads`, in order) while another thread does `beside`; returns each group's
+/// results and the final state root, checked against a full re-hash.
+fn disjoint_run(threads: u64, beside: Beside) -> (Vec<Vec<String>>, [u8; 32]) {
+    const GROUPS: u64 = 8;
+    let space = S::new(PredMatch, SpaceConfig::new());
+    let done = AtomicBool::new(false);
+    let mut results: Vec<(u64, Vec<String>)> = std::thread::scope(|s| {
+        let observer = (beside != Beside::Nothing).then(|| {
+            s.spawn(|| {
+                let mut taken = 0u32;
+                while !done.load(Ordering::Acquire) || taken == 0 {
+                    if beside == Beside::HardCheckpoints {
+                        space.create_checkpoint().expect("in-memory checkpoint");
+                    } else {
+                        drop(space.create_soft_checkpoint());
+                        space.full_state_root();
+                    }
+                    taken += 1;
+                    std::thread::yield_now();
+                }
+                taken
+            })
+        });
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let space = &space;
+                s.spawn(move || {
+                    (0..GROUPS)
+                        .filter(|g| g % threads == t)
+                        .map(|g| (g, group_script(space, g)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results = workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect();
+        done.store(true, Ordering::Release);
+        if let Some(o) = observer {
+            assert!(o.join().expect("observer") > 0);
+        }
+        results
+    });
+    results.sort_by_key(|(g, _)| *g);
+    let full = space.full_state_root();
+    let root = space
+        .create_checkpoint()
+        .expect("in-memory checkpoint")
+        .root;
+    assert_eq!(root, full, "the incremental root is the full one");
+    (results.into_iter().map(|(_, r)| r).collect(), root)
+}
+
+/// SPEC §3 and §9: calls on disjoint channels commute, so the same scripts give the same
+/// results and the same state root whether they run on one thread or on two or four at once,
+/// and whether or not soft checkpoints and full roots are read while they run. Hard
+/// checkpoints taken while they run change later choices (see [`Beside`]), but the root each
+/// one leaves must still be the full re-hash of the state: a checkpoint that dropped a change
+/// made concurrently with it from the set to re-hash would leave a stale root.
+#[test]
+fn disjoint_channels_give_the_same_results_and_root_on_any_thread_count() {
+    let (expected, root) = disjoint_run(1, Beside::Nothing);
+    assert!(expected.iter().flatten().any(|r| r.starts_with("Some")));
+    for threads in [1, 2, 4] {
+        for beside in [Beside::Nothing, Beside::Reads] {
+            let (results, got) = disjoint_run(threads, beside);
+            for (g, (a, b)) in results.iter().zip(&expected).enumerate() {
+                assert!(a == b, "{threads} threads, {beside:?}: group {g} differs");
+            }
+            assert_eq!(got, root, "{threads} threads, {beside:?}: root");
+        }
+        disjoint_run(threads, Beside::HardCheckpoints);
+    }
+}
