@@ -1,7 +1,8 @@
 //! loom models of the space's lock protocol (SPEC §9): shard locks taken in ascending order,
 //! joins that span shards, the produce path that widens its lock set, soft checkpoints that
 //! lock every shard, a replay (the replay lock, taken after the shard locks), and a charging
-//! space's refund, which a soft checkpoint must see together with the change that earned it.
+//! space's refund, which a soft checkpoint must see together with the change that earned it
+//! and a settled revert must settle exactly once.
 //!
 //! Under `--cfg loom` the space's shard mutexes are loom's (see `spaces/src/sync.rs`), so loom
 //! explores the interleavings of *our* protocol on the real `Space`. The maps inside a shard are
@@ -147,6 +148,34 @@ fn checkpoint_racing_a_refund_records_it_with_the_state() {
             meter.consumed() - before,
             t.soft_checkpoint() + back * storage
         );
+        assert_eq!(meter.consumed() + meter.remaining(), meter.limit());
+    });
+}
+
+#[test]
+fn revert_racing_a_refund_settles_it_exactly_once() {
+    // A charged consume frees a stored datum (and refunds its storage) while a settled revert
+    // goes back to a checkpoint that holds the datum. Either the consume comes first (its
+    // refund is charged back, the datum returns) or the revert does (it settles nothing and
+    // the consume then takes the datum for good): in both, the meter holds exactly the prices
+    // paid plus the storage of what is stored at the end.
+    model("revert_racing_refund", || {
+        let meter = Arc::new(PhlogistonMeter::new(1_000_000));
+        let t = CostTable::default();
+        let s = Arc::new(ChargingSpace::new(space(), meter.clone(), t));
+        s.produce(0, 7, false).unwrap();
+        let cp = s.create_soft_checkpoint().unwrap();
+        let before = meter.consumed();
+        let storage = t.datum_storage(4, 4);
+        let s1 = s.clone();
+        let t1 = thread::spawn(move || s1.consume([0], [7], 1, false, &[]).unwrap().is_some());
+        s.revert_to_soft_checkpoint(&cp).unwrap();
+        assert!(t1.join().unwrap());
+        let stored = s.space().data(&0).len() as u64;
+        let prices =
+            t.consume_base + t.join_channel + t.matching(1) + t.comm(1) + t.soft_checkpoint();
+        // `before` includes the datum's storage: what is refunded for good comes off it.
+        assert_eq!(meter.consumed(), before + prices - (1 - stored) * storage);
         assert_eq!(meter.consumed() + meter.remaining(), meter.limit());
     });
 }
