@@ -10,7 +10,8 @@ use std::thread;
 
 use common::{Pred, PredMatch};
 use rhospace_matchers::ExactMatch;
-use rhospace_spaces::{Comm, SoftCheckpoint, Space, SpaceConfig};
+use rhospace_phlogiston::{Lease, PhlogistonMeter};
+use rhospace_spaces::{ChargingSpace, Comm, SoftCheckpoint, Space, SpaceConfig};
 
 const fn assert_send_sync<T: Send + Sync>() {}
 
@@ -18,6 +19,11 @@ const _: () = assert_send_sync::<Space<String, i64, i64, String, ExactMatch>>();
 const _: () = assert_send_sync::<Space<String, Pred, i64, String, PredMatch>>();
 const _: () = assert_send_sync::<SoftCheckpoint<String, i64, i64, String>>();
 const _: () = assert_send_sync::<Comm<String, i64, i64, String, ()>>();
+// A metered space, and what it charges, are shared across threads the same way (SPEC §8:
+// "under any number of threads charging one meter at once").
+const _: () = assert_send_sync::<ChargingSpace<String, i64, i64, String, ExactMatch>>();
+const _: () = assert_send_sync::<PhlogistonMeter>();
+const _: () = assert_send_sync::<Lease<Arc<PhlogistonMeter>>>();
 
 const THREADS: u64 = 4;
 const ROUNDS: u64 = 600;
