@@ -116,6 +116,8 @@ impl RawLock {
     /// Whether some thread holds the lock (a hint: it may change at once).
     #[inline]
     pub(crate) fn is_locked(&self) -> bool {
+        // Relaxed: only decides whether to try (or, in the park's check, whether to sleep);
+        // the lock is taken only by the Acquire compare-and-swap or a hand-over.
         self.locked.load(Relaxed) != 0
     }
 
@@ -167,6 +169,7 @@ impl RawLock {
                     Some(deadline),
                 )
             };
+            // Relaxed: as the count in; no data is published through it.
             self.sleepers.fetch_sub(1, Relaxed);
             if parked == ParkResult::Unparked(TOKEN_HANDOFF) {
                 // The releaser left `locked` at 1 for us.
