@@ -104,10 +104,18 @@ use crate::space::{SoftCheckpoint, Space};
 ///   `reset`, `clear` and plain revert charge nothing and settle nothing (they leave the
 ///   ledger as it is, so a later settled revert still charges back every refund made since
 ///   its checkpoint).
+/// - Hard checkpoints are not charged: a charging space has no `create_checkpoint` of its
+///   own, and the wrapped space's is unmetered like the rest of it, so
+///   [`CostTable::hard_checkpoint`] prices nothing here (a hard checkpoint is the block's
+///   step, not a deploy's; a caller that wants it paid charges the meter itself).
 /// - A checkpoint of another space carries another meter's refunds: reverting to it charges
 ///   only the price, and the ledger goes on from its value before.
-/// - A refund gives back at most what the meter has charged and not refunded (items stored
-///   by another meter or an unmetered call); the ledger counts what was actually refunded.
+/// - The space does not record which meter paid for an item: one this meter never paid to
+///   store (stored before the space was wrapped, through the unmetered space, or brought by
+///   another space's checkpoint) is refunded all the same when a COMM frees it, out of
+///   whatever else the meter has charged, up to what it has charged and not refunded (so
+///   such a COMM can cost its caller less than its price). The ledger counts what was
+///   actually refunded.
 /// - The ledger is a `u64` sum of refunds, exact up to 2^64 phlogiston refunded in a lineage.
 ///
 /// # Example

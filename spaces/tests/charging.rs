@@ -904,3 +904,29 @@ fn storage_is_paid_exactly_for_what_stays_stored_under_threads() {
         }
     }
 }
+
+/// The documented limit: an item this meter never paid to store (here, stored before the
+/// space was wrapped) is refunded when a COMM frees it, out of whatever else the meter has
+/// charged, up to what it has charged and not refunded: here the checkpoint's price and the
+/// COMM's own, all there is to give back.
+#[test]
+fn an_item_the_meter_never_paid_for_is_refunded_out_of_other_charges() {
+    let t = CostTable::default();
+    let inner = Space::new(ExactMatch, SpaceConfig::new());
+    let x = "x".repeat(500);
+    inner.produce(1u64, x.clone(), false).unwrap();
+    let meter = Arc::new(PhlogistonMeter::new(1_000_000));
+    let s: Sk = ChargingSpace::new(inner, meter.clone(), t);
+    assert!(datum_storage(&x) > fired_consume());
+    let cp = s.create_soft_checkpoint().unwrap();
+    s.consume([1u64], [x.clone()], 0, false, &[])
+        .unwrap()
+        .unwrap();
+    // Paid the checkpoint and the consume; the refund, meant for storage this meter never
+    // charged, took back both prices.
+    assert_eq!(meter.consumed(), 0);
+    // The ledger counts only what was refunded: the revert charges back exactly that.
+    s.revert_to_soft_checkpoint(&cp).unwrap();
+    assert_eq!(meter.consumed(), 2 * t.soft_checkpoint() + fired_consume());
+    assert_eq!(s.space().data(&1).len(), 1);
+}
