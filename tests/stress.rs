@@ -815,7 +815,7 @@ fn join_racing_a_produce_on_its_other_shard_fires_exactly_once() {
 // Wide joins locking many shards, named in different orders.
 // ---------------------------------------------------------------------------------------------
 
-/// Threads consume on joins of three to six channels, each naming its channels in its own
+/// Threads consume on joins of three to five channels, each naming its channels in its own
 /// random order (so two joins often list the same shards in opposite orders), while they also
 /// produce on those channels and take soft checkpoints (which lock every shard). A produce on
 /// a channel of a wide join must lock every shard the join spans. With locks taken in any
