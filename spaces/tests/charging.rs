@@ -272,6 +272,10 @@ fn balance_holds_under_threads() {
         })
         .collect();
     let refused: u32 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+    // SPEC §8's sum holds by construction (`consumed` is `limit - remaining`, one counter);
+    // what this test checks is that concurrent refusals are all `OutOfPhlogiston` once the
+    // meter runs dry. The exact balance under threads is checked by
+    // `storage_is_paid_exactly_for_what_stays_stored_under_threads`.
     assert_eq!(m.consumed() + m.remaining(), m.limit());
     // The limit is small enough that the meter runs dry.
     assert!(refused > 0);
