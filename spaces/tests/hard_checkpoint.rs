@@ -1278,3 +1278,114 @@ fn every_call_keeps_the_incremental_root_exact_and_a_loaded_state_goes_on_alike(
         }
     }
 }
+
+/// A store that serves `inner`'s blobs, except that the blob under `target` is `bytes` (absent
+/// when `None`): one damaged node or leaf blob.
+struct Damaged {
+    inner: Arc<MemoryHistory>,
+    target: Digest,
+    bytes: Option<Vec<u8>>,
+}
+
+impl HistoryStore for Damaged {
+    fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
+        if *hash == self.target {
+            return Ok(self.bytes.clone());
+        }
+        self.inner.get(hash)
+    }
+    fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
+        Ok(self.get(hash)?.is_some())
+    }
+    fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
+        self.inner.commit(blobs, root)
+    }
+    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
+        self.inner.has_root(root)
+    }
+    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
+        self.inner.roots()
+    }
+}
+
+/// SPEC §5 and §6 on a damaged history: with any one trie node or leaf blob below a recorded
+/// root missing, cut short, with a byte changed, with a byte added, or with a huge length
+/// spliced in, `reset` to that root is a typed error, never a panic or a huge allocation, and
+/// leaves the space as it was: same contents, and the next checkpoint gives the root and the
+/// event log of a twin that made the same calls without the failed reset.
+#[test]
+fn a_reset_from_a_damaged_store_is_an_error_and_changes_nothing() {
+    use rhospace_spaces::merkle::MerkleMap;
+    let store = Arc::new(MemoryHistory::new());
+    let s = Space::with_shards(ExactMatch, config(), 8).with_history(store.clone());
+    let mut rng = Rng(0xDA3A_6ED5);
+    for _ in 0..300 {
+        make_call(&s, &wide_call(&mut rng));
+    }
+    let root = s.create_checkpoint().unwrap().root;
+    let all = MerkleMap::load(&root, |h| store.get(h))
+        .unwrap()
+        .missing_nodes(|_| Ok::<_, ()>(false))
+        .unwrap();
+    let mut targets: Vec<(Digest, Vec<u8>)> = all.nodes;
+    for (_, value) in &all.leaves {
+        targets.push((*value, store.get(value).unwrap().unwrap()));
+    }
+    assert!(all.leaves.len() > 10, "the state spans many leaves");
+    let mut tried = 0;
+    for (target, honest) in &targets {
+        let len = honest.len() as u64;
+        let mut damages = vec![None, Some(honest[..rng.below(len) as usize].to_vec())];
+        let mut longer = honest.clone();
+        longer.push(rng.below(256) as u8);
+        damages.push(Some(longer));
+        for _ in 0..3 {
+            let mut changed = honest.clone();
+            changed[rng.below(len) as usize] ^= 1 + rng.below(255) as u8;
+            damages.push(Some(changed));
+        }
+        let mut huge = honest.clone();
+        let at = rng.below(len) as usize;
+        huge.splice(
+            at..at,
+            [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+        );
+        damages.push(Some(huge));
+        for bytes in damages {
+            let damaged: Arc<dyn HistoryStore> = Arc::new(Damaged {
+                inner: store.clone(),
+                target: *target,
+                bytes: bytes.clone(),
+            });
+            let calls = |x: &S| {
+                x.produce(2, 2, false).unwrap();
+                x.consume([3, 100], [1, 1], 4, false, &[]).unwrap();
+                x.produce(102, 3, false).unwrap();
+            };
+            let (b, twin) = (
+                space(4).with_history(damaged.clone()),
+                space(4).with_history(damaged),
+            );
+            calls(&b);
+            calls(&twin);
+            let before = contents(&b);
+            let got = b.reset(&root);
+            assert!(
+                matches!(
+                    got,
+                    Err(CheckpointError::Corrupt { .. } | CheckpointError::KindMismatch { .. })
+                ),
+                "{} damaged to {bytes:?}: {got:?}",
+                hex(target)
+            );
+            assert_eq!(contents(&b), before);
+            assert_eq!(b.full_state_root(), twin.full_state_root());
+            assert_eq!(
+                b.create_checkpoint().unwrap(),
+                twin.create_checkpoint().unwrap()
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried > 100);
+}
