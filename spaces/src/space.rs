@@ -1824,18 +1824,21 @@ where
                 let peek = peeks.contains(&pos);
                 let last_on_channel = last_on_channel[e];
                 let mut tidied = None;
-                let taken = view.channel_mut(&list[pos]).and_then(|cs| {
-                    let stored = cs.data.get(pick.key)?;
-                    if stored.persist || peek {
-                        Some((stored.value.clone(), stored.persist))
-                    } else {
-                        let d = cs.data.take(pick.key).map(|d| (d.value, d.persist));
-                        if last_on_channel {
-                            cs.data.tidy();
-                            tidied = Some(cs.data.is_empty() && cs.joins.is_empty());
-                        }
-                        d
+                // A datum that stays (persistent, or peeked) is read without listing its
+                // channel as changed: the next hard checkpoint has nothing to re-encode there.
+                let stays = view
+                    .channel(&list[pos])
+                    .and_then(|cs| cs.data.get(pick.key))
+                    .filter(|stored| stored.persist || peek)
+                    .map(|stored| (stored.value.clone(), stored.persist));
+                let taken = stays.or_else(|| {
+                    let cs = view.channel_mut(&list[pos])?;
+                    let d = cs.data.take(pick.key).map(|d| (d.value, d.persist));
+                    if last_on_channel {
+                        cs.data.tidy();
+                        tidied = Some(cs.data.is_empty() && cs.joins.is_empty());
                     }
+                    d
                 });
                 match tidied {
                     Some(now_empty) => {

@@ -1389,3 +1389,89 @@ fn a_reset_from_a_damaged_store_is_an_error_and_changes_nothing() {
     }
     assert!(tried > 100);
 }
+
+/// A memory store that counts the bytes of the blobs each commit is given.
+#[derive(Default)]
+struct Offered {
+    inner: MemoryHistory,
+    bytes: AtomicUsize,
+}
+
+impl HistoryStore for Offered {
+    fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
+        self.inner.get(hash)
+    }
+    fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
+        self.inner.contains(hash)
+    }
+    fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
+        let given: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+        self.bytes.fetch_add(given, Ordering::SeqCst);
+        self.inner.commit(blobs, root)
+    }
+    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
+        self.inner.has_root(root)
+    }
+    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
+        self.inner.roots()
+    }
+}
+
+/// SPEC §6's incremental cost: a call that only reads a stored datum (a persistent one, or
+/// one a consume peeks at), alone or in a join, or from a produce's side, changes nothing on
+/// that datum's channel, so the next checkpoint does not re-encode the channel: it gives its
+/// store a few bytes, not the channel's thousands, and the root stays where it was.
+#[test]
+fn reading_a_stored_datum_leaves_its_channel_out_of_the_next_checkpoint() {
+    const N: u32 = 2000;
+    let store = Arc::new(Offered::default());
+    let s = space(4).with_history(store.clone());
+    // A Queue and a Stack whose heads are persistent, each behind thousands of data.
+    s.produce(100, 7, true).unwrap();
+    for i in 0..N {
+        s.produce(100, 1000 + i, false).unwrap();
+        s.produce(101, 1000 + i, false).unwrap();
+    }
+    s.produce(101, 7, true).unwrap();
+    s.produce(0, 8, false).unwrap();
+    // A persistent join waiting on the Queue: a produce on 5 fires it, reading the head.
+    assert!(s.consume([5, 100], [3, 7], 1, true, &[]).unwrap().is_none());
+    let root = s.create_checkpoint().unwrap().root;
+    let reads: [(&str, &dyn Fn()); 6] = [
+        ("persistent head", &|| {
+            assert!(s.consume([100], [7], 1, false, &[]).unwrap().is_some());
+        }),
+        ("peeked head", &|| {
+            assert!(s.consume([101], [7], 1, false, &[0]).unwrap().is_some());
+        }),
+        ("persistent from a produce's side", &|| {
+            assert!(s.produce(5, 3, false).unwrap().is_some());
+        }),
+        ("peeked in a join", &|| {
+            s.produce(6, 3, false).unwrap();
+            assert!(s
+                .consume([101, 6], [7, 3], 1, false, &[0])
+                .unwrap()
+                .is_some());
+        }),
+        ("peeked beside a persistent", &|| {
+            assert!(s
+                .consume([100, 0], [7, 8], 1, false, &[1])
+                .unwrap()
+                .is_some());
+        }),
+        ("persistent consume reads both", &|| {
+            let comm = s.consume([100, 101], [7, 7], 1, true, &[]).unwrap();
+            assert!(comm.is_some_and(|c| c.reissue));
+        }),
+    ];
+    for (what, read) in reads {
+        read();
+        store.bytes.store(0, Ordering::SeqCst);
+        let cp = s.create_checkpoint().unwrap();
+        assert!(!cp.log.is_empty(), "{what}");
+        assert_eq!(cp.root, root, "{what}: nothing changed");
+        let offered = store.bytes.load(Ordering::SeqCst);
+        assert!(offered < 200, "{what}: {offered} bytes re-encoded");
+    }
+}

@@ -32,9 +32,10 @@
 //! - the gate sees the same [`Admission`] (same `examined`, `fires: Some(1)`, and the datum in
 //!   `freed_data` unless it stays) before anything else changes; a refusal changes nothing more
 //!   than the general path's refusal does;
-//! - the log gets the consume call, then the COMM, in the channel's shard; the channel is
-//!   touched (listed as changed) when the COMM fires, the pick taken unless it stays, and the
-//!   channel tidied and dropped when left empty with no join group.
+//! - the log gets the consume call, then the COMM, in the channel's shard; when the COMM
+//!   fires, a pick that stays (persistent or peeked) is copied and the channel left unlisted,
+//!   and any other pick is taken, the channel touched (listed as changed), tidied, and dropped
+//!   when left empty with no join group.
 //!
 //! A miss (nothing matches) returns its `examined` to the caller, which stores the
 //! continuation as after a general search.
@@ -181,14 +182,16 @@ where
         let peek = !peeks.is_empty();
         let verdict = admit.admit(|| single_firing(view, &channels[0], key, peek, examined));
         if let Err(e) = view.admitted(&channels[0], verdict) {
-            // Refused: the index the walk built goes again. (Admitted, it stays: taking
-            // the pick below lists the channel as changed, as settling it would.)
+            // Refused: the index the walk built goes again.
             view.settle_built(&channels, Built::first(built), false);
             return Err(ConsumeError::new(
                 ErrorKind::OutOfPhlogiston(e),
                 continuation,
             ));
         }
+        // Admitted: the index stays, and the channel is listed as changed (a pick that stays
+        // does not list it below).
+        view.settle_built(&channels, Built::first(built), true);
         let Replayed {
             guard,
             event,
@@ -297,11 +300,13 @@ where
     A: Clone + Hash + Eq,
     K: Clone,
 {
-    let cs = state.touch(channel)?;
-    let stored = cs.data.get(key)?;
+    // A datum that stays is read without listing its channel as changed (as in
+    // `collect_matches`).
+    let stored = state.channels.get(channel)?.data.get(key)?;
     if stored.persist || peek {
         return Some((stored.value.clone(), stored.persist));
     }
+    let cs = state.touch(channel)?;
     let taken = cs.data.take(key).map(|d| (d.value, d.persist));
     cs.data.tidy();
     if cs.data.is_empty() && cs.joins.is_empty() {
