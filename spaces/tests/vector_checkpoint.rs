@@ -501,3 +501,93 @@ fn a_fresh_space_rigged_with_the_log_replays_to_the_same_root() {
     assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
     assert_eq!(contents(&replay), contents(&play));
 }
+
+/// SPEC §6 on VectorDB channels under random calls: best and top-k consumes (alone, in joins,
+/// peeking, persistent), produces that fire waiting similarity patterns, persistent data, soft
+/// reverts and resets. Each hard checkpoint's incremental root equals the root hashed from
+/// scratch, and a space that loads the root from the history store holds the same contents
+/// and, making the same calls from there, gets the same results as the space that recorded it.
+#[test]
+fn random_similarity_calls_keep_the_incremental_root_exact_and_a_loaded_state_goes_on_alike() {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut below = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let history = Arc::new(MemoryHistory::new());
+    let make = || -> VSpace { space(2, Metric::Dot).with_history(history.clone()) };
+    let (s, t) = (make(), make());
+    let mut recorded = Vec::new();
+    let mut soft = None;
+    let mut id = 0u32;
+    let mut several = 0;
+    for round in 0..60 {
+        for _ in 0..below(25) {
+            let v = [below(4) as f32 - 1.0, below(4) as f32 - 1.0];
+            let c = below(3) as u32;
+            let (a, b) = if below(2) == 0 {
+                id += 1;
+                let persist = below(6) == 0;
+                let (a, b) = (
+                    s.produce(c, d(id, &v), persist),
+                    t.produce(c, d(id, &v), persist),
+                );
+                (format!("{a:?}"), format!("{b:?}"))
+            } else {
+                let n = 1 + below(2) as usize;
+                let channels: Vec<u32> = (0..n).map(|_| below(3) as u32).collect();
+                let patterns: Vec<SimilarityPattern> = (0..n)
+                    .map(|_| {
+                        let threshold = below(3) as f32 - 1.0;
+                        match below(3) {
+                            0 => top_k(&v, Metric::Dot, threshold, 1 + below(3) as usize),
+                            _ => best(&v, Metric::Dot, threshold),
+                        }
+                    })
+                    .collect();
+                let peeks: Vec<usize> = (0..n).filter(|_| below(4) == 0).collect();
+                let persist = below(8) == 0;
+                let k = below(5) as u32;
+                let a = s.consume(channels.clone(), patterns.clone(), k, persist, &peeks);
+                let b = t.consume(channels, patterns, k, persist, &peeks);
+                // A top-k that took more data than it has positions.
+                several += usize::from(a.as_ref().is_ok_and(|c| {
+                    c.as_ref()
+                        .is_some_and(|c| c.matches.len() > c.channels.len())
+                }));
+                (format!("{a:?}"), format!("{b:?}"))
+            };
+            assert_eq!(a, b, "round {round}");
+        }
+        match below(8) {
+            0 => soft = Some((s.create_soft_checkpoint(), t.create_soft_checkpoint())),
+            1 => {
+                if let Some((a, b)) = &soft {
+                    s.revert_to_soft_checkpoint(a);
+                    t.revert_to_soft_checkpoint(b);
+                }
+            }
+            2 if !recorded.is_empty() => {
+                let root = recorded[below(recorded.len() as u64) as usize];
+                s.reset(&root).unwrap();
+                t.reset(&root).unwrap();
+            }
+            _ => {}
+        }
+        assert_eq!(contents(&s), contents(&t), "round {round}");
+        let full = s.full_state_root();
+        let root = s.create_checkpoint().unwrap().root;
+        assert_eq!(hex(&root), hex(&full), "round {round}: incremental root");
+        recorded.push(root);
+        // `t` never takes a hard checkpoint: it loads each root from the store.
+        t.reset(&root).unwrap();
+        assert_eq!(contents(&t), contents(&s), "round {round}: loaded");
+        assert_eq!(t.full_state_root(), root, "round {round}: loaded root");
+    }
+    assert!(
+        several > 10,
+        "top-k consumes took several data {several} times"
+    );
+}
