@@ -1140,14 +1140,17 @@ fn a_large_set_leaf_holding_a_continuation_twice_is_refused() {
     assert_eq!(sets.continuations(&jk).len(), 25);
 }
 
-/// One call of [`wide_step`]'s alphabet, kept so that it can be made on several spaces.
+/// A consume's arguments: channels, patterns, continuation, persist, peeks.
+type ConsumeArgs = (Vec<u32>, Vec<u32>, u32, bool, Vec<usize>);
+
+/// One call of [`wide_call`]'s alphabet, kept so that it can be made on several spaces.
 #[derive(Clone, Debug)]
 enum Call {
     Produce(u32, u32, bool, i64),
     Consume(Vec<u32>, Vec<u32>, u32, bool, Vec<usize>),
     Install(Vec<u32>, Vec<u32>, u32),
     ProduceBatch(Vec<(u32, u32, bool)>),
-    ConsumeBatch(Vec<(Vec<u32>, Vec<u32>, u32, bool, Vec<usize>)>),
+    ConsumeBatch(Vec<ConsumeArgs>),
 }
 
 /// A random call of every kind that changes the state: produces (persistent, with
