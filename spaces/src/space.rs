@@ -217,9 +217,9 @@ type Logged = (Digest, usize);
 /// (SPEC §5), not even the `examined` of later calls, which the index decides and which is
 /// charged (SPEC §8), and a replay that refuses a call charges as play did (SPEC §7). Every
 /// path from a search that may build to a return settles once: each gate's verdict, and
-/// each `CommNotInLog` refusal of a replay. (A one-channel firing settles only a refusal:
-/// admitted, taking its pick lists the channel anyway, and its hot path keeps no check.) A
-/// word, not a list: on the hot path (no index built) it costs a register and a test.
+/// each `CommNotInLog` refusal of a replay. (A one-channel firing settles both ways too: its
+/// pick, when it stays, does not list the channel.) A word, not a list: on the hot path (no
+/// index built) it costs a register and a test.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Built(u64);
 
