@@ -51,12 +51,16 @@ pub const MAX_JOIN: usize = 64;
 /// One channel: its data and the join groups (channel lists) it takes part in, oldest first
 /// (canonical order after a hard checkpoint).
 /// Invariant: a channel with no data and no join group has no entry. `dirty` is true exactly
-/// when the channel is listed in its shard's `State::dirty`.
+/// when the channel is listed in its shard's `State::dirty`; `data_dirty` (which implies
+/// `dirty`) when its data may differ from the last hard checkpoint's, so that checkpoint
+/// re-encodes them. A channel listed only for its join list (`dirty` without `data_dirty`)
+/// has just that list put in canonical order: its data, unchanged, are not re-encoded.
 #[derive(Clone, Debug)]
 pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
     pub(crate) data: DataStore<A>,
     pub(crate) joins: JoinList<C>,
     pub(crate) dirty: bool,
+    pub(crate) data_dirty: bool,
 }
 
 /// One shard's state: everything a soft checkpoint captures. Cloning is O(1): the maps and
@@ -89,10 +93,20 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Default for
 }
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P, A, K> {
-    /// The channel, for a change: listed as dirty on its first change since the last hard
-    /// checkpoint.
+    /// The channel, for a change of its data: listed as dirty on its first change since the
+    /// last hard checkpoint, its data marked as changed.
     #[inline]
     pub(crate) fn touch(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
+        let cs = self.touch_joins(channel)?;
+        cs.data_dirty = true;
+        Some(cs)
+    }
+
+    /// The channel, for a change of its join list only: listed as dirty on its first change
+    /// since the last hard checkpoint (which puts the list in canonical order), its data left
+    /// unmarked.
+    #[inline]
+    pub(crate) fn touch_joins(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
         let cs = self.channels.get_mut(channel)?;
         if !cs.dirty {
             cs.dirty = true;
@@ -101,11 +115,15 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
         Some(cs)
     }
 
-    /// The channel, created with `kind` when absent, for a change (listed as dirty).
+    /// The channel, created with `kind` when absent, for a change (listed as dirty; its data
+    /// marked as changed when `data`). A channel created here always has its data marked: it
+    /// may have held data at the last hard checkpoint (emptied and dropped since), whose leaf
+    /// that checkpoint must remove; settling empty data costs nothing.
     pub(crate) fn touch_or_insert(
         &mut self,
         channel: &C,
         kind: DataKind,
+        data: bool,
     ) -> &mut ChannelState<C, A> {
         if !self.channels.contains_key(channel) {
             self.dirty.push(channel.clone());
@@ -115,10 +133,16 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
                     data: DataStore::new(kind),
                     joins: JoinList::new(),
                     dirty: true,
+                    data_dirty: true,
                 },
             );
         }
-        match self.touch(channel) {
+        let cs = if data {
+            self.touch(channel)
+        } else {
+            self.touch_joins(channel)
+        };
+        match cs {
             Some(cs) => cs,
             None => unreachable_cont(),
         }
@@ -368,6 +392,13 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
     #[inline]
     fn channel_mut(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
         self.state_mut(channel).touch(channel)
+    }
+
+    /// The channel, for a change of its join list (or of its data's layout alone): listed,
+    /// its data not marked as changed (see [`ChannelState`]).
+    #[inline]
+    fn channel_joins_mut(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
+        self.state_mut(channel).touch_joins(channel)
     }
 
     fn remove_channel(&mut self, channel: &C) {
@@ -1161,6 +1192,7 @@ where
                     let newly_dirty = stores && !cs.dirty;
                     if stores {
                         cs.dirty = true;
+                        cs.data_dirty = true;
                         cs.data.push_embedded(
                             StoredDatum {
                                 value: datum,
@@ -1208,6 +1240,7 @@ where
                             data,
                             joins: JoinList::new(),
                             dirty: true,
+                            data_dirty: true,
                         },
                     );
                     return FastProduce::Stored;
@@ -1301,7 +1334,7 @@ where
             }
             strike(&mut replay, event, None);
             self.record_produce(view, &channel, &incoming.value, persist, event);
-            Self::channel_or_new(view, &self.config, &channel)
+            Self::channel_or_new(view, &self.config, &channel, true)
                 .data
                 .push_embedded(incoming, |a| self.matcher.embedding(a));
             return Ok(None);
@@ -1870,13 +1903,21 @@ where
             }
         }
         for pos in untidy {
-            Self::tidy_channel(view, &list[pos]);
+            Self::tidy_channel(view, &list[pos], true);
         }
         out
     }
 
-    fn tidy_channel(view: &mut View<'_, C, P, A, K>, channel: &C) {
-        let remove = match view.channel_mut(channel) {
+    /// Compacts the channel's data (their layout only: contents and order stay) and drops the
+    /// channel when it holds no data and no join group. Lists the channel, its data as changed
+    /// only when `data_changed` (the caller took from them).
+    fn tidy_channel(view: &mut View<'_, C, P, A, K>, channel: &C, data_changed: bool) {
+        let cs = if data_changed {
+            view.channel_mut(channel)
+        } else {
+            view.channel_joins_mut(channel)
+        };
+        let remove = match cs {
             Some(cs) => {
                 cs.data.tidy();
                 cs.data.is_empty() && cs.joins.is_empty()
@@ -1915,10 +1956,10 @@ where
                 if jk[..i].contains(c) {
                     continue;
                 }
-                if let Some(cs) = view.channel_mut(c) {
+                if let Some(cs) = view.channel_joins_mut(c) {
                     cs.joins.remove(jk);
                 }
-                Self::tidy_channel(view, c);
+                Self::tidy_channel(view, c, false);
             }
         }
         // `seq` came from a search over this very state under the same lock, so `w` is present.
@@ -1928,13 +1969,16 @@ where
         }
     }
 
+    /// The channel, created when absent, for a change: of its data when `data`, else of its
+    /// join list only.
     fn channel_or_new<'s>(
         view: &'s mut View<'_, C, P, A, K>,
         config: &SpaceConfig<C>,
         channel: &C,
+        data: bool,
     ) -> &'s mut ChannelState<C, A> {
         view.state_mut(channel)
-            .touch_or_insert(channel, config.kind_of(channel))
+            .touch_or_insert(channel, config.kind_of(channel), data)
     }
 
     /// Waits on `channels` with `patterns` (one per channel; a channel may repeat). Fires at
@@ -2334,7 +2378,7 @@ where
             if channels[..i].contains(c) {
                 continue;
             }
-            Self::channel_or_new(view, &self.config, c)
+            Self::channel_or_new(view, &self.config, c, false)
                 .joins
                 .push_back(channels.clone());
         }

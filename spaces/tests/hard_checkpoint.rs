@@ -1553,3 +1553,46 @@ fn the_same_contents_reached_by_other_calls_have_the_same_root() {
         assert_eq!(contents(&u), contents(&s), "seed {seed}");
     }
 }
+
+/// SPEC §6's incremental cost: a join group that comes to wait on a channel, and leaves it
+/// again, changes that channel's list of join groups, not its data, so the next checkpoint
+/// does not re-encode the data: it gives its store the new continuation leaf and the trie path
+/// above it, a few hundred bytes, not the channel's thousands.
+#[test]
+fn a_join_coming_and_going_leaves_its_channels_data_out_of_the_next_checkpoint() {
+    const N: u32 = 2000;
+    let store = Arc::new(Offered::default());
+    let s = space(4).with_history(store.clone());
+    s.produce(100, 7, true).unwrap();
+    for i in 0..N {
+        s.produce(100, 1000 + i, false).unwrap();
+    }
+    let root = s.create_checkpoint().unwrap().root;
+    let offered = |what: &str| {
+        let bytes = store.bytes.swap(0, Ordering::SeqCst);
+        assert!(bytes < 2000, "{what}: {bytes} bytes re-encoded");
+    };
+    store.bytes.store(0, Ordering::SeqCst);
+    // Channel 6 is empty: the join waits, listed on the Queue 100 too.
+    assert!(s
+        .consume([100, 6], [7, 1], 2, false, &[])
+        .unwrap()
+        .is_none());
+    let waiting = s.create_checkpoint().unwrap().root;
+    assert_ne!(waiting, root);
+    assert_eq!(waiting, s.full_state_root());
+    offered("a join comes");
+    // It fires (reading the persistent head), and leaves both channels' join lists.
+    assert!(s.produce(6, 1, false).unwrap().is_some());
+    assert_eq!(s.create_checkpoint().unwrap().root, root);
+    offered("the join goes");
+    assert!(s.joins(&100).is_empty());
+    // A channel emptied, dropped and made again for a join loses its data leaf.
+    s.produce(5, 1, false).unwrap();
+    let with_data = s.create_checkpoint().unwrap().root;
+    assert!(s.consume([5], [1], 0, false, &[]).unwrap().is_some());
+    assert!(s.consume([5, 6], [2, 2], 0, false, &[]).unwrap().is_none());
+    let cp = s.create_checkpoint().unwrap();
+    assert_ne!(cp.root, with_data);
+    assert_eq!(cp.root, s.full_state_root());
+}

@@ -13,7 +13,9 @@
 //! Every change lists its channel or join group as dirty in its shard's state (once per channel
 //! per checkpoint period, through a flag on the channel). `create_checkpoint` re-encodes only
 //! the dirty entries, updates their leaves, and rehashes only the trie paths above them: its
-//! cost grows with what changed since the last checkpoint, not with the size of the space.
+//! cost grows with what changed since the last checkpoint, not with the size of the space. A
+//! call that only reads a datum (persistent, or peeked) lists nothing; a channel listed only
+//! because its list of join groups changed has that list sorted, not its data re-encoded.
 //!
 //! # Canonical order
 //! A hard checkpoint puts each changed Bag or Set (data or continuations), and each changed
@@ -358,12 +360,8 @@ fn bytes_of<T>(items: Encoded<T>) -> Vec<Vec<u8>> {
     items.into_iter().map(|(b, _)| b).collect()
 }
 
-/// Puts a channel's Bag or Set data and its join-group list into canonical order, and returns
-/// its data leaf value and blob (`None` when it holds no data).
-fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
-    channel: &C,
-    cs: &mut ChannelState<C, A>,
-) -> Option<(Digest, Vec<u8>)> {
+/// Puts a channel's join-group list into canonical order (sorted by encoding).
+fn settle_joins<C: Clone + Eq + Encode, A: Clone + Hash + Eq>(cs: &mut ChannelState<C, A>) {
     if cs.joins.len() > 1 {
         let mut joins: Encoded<Arc<[C]>> = cs
             .joins
@@ -373,6 +371,15 @@ fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
         joins.sort_by(|a, b| a.0.cmp(&b.0));
         cs.joins = joins.into_iter().map(|(_, jk)| jk).collect();
     }
+}
+
+/// Puts a channel's Bag or Set data and its join-group list into canonical order, and returns
+/// its data leaf value and blob (`None` when it holds no data).
+fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
+    channel: &C,
+    cs: &mut ChannelState<C, A>,
+) -> Option<(Digest, Vec<u8>)> {
+    settle_joins(cs);
     if cs.data.is_empty() {
         return None;
     }
@@ -433,8 +440,14 @@ fn settle_shard<C, P, A, K>(
     let dirty = std::mem::take(&mut state.dirty);
     for c in dirty.iter() {
         match state.channels.get_mut(c) {
+            // Listed for its join list only: its data, unchanged, keep their leaf.
+            Some(cs) if cs.dirty && !cs.data_dirty => {
+                cs.dirty = false;
+                settle_joins(cs);
+            }
             Some(cs) if cs.dirty => {
                 cs.dirty = false;
+                cs.data_dirty = false;
                 match settle_channel(c, cs) {
                     Some((value, blob)) => {
                         changes.push((data_key(c), Some(value)));
@@ -944,6 +957,7 @@ where
                                     data,
                                     joins: JoinList::new(),
                                     dirty: false,
+                                    data_dirty: false,
                                 },
                             );
                         }
@@ -1021,6 +1035,7 @@ where
                             data: DataStore::new(self.config.kind_of(c)),
                             joins: JoinList::new(),
                             dirty: false,
+                            data_dirty: false,
                         },
                     );
                 }

@@ -222,9 +222,10 @@ pub(super) fn snapshot(s: &S) -> String {
             });
             let _ = writeln!(
                 out,
-                "ch {c} {:?} dirty {} index {} items {items:?} joins {:?}",
+                "ch {c} {:?} dirty {} data {} index {} items {items:?} joins {:?}",
                 cs.data.kind(),
                 cs.dirty,
+                cs.data_dirty,
                 cs.data.has_index(),
                 cs.joins
             );
