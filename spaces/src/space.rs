@@ -63,6 +63,20 @@ pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
     pub(crate) data_dirty: bool,
 }
 
+impl<C: Clone, A: Clone + Hash + Eq> ChannelState<C, A> {
+    /// Lists this channel (`channel`) in its shard's `dirty` on its first change since the
+    /// last hard checkpoint, and marks its data as changed: [`State::touch`] for a caller that
+    /// holds the entry already.
+    #[inline]
+    pub(crate) fn list_data_change(&mut self, channel: &C, dirty: &mut Trail<C>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(channel.clone());
+        }
+        self.data_dirty = true;
+    }
+}
+
 /// One shard's state: everything a soft checkpoint captures. Cloning is O(1): the maps and
 /// lists are persistent.
 /// Invariants: `joins` holds only non-empty stores, and every channel of a key in `joins` lists
@@ -1859,13 +1873,16 @@ where
                 let mut tidied = None;
                 // A datum that stays (persistent, or peeked) is read without listing its
                 // channel as changed: the next hard checkpoint has nothing to re-encode there.
-                let stays = view
-                    .channel(&list[pos])
-                    .and_then(|cs| cs.data.get(pick.key))
-                    .filter(|stored| stored.persist || peek)
-                    .map(|stored| (stored.value.clone(), stored.persist));
-                let taken = stays.or_else(|| {
-                    let cs = view.channel_mut(&list[pos])?;
+                // A taken one lists it. One map walk for both.
+                let State {
+                    channels, dirty, ..
+                } = view.state_mut(&list[pos]);
+                let taken = channels.get_mut(&list[pos]).and_then(|cs| {
+                    let stored = cs.data.get(pick.key)?;
+                    if stored.persist || peek {
+                        return Some((stored.value.clone(), stored.persist));
+                    }
+                    cs.list_data_change(&list[pos], dirty);
                     let d = cs.data.take(pick.key).map(|d| (d.value, d.persist));
                     if last_on_channel {
                         cs.data.tidy();

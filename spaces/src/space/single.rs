@@ -300,17 +300,21 @@ where
     A: Clone + Hash + Eq,
     K: Clone,
 {
-    // A datum that stays is read without listing its channel as changed (as in
-    // `collect_matches`).
-    let stored = state.channels.get(channel)?.data.get(key)?;
+    // One map walk for both cases: a datum that stays is read without listing its channel
+    // as changed (as in `collect_matches`); a taken one lists it.
+    let State {
+        channels, dirty, ..
+    } = state;
+    let cs = channels.get_mut(channel)?;
+    let stored = cs.data.get(key)?;
     if stored.persist || peek {
         return Some((stored.value.clone(), stored.persist));
     }
-    let cs = state.touch(channel)?;
+    cs.list_data_change(channel, dirty);
     let taken = cs.data.take(key).map(|d| (d.value, d.persist));
     cs.data.tidy();
     if cs.data.is_empty() && cs.joins.is_empty() {
-        state.channels.remove(channel);
+        channels.remove(channel);
     }
     taken
 }
