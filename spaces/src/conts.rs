@@ -75,6 +75,11 @@ pub(crate) struct ContStore<P: Clone, K: Clone> {
     pub(crate) dirty: bool,
 }
 
+/// What [`ContStore::vet`] hands [`ContStore::push_vetted`] for a continuation it found new:
+/// the fingerprint it computed (on an indexed Set store), so a store is not checked twice.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Vetted(Option<u64>);
+
 /// A Set store's index: fingerprint to the ascending numbers of the live continuations
 /// with it. The hasher is the index's own (seeded per index, so no caller can aim
 /// collisions at it), kept with it because every fingerprint in it must come from the same.
@@ -193,30 +198,43 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
 /// The changes, which keep a Set store's index (it fingerprints continuations by their
 /// canonical encoding).
 impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
-    /// Whether [`push`](Self::push) would store `w` (false only for a Set holding an equal one).
-    /// Time: O(1); on a Set store, O(n) `Eq` comparisons below [`SET_INDEX_MIN`]
-    /// continuations, one encoding of `w` and O(1) expected comparisons from there on.
-    pub(crate) fn would_store(&self, w: &WaitingContinuation<P, K>) -> bool {
-        self.kind != ContKind::Set || !self.holds(w, None)
+    /// Whether [`push`](Self::push) would store `w`: `None` only for a Set holding an equal
+    /// one. Time: O(1); on a Set store, O(n) `Eq` comparisons below [`SET_INDEX_MIN`]
+    /// continuations, one encoding of `w` and O(1) expected comparisons from there on. The
+    /// fingerprint it computed comes back in the [`Vetted`], for
+    /// [`push_vetted`](Self::push_vetted).
+    pub(crate) fn vet(&self, w: &WaitingContinuation<P, K>) -> Option<Vetted> {
+        if self.kind != ContKind::Set {
+            return Some(Vetted::default());
+        }
+        let fp = self.index.as_ref().map(|index| index.fingerprint_of(w));
+        (!self.holds(w, fp)).then_some(Vetted(fp))
     }
 
-    /// Whether this Set store holds a continuation equal to `w` (by `Eq`), whose fingerprint,
-    /// when the index is kept, is `fp` (computed here when `None`).
+    /// Whether this Set store holds a continuation equal to `w` (by `Eq`): among those
+    /// listed under `fp`, `w`'s fingerprint, when the store keeps its index; else among all.
     fn holds(&self, w: &WaitingContinuation<P, K>, fp: Option<u64>) -> bool {
-        match &self.index {
-            Some(index) => {
-                let fp = fp.unwrap_or_else(|| index.fingerprint_of(w));
-                // The fingerprint narrows; `Eq` decides (a collision lists a different one).
-                index.seqs.get(&fp).is_some_and(|seqs| {
-                    seqs.iter()
-                        .any(|&seq| self.items.get(seq).is_some_and(|x| x == w))
-                })
-            }
-            None => self.items.iter().any(|(_, x)| x == w),
+        match (&self.index, fp) {
+            // The fingerprint narrows; `Eq` decides (a collision lists a different one).
+            (Some(index), Some(fp)) => index.seqs.get(&fp).is_some_and(|seqs| {
+                seqs.iter()
+                    .any(|&seq| self.items.get(seq).is_some_and(|x| x == w))
+            }),
+            _ => self.items.iter().any(|(_, x)| x == w),
         }
     }
 
-    /// Stores `w` without [`would_store`](Self::would_store)'s check, for a caller that
+    /// Stores `w`, which [`vet`](Self::vet) found new to this store as it is now (`vetted`).
+    /// Time: O(1) amortised.
+    pub(crate) fn push_vetted(&mut self, w: WaitingContinuation<P, K>, vetted: Vetted) {
+        let seq = self.items.push(w);
+        match (&mut self.index, vetted.0) {
+            (Some(index), Some(fp)) => crate::state_map::make_mut(index).add(fp, seq),
+            _ => self.index_if_due(),
+        }
+    }
+
+    /// Stores `w` without [`vet`](Self::vet)'s check, for a caller that
     /// rebuilds a store from the continuations of one of the same kind (a Set's are distinct
     /// already); `bytes` is `w`'s canonical encoding ([`encode_cont`]), which the Set index
     /// fingerprints. Time: O(1) amortised (plus a hash of `bytes` on an indexed Set store).
@@ -233,22 +251,15 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
     }
 
     /// Stores `w`; for a Set store, returns false (and stores nothing) when an equal one waits.
-    /// Time: O(1) amortised; on a Set store, as [`would_store`](Self::would_store).
+    /// Time: O(1) amortised; on a Set store, as [`vet`](Self::vet).
     pub(crate) fn push(&mut self, w: WaitingContinuation<P, K>) -> bool {
-        if self.kind != ContKind::Set {
-            self.items.push(w);
-            return true;
+        match self.vet(&w) {
+            Some(vetted) => {
+                self.push_vetted(w, vetted);
+                true
+            }
+            None => false,
         }
-        let fp = self.index.as_ref().map(|index| index.fingerprint_of(&w));
-        if self.holds(&w, fp) {
-            return false;
-        }
-        let seq = self.items.push(w);
-        match (&mut self.index, fp) {
-            (Some(index), Some(fp)) => crate::state_map::make_mut(index).add(fp, seq),
-            _ => self.index_if_due(),
-        }
-        true
     }
 
     /// Takes continuation `seq` out; compacts the store's numbers when tombstones dominate
@@ -359,7 +370,7 @@ mod tests {
             if grow || model.is_empty() {
                 let c = w(mix(&mut rng) % 400);
                 let fresh = !model.iter().any(|(_, x)| *x == c);
-                assert_eq!(s.would_store(&c), fresh);
+                assert_eq!(s.vet(&c).is_some(), fresh);
                 let next = s.items.next_seq();
                 assert_eq!(s.push(c.clone()), fresh);
                 if fresh {
@@ -390,7 +401,7 @@ mod tests {
         for k in 0..400 {
             let c = w(k);
             assert_eq!(
-                snap.would_store(&c),
+                snap.vet(&c).is_some(),
                 !snap_model.iter().any(|(_, x)| *x == c)
             );
         }
@@ -409,9 +420,9 @@ mod tests {
         let fp = index.fingerprint_of(&new);
         // Continuation 3 listed under the new one's fingerprint, as a collision would list it.
         index.add(fp, 3);
-        assert!(s.would_store(&new));
+        assert!(s.vet(&new).is_some());
         assert!(s.push(new.clone()));
-        assert!(!s.would_store(&new));
+        assert!(s.vet(&new).is_none());
         assert!(!s.push(new));
         assert!(!s.push(w(3)));
     }
@@ -423,7 +434,7 @@ mod tests {
             let mut s: ContStore<u64, u64> = ContStore::new(kind);
             for k in 0..40 {
                 assert!(s.push(w(k % 10)));
-                assert!(s.would_store(&w(k % 10)));
+                assert!(s.vet(&w(k % 10)).is_some());
             }
             assert!(s.index.is_none());
             assert_eq!(s.all().count(), 40);

@@ -24,8 +24,8 @@ use crate::admission::{Admission, Gate, OpKind, Open, VectorWork};
 use crate::budget::{Budget, Cap, NoCap};
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
-use crate::conts::{ContStore, Peeks, WaitingContinuation};
-use crate::data::{DataStore, StoredDatum};
+use crate::conts::{ContStore, Peeks, Vetted, WaitingContinuation};
+use crate::data::{DataStore, ItemKey, StoredDatum};
 use crate::encode::Encode;
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
@@ -65,15 +65,13 @@ pub(crate) struct ChannelState<C, A: Clone + Hash + Eq> {
 
 impl<C: Clone, A: Clone + Hash + Eq> ChannelState<C, A> {
     /// Lists this channel (`channel`) in its shard's `dirty` on its first change since the
-    /// last hard checkpoint, and marks its data as changed: [`State::touch`] for a caller that
-    /// holds the entry already.
+    /// last hard checkpoint.
     #[inline]
-    pub(crate) fn list_data_change(&mut self, channel: &C, dirty: &mut Trail<C>) {
+    fn list_change(&mut self, channel: &C, dirty: &mut Trail<C>) {
         if !self.dirty {
             self.dirty = true;
             dirty.push(channel.clone());
         }
-        self.data_dirty = true;
     }
 }
 
@@ -122,11 +120,37 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
     #[inline]
     pub(crate) fn touch_joins(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
         let cs = self.channels.get_mut(channel)?;
-        if !cs.dirty {
-            cs.dirty = true;
-            self.dirty.push(channel.clone());
-        }
+        cs.list_change(channel, &mut self.dirty);
         Some(cs)
+    }
+
+    /// A COMM's use of item `key` of `channel`'s data, in one map walk: copies it when it
+    /// stays (persistent, or `peek`), leaving the channel unlisted (a read changes nothing
+    /// the next hard checkpoint must re-encode); else takes it, listing the channel as
+    /// changed (as [`touch`](Self::touch)), and, when `tidy`, compacts the data and reports
+    /// whether the channel is left with no data and no join group (`Some(now_empty)`; the
+    /// caller drops it). Returns the datum, whether it was persistent, and that report.
+    #[inline]
+    pub(crate) fn take_or_copy(
+        &mut self,
+        channel: &C,
+        key: ItemKey,
+        peek: bool,
+        tidy: bool,
+    ) -> Option<((A, bool), Option<bool>)> {
+        let cs = self.channels.get_mut(channel)?;
+        let stored = cs.data.get(key)?;
+        if stored.persist || peek {
+            return Some(((stored.value.clone(), stored.persist), None));
+        }
+        cs.list_change(channel, &mut self.dirty);
+        cs.data_dirty = true;
+        let taken = cs.data.take(key).map(|d| (d.value, d.persist))?;
+        let tidied = tidy.then(|| {
+            cs.data.tidy();
+            cs.data.is_empty() && cs.joins.is_empty()
+        });
+        Some((taken, tidied))
     }
 
     /// The channel, created with `kind` when absent, for a change (listed as dirty; its data
@@ -1870,26 +1894,15 @@ where
             } else {
                 let peek = peeks.contains(&pos);
                 let last_on_channel = last_on_channel[e];
-                let mut tidied = None;
-                // A datum that stays (persistent, or peeked) is read without listing its
-                // channel as changed: the next hard checkpoint has nothing to re-encode there.
-                // A taken one lists it. One map walk for both.
-                let State {
-                    channels, dirty, ..
-                } = view.state_mut(&list[pos]);
-                let taken = channels.get_mut(&list[pos]).and_then(|cs| {
-                    let stored = cs.data.get(pick.key)?;
-                    if stored.persist || peek {
-                        return Some((stored.value.clone(), stored.persist));
-                    }
-                    cs.list_data_change(&list[pos], dirty);
-                    let d = cs.data.take(pick.key).map(|d| (d.value, d.persist));
-                    if last_on_channel {
-                        cs.data.tidy();
-                        tidied = Some(cs.data.is_empty() && cs.joins.is_empty());
-                    }
-                    d
-                });
+                let (taken, tidied) = match view.state_mut(&list[pos]).take_or_copy(
+                    &list[pos],
+                    pick.key,
+                    peek,
+                    last_on_channel,
+                ) {
+                    Some((taken, tidied)) => (Some(taken), tidied),
+                    None => (None, None),
+                };
                 match tidied {
                     Some(now_empty) => {
                         untidy.retain(|p| list[*p] != list[pos]);
@@ -2281,9 +2294,13 @@ where
                     persist,
                     peeks,
                 };
-                let stores = view
-                    .join(&channels)
-                    .is_none_or(|store| store.would_store(&w));
+                // A new join group stores it; an existing one unless it is a Set holding an
+                // equal one (the check's work is kept for the store below).
+                let vetted = match view.join(&channels) {
+                    Some(store) => store.vet(&w),
+                    None => Some(Vetted::default()),
+                };
+                let stores = vetted.is_some();
                 let verdict = admit.admit(|| {
                     Admission::storing(OpKind::Consume, examined, stores).with_vector(vector)
                 });
@@ -2308,8 +2325,8 @@ where
                         event,
                     );
                 }
-                if stores {
-                    self.store_continuation(view, channels.into_shared(), w);
+                if let Some(vetted) = vetted {
+                    self.store_continuation(view, channels.into_shared(), w, vetted);
                 }
                 Ok(None)
             }
@@ -2375,19 +2392,22 @@ where
         (out.examined, out.vector, out.found, out.rejected)
     }
 
+    /// Stores `w` in the join group of `channels`, which its store vetted (`vetted`; a group
+    /// not yet made is created for it).
     fn store_continuation(
         &self,
         view: &mut View<'_, C, P, A, K>,
         channels: Arc<[C]>,
         w: WaitingContinuation<P, K>,
+        vetted: Vetted,
     ) {
         if let Some(store) = view.join_mut(&channels) {
-            store.push(w);
+            store.push_vetted(w, vetted);
             return;
         }
         let mut store = ContStore::new(self.config.continuation_kind());
         store.dirty = true;
-        store.push(w);
+        store.push_vetted(w, vetted);
         let home = view.state_mut(&channels[0]);
         home.joins.insert(channels.clone(), store);
         home.dirty_joins.push(channels.clone());

@@ -300,21 +300,9 @@ where
     A: Clone + Hash + Eq,
     K: Clone,
 {
-    // One map walk for both cases: a datum that stays is read without listing its channel
-    // as changed (as in `collect_matches`); a taken one lists it.
-    let State {
-        channels, dirty, ..
-    } = state;
-    let cs = channels.get_mut(channel)?;
-    let stored = cs.data.get(key)?;
-    if stored.persist || peek {
-        return Some((stored.value.clone(), stored.persist));
+    let (taken, tidied) = state.take_or_copy(channel, key, peek, true)?;
+    if tidied == Some(true) {
+        state.channels.remove(channel);
     }
-    cs.list_data_change(channel, dirty);
-    let taken = cs.data.take(key).map(|d| (d.value, d.persist));
-    cs.data.tidy();
-    if cs.data.is_empty() && cs.joins.is_empty() {
-        channels.remove(channel);
-    }
-    taken
+    Some(taken)
 }
