@@ -110,6 +110,7 @@ impl DataKind {
     ///
     /// Errors: `MissingEmbedding` (none), `Embedding(..)` (wrong dimension, NaN/inf, zero under
     /// cosine).
+    #[inline]
     pub(crate) fn check_embedding(self, embedding: Option<&[f32]>) -> Result<(), ErrorKind> {
         let DataKind::VectorDb { dim, metric } = self else {
             return Ok(());

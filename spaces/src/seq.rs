@@ -94,16 +94,24 @@ impl<T: Clone> Slots<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_back(&mut self, value: Option<T>) {
         match self {
             Slots::Small(v) if v.len() < SMALL => v.push(value),
-            Slots::Small(v) => {
-                let mut large: ChunkDeque<Option<T>> = std::mem::take(v).into_iter().collect();
-                large.push_back(value);
-                *self = Slots::Large(large);
-            }
+            Slots::Small(_) => self.grow_push(value),
             Slots::Large(v) => v.push_back(value),
+        }
+    }
+
+    /// [`push_back`](Self::push_back) on a full small layout: moves to the large one (once
+    /// per channel that grows past [`SMALL`], so out of the inlined path).
+    #[cold]
+    #[inline(never)]
+    fn grow_push(&mut self, value: Option<T>) {
+        if let Slots::Small(v) = self {
+            let mut large: ChunkDeque<Option<T>> = std::mem::take(v).into_iter().collect();
+            large.push_back(value);
+            *self = Slots::Large(large);
         }
     }
 
@@ -216,7 +224,7 @@ impl<T: Clone> SeqItems<T> {
         self.front + self.slots.len() as u64
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, value: T) -> u64 {
         let seq = self.next_seq();
         self.slots.push_back(Some(value));
