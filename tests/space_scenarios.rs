@@ -1849,6 +1849,41 @@ fn checkpoint_clone_is_independent_of_the_space() {
     assert!(s.is_empty());
 }
 
+/// A checkpoint stays as taken when the state it shares becomes the space's alone again (a
+/// revert to an older checkpoint, then that checkpoint dropped) and is written in place: the
+/// calls after must not reach a later checkpoint that still shares a channel's entry. On one
+/// shard, so that both channels' states sit in one map, and with each channel written several
+/// times in a row, so that the space remembers its entry (see `StateMap`).
+#[test]
+fn a_checkpoint_is_unchanged_by_in_place_writes_to_state_it_shared() {
+    for consume in [false, true] {
+        let s: ES = Space::with_shards(ExactMatch, SpaceConfig::new(), 1);
+        for i in 0..4 {
+            s.produce("a", i, false).unwrap();
+        }
+        let first = s.create_soft_checkpoint();
+        s.produce("b", 10, false).unwrap();
+        let second = s.create_soft_checkpoint();
+        s.revert_to_soft_checkpoint(&first);
+        drop(first);
+        for i in 0..3 {
+            if consume {
+                assert!(s.consume(["a"], [i], "k", false, &[]).unwrap().is_some());
+            } else {
+                s.produce("a", 100 + i, false).unwrap();
+            }
+        }
+        let after = values(&s, "a");
+        s.revert_to_soft_checkpoint(&second);
+        assert_eq!(values(&s, "a"), vec![0, 1, 2, 3], "consume: {consume}");
+        assert_eq!(values(&s, "b"), vec![10]);
+        s.produce("a", 7, false).unwrap();
+        s.revert_to_soft_checkpoint(&second);
+        assert_eq!(values(&s, "a"), vec![0, 1, 2, 3], "second revert");
+        assert_ne!(after, vec![0, 1, 2, 3]);
+    }
+}
+
 #[test]
 fn comm_type_alias_compiles() {
     // Keeps the alias used: a COMM from the predicate space has i64 results.
