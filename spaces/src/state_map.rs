@@ -134,7 +134,8 @@ impl<C: fmt::Debug, V> fmt::Debug for Hot<C, V> {
 // `Hot` may cross threads exactly when the map and the key may.
 #[allow(unsafe_code)]
 unsafe impl<C: Send, V: Send + Sync> Send for Hot<C, V> {}
-// SAFETY: as for `Send`: through `&StateMap` nothing reads `value` or `candidate` at all.
+// SAFETY: as for `Send`. Through `&StateMap` only `get` reads `value`, as a shared borrow of
+// a value the map owns (what `PMap::get` hands out, hence `V: Sync`); nothing writes it.
 #[allow(unsafe_code)]
 unsafe impl<C: Sync, V: Send + Sync> Sync for Hot<C, V> {}
 
