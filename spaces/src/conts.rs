@@ -304,6 +304,7 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::mix;
 
     type W = WaitingContinuation<u64, u64>;
 
@@ -338,15 +339,6 @@ mod tests {
         listed.sort_unstable();
         live.sort_unstable();
         assert_eq!(listed, live);
-    }
-
-    /// splitmix64, for a seeded call sequence.
-    fn mix(x: &mut u64) -> u64 {
-        *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     /// A Set store against a `Vec` of its live continuations, through growth past the index

@@ -151,3 +151,17 @@ pub use space::{SoftCheckpoint, Space, MAX_JOIN};
 /// order is never used for a result.
 pub(crate) type PMap<K, V> =
     imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+mod test_rng {
+    /// splitmix64: the next number of a seeded sequence, for the unit tests' seeded call
+    /// sequences.
+    pub(crate) fn mix(x: &mut u64) -> u64 {
+        *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

@@ -265,6 +265,7 @@ fn unshared_copy_shared() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::mix;
 
     #[test]
     fn a_clone_is_unchanged_by_writes_to_the_original() {
@@ -358,15 +359,6 @@ mod tests {
         assert!(!remembers(&mut a, "x") && !remembers(&mut a, "y"));
         assert_eq!(a.get(&x), a.get(&y));
         assert_eq!(a.get(&x).map(Vec::len), Some(11));
-    }
-
-    /// splitmix64, for a seeded operation sequence.
-    fn mix(x: &mut u64) -> u64 {
-        *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 
     /// Seeded writes, inserts, removes, clones kept as checkpoints, reverts to them and drops
