@@ -359,23 +359,46 @@ fn event_log_names_calls_and_comms_and_counts_identical_produces() {
     assert_eq!(s.create_checkpoint().unwrap().log.len(), 1);
 }
 
-/// A store that can be made to fail.
-struct Flaky {
-    inner: MemoryHistory,
+/// A memory store with what the tests need of a store: `fail` makes every commit fail,
+/// `damage` serves other bytes (absent when `None`) under one hash (one damaged node or leaf
+/// blob), and `offered` counts the bytes the commits are given.
+#[derive(Default)]
+struct TestStore {
+    inner: Arc<MemoryHistory>,
     fail: AtomicBool,
+    damage: Option<(Digest, Option<Vec<u8>>)>,
+    offered: AtomicUsize,
 }
 
-impl HistoryStore for Flaky {
+impl TestStore {
+    /// What the damage serves under `hash`, if `hash` is the damaged one.
+    fn damaged(&self, hash: &Digest) -> Option<&Option<Vec<u8>>> {
+        self.damage
+            .as_ref()
+            .filter(|(t, _)| t == hash)
+            .map(|(_, b)| b)
+    }
+}
+
+impl HistoryStore for TestStore {
     fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
-        self.inner.get(hash)
+        match self.damaged(hash) {
+            Some(bytes) => Ok(bytes.clone()),
+            None => self.inner.get(hash),
+        }
     }
     fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
-        self.inner.contains(hash)
+        match self.damaged(hash) {
+            Some(bytes) => Ok(bytes.is_some()),
+            None => self.inner.contains(hash),
+        }
     }
     fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(HistoryError::RootNotStored(root));
         }
+        let given: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+        self.offered.fetch_add(given, Ordering::SeqCst);
         self.inner.commit(blobs, root)
     }
     fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
@@ -388,10 +411,7 @@ impl HistoryStore for Flaky {
 
 #[test]
 fn a_failed_checkpoint_changes_nothing() {
-    let store = Arc::new(Flaky {
-        inner: MemoryHistory::new(),
-        fail: AtomicBool::new(false),
-    });
+    let store = Arc::new(TestStore::default());
     let s = space(4).with_history(store.clone());
     s.produce(1, 1, false).unwrap();
     let first = s.create_checkpoint().unwrap().root;
@@ -1282,35 +1302,6 @@ fn every_call_keeps_the_incremental_root_exact_and_a_loaded_state_goes_on_alike(
     }
 }
 
-/// A store that serves `inner`'s blobs, except that the blob under `target` is `bytes` (absent
-/// when `None`): one damaged node or leaf blob.
-struct Damaged {
-    inner: Arc<MemoryHistory>,
-    target: Digest,
-    bytes: Option<Vec<u8>>,
-}
-
-impl HistoryStore for Damaged {
-    fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
-        if *hash == self.target {
-            return Ok(self.bytes.clone());
-        }
-        self.inner.get(hash)
-    }
-    fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
-        Ok(self.get(hash)?.is_some())
-    }
-    fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
-        self.inner.commit(blobs, root)
-    }
-    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
-        self.inner.has_root(root)
-    }
-    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
-        self.inner.roots()
-    }
-}
-
 /// SPEC §5 and §6 on a damaged history: with any one trie node or leaf blob below a recorded
 /// root missing, cut short, with a byte changed, with a byte added, or with a huge length
 /// spliced in, `reset` to that root is a typed error, never a panic or a huge allocation, and
@@ -1355,10 +1346,10 @@ fn a_reset_from_a_damaged_store_is_an_error_and_changes_nothing() {
         );
         damages.push(Some(huge));
         for bytes in damages {
-            let damaged: Arc<dyn HistoryStore> = Arc::new(Damaged {
+            let damaged: Arc<dyn HistoryStore> = Arc::new(TestStore {
                 inner: store.clone(),
-                target: *target,
-                bytes: bytes.clone(),
+                damage: Some((*target, bytes.clone())),
+                ..TestStore::default()
             });
             let calls = |x: &S| {
                 x.produce(2, 2, false).unwrap();
@@ -1393,33 +1384,6 @@ fn a_reset_from_a_damaged_store_is_an_error_and_changes_nothing() {
     assert!(tried > 100);
 }
 
-/// A memory store that counts the bytes of the blobs each commit is given.
-#[derive(Default)]
-struct Offered {
-    inner: MemoryHistory,
-    bytes: AtomicUsize,
-}
-
-impl HistoryStore for Offered {
-    fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
-        self.inner.get(hash)
-    }
-    fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
-        self.inner.contains(hash)
-    }
-    fn commit(&self, blobs: &[(Digest, Vec<u8>)], root: Digest) -> Result<usize, HistoryError> {
-        let given: usize = blobs.iter().map(|(_, b)| b.len()).sum();
-        self.bytes.fetch_add(given, Ordering::SeqCst);
-        self.inner.commit(blobs, root)
-    }
-    fn has_root(&self, root: &Digest) -> Result<bool, HistoryError> {
-        self.inner.has_root(root)
-    }
-    fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
-        self.inner.roots()
-    }
-}
-
 /// SPEC §6's incremental cost: a call that only reads a stored datum (a persistent one, or
 /// one a consume peeks at), alone or in a join, or from a produce's side, changes nothing on
 /// that datum's channel, so the next checkpoint does not re-encode the channel: it gives its
@@ -1427,7 +1391,7 @@ impl HistoryStore for Offered {
 #[test]
 fn reading_a_stored_datum_leaves_its_channel_out_of_the_next_checkpoint() {
     const N: u32 = 2000;
-    let store = Arc::new(Offered::default());
+    let store = Arc::new(TestStore::default());
     let s = space(4).with_history(store.clone());
     // A Queue and a Stack whose heads are persistent, each behind thousands of data.
     s.produce(100, 7, true).unwrap();
@@ -1470,11 +1434,11 @@ fn reading_a_stored_datum_leaves_its_channel_out_of_the_next_checkpoint() {
     ];
     for (what, read) in reads {
         read();
-        store.bytes.store(0, Ordering::SeqCst);
+        store.offered.store(0, Ordering::SeqCst);
         let cp = s.create_checkpoint().unwrap();
         assert!(!cp.log.is_empty(), "{what}");
         assert_eq!(cp.root, root, "{what}: nothing changed");
-        let offered = store.bytes.load(Ordering::SeqCst);
+        let offered = store.offered.load(Ordering::SeqCst);
         assert!(offered < 200, "{what}: {offered} bytes re-encoded");
     }
 }
@@ -1561,7 +1525,7 @@ fn the_same_contents_reached_by_other_calls_have_the_same_root() {
 #[test]
 fn a_join_coming_and_going_leaves_its_channels_data_out_of_the_next_checkpoint() {
     const N: u32 = 2000;
-    let store = Arc::new(Offered::default());
+    let store = Arc::new(TestStore::default());
     let s = space(4).with_history(store.clone());
     s.produce(100, 7, true).unwrap();
     for i in 0..N {
@@ -1569,10 +1533,10 @@ fn a_join_coming_and_going_leaves_its_channels_data_out_of_the_next_checkpoint()
     }
     let root = s.create_checkpoint().unwrap().root;
     let offered = |what: &str| {
-        let bytes = store.bytes.swap(0, Ordering::SeqCst);
+        let bytes = store.offered.swap(0, Ordering::SeqCst);
         assert!(bytes < 2000, "{what}: {bytes} bytes re-encoded");
     };
-    store.bytes.store(0, Ordering::SeqCst);
+    store.offered.store(0, Ordering::SeqCst);
     // Channel 6 is empty: the join waits, listed on the Queue 100 too.
     assert!(s
         .consume([100, 6], [7, 1], 2, false, &[])
