@@ -79,8 +79,9 @@ impl<C: Clone + Hash + Eq, V> Clone for StateMap<C, V> {
 /// which is what `get_mut` would have returned.
 ///
 /// `candidate` is the value a walk found last, compared and never read: a key is cloned into
-/// `key` only when two walks in a row find the same value, so a stream alternating between
-/// channels clones no key (a `String` channel would allocate).
+/// `key` only when two walks in a row find the same value and `key` holds another, so a
+/// stream alternating between channels clones no key (a `String` channel would allocate),
+/// nor does one that comes back to the channel remembered before an insert.
 struct Hot<C, V> {
     /// Whether `key` and `value` may be used. Atomic only because [`StateMap::clone`] clears
     /// it through `&self`, maybe on several threads at once (a checkpoint shared between
@@ -182,7 +183,9 @@ impl<C: Clone + Hash + Eq, V: Clone> StateMap<C, V> {
         if std::ptr::eq(hot.candidate, value) {
             // The second walk in a row to this value: remember it (the walk just made its
             // path and its `Arc` this map's alone, which `Hot`'s invariant needs).
-            hot.key = Some(channel.clone());
+            if hot.key.as_ref() != Some(channel) {
+                hot.key = Some(channel.clone());
+            }
             hot.value = value;
             *hot.live.get_mut() = true;
         } else {
