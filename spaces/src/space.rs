@@ -73,6 +73,14 @@ impl<C: Clone, A: Clone + Hash + Eq> ChannelState<C, A> {
             dirty.push(channel.clone());
         }
     }
+
+    /// As [`list_change`](Self::list_change), for a change of its data: marks them as changed
+    /// too.
+    #[inline]
+    fn list_data_change(&mut self, channel: &C, dirty: &mut Trail<C>) {
+        self.list_change(channel, dirty);
+        self.data_dirty = true;
+    }
 }
 
 /// One shard's state: everything a soft checkpoint captures. Cloning is O(1): the maps and
@@ -109,8 +117,8 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
     /// last hard checkpoint, its data marked as changed.
     #[inline]
     pub(crate) fn touch(&mut self, channel: &C) -> Option<&mut ChannelState<C, A>> {
-        let cs = self.touch_joins(channel)?;
-        cs.data_dirty = true;
+        let cs = self.channels.get_mut(channel)?;
+        cs.list_data_change(channel, &mut self.dirty);
         Some(cs)
     }
 
@@ -143,8 +151,7 @@ impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> State<C, P,
         if stored.persist || peek {
             return Some(((stored.value.clone(), stored.persist), None));
         }
-        cs.list_change(channel, &mut self.dirty);
-        cs.data_dirty = true;
+        cs.list_data_change(channel, &mut self.dirty);
         let taken = cs.data.take(key).map(|d| (d.value, d.persist))?;
         let tidied = tidy.then(|| {
             cs.data.tidy();
