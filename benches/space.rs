@@ -12,6 +12,8 @@
 //!   newest of 1 and 10,000 waiting on its channel list (the duplicate check alone).
 //! - `fanout/1000_waiting`: one produce examined by 1,000 waiting structural patterns, only the
 //!   last accepting it.
+//! - `keyed_waiting`: a produce on a channel where 1,000 or 100,000 consumers each wait for
+//!   their own value (exact keys), beside the same with the key walk defeated, and a `HashMap`.
 //! - `join_partner`: a produce on a channel of 10,000 structural data that a waiting join
 //!   reads with a general pattern, beside the same produce with no join waiting.
 //! - `join_search/cannot_fire`: a three-position join that no assignment satisfies, beside one
@@ -298,6 +300,63 @@ fn fanout(c: &mut Criterion) {
         })
     });
     assert_eq!(space.continuations(&[1u64]).len() as u64, WAITING);
+    g.finish();
+}
+
+/// Consumers each waiting on one channel for their own value (literal patterns, so each has an
+/// exact key), and a produce of the newest one's value: `keyed_waiting/by_key/{1000,100000}`
+/// (the group walks by key), `keyed_waiting/whole_walk/{1000,100000}` (the same plus one
+/// oldest continuation without an exact key, which makes the produce walk and try every one),
+/// and
+/// `keyed_waiting/baseline_hashmap/1000` (a `HashMap` from value to the waiting continuations'
+/// numbers, looked up with the same datum).
+fn keyed_waiting(c: &mut Criterion) {
+    let mut g = c.benchmark_group("keyed_waiting");
+    let lit = |i: u64| Pattern::lit(Term::int(i as i64));
+    for (name, n, general) in [
+        ("by_key", 1_000u64, false),
+        ("by_key", 100_000, false),
+        ("whole_walk", 1_000, true),
+        ("whole_walk", 100_000, true),
+    ] {
+        let space: Space<u64, Pattern, Term, u64, StructuralMatch> =
+            Space::new(StructuralMatch, SpaceConfig::new());
+        if general {
+            let never = Pattern::or([Pattern::lit(Term::str("never")), Pattern::lit(-1)]);
+            space
+                .consume([1u64], [never], u64::MAX, false, &[])
+                .expect("valid consume");
+        }
+        for i in 0..n {
+            // The newest is persistent so the state is the same after every iteration.
+            space
+                .consume([1u64], [lit(i)], i, i == n - 1, &[])
+                .expect("valid consume");
+        }
+        let datum = Term::int(n as i64 - 1);
+        g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+            b.iter(|| {
+                let comm = space
+                    .produce(1, datum.clone(), false)
+                    .expect("bag produce")
+                    .expect("the newest continuation fires");
+                assert_eq!(comm.continuation, n - 1);
+                black_box(comm);
+            })
+        });
+    }
+    let waiting: HashMap<Term, Vec<u64>> = (0..1_000u64)
+        .map(|i| (Term::int(i as i64), vec![i]))
+        .collect();
+    let datum = Term::int(999);
+    g.bench_function("baseline_hashmap/1000", |b| {
+        b.iter(|| {
+            let k = waiting
+                .get(black_box(&datum))
+                .and_then(|v| v.first().copied());
+            assert_eq!(k, Some(999));
+        })
+    });
     g.finish();
 }
 
@@ -630,7 +689,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, continuation_set, fanout, join_partner,
+    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, continuation_set, fanout, keyed_waiting, join_partner,
         join_search, channel_index, charging_overhead, batch_operations
 }
 criterion_main!(benches);

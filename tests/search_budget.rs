@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use common::{Pred, PredMatch};
 use rhospace_phlogiston::{CostTable, OutOfPhlogiston, PhlogistonMeter};
-use rhospace_spaces::{ChargingSpace, Encode, ErrorKind, Space, SpaceConfig, StoredDatum};
+use rhospace_spaces::{
+    ChargingSpace, Encode, ErrorKind, HistoryStore, MemoryHistory, Space, SpaceConfig, StoredDatum,
+};
 
 type Ch = &'static str;
 type S = ChargingSpace<Ch, Pred, i64, u32, PredMatch>;
@@ -91,14 +93,15 @@ fn a_long_join_search_stops_at_the_balance() {
 }
 
 /// A produce offers its datum to every waiting continuation of its channel, a matcher call
-/// each when none accepts it. Charged, the walk stops at the first continuation the balance
-/// cannot pay for; with the full price in the meter, the same produce is admitted.
+/// each when none accepts it (their patterns have no exact key, so the walk cannot go by
+/// key). Charged, the walk stops at the first continuation the balance cannot pay for; with
+/// the full price in the meter, the same produce is admitted.
 #[test]
 fn a_produce_stops_offering_its_datum_at_the_balance() {
     let t = CostTable::default();
     let (s, meter) = charged(u64::MAX);
     for k in 0..1_000 {
-        s.consume(["x"], [Pred::Eq(-1)], k, false, &[]).unwrap();
+        s.consume(["x"], [Pred::Gt(100)], k, false, &[]).unwrap();
     }
     drain_to(&meter, t.produce_base + t.matching(100));
     let before = meter.balance();
@@ -122,4 +125,112 @@ fn a_produce_stops_offering_its_datum_at_the_balance() {
         priority: 0,
     };
     assert_eq!(s.space().data(&"x"), vec![stored]);
+}
+
+/// Consumers each waiting for their own value (exact keys): a produce is offered, and charged
+/// for, only the continuations waiting for its value, so a balance for two matcher calls pays
+/// for a produce among 1,000 of them (and its COMM). One continuation without an exact key
+/// among them makes the produce try every continuation again, and the same balance stops it.
+#[test]
+fn a_produce_among_exact_keys_is_charged_for_its_key_only() {
+    let t = CostTable::default();
+    let (s, meter) = charged(u64::MAX);
+    for k in 0..1_000 {
+        // Persistent, so the same produce finds the same state each time.
+        s.consume(["x"], [Pred::Eq(k)], k as u32, true, &[])
+            .unwrap();
+    }
+    let mut examined = None;
+    let comm = s
+        .space()
+        .produce_admitted("x", 999, false, 0, |a| {
+            examined = Some(a.examined);
+            Ok(())
+        })
+        .unwrap()
+        .expect("the continuation waiting for 999 fires");
+    assert_eq!((comm.continuation, examined), (999, Some(1)));
+    let price = t.produce_base + t.matching(2) + t.comm(1);
+    drain_to(&meter, price);
+    let comm = s.produce("x", 999, false).unwrap().expect("fires");
+    assert_eq!(comm.continuation, 999);
+    // No continuation waits for 5: nothing is examined, and the datum is stored.
+    let mut examined = None;
+    let fired = s
+        .space()
+        .produce_admitted("x", 5_000, false, 0, |a| {
+            examined = Some(a.examined);
+            Ok(())
+        })
+        .unwrap();
+    assert!(fired.is_none());
+    assert_eq!(examined, Some(0));
+
+    // One continuation without an exact key: every continuation is tried again.
+    s.space()
+        .consume(["x"], [Pred::Gt(5_000)], 5_000, true, &[])
+        .unwrap();
+    let mut examined = None;
+    s.space()
+        .produce_admitted("x", 999, false, 0, |a| {
+            examined = Some(a.examined);
+            Ok(())
+        })
+        .unwrap()
+        .expect("fires");
+    assert_eq!(examined, Some(1_000));
+    // The meter is empty after the charged produce above: back to the same balance.
+    meter.refund(price - meter.remaining()).unwrap();
+    let before = (meter.balance(), s.space().data(&"x"));
+    let err = s.produce("x", 999, false).unwrap_err();
+    // Stopped at the first call the balance cannot pay for, long before the 1,000th.
+    let first_unpaid = (0..1_000).find(|&k| t.produce_base + t.matching(k) > price);
+    let first_unpaid = first_unpaid.expect("the balance covers a few calls only");
+    assert_eq!(
+        oop(err.kind()).requested,
+        t.produce_base + t.matching(first_unpaid)
+    );
+    assert_eq!((meter.balance(), s.space().data(&"x")), before);
+}
+
+/// A space with channels that decode (for `reset`).
+type Loadable = Space<u8, Pred, i64, u32, PredMatch>;
+
+/// `examined` of a produce of `value` on channel 0 (admitted, so it takes effect).
+fn examined_by(s: &Loadable, value: i64) -> u64 {
+    let mut examined = 0;
+    s.produce_admitted(0, value, false, 0, |a| {
+        examined = a.examined;
+        Ok(())
+    })
+    .unwrap();
+    examined
+}
+
+/// Whether a produce walks by key depends on the state alone (SPEC §8: the same charge on every
+/// node): a space reset to a hard checkpoint's root, on another shard count, examines what the
+/// space that made the checkpoint examines, by key at 16 continuations and by a whole walk
+/// once one more has fired.
+#[test]
+fn a_space_reset_to_a_root_walks_as_the_space_that_made_it() {
+    let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::new());
+    let a: Loadable = Space::new(PredMatch, SpaceConfig::new()).with_history(store.clone());
+    for k in 0..17 {
+        a.consume([0], [Pred::Eq(k)], k as u32, false, &[]).unwrap();
+    }
+    // By key among 17: one examined, and 16 are left.
+    assert_eq!(examined_by(&a, 0), 1);
+    let root = a.create_checkpoint().expect("checkpoint").root;
+    let b: Loadable = Space::with_shards(PredMatch, SpaceConfig::new(), 4).with_history(store);
+    b.reset(&root).expect("reset to a recorded root");
+    for s in [&a, &b] {
+        // 16 left: by key. Then 15: the whole walk tries every continuation before 15's.
+        assert_eq!(examined_by(s, 16), 1);
+        assert_eq!(examined_by(s, 15), 15);
+        assert_eq!(examined_by(s, 1_000), 14);
+    }
+    assert_eq!(
+        a.create_checkpoint().expect("checkpoint").root,
+        b.create_checkpoint().expect("checkpoint").root
+    );
 }

@@ -45,7 +45,12 @@ use crate::space::{SoftCheckpoint, Space};
 /// | a COMM consuming stored items | refund of their storage |
 ///
 /// *Matching* is `matching(examined)`: one `match_candidate` per pattern tried against a datum,
-/// a similarity ranking counting every datum it scored. *Vector work* is
+/// a similarity ranking counting every datum it scored. A candidate an index rules out is not
+/// tried and not counted: a datum whose value differs from an exact pattern's key on an
+/// indexed channel, and a waiting continuation whose exact key differs from a produced datum
+/// in a group that walks by key (16 or more one-channel Bag or Set continuations, all with
+/// exact keys). When an index is used depends only on the state and the calls since the last
+/// hard checkpoint, so the charge is the same on every node. *Vector work* is
 /// [`CostTable::vector_work`] of [`Admission::vector`]: `vector_search_base` per similarity
 /// ranking the search ran on a VectorDB channel, plus `vector_element` per vector element
 /// scored, by those rankings (data scored × the channel's dimension) and by matcher calls on

@@ -15,11 +15,37 @@
 //! | duplicate check, `push` | O(n) `Eq` | one encoding and hash, O(1) expected `Eq` |
 //! | `take` | O(1) amortised | plus one encoding and hash |
 //! | compaction (amortised over removals) | O(n) | O(n) encodings |
+//!
+//! **Key index.** A produce walks the continuations waiting on its channel until one accepts
+//! its datum. A Bag or Set store of [`KEY_INDEX_MIN`] or more continuations also keeps, from
+//! each one-channel continuation's *exact key* ([`Match::exact_key`]: the one value its
+//! pattern accepts) to the numbers of the live continuations with it, a persistent index,
+//! and counts the continuations with no exact key (`general`). While `general` is zero, a
+//! produce's walk ([`ContStore::for_each_for`]) offers only the continuations whose key is
+//! the datum, in the order the full walk would (oldest first, or by rank), instead of every
+//! waiting one: the rest cannot accept it (the contract of `exact_key`). So a channel where
+//! many consumers wait each for its own value (replies told apart by a request number) costs
+//! a produce O(1) expected, not O(n).
+//!
+//! Whether a walk goes by key is a function of the store's contents (its kind, its number of
+//! continuations, and whether all of them have exact keys), never of its history: a space
+//! that loads the same state from a hard checkpoint walks the same way. That matters because
+//! the walk decides how many continuations a produce examines, which is charged (SPEC §8).
+//! The index is keyed by a fingerprint of the key (a hash under the index's own seed); a
+//! listed continuation is offered only if its key equals the datum, so a fingerprint collision
+//! costs a comparison and never an offer.
+//!
+//! | operation (Bag or Set store of n, all with exact keys) | n < 16 | with the key index |
+//! |---|---|---|
+//! | a produce's walk | O(n) matcher calls | one hash, O(1) expected + the continuations with the datum's key |
+//! | `push`, `take` | O(1) amortised | plus one `exact_key`, one hash and an index update |
+//! | reaching or leaving 16 continuations, compaction | — | O(n) to build or drop |
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
 use crate::encode::Encode;
@@ -32,6 +58,10 @@ use crate::PMap;
 /// A Set store with fewer continuations than this checks duplicates by a scan; from this many
 /// on it keeps its index (see the module docs).
 pub(crate) const SET_INDEX_MIN: usize = 16;
+
+/// A Bag or Set store with fewer continuations than this is walked whole by a produce; from
+/// this many on it keeps its key index (see the module docs).
+pub(crate) const KEY_INDEX_MIN: usize = 16;
 
 /// Positions of a consume that peek, ascending and without repeats.
 pub type Peeks = SmallVec<[usize; 2]>;
@@ -66,12 +96,18 @@ pub struct WaitingContinuation<P, K> {
 /// `State::dirty_joins` since the last hard checkpoint. `index` is `None` unless the kind is
 /// Set; a Set store that has held [`SET_INDEX_MIN`] continuations since it was built keeps
 /// it; when present it lists exactly the live continuations, each under its fingerprint.
+/// `keys` is present exactly when the kind is Bag or Set and at least [`KEY_INDEX_MIN`]
+/// continuations are live; it then lists each live continuation with an exact key (under the
+/// space's matcher) under that key's fingerprint, in ascending number, and counts the others
+/// in `general`.
 #[derive(Clone, Debug)]
 pub(crate) struct ContStore<P: Clone, K: Clone> {
     kind: ContKind,
     items: SeqItems<WaitingContinuation<P, K>>,
     /// Behind a pointer: most stores are not Sets, and a clone shares it in O(1).
     index: Option<triomphe::Arc<SetIndex>>,
+    /// Behind a pointer: most stores are small, and a clone shares it in O(1).
+    keys: Option<triomphe::Arc<KeyIndex>>,
     pub(crate) dirty: bool,
 }
 
@@ -119,12 +155,65 @@ impl SetIndex {
     }
 }
 
+/// A Bag or Set store's key index (see the module docs): each exact key's fingerprint to the
+/// ascending numbers of the live continuations with that key, and how many live ones have no
+/// exact key. The hasher is the index's own (seeded per index, so no caller can aim
+/// collisions at it).
+#[derive(Clone, Debug, Default)]
+struct KeyIndex {
+    hasher: foldhash::fast::RandomState,
+    keyed: PMap<u64, SmallVec<[u64; 2]>>,
+    general: usize,
+}
+
+impl KeyIndex {
+    /// Lists number `seq`, whose exact key is `key` (numbers are added in ascending order).
+    fn add<A: Hash + ?Sized>(&mut self, key: Option<&A>, seq: u64) {
+        match key {
+            Some(k) => {
+                let fp = self.hasher.hash_one(k);
+                self.keyed.entry(fp).or_default().push(seq);
+            }
+            None => self.general += 1,
+        }
+    }
+
+    /// Removes number `seq`, whose exact key is `key`.
+    fn remove<A: Hash + ?Sized>(&mut self, key: Option<&A>, seq: u64) {
+        let Some(k) = key else {
+            self.general = self.general.saturating_sub(1);
+            return;
+        };
+        let fp = self.hasher.hash_one(k);
+        if let Some(seqs) = self.keyed.get_mut(&fp) {
+            seqs.retain(|q| *q != seq);
+            if seqs.is_empty() {
+                self.keyed.remove(&fp);
+            }
+        }
+    }
+}
+
+/// The exact key of `w`: its one pattern's, when it has one pattern and the matcher gives
+/// that pattern an exact key.
+#[inline]
+fn key_of<'w, P, A, K, M: Match<P, A>>(
+    matcher: &M,
+    w: &'w WaitingContinuation<P, K>,
+) -> Option<&'w A> {
+    match &w.patterns[..] {
+        [p] => matcher.exact_key(p),
+        _ => None,
+    }
+}
+
 impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
     pub(crate) fn new(kind: ContKind) -> Self {
         Self {
             kind,
             items: SeqItems::default(),
             index: None,
+            keys: None,
             dirty: false,
         }
     }
@@ -189,6 +278,98 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
         }
     }
 
+    /// Whether a produce's walk goes by key (see the module docs): the store keeps its key
+    /// index and every continuation in it has an exact key.
+    #[cfg(test)]
+    pub(crate) fn walks_by_key(&self) -> bool {
+        self.keys.as_ref().is_some_and(|k| k.general == 0)
+    }
+
+    /// The continuations a produce of `datum` offers, in the order of
+    /// [`for_each_in`](Self::for_each_in): that walk itself, unless the store
+    /// [walks by key](Self::walks_by_key); then only those whose exact key is `datum` (the
+    /// others cannot accept it), in the same relative order.
+    ///
+    /// Time by key: one hash, O(1) expected, plus an `exact_key` and a comparison per
+    /// continuation listed under the datum's fingerprint (with a ranker, their ranking).
+    pub(crate) fn for_each_for<'s, A, M>(
+        &'s self,
+        ranker: Option<&Ranker<WaitingContinuation<P, K>>>,
+        matcher: &M,
+        datum: &A,
+        mut f: impl FnMut(u64, &'s WaitingContinuation<P, K>) -> ControlFlow<()>,
+    ) -> ControlFlow<()>
+    where
+        A: Hash + Eq,
+        M: Match<P, A>,
+    {
+        let Some(keys) = self.keys.as_deref().filter(|k| k.general == 0) else {
+            return self.for_each_in(ranker, f);
+        };
+        let Some(seqs) = keys.keyed.get(&keys.hasher.hash_one(datum)) else {
+            return ControlFlow::Continue(());
+        };
+        // A fingerprint narrows; the key decides (a collision lists another key's numbers).
+        let listed = seqs.iter().filter_map(|&seq| {
+            let w = self.items.get(seq)?;
+            (key_of(matcher, w) == Some(datum)).then_some((seq, w))
+        });
+        match ranker {
+            // Equal continuations share a key, so each is ranked among all its equals, as
+            // the full walk ranks it.
+            Some(r) => r.walk(&listed.collect::<Vec<_>>(), f),
+            None => {
+                for (seq, w) in listed {
+                    f(seq, w)?;
+                }
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
+    /// Keeps the key index in step with continuation `seq`, just stored: lists it, or builds
+    /// the index when the store has just reached [`KEY_INDEX_MIN`].
+    fn keys_after_push<A: Hash, M: Match<P, A>>(&mut self, seq: u64, matcher: &M) {
+        match &mut self.keys {
+            Some(keys) => {
+                let key = self.items.get(seq).and_then(|w| key_of(matcher, w));
+                crate::state_map::make_mut(keys).add(key, seq);
+            }
+            None => self.keys_if_due(matcher),
+        }
+    }
+
+    /// Keeps the key index in step with `w`, number `seq`, just taken out: unlists it, or
+    /// drops the index when the store has just fallen below [`KEY_INDEX_MIN`].
+    fn keys_after_take<A: Hash, M: Match<P, A>>(
+        &mut self,
+        w: &WaitingContinuation<P, K>,
+        seq: u64,
+        matcher: &M,
+    ) {
+        if self.items.len() < KEY_INDEX_MIN {
+            self.keys = None;
+        } else if let Some(keys) = &mut self.keys {
+            crate::state_map::make_mut(keys).remove(key_of(matcher, w), seq);
+        }
+    }
+
+    /// Builds the key index if the store is a Bag or Set of at least [`KEY_INDEX_MIN`].
+    fn keys_if_due<A: Hash, M: Match<P, A>>(&mut self, matcher: &M) {
+        if matches!(self.kind, ContKind::Bag | ContKind::Set) && self.items.len() >= KEY_INDEX_MIN {
+            self.build_keys(matcher);
+        }
+    }
+
+    /// (Re)builds the key index from the live continuations, under a fresh seed.
+    fn build_keys<A: Hash, M: Match<P, A>>(&mut self, matcher: &M) {
+        let mut keys = KeyIndex::default();
+        for (seq, w) in self.items.iter() {
+            keys.add(key_of(matcher, w), seq);
+        }
+        self.keys = Some(triomphe::Arc::new(keys));
+    }
+
     /// All waiting continuations, oldest first.
     pub(crate) fn all(&self) -> impl Iterator<Item = &WaitingContinuation<P, K>> + '_ {
         self.items.iter().map(|(_, w)| w)
@@ -224,21 +405,32 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
         }
     }
 
-    /// Stores `w`, which [`vet`](Self::vet) found new to this store as it is now (`vetted`).
-    /// Time: O(1) amortised.
-    pub(crate) fn push_vetted(&mut self, w: WaitingContinuation<P, K>, vetted: Vetted) {
+    /// Stores `w`, which [`vet`](Self::vet) found new to this store as it is now (`vetted`);
+    /// `matcher` gives its exact key to the key index. Time: O(1) amortised.
+    pub(crate) fn push_vetted<A: Hash, M: Match<P, A>>(
+        &mut self,
+        w: WaitingContinuation<P, K>,
+        vetted: Vetted,
+        matcher: &M,
+    ) {
         let seq = self.items.push(w);
         match (&mut self.index, vetted.0) {
             (Some(index), Some(fp)) => crate::state_map::make_mut(index).add(fp, seq),
             _ => self.index_if_due(),
         }
+        self.keys_after_push(seq, matcher);
     }
 
     /// Stores `w` without [`vet`](Self::vet)'s check, for a caller that
     /// rebuilds a store from the continuations of one of the same kind (a Set's are distinct
     /// already); `bytes` is `w`'s canonical encoding ([`encode_cont`]), which the Set index
     /// fingerprints. Time: O(1) amortised (plus a hash of `bytes` on an indexed Set store).
-    pub(crate) fn push_distinct(&mut self, w: WaitingContinuation<P, K>, bytes: &[u8]) {
+    pub(crate) fn push_distinct<A: Hash, M: Match<P, A>>(
+        &mut self,
+        w: WaitingContinuation<P, K>,
+        bytes: &[u8],
+        matcher: &M,
+    ) {
         let seq = self.items.push(w);
         match &mut self.index {
             Some(index) => {
@@ -248,14 +440,19 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
             }
             None => self.index_if_due(),
         }
+        self.keys_after_push(seq, matcher);
     }
 
     /// Stores `w`; for a Set store, returns false (and stores nothing) when an equal one waits.
     /// Time: O(1) amortised; on a Set store, as [`vet`](Self::vet).
-    pub(crate) fn push(&mut self, w: WaitingContinuation<P, K>) -> bool {
+    pub(crate) fn push<A: Hash, M: Match<P, A>>(
+        &mut self,
+        w: WaitingContinuation<P, K>,
+        matcher: &M,
+    ) -> bool {
         match self.vet(&w) {
             Some(vetted) => {
-                self.push_vetted(w, vetted);
+                self.push_vetted(w, vetted, matcher);
                 true
             }
             None => false,
@@ -263,18 +460,26 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
     }
 
     /// Takes continuation `seq` out; compacts the store's numbers when tombstones dominate
-    /// (rebuilding a Set index then).
-    pub(crate) fn take(&mut self, seq: u64) -> Option<WaitingContinuation<P, K>> {
+    /// (rebuilding the indexes then). `matcher` gives its exact key to the key index.
+    pub(crate) fn take<A: Hash, M: Match<P, A>>(
+        &mut self,
+        seq: u64,
+        matcher: &M,
+    ) -> Option<WaitingContinuation<P, K>> {
         let w = self.items.take(seq)?;
         if let Some(index) = &mut self.index {
             let index = crate::state_map::make_mut(index);
             let fp = index.fingerprint_of(&w);
             index.remove(fp, seq);
         }
+        self.keys_after_take(&w, seq, matcher);
         if self.items.wants_compaction() {
             self.items.compact();
             if self.index.is_some() {
                 self.build_index();
+            }
+            if self.keys.is_some() {
+                self.build_keys(matcher);
             }
         }
         Some(w)
@@ -305,6 +510,7 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
 mod tests {
     use super::*;
     use crate::test_rng::mix;
+    use rhospace_matchers::ExactMatch;
 
     type W = WaitingContinuation<u64, u64>;
 
@@ -364,13 +570,13 @@ mod tests {
                 let fresh = !model.iter().any(|(_, x)| *x == c);
                 assert_eq!(s.vet(&c).is_some(), fresh);
                 let next = s.items.next_seq();
-                assert_eq!(s.push(c.clone()), fresh);
+                assert_eq!(s.push(c.clone(), &ExactMatch), fresh);
                 if fresh {
                     model.push((next, c));
                 }
             } else {
                 let (seq, c) = model.remove((mix(&mut rng) % model.len() as u64) as usize);
-                assert_eq!(s.take(seq), Some(c));
+                assert_eq!(s.take(seq, &ExactMatch), Some(c));
                 let numbers: Vec<u64> = s.items.iter().map(|(q, _)| q).collect();
                 if !numbers.iter().eq(model.iter().map(|(q, _)| q)) {
                     // Compacted: renumbered, and the model follows the new numbers.
@@ -405,7 +611,7 @@ mod tests {
     fn a_fingerprint_collision_is_decided_by_eq() {
         let mut s: ContStore<u64, u64> = ContStore::new(ContKind::Set);
         for k in 0..20 {
-            assert!(s.push(w(k)));
+            assert!(s.push(w(k), &ExactMatch));
         }
         let new = w(1_000);
         let index = crate::state_map::make_mut(s.index.as_mut().expect("20 waiting: indexed"));
@@ -413,10 +619,124 @@ mod tests {
         // Continuation 3 listed under the new one's fingerprint, as a collision would list it.
         index.add(fp, 3);
         assert!(s.vet(&new).is_some());
-        assert!(s.push(new.clone()));
+        assert!(s.push(new.clone(), &ExactMatch));
         assert!(s.vet(&new).is_none());
-        assert!(!s.push(new));
-        assert!(!s.push(w(3)));
+        assert!(!s.push(new, &ExactMatch));
+        assert!(!s.push(w(3), &ExactMatch));
+    }
+
+    /// Patterns below 1,000 accept their own value (an exact key); from 1,000 on, anything
+    /// (no exact key).
+    struct Keyed;
+
+    impl Match<u64, u64> for Keyed {
+        type Output = ();
+        fn get(&self, p: &u64, d: &u64) -> Option<()> {
+            (*p >= 1_000 || p == d).then_some(())
+        }
+        fn exact_key<'p>(&self, p: &'p u64) -> Option<&'p u64> {
+            (*p < 1_000).then_some(p)
+        }
+    }
+
+    /// What a produce of `datum` is offered, as (number, continuation) pairs.
+    fn offered(
+        s: &ContStore<u64, u64>,
+        ranker: Option<&Ranker<W>>,
+        datum: Option<u64>,
+    ) -> Vec<(u64, W)> {
+        let mut out = Vec::new();
+        let push = |seq, w: &W| {
+            out.push((seq, w.clone()));
+            ControlFlow::Continue(())
+        };
+        let _ = match datum {
+            Some(d) => s.for_each_for(ranker, &Keyed, &d, push),
+            None => s.for_each_in(ranker, push),
+        };
+        out
+    }
+
+    /// The key index against the rule it must keep, through growth past `KEY_INDEX_MIN`,
+    /// shrinking below it, continuations without an exact key coming and going, compaction
+    /// and clones: a store walks by key exactly when it is a Bag or Set of at least
+    /// `KEY_INDEX_MIN` continuations that all have exact keys, and a walk by key offers
+    /// exactly the whole walk's continuations with the datum's key, in the whole walk's order
+    /// (oldest first, or ranked).
+    #[test]
+    fn a_walk_by_key_offers_the_whole_walks_continuations_with_that_key() {
+        let ranker = Ranker::conts([7; 32]);
+        for kind in [
+            ContKind::Bag,
+            ContKind::Set,
+            ContKind::Queue,
+            ContKind::Stack,
+        ] {
+            let mut s: ContStore<u64, u64> = ContStore::new(kind);
+            let mut rng = 11;
+            let mut kept = Vec::new();
+            let (mut by_key, mut whole) = (0, 0);
+            for step in 0..4_000 {
+                let r = mix(&mut rng);
+                let live = s.items.len();
+                let grow = match step {
+                    0..1_000 => r % 10 < 7,
+                    1_000..2_000 => r % 10 < 3,
+                    _ => r % 10 < 5,
+                };
+                if grow || live == 0 {
+                    // A continuation without an exact key now and then, in the middle phase.
+                    let general =
+                        (1_000..3_000).contains(&step) && mix(&mut rng).is_multiple_of(20);
+                    let key = if general { 1_000 } else { mix(&mut rng) % 8 };
+                    let w = W {
+                        patterns: Arc::from(vec![key]),
+                        continuation: mix(&mut rng) % 40,
+                        persist: false,
+                        peeks: Peeks::new(),
+                    };
+                    s.push(w, &Keyed);
+                } else {
+                    let nth = (mix(&mut rng) % live as u64) as usize;
+                    let seq = s.items.iter().nth(nth).map(|(q, _)| q).expect("live");
+                    assert!(s.take(seq, &Keyed).is_some());
+                }
+                let all_exact = s.all().all(|w| w.patterns[0] < 1_000);
+                let rule = matches!(kind, ContKind::Bag | ContKind::Set)
+                    && s.items.len() >= KEY_INDEX_MIN
+                    && all_exact;
+                assert_eq!(s.walks_by_key(), rule, "{kind:?} step {step}");
+                if rule {
+                    by_key += 1;
+                } else {
+                    whole += 1;
+                }
+                for r in [None, Some(&ranker)] {
+                    let all = offered(&s, r, None);
+                    for d in [0, 3, 7, 9] {
+                        let want: Vec<(u64, W)> = if rule {
+                            all.iter()
+                                .filter(|(_, w)| w.patterns[0] == d)
+                                .cloned()
+                                .collect()
+                        } else {
+                            all.clone()
+                        };
+                        assert_eq!(offered(&s, r, Some(d)), want, "{kind:?} step {step}");
+                    }
+                }
+                if step % 500 == 0 {
+                    kept.push((s.clone(), offered(&s, None, Some(3))));
+                }
+            }
+            // A clone keeps its own index: later changes never reached it.
+            for (c, before) in &kept {
+                assert_eq!(&offered(c, None, Some(3)), before);
+            }
+            if matches!(kind, ContKind::Bag | ContKind::Set) {
+                assert!(by_key > 500 && whole > 500, "{kind:?}: {by_key} / {whole}");
+            }
+        }
     }
 
     /// Only a Set store keeps an index, and a Bag keeps equal continuations.
@@ -425,7 +745,7 @@ mod tests {
         for kind in [ContKind::Bag, ContKind::Queue, ContKind::Stack] {
             let mut s: ContStore<u64, u64> = ContStore::new(kind);
             for k in 0..40 {
-                assert!(s.push(w(k % 10)));
+                assert!(s.push(w(k % 10), &ExactMatch));
                 assert!(s.vet(&w(k % 10)).is_some());
             }
             assert!(s.index.is_none());

@@ -60,6 +60,8 @@
 //! |---|---|
 //! | `produce`, no waiting continuation on the channel | O(log n) in channels, in place |
 //! | `produce` meeting waiting continuations | per continuation examined: the matcher on the datum's positions; a join search only where it fits |
+//! | `produce` on a channel whose one-channel Bag or Set continuations number 16 or more and all have exact patterns ([`Match::exact_key`](rhospace_matchers::Match::exact_key)) | O(1) expected to find those waiting for the datum's value; only they are examined (see the `conts` module) |
+//! | `consume` that waits, or a COMM that takes a waiting continuation, on such a group | plus an `exact_key`, a hash and an index update |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume` on one Bag channel, exact pattern equal to its oldest datum | O(1): the scan's first step answers; no index is built for it (a Set of 16 or more is always indexed) |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions. A join that cannot fire stops at the first position shown to accept no datum of its channel, or failing with no channel in common with the positions before it, or on a channel with fewer data than its positions need, or (once it has done that much work) on a channel whose positions cannot all be given distinct data they accept; failed visits are remembered (up to 65,536) by the items the earlier positions hold. The worst case is still exponential in the number of positions that share a channel (see the `join` module); a [`ChargingSpace`] stops the search once its work costs more than the meter holds |

@@ -1407,7 +1407,7 @@ where
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
-        let comm = Self::fire_produce(view, incoming, source, found);
+        let comm = self.fire_produce(view, incoming, source, found);
         self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0));
         Ok(Some(comm))
     }
@@ -1789,21 +1789,27 @@ where
                 let at = positions(jk);
                 let mut join = None;
                 let mut found = None;
-                let _ = conts.for_each_in(cont_ranker.as_ref(), |seq, w| {
-                    if !cap.allows() {
-                        return ControlFlow::Break(());
-                    }
-                    let Some(pre) = fits(&at, w) else {
-                        return ControlFlow::Continue(());
-                    };
-                    match offer(jk, &at, &mut join, w, pre) {
-                        Some(f) => {
-                            found = Some((seq, f));
-                            ControlFlow::Break(())
+                // By key, where the store walks so: the others cannot accept the datum.
+                let _ = conts.for_each_for(
+                    cont_ranker.as_ref(),
+                    &self.matcher,
+                    &incoming.value,
+                    |seq, w| {
+                        if !cap.allows() {
+                            return ControlFlow::Break(());
                         }
-                        None => ControlFlow::Continue(()),
-                    }
-                });
+                        let Some(pre) = fits(&at, w) else {
+                            return ControlFlow::Continue(());
+                        };
+                        match offer(jk, &at, &mut join, w, pre) {
+                            Some(f) => {
+                                found = Some((seq, f));
+                                ControlFlow::Break(())
+                            }
+                            None => ControlFlow::Continue(()),
+                        }
+                    },
+                );
                 found.map(|(seq, f)| (Source::Stored(jk.clone(), seq), f))
             };
             match self.order_key {
@@ -1828,6 +1834,7 @@ where
     }
 
     fn fire_produce(
+        &self,
         view: &mut View<'_, C, P, A, K>,
         incoming: StoredDatum<A>,
         source: Source<C, P, K>,
@@ -1836,7 +1843,7 @@ where
         let (list, w) = match source {
             Source::Installed(e) => (e.list.clone(), e.w.clone()),
             Source::Stored(jk, seq) => {
-                let w = Self::take_or_clone_cont(view, &jk, seq);
+                let w = self.take_or_clone_cont(view, &jk, seq);
                 (jk, w)
             }
         };
@@ -1967,6 +1974,7 @@ where
     }
 
     fn take_or_clone_cont(
+        &self,
         view: &mut View<'_, C, P, A, K>,
         jk: &Arc<[C]>,
         seq: u64,
@@ -1979,7 +1987,7 @@ where
             Some(store) => match store.get(seq) {
                 Some(w) if w.persist => (Some(w.clone()), false),
                 Some(_) => {
-                    let w = store.take(seq);
+                    let w = store.take(seq, &self.matcher);
                     (w, store.is_empty())
                 }
                 None => (None, false),
@@ -2409,12 +2417,12 @@ where
         vetted: Vetted,
     ) {
         if let Some(store) = view.join_mut(&channels) {
-            store.push_vetted(w, vetted);
+            store.push_vetted(w, vetted, &self.matcher);
             return;
         }
         let mut store = ContStore::new(self.config.continuation_kind());
         store.dirty = true;
-        store.push_vetted(w, vetted);
+        store.push_vetted(w, vetted, &self.matcher);
         let home = view.state_mut(&channels[0]);
         home.joins.insert(channels.clone(), store);
         home.dirty_joins.push(channels.clone());

@@ -399,16 +399,24 @@ fn settle_channel<C: Clone + Eq + Encode, A: Clone + Hash + Eq + Encode>(
 
 /// Puts a join group's Bag or Set continuations into canonical order and returns its leaf
 /// value and blob.
-fn settle_join<C: Encode, P: Clone + Eq + Encode, K: Clone + Eq + Encode>(
+fn settle_join<C, P, A, K, M>(
     jk: &[C],
     store: &mut ContStore<P, K>,
-) -> (Digest, Vec<u8>) {
+    matcher: &M,
+) -> (Digest, Vec<u8>)
+where
+    C: Encode,
+    P: Clone + Eq + Encode,
+    A: Hash,
+    K: Clone + Eq + Encode,
+    M: Match<P, A>,
+{
     let (kind, multiset, items) = encoded_conts(store);
     if multiset {
         let mut fresh = ContStore::new(store.kind());
         // The store's own continuations: a Set's are distinct, so none is checked again.
         for (bytes, w) in &items {
-            fresh.push_distinct(w.clone(), bytes);
+            fresh.push_distinct(w.clone(), bytes, matcher);
         }
         *store = fresh;
     }
@@ -427,15 +435,17 @@ fn join_key<C: Encode>(jk: &[C]) -> Digest {
 }
 
 /// Settles one shard's dirty entries: canonical order in `state`, leaf changes and blobs out.
-fn settle_shard<C, P, A, K>(
+fn settle_shard<C, P, A, K, M>(
     state: &mut State<C, P, A, K>,
     changes: &mut Vec<Change>,
     blobs: &mut Vec<(Digest, Vec<u8>)>,
+    matcher: &M,
 ) where
     C: Clone + Hash + Eq + Encode,
     P: Clone + Eq + Encode,
     A: Clone + Hash + Eq + Encode,
     K: Clone + Eq + Encode,
+    M: Match<P, A>,
 {
     let dirty = std::mem::take(&mut state.dirty);
     for c in dirty.iter() {
@@ -464,7 +474,7 @@ fn settle_shard<C, P, A, K>(
     for jk in dirty_joins.iter() {
         match state.joins.get_mut(jk) {
             Some(store) if store.dirty => {
-                let (value, blob) = settle_join(jk, store);
+                let (value, blob) = settle_join(jk, store, matcher);
                 store.dirty = false;
                 changes.push((join_key(jk), Some(value)));
                 blobs.push((value, blob));
@@ -621,7 +631,12 @@ where
         let mut blobs = Vec::new();
         for st in states.iter_mut() {
             if !st.dirty.is_empty() || !st.dirty_joins.is_empty() || !st.log.is_empty() {
-                settle_shard(triomphe::Arc::make_mut(st), &mut changes, &mut blobs);
+                settle_shard(
+                    triomphe::Arc::make_mut(st),
+                    &mut changes,
+                    &mut blobs,
+                    &self.matcher,
+                );
             }
         }
         let mut merkle = hard.merkle.clone();
@@ -993,7 +1008,7 @@ where
                             return Err(corrupt(DecodeError::Invalid("continuation")));
                         }
                         // A Set store never holds two equal continuations.
-                        if !store.push(w) {
+                        if !store.push(w, &self.matcher) {
                             return Err(corrupt(DecodeError::Invalid("duplicate continuation")));
                         }
                     }

@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use rhospace_matchers::{Pattern, StructuralMatch, Term};
 
 use super::*;
+use crate::conts::KEY_INDEX_MIN;
 use crate::kind::ContKind;
 use crate::merkle::EMPTY_ROOT;
 
@@ -97,13 +98,30 @@ fn reference_find(
         let Some(conts) = view.join(jk) else {
             continue;
         };
-        let mut hit = None;
-        let _ = conts.for_each(|seq, w| match offer(jk, w) {
-            Some(found) => {
-                hit = Some((seq, found));
-                ControlFlow::Break(())
+        // The documented rule, computed from the contents: a Bag or Set group of at least
+        // `KEY_INDEX_MIN` one-channel continuations, all with exact keys, offers only those
+        // whose key is the datum.
+        fn key(w: &WaitingContinuation<Pattern, u8>) -> Option<&Term> {
+            match &w.patterns[..] {
+                [p] => StructuralMatch.exact_key(p),
+                _ => None,
             }
-            None => ControlFlow::Continue(()),
+        }
+        let by_key = matches!(conts.kind(), ContKind::Bag | ContKind::Set)
+            && conts.all().count() >= KEY_INDEX_MIN
+            && conts.all().all(|w| key(w).is_some());
+        let mut hit = None;
+        let _ = conts.for_each(|seq, w| {
+            if by_key && key(w) != Some(&incoming.value) {
+                return ControlFlow::Continue(());
+            }
+            match offer(jk, w) {
+                Some(found) => {
+                    hit = Some((seq, found));
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            }
         });
         if let Some((seq, found)) = hit {
             out.hit = Some((Source::Stored(jk.clone(), seq), found));
@@ -289,33 +307,99 @@ proptest! {
 /// The benchmark's shape, small: many single-channel continuations that reject the datum,
 /// one that takes it, in each continuation kind; the shortcut must count one matcher call per
 /// rejection and one for the hit (the search counts its pre-check only when it fails), as the
-/// plain search does.
+/// plain search does. The rejecting patterns have no exact key, so no store walks by key.
 #[test]
 fn fanout_counts_one_call_per_rejection() {
     for cont in 0..4 {
         let s: S = Space::new(StructuralMatch, config(cont, 0));
         for i in 0..200u8 {
-            let p = Pattern::lit(Term::from(i64::from(i)));
+            let p = if i == 199 {
+                Pattern::bind("x")
+            } else {
+                Pattern::or([Pattern::lit(Term::from(i64::from(i))), Pattern::lit(-1)])
+            };
             s.consume([0u8], [p], i, i == 199, &[]).expect("consume");
         }
         let cont_kind = s.config.continuation_kind();
-        let fired = compare(&s, 0, 199, false, false);
-        let view = s.lock_for_produce(&0, smallvec::smallvec![s.router.shard_of(&0)]);
-        let incoming = StoredDatum {
-            value: Term::from(199),
-            persist: false,
-            priority: 0,
-        };
-        let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None, NoCap);
-        let (want_examined, want_fired) = match cont_kind {
+        let (examined, fired) = search_for(&s, 199);
+        let want = match cont_kind {
             // Only the oldest may fire: it rejects.
             ContKind::Queue => (1, false),
             // Only the newest: it takes the datum.
             ContKind::Stack => (1, true),
             ContKind::Bag | ContKind::Set => (199 + 1, true),
         };
-        assert_eq!(fired, want_fired);
-        assert_eq!(got.examined, want_examined, "{cont_kind:?}");
-        assert_eq!(got.hit.is_some(), want_fired);
+        assert_eq!((examined, fired), want, "{cont_kind:?}");
     }
+}
+
+/// Compares both searches for a produce of `value` on channel 0 and returns the shortcut's
+/// `examined` and whether it fires.
+fn search_for(s: &S, value: i64) -> (u64, bool) {
+    let fired = compare(s, 0, value, false, false);
+    let view = s.lock_for_produce(&0, smallvec::smallvec![s.router.shard_of(&0)]);
+    let incoming = StoredDatum {
+        value: Term::from(value),
+        persist: false,
+        priority: 0,
+    };
+    let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None, NoCap);
+    assert_eq!(got.hit.is_some(), fired);
+    (got.examined, fired)
+}
+
+/// Many consumers each waiting for their own value on one channel (literal patterns: exact
+/// keys): a Bag or Set store of at least `KEY_INDEX_MIN` offers a produce only the ones with
+/// its value, so it examines one continuation, not all; one continuation without an exact
+/// key among them makes the store walk whole again, and below `KEY_INDEX_MIN` it always
+/// does. Both searches agree throughout (`search_for` compares them).
+#[test]
+fn a_store_of_exact_keys_offers_a_produce_only_its_key() {
+    let lit = |i: u8| Pattern::lit(Term::from(i64::from(i)));
+    for cont in 0..4 {
+        let s: S = Space::new(StructuralMatch, config(cont, 0));
+        let n = 200u8;
+        for i in 0..n {
+            s.consume([0u8], [lit(i)], i, true, &[]).expect("consume");
+        }
+        let kind = s.config.continuation_kind();
+        let store = |s: &S| {
+            let view = s.lock_for_produce(&0, smallvec::smallvec![s.router.shard_of(&0)]);
+            view.join(&[0u8][..]).map(|c| c.walks_by_key())
+        };
+        let by_key = matches!(kind, ContKind::Bag | ContKind::Set);
+        assert_eq!(store(&s), Some(by_key), "{kind:?}");
+        // The newest's key: the whole store before it, or only it.
+        let want = match kind {
+            ContKind::Queue => (1, false),
+            ContKind::Stack => (1, true),
+            ContKind::Bag | ContKind::Set => (1, true),
+        };
+        assert_eq!(search_for(&s, i64::from(n - 1)), want, "{kind:?}");
+        // A value no continuation waits for: by key, nothing is examined.
+        let none = match kind {
+            ContKind::Bag | ContKind::Set => 0,
+            ContKind::Queue | ContKind::Stack => 1,
+        };
+        assert_eq!(search_for(&s, 1_000), (none, false), "{kind:?}");
+        // A continuation without an exact key: the walk is whole again (it examines every
+        // one before the key's own).
+        s.consume([0u8], [Pattern::or([lit(250), lit(251)])], 250, true, &[])
+            .expect("consume");
+        assert_eq!(store(&s), Some(false), "{kind:?}");
+        if by_key {
+            assert_eq!(search_for(&s, i64::from(n - 1)), (u64::from(n), true));
+        }
+    }
+    // Fewer than `KEY_INDEX_MIN`: a whole walk, which examines every continuation before
+    // the key's own; at `KEY_INDEX_MIN`, one.
+    let s: S = Space::new(StructuralMatch, config(0, 0));
+    for i in 0..KEY_INDEX_MIN as u8 - 1 {
+        s.consume([0u8], [lit(i)], i, true, &[]).expect("consume");
+    }
+    let last = KEY_INDEX_MIN as i64 - 2;
+    assert_eq!(search_for(&s, last), (last as u64 + 1, true));
+    s.consume([0u8], [lit(100)], 100, true, &[])
+        .expect("consume");
+    assert_eq!(search_for(&s, last), (1, true));
 }
