@@ -152,16 +152,17 @@ pub(crate) struct Join<'a, A: Clone + Hash + Eq> {
 /// [`entries`](Self::entries) for every datum in COMM order.
 pub(crate) struct Found<R> {
     pub(crate) picks: SmallVec<[Pick; 4]>,
-    pub(crate) results: SmallVec<[R; 4]>,
-    pub(crate) more: SmallVec<[(usize, Pick, R); 2]>,
+    pub(crate) results: SmallVec<[R; 2]>,
+    pub(crate) more: Vec<(usize, Pick, R)>,
 }
 
 impl<R> Found<R> {
     /// Every picked datum as `(position, pick, result)`, in COMM order: positions ascending,
     /// and within a top-k position best first: the order of a COMM's `matches`.
-    pub(crate) fn entries(self) -> impl Iterator<Item = (usize, Pick, R)> {
-        // Inline for up to 4 entries: a COMM without top-k positions allocates nothing here.
-        let mut out: SmallVec<[(usize, Pick, R); 4]> = SmallVec::new();
+    pub(crate) fn entries(self) -> SmallVec<[(usize, Pick, R); 2]> {
+        // Inline for up to 2 entries (as a COMM's `matches`): a COMM of one or two positions
+        // allocates nothing here.
+        let mut out: SmallVec<[(usize, Pick, R); 2]> = SmallVec::new();
         let mut more = self.more.into_iter().peekable();
         for (pos, (pick, r)) in self.picks.into_iter().zip(self.results).enumerate() {
             out.push((pos, pick, r));
@@ -169,7 +170,7 @@ impl<R> Found<R> {
                 out.push(e);
             }
         }
-        out.into_iter()
+        out
     }
 
     /// Every picked datum as `(position, pick)` in COMM order, borrowing.
@@ -236,9 +237,9 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     /// Last position on the incoming datum's channel; past it, an unused incoming fails.
     last_incoming_pos: usize,
     picks: SmallVec<[Pick; 4]>,
-    results: SmallVec<[M::Output; 4]>,
+    results: SmallVec<[M::Output; 2]>,
     /// Further picks of top-k positions, `(position, pick, result)`, positions ascending.
-    more: SmallVec<[(usize, Pick, M::Output); 2]>,
+    more: Vec<(usize, Pick, M::Output)>,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
     /// Similarity rankings run and vector elements scored (for metering).
@@ -1298,7 +1299,7 @@ where
         last_incoming_pos,
         picks: SmallVec::new(),
         results: SmallVec::new(),
-        more: SmallVec::new(),
+        more: Vec::new(),
         examined: 0,
         vector: VectorWork::default(),
         par,

@@ -493,7 +493,7 @@ mod tests {
         let found = out.found.map(|f| {
             let mut picks = f.picks.clone();
             picks.extend(f.more.iter().map(|(_, p, _)| *p));
-            let results = f.entries().map(|(_, _, r)| Some(r)).collect();
+            let results = f.entries().into_iter().map(|(_, _, r)| Some(r)).collect();
             (picks, results)
         });
         (found, out.examined, out.rejected, seen)

@@ -29,7 +29,7 @@ use crate::data::{DataStore, ItemKey, StoredDatum};
 use crate::encode::Encode;
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{incoming_fits, Found, Guide, Incoming, Join, Pick};
+use crate::join::{incoming_fits, Found, Guide, Incoming, Join};
 use crate::join_list::JoinList;
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
@@ -1887,7 +1887,7 @@ where
         let mut out = SmallVec::with_capacity(list.len());
         // First position of each channel that gave up an item and is not tidied yet.
         let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
-        let entries: SmallVec<[(usize, Pick, M::Output); 4]> = found.entries().collect();
+        let entries = found.entries();
         // Compaction renumbers items, so a channel is tidied only after its last entry has
         // taken what it picked. A top-k position has up to k entries, so whether an entry is
         // its channel's last is found in one backward pass (O(entries + positions²), positions
