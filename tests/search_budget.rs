@@ -15,6 +15,8 @@ use rhospace_spaces::{
 
 type Ch = &'static str;
 type S = ChargingSpace<Ch, Pred, i64, u32, PredMatch>;
+/// A space with channels that decode (for `reset`).
+type Loadable = Space<u8, Pred, i64, u32, PredMatch>;
 
 fn charged(limit: u64) -> (S, Arc<PhlogistonMeter>) {
     let meter = Arc::new(PhlogistonMeter::new(limit));
@@ -134,55 +136,33 @@ fn a_produce_stops_offering_its_datum_at_the_balance() {
 #[test]
 fn a_produce_among_exact_keys_is_charged_for_its_key_only() {
     let t = CostTable::default();
-    let (s, meter) = charged(u64::MAX);
+    let meter = Arc::new(PhlogistonMeter::new(u64::MAX));
+    let s = ChargingSpace::new(
+        Loadable::new(PredMatch, SpaceConfig::new()),
+        meter.clone(),
+        t,
+    );
     for k in 0..1_000 {
         // Persistent, so the same produce finds the same state each time.
-        s.consume(["x"], [Pred::Eq(k)], k as u32, true, &[])
-            .unwrap();
+        s.consume([0], [Pred::Eq(k)], k as u32, true, &[]).unwrap();
     }
-    let mut examined = None;
-    let comm = s
-        .space()
-        .produce_admitted("x", 999, false, 0, |a| {
-            examined = Some(a.examined);
-            Ok(())
-        })
-        .unwrap()
-        .expect("the continuation waiting for 999 fires");
-    assert_eq!((comm.continuation, examined), (999, Some(1)));
+    assert_eq!(examined_by(s.space(), 999), (1, Some(999)));
     let price = t.produce_base + t.matching(2) + t.comm(1);
     drain_to(&meter, price);
-    let comm = s.produce("x", 999, false).unwrap().expect("fires");
+    let comm = s.produce(0, 999, false).unwrap().expect("fires");
     assert_eq!(comm.continuation, 999);
-    // No continuation waits for 5: nothing is examined, and the datum is stored.
-    let mut examined = None;
-    let fired = s
-        .space()
-        .produce_admitted("x", 5_000, false, 0, |a| {
-            examined = Some(a.examined);
-            Ok(())
-        })
-        .unwrap();
-    assert!(fired.is_none());
-    assert_eq!(examined, Some(0));
+    // No continuation waits for 5,000: nothing is examined, and the datum is stored.
+    assert_eq!(examined_by(s.space(), 5_000), (0, None));
 
     // One continuation without an exact key: every continuation is tried again.
     s.space()
-        .consume(["x"], [Pred::Gt(5_000)], 5_000, true, &[])
+        .consume([0], [Pred::Gt(5_000)], 5_000, true, &[])
         .unwrap();
-    let mut examined = None;
-    s.space()
-        .produce_admitted("x", 999, false, 0, |a| {
-            examined = Some(a.examined);
-            Ok(())
-        })
-        .unwrap()
-        .expect("fires");
-    assert_eq!(examined, Some(1_000));
+    assert_eq!(examined_by(s.space(), 999), (1_000, Some(999)));
     // The meter is empty after the charged produce above: back to the same balance.
     meter.refund(price - meter.remaining()).unwrap();
-    let before = (meter.balance(), s.space().data(&"x"));
-    let err = s.produce("x", 999, false).unwrap_err();
+    let before = (meter.balance(), s.space().data(&0));
+    let err = s.produce(0, 999, false).unwrap_err();
     // Stopped at the first call the balance cannot pay for, long before the 1,000th.
     let first_unpaid = (0..1_000).find(|&k| t.produce_base + t.matching(k) > price);
     let first_unpaid = first_unpaid.expect("the balance covers a few calls only");
@@ -190,21 +170,20 @@ fn a_produce_among_exact_keys_is_charged_for_its_key_only() {
         oop(err.kind()).requested,
         t.produce_base + t.matching(first_unpaid)
     );
-    assert_eq!((meter.balance(), s.space().data(&"x")), before);
+    assert_eq!((meter.balance(), s.space().data(&0)), before);
 }
 
-/// A space with channels that decode (for `reset`).
-type Loadable = Space<u8, Pred, i64, u32, PredMatch>;
-
-/// `examined` of a produce of `value` on channel 0 (admitted, so it takes effect).
-fn examined_by(s: &Loadable, value: i64) -> u64 {
+/// `examined` of a produce of `value` on channel 0 (admitted, so it takes effect), and the
+/// continuation it fired.
+fn examined_by(s: &Loadable, value: i64) -> (u64, Option<u32>) {
     let mut examined = 0;
-    s.produce_admitted(0, value, false, 0, |a| {
-        examined = a.examined;
-        Ok(())
-    })
-    .unwrap();
-    examined
+    let comm = s
+        .produce_admitted(0, value, false, 0, |a| {
+            examined = a.examined;
+            Ok(())
+        })
+        .unwrap();
+    (examined, comm.map(|c| c.continuation))
 }
 
 /// Whether a produce walks by key depends on the state alone (SPEC §8: the same charge on every
@@ -219,15 +198,15 @@ fn a_space_reset_to_a_root_walks_as_the_space_that_made_it() {
         a.consume([0], [Pred::Eq(k)], k as u32, false, &[]).unwrap();
     }
     // By key among 17: one examined, and 16 are left.
-    assert_eq!(examined_by(&a, 0), 1);
+    assert_eq!(examined_by(&a, 0), (1, Some(0)));
     let root = a.create_checkpoint().expect("checkpoint").root;
     let b: Loadable = Space::with_shards(PredMatch, SpaceConfig::new(), 4).with_history(store);
     b.reset(&root).expect("reset to a recorded root");
     for s in [&a, &b] {
         // 16 left: by key. Then 15: the whole walk tries every continuation before 15's.
-        assert_eq!(examined_by(s, 16), 1);
-        assert_eq!(examined_by(s, 15), 15);
-        assert_eq!(examined_by(s, 1_000), 14);
+        assert_eq!(examined_by(s, 16), (1, Some(16)));
+        assert_eq!(examined_by(s, 15), (15, Some(15)));
+        assert_eq!(examined_by(s, 1_000), (14, None));
     }
     assert_eq!(
         a.create_checkpoint().expect("checkpoint").root,
