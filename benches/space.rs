@@ -307,9 +307,10 @@ fn fanout(c: &mut Criterion) {
 /// exact key), and a produce of the newest one's value: `keyed_waiting/by_key/{1000,100000}`
 /// (the group walks by key), `keyed_waiting/whole_walk/{1000,100000}` (the same plus one
 /// oldest continuation without an exact key, which makes the produce walk and try every one),
-/// and
-/// `keyed_waiting/baseline_hashmap/1000` (a `HashMap` from value to the waiting continuations'
-/// numbers, looked up with the same datum).
+/// `keyed_waiting/same_key/100000` (100,000 consumers waiting for one value: a produce that
+/// fires the oldest, then a consume that puts one back) beside the same on a Queue store
+/// (`same_key_queue`, no index), and `keyed_waiting/baseline_hashmap/1000` (a `HashMap` from
+/// value to the waiting continuations' numbers, looked up with the same datum).
 fn keyed_waiting(c: &mut Criterion) {
     let mut g = c.benchmark_group("keyed_waiting");
     let lit = |i: u64| Pattern::lit(Term::int(i as i64));
@@ -344,6 +345,35 @@ fn keyed_waiting(c: &mut Criterion) {
                 black_box(comm);
             })
         });
+    }
+    // Many consumers waiting for one value: each produce fires the oldest and a consume
+    // puts one back, so the group stays at 100,000. Bag (the key index in use) beside Queue
+    // (no index: the oldest is the only candidate).
+    for (name, kind) in [
+        ("same_key", ContKind::Bag),
+        ("same_key_queue", ContKind::Queue),
+    ] {
+        let space: Space<u64, Pattern, Term, u64, StructuralMatch> =
+            Space::new(StructuralMatch, SpaceConfig::new().cont_kind(kind));
+        const SAME: u64 = 100_000;
+        for i in 0..SAME {
+            space
+                .consume([1u64], [lit(7)], i, false, &[])
+                .expect("valid consume");
+        }
+        let datum = Term::int(7);
+        g.bench_function(BenchmarkId::new(name, SAME), |b| {
+            b.iter(|| {
+                let comm = space
+                    .produce(1, datum.clone(), false)
+                    .expect("bag produce")
+                    .expect("the oldest continuation fires");
+                black_box(comm);
+                let r = space.consume([1u64], [lit(7)], 0, false, &[]);
+                assert!(r.expect("valid consume").is_none());
+            })
+        });
+        assert_eq!(space.continuations(&[1u64]).len() as u64, SAME);
     }
     let waiting: HashMap<Term, Vec<u64>> = (0..1_000u64)
         .map(|i| (Term::int(i as i64), vec![i]))

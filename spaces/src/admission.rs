@@ -53,9 +53,12 @@ pub struct Admission<'a, C, P, A, K> {
     pub op: OpKind,
     /// Matcher calls the search made, plus the data its similarity rankings scored on
     /// VectorDB channels (matching work). A produce first checks its datum against each
-    /// waiting continuation's patterns on its channel: those calls count when the check fails,
-    /// and when it passes but the search then fires nothing (a search that fires called the
-    /// matcher at the datum's positions itself, so they are not counted twice).
+    /// waiting continuation it is offered, at the continuation's positions on its channel:
+    /// those calls count when the check fails, and when it passes but the search then fires
+    /// nothing (a search that fires called the matcher at the datum's positions itself, so they
+    /// are not counted twice). A join group that walks by key (16 or more one-channel Bag or
+    /// Set continuations, all with exact keys) offers only the continuations whose key is the
+    /// datum; the others are neither tried nor counted.
     pub examined: u64,
     /// The similarity rankings the search ran on VectorDB channels and the vector elements
     /// scored, by rankings and by matcher calls on similarity patterns (vector-search work,

@@ -25,7 +25,7 @@
 //! the datum, in the order the full walk would (oldest first, or by rank), instead of every
 //! waiting one: the rest cannot accept it (the contract of `exact_key`). So a channel where
 //! many consumers wait each for its own value (replies told apart by a request number) costs
-//! a produce O(1) expected, not O(n).
+//! a produce O(log n), not O(n).
 //!
 //! Whether a walk goes by key is a function of the store's contents (its kind, its number of
 //! continuations, and whether all of them have exact keys), never of its history: a space
@@ -37,9 +37,14 @@
 //!
 //! | operation (Bag or Set store of n, all with exact keys) | n < 16 | with the key index |
 //! |---|---|---|
-//! | a produce's walk | O(n) matcher calls | one hash, O(1) expected + the continuations with the datum's key |
-//! | `push`, `take` | O(1) amortised | plus one `exact_key`, one hash and an index update |
-//! | reaching or leaving 16 continuations, compaction | — | O(n) to build or drop |
+//! | a produce's walk | O(n) matcher calls | one hash, O(log n), then the continuations with the datum's key until one fires |
+//! | `push`, `take` | O(1) amortised | plus one `exact_key`, one hash and O(log n) in the index |
+//! | first `push` or `take` after a clone | O(1) | plus O(log n): the index's path is copied |
+//! | reaching 16 continuations, compaction | — | O(n log n) to build |
+//!
+//! The index is kept for every Bag or Set store of 16 or more, also for one that cannot walk by
+//! key now (a continuation without an exact key, or a group of several channels, whose
+//! continuations all count as without one): its upkeep is the O(log n) above.
 
 use std::hash::{BuildHasher, Hash};
 use std::ops::ControlFlow;
@@ -155,24 +160,26 @@ impl SetIndex {
     }
 }
 
-/// A Bag or Set store's key index (see the module docs): each exact key's fingerprint to the
-/// ascending numbers of the live continuations with that key, and how many live ones have no
-/// exact key. The hasher is the index's own (seeded per index, so no caller can aim
-/// collisions at it).
+/// A Bag or Set store's key index (see the module docs): a persistent ordered set of
+/// `(fingerprint of the exact key, number)` for the live continuations with an exact key, so
+/// those with one key are a range in ascending number; and how many live ones have no exact
+/// key. One ordered set rather than a list per key: taking one of `m` continuations that share
+/// a key (many consumers waiting for the same value) is O(log n), not O(m), and so is the
+/// first write after a clone. The hasher is the index's own (seeded per index, so no caller
+/// can aim collisions at it).
 #[derive(Clone, Debug, Default)]
 struct KeyIndex {
     hasher: foldhash::fast::RandomState,
-    keyed: PMap<u64, SmallVec<[u64; 2]>>,
+    keyed: imbl::OrdSet<(u64, u64)>,
     general: usize,
 }
 
 impl KeyIndex {
-    /// Lists number `seq`, whose exact key is `key` (numbers are added in ascending order).
+    /// Lists number `seq`, whose exact key is `key`.
     fn add<A: Hash + ?Sized>(&mut self, key: Option<&A>, seq: u64) {
         match key {
             Some(k) => {
-                let fp = self.hasher.hash_one(k);
-                self.keyed.entry(fp).or_default().push(seq);
+                self.keyed.insert((self.hasher.hash_one(k), seq));
             }
             None => self.general += 1,
         }
@@ -180,17 +187,20 @@ impl KeyIndex {
 
     /// Removes number `seq`, whose exact key is `key`.
     fn remove<A: Hash + ?Sized>(&mut self, key: Option<&A>, seq: u64) {
-        let Some(k) = key else {
-            self.general = self.general.saturating_sub(1);
-            return;
-        };
-        let fp = self.hasher.hash_one(k);
-        if let Some(seqs) = self.keyed.get_mut(&fp) {
-            seqs.retain(|q| *q != seq);
-            if seqs.is_empty() {
-                self.keyed.remove(&fp);
+        match key {
+            Some(k) => {
+                self.keyed.remove(&(self.hasher.hash_one(k), seq));
             }
+            None => self.general = self.general.saturating_sub(1),
         }
+    }
+
+    /// The numbers listed under `key`'s fingerprint, ascending.
+    fn listed<A: Hash + ?Sized>(&self, key: &A) -> impl Iterator<Item = u64> + '_ {
+        let fp = self.hasher.hash_one(key);
+        self.keyed
+            .range((fp, 0)..=(fp, u64::MAX))
+            .map(|&(_, seq)| seq)
     }
 }
 
@@ -290,8 +300,9 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
     /// [walks by key](Self::walks_by_key); then only those whose exact key is `datum` (the
     /// others cannot accept it), in the same relative order.
     ///
-    /// Time by key: one hash, O(1) expected, plus an `exact_key` and a comparison per
-    /// continuation listed under the datum's fingerprint (with a ranker, their ranking).
+    /// Time by key: one hash and O(log n) to find the datum's fingerprint, plus an
+    /// `exact_key` and a comparison per continuation listed under it that is offered (with a
+    /// ranker, all of them are read and ranked first).
     pub(crate) fn for_each_for<'s, A, M>(
         &'s self,
         ranker: Option<&Ranker<WaitingContinuation<P, K>>>,
@@ -306,11 +317,8 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
         let Some(keys) = self.keys.as_deref().filter(|k| k.general == 0) else {
             return self.for_each_in(ranker, f);
         };
-        let Some(seqs) = keys.keyed.get(&keys.hasher.hash_one(datum)) else {
-            return ControlFlow::Continue(());
-        };
         // A fingerprint narrows; the key decides (a collision lists another key's numbers).
-        let listed = seqs.iter().filter_map(|&seq| {
+        let listed = keys.listed(datum).filter_map(|seq| {
             let w = self.items.get(seq)?;
             (key_of(matcher, w) == Some(datum)).then_some((seq, w))
         });

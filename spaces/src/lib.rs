@@ -60,8 +60,8 @@
 //! |---|---|
 //! | `produce`, no waiting continuation on the channel | O(log n) in channels, in place |
 //! | `produce` meeting waiting continuations | per continuation examined: the matcher on the datum's positions; a join search only where it fits |
-//! | `produce` on a channel whose one-channel Bag or Set continuations number 16 or more and all have exact patterns ([`Match::exact_key`](rhospace_matchers::Match::exact_key)) | O(1) expected to find those waiting for the datum's value; only they are examined (see the `conts` module) |
-//! | `consume` that waits, or a COMM that takes a waiting continuation, on such a group | plus an `exact_key`, a hash and an index update |
+//! | `produce`, in a join group of the channel alone (`[c]`) holding 16 or more Bag or Set continuations that all have exact patterns ([`Match::exact_key`](rhospace_matchers::Match::exact_key)) | O(log n) to find those waiting for the datum's value; only they are offered, until one fires (see the `conts` module) |
+//! | `consume` that waits in a Bag or Set join group of 16 or more, or a COMM that takes a continuation from one | plus an `exact_key`, a hash and O(log n) for the group's key index |
 //! | `consume`, exact pattern, indexed channel (Bag ≥ 16 items, Set) | O(1) expected per position |
 //! | `consume` on one Bag channel, exact pattern equal to its oldest datum | O(1): the scan's first step answers; no index is built for it (a Set of 16 or more is always indexed) |
 //! | `consume`, other patterns | O(candidates) per position; backtracking across positions. A join that cannot fire stops at the first position shown to accept no datum of its channel, or failing with no channel in common with the positions before it, or on a channel with fewer data than its positions need, or (once it has done that much work) on a channel whose positions cannot all be given distinct data they accept; failed visits are remembered (up to 65,536) by the items the earlier positions hold. The worst case is still exponential in the number of positions that share a channel (see the `join` module); a [`ChargingSpace`] stops the search once its work costs more than the meter holds |
@@ -69,7 +69,7 @@
 //! | `consume` that waits, Set continuations | plus the duplicate check: O(n) `Eq` below 16 waiting on its channel list, one encoding and hash of the continuation and O(1) expected `Eq` from 16 on (an index of fingerprints; see `ContKind::Set`) |
 //! | `consume` on one channel (no similarity pattern; in play and in replay) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
 //! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
-//! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store) |
+//! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store); O(log n) more for a join group's key index |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused; once after a revert to another space's soft checkpoint or a `with_history` switch, also O(channels + join groups + what the store lacks) |
 //! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |
