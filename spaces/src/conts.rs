@@ -297,7 +297,7 @@ impl<P: Clone + Eq, K: Clone + Eq> ContStore<P, K> {
 
     /// The continuations a produce of `datum` offers, in the order of
     /// [`for_each_in`](Self::for_each_in): that walk itself, unless the store
-    /// [walks by key](Self::walks_by_key); then only those whose exact key is `datum` (the
+    /// walks by key (see the module docs); then only those whose exact key is `datum` (the
     /// others cannot accept it), in the same relative order.
     ///
     /// Time by key: one hash and O(log n) to find the datum's fingerprint, plus an
