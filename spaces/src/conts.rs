@@ -137,11 +137,13 @@ impl SetIndex {
         self.hasher.hash_one(bytes)
     }
 
-    /// The fingerprint of `w`, encoding it.
+    /// The fingerprint of `w`, encoded into this thread's scratch buffer (no allocation: a
+    /// duplicate check and a take on an indexed store each fingerprint one).
     fn fingerprint_of<P: Encode, K: Encode>(&self, w: &WaitingContinuation<P, K>) -> u64 {
-        let mut bytes = Vec::new();
-        encode_cont(w, &mut bytes);
-        self.fingerprint(&bytes)
+        crate::log::with_scratch(|bytes| {
+            encode_cont(w, bytes);
+            self.fingerprint(bytes)
+        })
     }
 
     /// Lists number `seq` under `fp` (numbers are added in ascending order).
@@ -503,11 +505,8 @@ impl<P: Clone + Eq + Encode, K: Clone + Eq + Encode> ContStore<P, K> {
     /// (Re)builds the index from the live continuations, under a fresh seed.
     fn build_index(&mut self) {
         let mut index = SetIndex::default();
-        let mut bytes = Vec::new();
         for (seq, w) in self.items.iter() {
-            bytes.clear();
-            encode_cont(w, &mut bytes);
-            let fp = index.fingerprint(&bytes);
+            let fp = index.fingerprint_of(w);
             index.add(fp, seq);
         }
         self.index = Some(triomphe::Arc::new(index));

@@ -433,7 +433,7 @@ const SCRATCH_KEEP: usize = 4096;
 
 /// Runs `f` on this thread's empty scratch buffer (on a fresh one if an `Encode` impl inside
 /// `f` hashes too).
-fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();
