@@ -296,14 +296,21 @@ mod tests {
         *m.hot.live.get_mut() && m.hot.key.as_deref() == Some(key)
     }
 
-    #[test]
-    fn a_remembered_entry_is_not_written_through_once_the_map_is_cloned() {
+    /// A map holding `"k" -> [1, 2, 3]`, written twice in a row so that it remembers `"k"`.
+    fn remembering_k() -> StateMap<String, Vec<u32>> {
         let mut a: StateMap<String, Vec<u32>> = StateMap::default();
         let k = String::from("k");
         a.insert(k.clone(), vec![1]);
         a.get_mut(&k).unwrap().push(2);
         a.get_mut(&k).unwrap().push(3);
         assert!(remembers(&mut a, "k"));
+        a
+    }
+
+    #[test]
+    fn a_remembered_entry_is_not_written_through_once_the_map_is_cloned() {
+        let mut a = remembering_k();
+        let k = String::from("k");
         let mut b = a.clone();
         assert!(!remembers(&mut a, "k"), "a clone makes the original forget");
         assert!(!remembers(&mut b, "k"));
@@ -328,11 +335,8 @@ mod tests {
 
     #[test]
     fn an_entry_replaced_or_removed_is_forgotten() {
-        let mut a: StateMap<String, Vec<u32>> = StateMap::default();
+        let mut a = remembering_k();
         let k = String::from("k");
-        a.insert(k.clone(), vec![1]);
-        a.get_mut(&k).unwrap().push(2);
-        a.get_mut(&k).unwrap().push(3);
         a.insert(k.clone(), vec![10]);
         assert!(!remembers(&mut a, "k"));
         assert_eq!(a.get_mut(&k), Some(&mut vec![10]));
