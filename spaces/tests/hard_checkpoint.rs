@@ -1384,19 +1384,27 @@ fn a_reset_from_a_damaged_store_is_an_error_and_changes_nothing() {
     assert!(tried > 100);
 }
 
+/// A space of 4 shards over a fresh `TestStore`, its Queue (channel 100) holding a persistent
+/// head 7 followed by `n` data: a channel whose re-encoding a checkpoint's store would see.
+fn persistent_queue_head_behind(n: u32) -> (Arc<TestStore>, S) {
+    let store = Arc::new(TestStore::default());
+    let s = space(4).with_history(store.clone());
+    s.produce(100, 7, true).unwrap();
+    for i in 0..n {
+        s.produce(100, 1000 + i, false).unwrap();
+    }
+    (store, s)
+}
+
 /// SPEC §6's incremental cost: a call that only reads a stored datum (a persistent one, or
 /// one a consume peeks at), alone or in a join, or from a produce's side, changes nothing on
 /// that datum's channel, so the next checkpoint does not re-encode the channel: it gives its
 /// store a few bytes, not the channel's thousands, and the root stays where it was.
 #[test]
 fn reading_a_stored_datum_leaves_its_channel_out_of_the_next_checkpoint() {
-    const N: u32 = 2000;
-    let store = Arc::new(TestStore::default());
-    let s = space(4).with_history(store.clone());
     // A Queue and a Stack whose heads are persistent, each behind thousands of data.
-    s.produce(100, 7, true).unwrap();
-    for i in 0..N {
-        s.produce(100, 1000 + i, false).unwrap();
+    let (store, s) = persistent_queue_head_behind(2_000);
+    for i in 0..2_000 {
         s.produce(101, 1000 + i, false).unwrap();
     }
     s.produce(101, 7, true).unwrap();
@@ -1524,13 +1532,7 @@ fn the_same_contents_reached_by_other_calls_have_the_same_root() {
 /// above it, a few hundred bytes, not the channel's thousands.
 #[test]
 fn a_join_coming_and_going_leaves_its_channels_data_out_of_the_next_checkpoint() {
-    const N: u32 = 2000;
-    let store = Arc::new(TestStore::default());
-    let s = space(4).with_history(store.clone());
-    s.produce(100, 7, true).unwrap();
-    for i in 0..N {
-        s.produce(100, 1000 + i, false).unwrap();
-    }
+    let (store, s) = persistent_queue_head_behind(2_000);
     let root = s.create_checkpoint().unwrap().root;
     let offered = |what: &str| {
         let bytes = store.offered.swap(0, Ordering::SeqCst);
