@@ -14,6 +14,8 @@
 //!   last accepting it.
 //! - `keyed_waiting`: a produce on a channel where 1,000 or 100,000 consumers each wait for
 //!   their own value (exact keys), beside the same with the key walk defeated, and a `HashMap`.
+//! - `contract_call`: a produce firing a persistent continuation whose body has 1 or 40
+//!   steps, beside the same match and a clone of the body.
 //! - `join_partner`: a produce on a channel of 10,000 structural data that a waiting join
 //!   reads with a general pattern, beside the same produce with no join waiting.
 //! - `join_search/cannot_fire`: a three-position join that no assignment satisfies, beside one
@@ -300,6 +302,87 @@ fn fanout(c: &mut Criterion) {
         })
     });
     assert_eq!(space.continuations(&[1u64]).len() as u64, WAITING);
+    g.finish();
+}
+
+/// A contract call: a produce firing a persistent continuation (a record pattern of four
+/// binders) whose body is a list of 1 or 40 steps (`contract_call/fire/{1,40}`), beside the
+/// least any tuple space must do for it, the same match and a clone of the body
+/// (`contract_call/baseline_match_and_clone/{1,40}`). The continuation keeps its call's log
+/// encoding, so the firing's cost should not grow with the body. The space is reverted every
+/// 1,000 calls, outside the timing, so its log stays at a block's size.
+fn contract_call(c: &mut Criterion) {
+    use rhospace_matchers::Match;
+    let mut g = c.benchmark_group("contract_call");
+    let channel = Term::str("contract:transfer");
+    let pattern = Pattern::record([
+        ("from", Pattern::bind("from")),
+        ("to", Pattern::bind("to")),
+        ("amount", Pattern::bind("amount")),
+        ("ret", Pattern::bind("ret")),
+    ]);
+    let datum = Term::record([
+        ("from", Term::str("alice")),
+        ("to", Term::str("bob")),
+        ("amount", Term::int(10)),
+        ("ret", Term::int(77)),
+    ]);
+    for steps in [1i64, 40] {
+        let body =
+            Term::list((0..steps).map(|i| {
+                Term::record([("op", Term::str(format!("step{i}"))), ("arg", Term::int(i))])
+            }));
+        let space: Space<Term, Pattern, Term, Term, StructuralMatch> =
+            Space::new(StructuralMatch, SpaceConfig::new());
+        space
+            .consume(
+                [channel.clone()],
+                [pattern.clone()],
+                body.clone(),
+                true,
+                &[],
+            )
+            .expect("valid consume");
+        // Reverted every 1,000 calls (outside the timing), as a block's hard checkpoint would
+        // clear the log: otherwise the log of millions of calls grows without bound and the
+        // run measures fresh pages.
+        let start = space.create_soft_checkpoint();
+        const CHUNK: u64 = 1_000;
+        g.bench_with_input(BenchmarkId::new("fire", steps), &steps, |b, _| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    let t = std::time::Instant::now();
+                    for _ in 0..n {
+                        let comm = space
+                            .produce(channel.clone(), datum.clone(), false)
+                            .expect("bag produce")
+                            .expect("the contract fires");
+                        black_box(comm);
+                    }
+                    spent += t.elapsed();
+                    left -= n;
+                    space.revert_to_soft_checkpoint(&start);
+                }
+                spent
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("baseline_match_and_clone", steps),
+            &steps,
+            |b, _| {
+                b.iter(|| {
+                    let bound = StructuralMatch.get(&pattern, black_box(&datum));
+                    assert!(bound.is_some());
+                    black_box((bound, body.clone()));
+                })
+            },
+        );
+        assert_eq!(space.continuations(std::slice::from_ref(&channel)).len(), 1);
+        assert!(space.data(&channel).is_empty());
+    }
     g.finish();
 }
 
@@ -719,7 +802,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, continuation_set, fanout, keyed_waiting, join_partner,
+    targets = checkpoint_operations, produce_consume_cycle, exact_match_indexed, continuation_set, fanout, keyed_waiting, contract_call, join_partner,
         join_search, channel_index, charging_overhead, batch_operations
 }
 criterion_main!(benches);

@@ -46,6 +46,7 @@
 //! key now (a continuation without an exact key, or a group of several channels, whose
 //! continuations all count as without one): its upkeep is the O(log n) above.
 
+use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ use smallvec::SmallVec;
 
 use crate::encode::Encode;
 use crate::kind::ContKind;
+use crate::log::EncodedCall;
 use crate::order::Ranker;
 use crate::seq::SeqItems;
 use crate::space::hard::encode_cont;
@@ -76,15 +78,19 @@ pub type Peeks = SmallVec<[usize; 2]>;
 /// ```
 /// use std::sync::Arc;
 /// use rhospace_spaces::WaitingContinuation;
-/// let w = WaitingContinuation {
-///     patterns: Arc::from(vec![1u8]),
-///     continuation: "k",
-///     persist: false,
-///     peeks: Default::default(),
-/// };
+/// let w = WaitingContinuation::new(Arc::from(vec![1u8]), "k", false, Default::default());
 /// assert_eq!(w.patterns.len(), 1);
+/// assert_eq!(w, WaitingContinuation::new(Arc::from(vec![1u8]), "k", false, Default::default()));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Equality, hashing and `Debug` cover the four public fields only. A persistent continuation
+/// waiting in a space that logs events also keeps its call's log encoding (a private field),
+/// made once when it is stored, so that each COMM it fires copies the
+/// encoding instead of encoding its patterns and continuation again: a contract (a
+/// persistent continuation) fires on every call, and its body may be large. That costs the
+/// encoding's bytes of memory per persistent continuation; one that is not persistent fires
+/// once and keeps none.
+#[derive(Clone)]
 pub struct WaitingContinuation<P, K> {
     /// One pattern per channel, in the consume's order.
     pub patterns: Arc<[P]>,
@@ -94,6 +100,78 @@ pub struct WaitingContinuation<P, K> {
     pub persist: bool,
     /// Positions that peek.
     pub peeks: Peeks,
+    /// Invariant: `None`, or the log encoding of the call of this continuation under the
+    /// channel list it waits on (see [`EncodedCall`]). Set by the space only.
+    call: Option<EncodedCall>,
+}
+
+impl<P, K> WaitingContinuation<P, K> {
+    /// A continuation with these parts.
+    ///
+    /// ```
+    /// use rhospace_spaces::WaitingContinuation;
+    /// let w = WaitingContinuation::new(vec![1u8].into(), 'k', true, Default::default());
+    /// assert!(w.persist);
+    /// ```
+    pub fn new(patterns: Arc<[P]>, continuation: K, persist: bool, peeks: Peeks) -> Self {
+        Self {
+            patterns,
+            continuation,
+            persist,
+            peeks,
+            call: None,
+        }
+    }
+
+    /// The log encoding of its call, if the space keeps one (see the type's docs).
+    #[inline]
+    pub(crate) fn call(&self) -> Option<&EncodedCall> {
+        self.call.as_ref()
+    }
+
+    /// Keeps `call`, the log encoding of this continuation's call under the channel list it
+    /// waits on.
+    #[inline]
+    pub(crate) fn keep_call(&mut self, call: EncodedCall) {
+        self.call = Some(call);
+    }
+
+    /// Takes the kept encoding out.
+    #[inline]
+    pub(crate) fn take_call(&mut self) -> Option<EncodedCall> {
+        self.call.take()
+    }
+}
+
+impl<P: PartialEq, K: PartialEq> PartialEq for WaitingContinuation<P, K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+            && self.continuation == other.continuation
+            && self.persist == other.persist
+            && self.peeks == other.peeks
+    }
+}
+
+impl<P: Eq, K: Eq> Eq for WaitingContinuation<P, K> {}
+
+impl<P: Hash, K: Hash> Hash for WaitingContinuation<P, K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.patterns.hash(state);
+        self.continuation.hash(state);
+        self.persist.hash(state);
+        self.peeks.hash(state);
+    }
+}
+
+impl<P: fmt::Debug, K: fmt::Debug> fmt::Debug for WaitingContinuation<P, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitingContinuation")
+            .field("patterns", &self.patterns)
+            .field("continuation", &self.continuation)
+            .field("persist", &self.persist)
+            .field("peeks", &self.peeks)
+            .finish()
+    }
 }
 
 /// Continuations of one join group (one exact channel list).
@@ -523,12 +601,12 @@ mod tests {
 
     /// A continuation; `k` and `k + 97` share patterns but differ in continuation.
     fn w(k: u64) -> W {
-        WaitingContinuation {
-            patterns: Arc::from(vec![k % 97]),
-            continuation: k,
-            persist: k.is_multiple_of(3),
-            peeks: Peeks::new(),
-        }
+        WaitingContinuation::new(
+            Arc::from(vec![k % 97]),
+            k,
+            k.is_multiple_of(3),
+            Peeks::new(),
+        )
     }
 
     /// The index lists exactly the live continuations, each under its fingerprint; a Set
@@ -696,12 +774,12 @@ mod tests {
                     let general =
                         (1_000..3_000).contains(&step) && mix(&mut rng).is_multiple_of(20);
                     let key = if general { 1_000 } else { mix(&mut rng) % 8 };
-                    let w = W {
-                        patterns: Arc::from(vec![key]),
-                        continuation: mix(&mut rng) % 40,
-                        persist: false,
-                        peeks: Peeks::new(),
-                    };
+                    let w = W::new(
+                        Arc::from(vec![key]),
+                        mix(&mut rng) % 40,
+                        false,
+                        Peeks::new(),
+                    );
                     s.push(w, &Keyed);
                 } else {
                     let nth = (mix(&mut rng) % live as u64) as usize;

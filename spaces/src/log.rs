@@ -6,9 +6,11 @@
 //! value is cloned or kept. (The log used to keep clones: a consume's continuation and `Arc`s
 //! of its channel and pattern lists, which the log held to the next hard checkpoint, so every
 //! such allocation missed the allocator's cache, ~150 instructions each; values with heap data
-//! stayed alive as long.) A hard checkpoint reads the merged log (shards in ascending order,
-//! each in its own order) into [`LogEvent`]s: stable BLAKE3 hashes with a per-hash counter
-//! that tells identical events apart.
+//! stayed alive as long.) The one encoding kept outside the log is a persistent
+//! continuation's call ([`EncodedCall`]), which every COMM it fires logs again. A hard
+//! checkpoint reads the merged log (shards in ascending order, each in its own order) into
+//! [`LogEvent`]s: stable BLAKE3 hashes with a per-hash counter that tells identical events
+//! apart.
 //!
 //! # Hashes
 //! - produce: `hash_ordered(["rhospace/produce", channel, datum, persist])`;
@@ -38,6 +40,7 @@
 //! fired at once); with `fresh`, the call of a continuation that waited.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use crate::decode::{decode_varint, Decode, DecodeError};
 use crate::encode::{encode_varint, Encode};
@@ -69,6 +72,75 @@ impl<C, P, K: ?Sized> Clone for Call<'_, C, P, K> {
 }
 
 impl<C, P, K: ?Sized> Copy for Call<'_, C, P, K> {}
+
+/// A consume call's encoding exactly as a record holds it (a *call*, see the module docs),
+/// kept by a persistent continuation while it waits: each COMM it fires copies these bytes
+/// into the log, and a replay hashes them, instead of encoding its channel list, patterns and
+/// continuation again. (A contract is a persistent continuation: re-encoding a 40-step body
+/// on every call was 62% of a firing produce's instructions, callgrind.)
+///
+/// Invariant: the bytes are what `write_call` writes for the call it was made from. They
+/// never change; every clone shares them.
+#[derive(Clone)]
+pub(crate) struct EncodedCall(triomphe::ThinArc<(), u8>);
+
+impl EncodedCall {
+    /// Encodes `call` once, into a shared buffer of its own.
+    pub(crate) fn new<C: Encode, P: Encode, K: Encode + ?Sized>(call: Call<'_, C, P, K>) -> Self {
+        with_scratch(|buf| {
+            write_call(buf, call);
+            Self(triomphe::ThinArc::from_header_and_slice((), buf))
+        })
+    }
+
+    /// The call's record bytes.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0.slice
+    }
+
+    /// The call's [`consume_hash`], from its encodings.
+    pub(crate) fn consume_hash(&self) -> Digest {
+        take_call(&mut self.bytes()).0
+    }
+}
+
+impl fmt::Debug for EncodedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedCall")
+            .field("len", &self.bytes().len())
+            .finish()
+    }
+}
+
+/// The call a record logs: its parts, to encode, or their encoding, to copy.
+#[derive(Debug)]
+pub(crate) enum LoggedCall<'a, C, P, K: ?Sized> {
+    /// Parts to encode.
+    Parts(Call<'a, C, P, K>),
+    /// An encoding made earlier.
+    Encoded(&'a EncodedCall),
+}
+
+// By hand, as for `Call`.
+impl<C, P, K: ?Sized> Clone for LoggedCall<'_, C, P, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C, P, K: ?Sized> Copy for LoggedCall<'_, C, P, K> {}
+
+impl<C: Encode, P: Encode, K: Encode + ?Sized> LoggedCall<'_, C, P, K> {
+    /// Appends the call (see the module docs).
+    #[inline(always)]
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Parts(call) => write_call(out, call),
+            Self::Encoded(e) => out.extend_from_slice(e.bytes()),
+        }
+    }
+}
 
 /// One shard's event log: its records (see the module docs) and their number.
 ///
@@ -146,11 +218,11 @@ impl Log {
     #[inline]
     pub(crate) fn push_consume<C: Encode, P: Encode, K: Encode + ?Sized>(
         &mut self,
-        call: Call<'_, C, P, K>,
+        call: LoggedCall<'_, C, P, K>,
     ) {
         let out = self.tape.record();
         out.push(CONSUME);
-        write_call(out, call);
+        call.write(out);
         self.pushed(CONSUME);
     }
 
@@ -167,7 +239,7 @@ impl Log {
     #[inline]
     pub(crate) fn push_comm<'d, C, P, A, K>(
         &mut self,
-        call: Option<Call<'_, C, P, K>>,
+        call: Option<LoggedCall<'_, C, P, K>>,
         data: impl IntoIterator<Item = (&'d C, &'d A, bool)>,
     ) where
         C: Encode + 'd,
@@ -180,7 +252,7 @@ impl Log {
         out.push(COMM);
         out.push(u8::from(call.is_some()));
         if let Some(call) = call {
-            write_call(out, call);
+            call.write(out);
         }
         let count = reserve_len(out);
         let mut n = 0;
@@ -760,7 +832,7 @@ mod log_tests {
         for i in 0..40u64 {
             let at_once = i % 3 == 0;
             let k = i % 4;
-            log.push_consume(call(&k, at_once));
+            log.push_consume(LoggedCall::Parts(call(&k, at_once)));
             let h = consume_hash(&[1u64, 2], &[10u64, 20], &k, at_once, &[]);
             expected.push(LogEvent::Consume {
                 hash: h,
@@ -770,7 +842,7 @@ mod log_tests {
             let produce = produce_hash(&2u64, &i, false);
             let other = k + 100;
             if at_once {
-                log.push_comm(None::<Call<'_, u64, u64, u64>>, data);
+                log.push_comm(None::<LoggedCall<'_, u64, u64, u64>>, data);
             } else {
                 log.push_produce(&2u64, &i, false);
                 expected.push(LogEvent::Produce {
@@ -778,7 +850,7 @@ mod log_tests {
                     counter: count(&mut produces, produce),
                 });
                 // A waiting continuation of another call fires: the COMM names that call.
-                log.push_comm(Some(call(&other, false)), data);
+                log.push_comm(Some(LoggedCall::Parts(call(&other, false))), data);
             }
             let fired = if at_once {
                 h
@@ -816,6 +888,50 @@ mod log_tests {
         assert_eq!(uncounted(&hashed[snapshots[1].1..]), uncounted(&expected));
         assert_eq!(hashed[..snapshots[1].1], expected[..snapshots[1].1]);
         assert_eq!(hash_events([&snapshots[1].0, &log], merged.len()), hashed);
+    }
+
+    /// A call encoded once logs, in a consume and in a COMM, the very bytes its parts log,
+    /// and hashes as `consume_hash` of the parts.
+    #[test]
+    fn an_encoded_call_logs_the_bytes_of_its_parts() {
+        let chans = [String::from("a"), String::from("bb")];
+        let pats = [String::from("p"), String::from("q")];
+        let k = String::from("cont");
+        for (persist, peeks) in [(true, &[1usize, 300][..]), (false, &[][..])] {
+            let c = Call {
+                channels: &chans[..],
+                patterns: &pats[..],
+                continuation: &k,
+                persist,
+                peeks,
+            };
+            let encoded = EncodedCall::new(c);
+            assert_eq!(
+                encoded.consume_hash(),
+                consume_hash(&chans, &pats, &k, persist, peeks)
+            );
+            let d = String::from("x");
+            let logs = [LoggedCall::Parts(c), LoggedCall::Encoded(&encoded)].map(|call| {
+                let mut log = Log::default();
+                log.push_consume(call);
+                log.push_produce(&chans[0], &d, false);
+                log.push_comm(Some(call), [(&chans[0], &d, false)]);
+                log
+            });
+            // Every byte of a log, its records one after another.
+            let bytes = |log: &Log| {
+                let mut reader = log.tape.reader();
+                let mut out = Vec::new();
+                while let Some(rest) = reader.next_record() {
+                    out.extend_from_slice(rest);
+                    *rest = &[];
+                }
+                out
+            };
+            assert_eq!(logs[1].len(), 3);
+            assert_eq!(bytes(&logs[0]), bytes(&logs[1]));
+            assert_eq!(hash_events([&logs[1]], 3), hash_events([&logs[0]], 3));
+        }
     }
 
     /// An `Encode` impl that hashes while being encoded for a hash gets its own buffer: the
@@ -860,9 +976,9 @@ mod log_tests {
         };
         let d1 = String::from("x");
         let d2 = String::from("yy");
-        log.push_consume(c);
+        log.push_consume(LoggedCall::Parts(c));
         log.push_comm(
-            None::<Call<'_, String, String, String>>,
+            None::<LoggedCall<'_, String, String, String>>,
             [(&chans[0], &d1, true), (&chans[1], &d2, false)],
         );
         let replayed = CommRecord {
@@ -873,7 +989,10 @@ mod log_tests {
         log.push_hashed_produce(&[1; 32]);
         log.push_hashed_consume(&[2; 32]);
         log.push_hashed_comm(&replayed);
-        log.push_comm(Some(c), std::iter::empty::<(&String, &String, bool)>());
+        log.push_comm(
+            Some(LoggedCall::Parts(c)),
+            std::iter::empty::<(&String, &String, bool)>(),
+        );
         let ch = consume_hash(&chans, &pats, &k, true, &peeks);
         let comm = CommRecord {
             consume: ch,

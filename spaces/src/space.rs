@@ -33,7 +33,7 @@ use crate::join::{incoming_fits, Found, Guide, Incoming, Join};
 use crate::join_list::JoinList;
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
-use crate::log::{Call, Log};
+use crate::log::{Call, EncodedCall, Log, LoggedCall};
 use crate::merkle::{Digest, MerkleMap};
 use crate::order::{group_rank, Ranker};
 use crate::parallel::{search, ScanOn, MAX_SCAN_THREADS, PARALLEL_MIN_CANDIDATES};
@@ -1407,8 +1407,9 @@ where
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
-        let comm = self.fire_produce(view, incoming, source, found);
-        self.record_comm(view.state_mut(&channel), &comm, record.map(|r| r.0));
+        let (comm, encoded) = self.fire_produce(view, incoming, source, found);
+        let home = view.state_mut(&channel);
+        self.record_comm(home, &comm, record.map(|r| r.0), encoded.as_ref());
         Ok(Some(comm))
     }
 
@@ -1487,27 +1488,43 @@ where
         if let (true, Some((h, _))) = (self.log_events, hashed) {
             state.log.push_hashed_consume(&h);
         } else if self.log_events {
-            state.log.push_consume(Call {
+            state.log.push_consume(LoggedCall::Parts(Call {
                 channels,
                 patterns,
                 continuation,
                 persist,
                 peeks,
-            });
+            }));
         }
+    }
+
+    /// The log encoding a persistent continuation keeps while it waits on `list` in a space
+    /// that logs events (see [`WaitingContinuation`]); `None` for any other.
+    fn encoded_call(&self, list: &[C], w: &WaitingContinuation<P, K>) -> Option<EncodedCall> {
+        (self.log_events && w.persist).then(|| {
+            EncodedCall::new(Call {
+                channels: list,
+                patterns: &w.patterns,
+                continuation: &w.continuation,
+                persist: w.persist,
+                peeks: &w.peeks,
+            })
+        })
     }
 
     /// Logs a COMM in `state`, the shard state of the call that fired it; `hashed` is its
     /// record when a replay has already computed it. A consume that fired it at once has just
     /// logged its parts ([`record_consume`](Self::record_consume)), so the log ends with that
     /// consume's event and the COMM names its call; otherwise (a produce fired it, whose own
-    /// event comes last, or a replay hashed the consume) the COMM logs the call's parts.
+    /// event comes last, or a replay hashed the consume) the COMM logs the call's parts:
+    /// `encoded`, the encoding a persistent continuation kept, when given (the same bytes).
     #[inline]
     fn record_comm(
         &self,
         state: &mut State<C, P, A, K>,
         comm: &Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
+        encoded: Option<&EncodedCall>,
     ) {
         if !self.log_events {
             return;
@@ -1516,12 +1533,15 @@ where
             state.log.push_hashed_comm(&r);
             return;
         }
-        let call = (!state.log.ends_with_consume()).then_some(Call {
-            channels: &comm.channels,
-            patterns: &comm.patterns,
-            continuation: &comm.continuation,
-            persist: comm.persistent,
-            peeks: &comm.peeks,
+        let call = (!state.log.ends_with_consume()).then(|| match encoded {
+            Some(e) => LoggedCall::Encoded(e),
+            None => LoggedCall::Parts(Call {
+                channels: &comm.channels,
+                patterns: &comm.patterns,
+                continuation: &comm.continuation,
+                persist: comm.persistent,
+                peeks: &comm.peeks,
+            }),
         });
         // A position is always within the channel list; each datum is logged with the
         // channel of its position.
@@ -1734,7 +1754,10 @@ where
                 None => run(None),
                 Some(rig) => {
                     let hash = rig.hash.consume;
-                    let consume = || hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
+                    let consume = || match w.call() {
+                        Some(e) => e.consume_hash(),
+                        None => hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks),
+                    };
                     let (found, record) =
                         rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
                     if record.is_some() {
@@ -1833,14 +1856,17 @@ where
         out
     }
 
+    /// Fires `source`'s continuation with what `found` picked and the produce's `incoming`
+    /// datum; returns the COMM and the call encoding the continuation kept, if any.
+    #[allow(clippy::type_complexity)]
     fn fire_produce(
         &self,
         view: &mut View<'_, C, P, A, K>,
         incoming: StoredDatum<A>,
         source: Source<C, P, K>,
         found: Found<M::Output>,
-    ) -> Comm<C, P, A, K, M::Output> {
-        let (list, w) = match source {
+    ) -> (Comm<C, P, A, K, M::Output>, Option<EncodedCall>) {
+        let (list, mut w) = match source {
             Source::Installed(e) => (e.list.clone(), e.w.clone()),
             Source::Stored(jk, seq) => {
                 let w = self.take_or_clone_cont(view, &jk, seq);
@@ -1865,7 +1891,8 @@ where
             };
             d.map(|d| (d.value, d.persist))
         });
-        Comm {
+        let encoded = w.take_call();
+        let comm = Comm {
             continuation: w.continuation,
             channels: list.into(),
             patterns: w.patterns.into(),
@@ -1873,7 +1900,8 @@ where
             peeks: w.peeks,
             matches,
             reissue: !consumed_here,
-        }
+        };
+        (comm, encoded)
     }
 
     /// Builds each position's report, taking consumed data out of their stores.
@@ -2299,16 +2327,12 @@ where
                     reissue: persist,
                 };
                 let home = view.state_mut(&comm.channels[0]);
-                self.record_comm(home, &comm, record.map(|r| r.0));
+                self.record_comm(home, &comm, record.map(|r| r.0), None);
                 Ok(Some(comm))
             }
             None => {
-                let w = WaitingContinuation {
-                    patterns: patterns.into_shared(),
-                    continuation,
-                    persist,
-                    peeks,
-                };
+                let mut w =
+                    WaitingContinuation::new(patterns.into_shared(), continuation, persist, peeks);
                 // A new join group stores it; an existing one unless it is a Set holding an
                 // equal one (the check's work is kept for the store below).
                 let vetted = match view.join(&channels) {
@@ -2329,16 +2353,30 @@ where
                 strike(&mut replay, event, None);
                 // Only a logging space writes the shard here (a consume a continuation store
                 // drops as a duplicate changes nothing else).
+                // A persistent continuation that stays in a logging space: its call is
+                // encoded once, for this event and for every COMM it fires.
+                let encoded = vetted
+                    .as_ref()
+                    .and_then(|_| self.encoded_call(&channels, &w));
                 if self.log_events {
-                    self.record_consume(
-                        view.state_mut(&channels[0]),
-                        &channels,
-                        &w.patterns,
-                        &w.continuation,
-                        persist,
-                        &w.peeks,
-                        event,
-                    );
+                    let state = view.state_mut(&channels[0]);
+                    match &encoded {
+                        Some(e) if event.is_none() => {
+                            state.log.push_consume(LoggedCall::<C, P, K>::Encoded(e));
+                        }
+                        _ => self.record_consume(
+                            state,
+                            &channels,
+                            &w.patterns,
+                            &w.continuation,
+                            persist,
+                            &w.peeks,
+                            event,
+                        ),
+                    }
+                }
+                if let Some(e) = encoded {
+                    w.keep_call(e);
                 }
                 if let Some(vetted) = vetted {
                     self.store_continuation(view, channels.into_shared(), w, vetted);
@@ -2516,11 +2554,12 @@ where
         }
         let entry = Arc::new(InstalledEntry {
             list: channels.clone(),
-            w: WaitingContinuation {
-                patterns,
-                continuation,
-                persist: true,
-                peeks: Peeks::new(),
+            w: {
+                let mut w = WaitingContinuation::new(patterns, continuation, true, Peeks::new());
+                if let Some(e) = self.encoded_call(&channels, &w) {
+                    w.keep_call(e);
+                }
+                w
             },
         });
         for (i, c) in channels.iter().enumerate() {

@@ -359,6 +359,63 @@ fn event_log_names_calls_and_comms_and_counts_identical_produces() {
     assert_eq!(s.create_checkpoint().unwrap().log.len(), 1);
 }
 
+/// A persistent continuation keeps its call's log encoding while it waits (made when it is
+/// stored or installed, and again when a space loads it from history): every COMM it fires
+/// names that call by the hash of its parts, in the space that stored it, in one that loaded
+/// it, and in a replay of each, which also reaches the same root.
+#[test]
+fn every_comm_of_a_persistent_continuation_names_its_call() {
+    let join = rhospace_spaces::consume_hash(&[1u32, 2], &[7u32, 8], &5u32, true, &[1]);
+    let installed = rhospace_spaces::consume_hash(&[9u32], &[1u32], &500u32, true, &[]);
+    // Fires the join (peeking at channel 2's datum) and the installed continuation twice each.
+    let fire = |s: &S| {
+        for _ in 0..2 {
+            assert_eq!(s.produce(1, 7, false).unwrap().unwrap().continuation, 5);
+            assert_eq!(s.produce(9, 1, false).unwrap().unwrap().continuation, 500);
+        }
+    };
+    // The calls the COMMs name, sorted: the log lists shards one after another.
+    let comms_name = |log: &[LogEvent]| -> Vec<Digest> {
+        let mut named: Vec<Digest> = log
+            .iter()
+            .filter_map(|e| match e {
+                LogEvent::Comm(r) => Some(r.consume),
+                _ => None,
+            })
+            .collect();
+        named.sort();
+        named
+    };
+    let mut expected = vec![join, installed, join, installed];
+    expected.sort();
+    let store = Arc::new(MemoryHistory::new());
+    let a = space(4).with_history(store.clone());
+    a.install([9], [1], 500).unwrap();
+    a.produce(2, 8, false).unwrap();
+    assert!(a.consume([1, 2], [7, 8], 5, true, &[1]).unwrap().is_none());
+    let start = a.create_checkpoint().unwrap().root;
+    fire(&a);
+    let played = a.create_checkpoint().unwrap();
+    assert_eq!(comms_name(&played.log), expected);
+    // Another space loads the start from the store (not from memory it recorded).
+    let b = space(2).with_history(store.clone());
+    b.install([9], [1], 500).unwrap();
+    b.reset(&start).unwrap();
+    fire(&b);
+    let loaded = b.create_checkpoint().unwrap();
+    assert_eq!(comms_name(&loaded.log), expected);
+    assert_eq!(loaded.root, played.root);
+    // A replay of the log, rigged on a space that loads the start, accepts every COMM.
+    let r = space(3).with_history(store.clone());
+    r.install([9], [1], 500).unwrap();
+    r.rig(&start, &played.log).unwrap();
+    fire(&r);
+    let replayed = r.create_checkpoint().unwrap();
+    assert!(!r.is_replaying());
+    assert_eq!(replayed.root, played.root);
+    assert_eq!(comms_name(&replayed.log), expected);
+}
+
 /// A memory store with what the tests need of a store: `fail` makes every commit fail,
 /// `damage` serves other bytes (absent when `None`) under one hash (one damaged node or leaf
 /// blob), and `offered` counts the bytes the commits are given.

@@ -993,12 +993,12 @@ where
                     for item in &items {
                         let mut i = &item[..];
                         let patterns: Vec<P> = Vec::decode(&mut i).map_err(corrupt)?;
-                        let w = WaitingContinuation {
-                            patterns: patterns.into(),
-                            continuation: K::decode(&mut i).map_err(corrupt)?,
-                            persist: bool::decode(&mut i).map_err(corrupt)?,
-                            peeks: decode_peeks(&mut i).map_err(corrupt)?,
-                        };
+                        let mut w = WaitingContinuation::new(
+                            patterns.into(),
+                            K::decode(&mut i).map_err(corrupt)?,
+                            bool::decode(&mut i).map_err(corrupt)?,
+                            decode_peeks(&mut i).map_err(corrupt)?,
+                        );
                         // What a consume accepts, with its peeks as it normalises them and
                         // its similarity queries of its VectorDB channels' dimensions.
                         let valid = validate(&jk, &w.patterns, &w.peeks)
@@ -1006,6 +1006,9 @@ where
                             && self.check_queries(&jk, &w.patterns).is_ok();
                         if !i.is_empty() || !valid {
                             return Err(corrupt(DecodeError::Invalid("continuation")));
+                        }
+                        if let Some(e) = self.encoded_call(&jk, &w) {
+                            w.keep_call(e);
                         }
                         // A Set store never holds two equal continuations.
                         if !store.push(w, &self.matcher) {

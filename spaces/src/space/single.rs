@@ -229,7 +229,7 @@ where
             matches,
             reissue: persist,
         };
-        self.record_comm(state, &comm, record.map(|r| r.0));
+        self.record_comm(state, &comm, record.map(|r| r.0), None);
         Ok(Some(comm))
     }
 }
