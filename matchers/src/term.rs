@@ -614,10 +614,25 @@ impl Ord for Term {
 }
 
 impl Hash for Term {
+    /// Hashes the term's token stream. A leaf's stream is its one token, hashed directly: the
+    /// walk's set-up cost more than the hash of a short string (a channel named by a string
+    /// is hashed a dozen times per call of a space; ~190 instructions each, callgrind).
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for tok in self.tokens() {
-            tok.hash(state);
+        match self {
+            Term::Bool(b) => Tok::Bool(*b).hash(state),
+            Term::Int(i) => Tok::Int(*i).hash(state),
+            Term::Str(s) => Tok::Str(s).hash(state),
+            Term::Bytes(b) => Tok::Bytes(b).hash(state),
+            Term::List(_) | Term::Tuple(_) | Term::Record(_) => hash_tokens(self, state),
         }
+    }
+}
+
+/// Hashes every token of `t`'s stream.
+fn hash_tokens<H: Hasher>(t: &Term, state: &mut H) {
+    for tok in t.tokens() {
+        tok.hash(state);
     }
 }
 
@@ -776,6 +791,29 @@ mod tests {
         let mut s = DefaultHasher::new();
         t.hash(&mut s);
         s.finish()
+    }
+
+    /// A term hashes as its token stream, leaves (hashed without the walk) included, so the
+    /// hash is a function of the stream, as equality is.
+    #[test]
+    fn a_term_hashes_as_its_token_stream() {
+        let terms = [
+            Term::bool(true),
+            Term::int(-3),
+            Term::str(""),
+            Term::str("contract:transfer"),
+            Term::bytes(vec![0u8, 255]),
+            Term::list([Term::int(1), Term::str("a")]),
+            Term::tuple(Vec::<Term>::new()),
+            Term::record([("k", Term::bytes(vec![1u8]))]),
+        ];
+        for t in &terms {
+            let mut s = DefaultHasher::new();
+            hash_tokens(t, &mut s);
+            assert_eq!(h(t), s.finish(), "{t:?}");
+        }
+        // A leaf and a one-item list of it differ.
+        assert_ne!(h(&Term::int(1)), h(&Term::list([Term::int(1)])));
     }
 
     #[test]
