@@ -145,13 +145,16 @@ impl<C: Encode, P: Encode, K: Encode + ?Sized> LoggedCall<'_, C, P, K> {
 /// One shard's event log: its records (see the module docs) and their number.
 ///
 /// Invariant: `tape` holds exactly `len` records; `last` is the tag of the last one (`None`
-/// when empty); a `COMM` record without `fresh` comes right after a `CONSUME` record.
-/// Cloning is O(1) (the tape's chunks are shared).
+/// when empty); a `COMM` record without `fresh` comes right after a `CONSUME` record. While
+/// `last` is `PRODUCE`, `produced` is where that record's produce part lay in the tape's
+/// tail when it was written (the tail then ended there; it still does unless it was sealed
+/// since). Cloning is O(1) (the tape's chunks are shared).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Log {
     tape: Tape,
     len: usize,
     last: Option<u8>,
+    produced: std::ops::Range<usize>,
 }
 
 impl Log {
@@ -183,7 +186,9 @@ impl Log {
     ) {
         let out = self.tape.record();
         out.push(PRODUCE);
+        let start = out.len();
         write_produce(out, channel, datum, persist);
+        self.produced = start..out.len();
         self.pushed(PRODUCE);
     }
 
@@ -235,12 +240,17 @@ impl Log {
     /// Appends a COMM of `call` (a continuation that waited), or, with `None`, of the consume
     /// appended just before (the caller checks [`ends_with_consume`](Self::ends_with_consume);
     /// it fired at once). `data` is each datum in COMM order with the channel of its position
-    /// and its persist flag.
+    /// and its persist flag. Bit `i` of `produced` says that datum `i` (below 64) is the one
+    /// the produce appended just before brought in, on its channel with its persist flag:
+    /// its part is then copied from that record rather than encoded again (the same bytes).
+    /// The caller sets a bit only for such a datum, and only when that produce's record is
+    /// the last one; the copy is made only while it is still at the end of the tail.
     #[inline]
     pub(crate) fn push_comm<'d, C, P, A, K>(
         &mut self,
         call: Option<LoggedCall<'_, C, P, K>>,
         data: impl IntoIterator<Item = (&'d C, &'d A, bool)>,
+        produced: u64,
     ) where
         C: Encode + 'd,
         P: Encode,
@@ -248,7 +258,15 @@ impl Log {
         K: Encode + ?Sized,
     {
         debug_assert!(call.is_some() || self.ends_with_consume());
+        let after_produce = self.last == Some(PRODUCE);
+        let part = self.produced.clone();
         let out = self.tape.record();
+        // A tail sealed since the produce is a fresh, empty one (`part` is never empty).
+        let produced = if after_produce && out.len() == part.end {
+            produced
+        } else {
+            0
+        };
         out.push(COMM);
         out.push(u8::from(call.is_some()));
         if let Some(call) = call {
@@ -256,8 +274,12 @@ impl Log {
         }
         let count = reserve_len(out);
         let mut n = 0;
-        for (channel, datum, persist) in data {
-            write_produce(out, channel, datum, persist);
+        for (i, (channel, datum, persist)) in data.into_iter().enumerate() {
+            if i < 64 && produced >> i & 1 == 1 {
+                out.extend_from_within(part.clone());
+            } else {
+                write_produce(out, channel, datum, persist);
+            }
             n += 1;
         }
         set_len(out, count, n);
@@ -807,6 +829,53 @@ mod log_tests {
         }
     }
 
+    /// Every byte of a log, its records one after another.
+    fn tape_bytes(log: &Log) -> Vec<u8> {
+        let mut reader = log.tape.reader();
+        let mut out = Vec::new();
+        while let Some(rest) = reader.next_record() {
+            out.extend_from_slice(rest);
+            *rest = &[];
+        }
+        out
+    }
+
+    /// A COMM datum marked as the produce just logged is copied from that record, and the
+    /// log's bytes are those of encoding it: with the tail still open, with the tail sealed
+    /// by a clone in between (encoded again), and after another record (the mark ignored).
+    #[test]
+    fn a_comm_copies_the_produce_just_logged_as_its_encoding() {
+        let chans = [String::from("chan")];
+        let pats = [String::from("p")];
+        let k = String::from("k");
+        let c = Call {
+            channels: &chans[..],
+            patterns: &pats[..],
+            continuation: &k,
+            persist: true,
+            peeks: &[],
+        };
+        let (d, other) = (String::from("datum"), String::from("other"));
+        for case in ["open", "sealed", "after another record"] {
+            let build = |mark: u64| {
+                let mut log = Log::default();
+                log.push_produce(&other, &other, false);
+                log.push_produce(&chans[0], &d, true);
+                let clone = (case == "sealed").then(|| log.clone());
+                if case == "after another record" {
+                    log.push_hashed_consume(&[3; 32]);
+                }
+                let data = [(&chans[0], &other, false), (&chans[0], &d, true)];
+                log.push_comm(Some(LoggedCall::Parts(c)), data, mark);
+                drop(clone);
+                log
+            };
+            let (plain, copied) = (build(0), build(0b10));
+            assert_eq!(copied.len(), plain.len(), "{case}");
+            assert_eq!(tape_bytes(&copied), tape_bytes(&plain), "{case}");
+        }
+    }
+
     /// The log is written to fresh memory on every call: keep records small.
     #[test]
     fn a_produce_of_word_sized_types_logs_34_bytes() {
@@ -842,7 +911,7 @@ mod log_tests {
             let produce = produce_hash(&2u64, &i, false);
             let other = k + 100;
             if at_once {
-                log.push_comm(None::<LoggedCall<'_, u64, u64, u64>>, data);
+                log.push_comm(None::<LoggedCall<'_, u64, u64, u64>>, data, 0);
             } else {
                 log.push_produce(&2u64, &i, false);
                 expected.push(LogEvent::Produce {
@@ -850,7 +919,7 @@ mod log_tests {
                     counter: count(&mut produces, produce),
                 });
                 // A waiting continuation of another call fires: the COMM names that call.
-                log.push_comm(Some(LoggedCall::Parts(call(&other, false))), data);
+                log.push_comm(Some(LoggedCall::Parts(call(&other, false))), data, 0);
             }
             let fired = if at_once {
                 h
@@ -915,21 +984,11 @@ mod log_tests {
                 let mut log = Log::default();
                 log.push_consume(call);
                 log.push_produce(&chans[0], &d, false);
-                log.push_comm(Some(call), [(&chans[0], &d, false)]);
+                log.push_comm(Some(call), [(&chans[0], &d, false)], 0);
                 log
             });
-            // Every byte of a log, its records one after another.
-            let bytes = |log: &Log| {
-                let mut reader = log.tape.reader();
-                let mut out = Vec::new();
-                while let Some(rest) = reader.next_record() {
-                    out.extend_from_slice(rest);
-                    *rest = &[];
-                }
-                out
-            };
             assert_eq!(logs[1].len(), 3);
-            assert_eq!(bytes(&logs[0]), bytes(&logs[1]));
+            assert_eq!(tape_bytes(&logs[0]), tape_bytes(&logs[1]));
             assert_eq!(hash_events([&logs[1]], 3), hash_events([&logs[0]], 3));
         }
     }
@@ -980,6 +1039,7 @@ mod log_tests {
         log.push_comm(
             None::<LoggedCall<'_, String, String, String>>,
             [(&chans[0], &d1, true), (&chans[1], &d2, false)],
+            0,
         );
         let replayed = CommRecord {
             consume: [7; 32],
@@ -992,6 +1052,7 @@ mod log_tests {
         log.push_comm(
             Some(LoggedCall::Parts(c)),
             std::iter::empty::<(&String, &String, bool)>(),
+            0,
         );
         let ch = consume_hash(&chans, &pats, &k, true, &peeks);
         let comm = CommRecord {

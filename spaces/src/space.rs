@@ -202,6 +202,19 @@ struct InstalledEntry<C, P, K> {
     w: WaitingContinuation<P, K>,
 }
 
+/// A COMM's matches, as [`Comm::matches`] holds them.
+type Matches<A, R> = SmallVec<[MatchedDatum<A, R>; 2]>;
+
+/// What a COMM's log record may copy instead of encoding again (see `Log::push_comm`).
+#[derive(Default)]
+struct LogReuse {
+    /// The call encoding its continuation kept (a persistent one; see [`WaitingContinuation`]).
+    call: Option<EncodedCall>,
+    /// Bit `i`: the COMM's match `i` (below 64) is the datum of the produce that fired it
+    /// (logged just before, in the same shard's log, unless a replay hashed it).
+    produced: u64,
+}
+
 /// The installed continuations on one channel, in install order.
 type InstalledList<C, P, K> = SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>;
 
@@ -1407,9 +1420,9 @@ where
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
-        let (comm, encoded) = self.fire_produce(view, incoming, source, found);
+        let (comm, reuse) = self.fire_produce(view, incoming, source, found);
         let home = view.state_mut(&channel);
-        self.record_comm(home, &comm, record.map(|r| r.0), encoded.as_ref());
+        self.record_comm(home, &comm, record.map(|r| r.0), &reuse);
         Ok(Some(comm))
     }
 
@@ -1516,15 +1529,15 @@ where
     /// record when a replay has already computed it. A consume that fired it at once has just
     /// logged its parts ([`record_consume`](Self::record_consume)), so the log ends with that
     /// consume's event and the COMM names its call; otherwise (a produce fired it, whose own
-    /// event comes last, or a replay hashed the consume) the COMM logs the call's parts:
-    /// `encoded`, the encoding a persistent continuation kept, when given (the same bytes).
+    /// event comes last, or a replay hashed the consume) the COMM logs the call's parts. It
+    /// copies what `reuse` offers instead of encoding it again (the same bytes).
     #[inline]
     fn record_comm(
         &self,
         state: &mut State<C, P, A, K>,
         comm: &Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
-        encoded: Option<&EncodedCall>,
+        reuse: &LogReuse,
     ) {
         if !self.log_events {
             return;
@@ -1533,7 +1546,7 @@ where
             state.log.push_hashed_comm(&r);
             return;
         }
-        let call = (!state.log.ends_with_consume()).then(|| match encoded {
+        let call = (!state.log.ends_with_consume()).then(|| match &reuse.call {
             Some(e) => LoggedCall::Encoded(e),
             None => LoggedCall::Parts(Call {
                 channels: &comm.channels,
@@ -1549,7 +1562,7 @@ where
             let channel = comm.channels.get(m.position as usize)?;
             Some((channel, &m.datum, m.persistent))
         });
-        state.log.push_comm(call, data);
+        state.log.push_comm(call, data, reuse.produced);
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -1857,15 +1870,14 @@ where
     }
 
     /// Fires `source`'s continuation with what `found` picked and the produce's `incoming`
-    /// datum; returns the COMM and the call encoding the continuation kept, if any.
-    #[allow(clippy::type_complexity)]
+    /// datum; returns the COMM and what its log record can reuse.
     fn fire_produce(
         &self,
         view: &mut View<'_, C, P, A, K>,
         incoming: StoredDatum<A>,
         source: Source<C, P, K>,
         found: Found<M::Output>,
-    ) -> (Comm<C, P, A, K, M::Output>, Option<EncodedCall>) {
+    ) -> (Comm<C, P, A, K, M::Output>, LogReuse) {
         let (list, mut w) = match source {
             Source::Installed(e) => (e.list.clone(), e.w.clone()),
             Source::Stored(jk, seq) => {
@@ -1882,7 +1894,7 @@ where
                 .any(|(pos, p)| p.incoming && !w.peeks.contains(&pos));
         let mut incoming = Some(incoming);
         let mut left = uses;
-        let matches = Self::collect_matches(view, &list, &w.peeks, found, |_| {
+        let (matches, from_incoming) = Self::collect_matches(view, &list, &w.peeks, found, |_| {
             left -= 1;
             let d = if left == 0 {
                 incoming.take()
@@ -1891,7 +1903,10 @@ where
             };
             d.map(|d| (d.value, d.persist))
         });
-        let encoded = w.take_call();
+        let reuse = LogReuse {
+            call: w.take_call(),
+            produced: from_incoming,
+        };
         let comm = Comm {
             continuation: w.continuation,
             channels: list.into(),
@@ -1901,18 +1916,21 @@ where
             matches,
             reissue: !consumed_here,
         };
-        (comm, encoded)
+        (comm, reuse)
     }
 
-    /// Builds each position's report, taking consumed data out of their stores.
+    /// Builds each position's report, taking consumed data out of their stores; also returns
+    /// which reports (bit `i` for report `i`, below 64) hold a datum `incoming` gave.
     fn collect_matches(
         view: &mut View<'_, C, P, A, K>,
         list: &[C],
         peeks: &Peeks,
         found: Found<M::Output>,
         mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
-    ) -> SmallVec<[MatchedDatum<A, M::Output>; 2]> {
+    ) -> (Matches<A, M::Output>, u64) {
         let mut out = SmallVec::with_capacity(list.len());
+        // Bit `i`: match `i` (below 64) is a datum `incoming` gave.
+        let mut from_incoming = 0u64;
         // First position of each channel that gave up an item and is not tidied yet.
         let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
         let entries = found.entries();
@@ -1965,6 +1983,9 @@ where
             // A found assignment names live items only, so `taken` is always present; a
             // missing one would be a bug, and is skipped rather than panicking.
             if let Some((datum, persistent)) = taken {
+                if pick.incoming && out.len() < 64 {
+                    from_incoming |= 1 << out.len();
+                }
                 out.push(MatchedDatum {
                     // A position is below `MAX_JOIN` (validated), so it fits.
                     position: pos as u32,
@@ -1977,7 +1998,7 @@ where
         for pos in untidy {
             Self::tidy_channel(view, &list[pos], true);
         }
-        out
+        (out, from_incoming)
     }
 
     /// Compacts the channel's data (their layout only: contents and order stay) and drops the
@@ -2316,7 +2337,7 @@ where
                     &peeks,
                     event,
                 );
-                let matches = Self::collect_matches(view, &channels, &peeks, found, |_| None);
+                let (matches, _) = Self::collect_matches(view, &channels, &peeks, found, |_| None);
                 let comm = Comm {
                     continuation,
                     channels,
@@ -2327,7 +2348,7 @@ where
                     reissue: persist,
                 };
                 let home = view.state_mut(&comm.channels[0]);
-                self.record_comm(home, &comm, record.map(|r| r.0), None);
+                self.record_comm(home, &comm, record.map(|r| r.0), &LogReuse::default());
                 Ok(Some(comm))
             }
             None => {

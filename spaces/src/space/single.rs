@@ -60,7 +60,7 @@ use std::ops::ControlFlow;
 use rhospace_matchers::Match;
 use smallvec::SmallVec;
 
-use super::{strike, Built, Replayed, Space, State, View};
+use super::{strike, Built, LogReuse, Replayed, Space, State, View};
 use crate::admission::{Admission, Gate, OpKind, VectorWork};
 use crate::call_list::CallList;
 use crate::comm::{Comm, MatchedDatum};
@@ -229,7 +229,7 @@ where
             matches,
             reissue: persist,
         };
-        self.record_comm(state, &comm, record.map(|r| r.0), None);
+        self.record_comm(state, &comm, record.map(|r| r.0), &LogReuse::default());
         Ok(Some(comm))
     }
 }
