@@ -234,6 +234,9 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     patterns: &'j [P],
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
+    /// The pre-check's result for the incoming datum at one position, until the first try
+    /// there takes it (see [`Fit`]). `None` without an incoming datum.
+    fit: Option<Fit<M::Output>>,
     /// Last position on the incoming datum's channel; past it, an unused incoming fails.
     last_incoming_pos: usize,
     picks: SmallVec<[Pick; 4]>,
@@ -1174,7 +1177,12 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
             // Out of budget: the call is not made; the caller sees no pick.
             return ControlFlow::Break(());
         }
-        if let Some(r) = self.matcher.get(pattern, &d.value) {
+        // The pre-check's result for the produced datum here, the first time it is tried.
+        let got = match self.fit.take_if(|f| incoming && f.pos == pos) {
+            Some(f) => Some(f.result),
+            None => self.matcher.get(pattern, &d.value),
+        };
+        if let Some(r) = got {
             self.walk.accepted = true;
             let pick = Pick { key, incoming };
             self.hold(pos, pick);
@@ -1203,9 +1211,11 @@ pub(crate) fn score_len<A, P, M: Match<P, A>>(matcher: &M, pattern: &P) -> u64 {
         .map_or(0, |s| u64::try_from(s.dim()).unwrap_or(u64::MAX))
 }
 
-/// A produce's pre-check: whether a position of `on_channel` (the positions holding the
-/// produced datum's channel, ascending) accepts `datum`, the matcher calls made (it stops
-/// at the first that accepts) and the vector elements they scored.
+/// A produce's pre-check: the first position of `on_channel` (the positions holding the
+/// produced datum's channel, ascending) that accepts `datum`, with the matcher's result there
+/// (`None` if none accepts), the matcher calls made (it stops at the first that accepts) and
+/// the vector elements they scored. [`search`] takes the result ([`Fit`]) and uses it in
+/// place of its own matcher call on the datum at that position.
 ///
 /// A produce's assignment must use the produced datum, so when no such position accepts it no
 /// assignment exists and the stored data of the join's other channels need not be searched
@@ -1225,7 +1235,7 @@ pub(crate) fn incoming_fits<A, P, M: Match<P, A>>(
     patterns: &[P],
     on_channel: impl IntoIterator<Item = usize>,
     datum: &StoredDatum<A>,
-) -> (bool, u64, u64) {
+) -> (Option<Fit<M::Output>>, u64, u64) {
     let (mut checked, mut elements) = (0u64, 0u64);
     for pos in on_channel {
         checked += 1;
@@ -1233,15 +1243,27 @@ pub(crate) fn incoming_fits<A, P, M: Match<P, A>>(
             continue;
         };
         elements = elements.saturating_add(score_len(matcher, p));
-        if matcher.get(p, &datum.value).is_some() {
-            return (true, checked, elements);
+        if let Some(result) = matcher.get(p, &datum.value) {
+            return (Some(Fit { pos, result }), checked, elements);
         }
     }
-    (false, checked, elements)
+    (None, checked, elements)
+}
+
+/// Where a produce's pre-check ([`incoming_fits`]) found that the produced datum fits, and
+/// the matcher's result there. The search uses `result` the first time it tries the datum at
+/// `pos`, instead of calling the matcher again (the same call on the same values: a matcher is
+/// a function of its pattern and datum); it counts that try as a matcher call all the same,
+/// so `examined`, the budget and every charge are as without it.
+#[derive(Debug)]
+pub(crate) struct Fit<R> {
+    pub(crate) pos: usize,
+    pub(crate) result: R,
 }
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
-/// given. With a `guide` (replay), the first assignment the guide accepts. With `par`, a
+/// given (`fit`: what the caller's pre-check found, when `incoming.fitted`; see [`Fit`]).
+/// With a `guide` (replay), the first assignment the guide accepts. With `par`, a
 /// position with many candidates consults its pre-check (see [`crate::parallel::search`],
 /// which the space calls); the result is the same as without. With a `budget`, the search
 /// stops once its work (on top of the budget's spent work) costs more than the meter holds:
@@ -1253,6 +1275,7 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     patterns: &'j [P],
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
+    mut fit: Option<Fit<M::Output>>,
     guide: Option<Guide<'_, A>>,
     budget: Option<&Budget<'_>>,
     par: Option<&'j dyn ParScan<A>>,
@@ -1269,9 +1292,9 @@ where
     let mut pre = (0u64, 0u64);
     if let Some(inc) = incoming.filter(|inc| !inc.fitted) {
         let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
-        let (fits, checked, elements) =
+        let (found, checked, elements) =
             incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);
-        if !fits {
+        let Some(found) = found else {
             let mut vector = VectorWork::default();
             vector.add_elements(elements);
             return Outcome {
@@ -1280,8 +1303,9 @@ where
                 vector,
                 rejected: false,
             };
-        }
+        };
         pre = (checked, elements);
+        fit = Some(found);
     }
     let mut dfs = Dfs {
         matcher,
@@ -1296,6 +1320,7 @@ where
         patterns,
         peeks,
         incoming,
+        fit: fit.filter(|_| incoming.is_some()),
         last_incoming_pos,
         picks: SmallVec::new(),
         results: SmallVec::new(),

@@ -268,7 +268,9 @@ fn one_case_in(seed: u64, crowded: bool) {
             }
         };
         let guide: Option<Guide<'_, D>> = if guide_kind == 0 { None } else { Some(&mut g) };
-        let o = search(&M, &join, &patterns, &peeks, incoming, guide, None, par);
+        let o = search(
+            &M, &join, &patterns, &peeks, incoming, None, guide, None, par,
+        );
         NO_PRUNING.with(|c| c.set(false));
         o
     };

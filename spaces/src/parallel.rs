@@ -46,7 +46,7 @@ use rhospace_matchers::Match;
 
 use crate::budget::Budget;
 use crate::data::StoredDatum;
-use crate::join::{search as join_search, Guide, Incoming, Join, Outcome};
+use crate::join::{search as join_search, Fit, Guide, Incoming, Join, Outcome};
 
 /// Candidate count from which a join position's candidates are pre-checked in parallel.
 ///
@@ -285,6 +285,7 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     patterns: &'j [P],
     peeks: &'j [usize],
     incoming: Option<Incoming<'j, A>>,
+    fit: Option<Fit<M::Output>>,
     guide: Option<Guide<'_, A>>,
     budget: Option<&Budget<'_>>,
     threshold: usize,
@@ -307,6 +308,7 @@ where
         patterns,
         peeks,
         incoming,
+        fit,
         guide,
         budget,
         Some(&scanner),
@@ -474,6 +476,7 @@ mod tests {
                 &patterns,
                 &c.peeks,
                 incoming,
+                None,
                 Some(&mut guide),
                 None,
                 None,
@@ -484,6 +487,7 @@ mod tests {
                 &patterns,
                 &c.peeks,
                 incoming,
+                None,
                 Some(&mut guide),
                 None,
                 t,

@@ -29,7 +29,7 @@ use crate::data::{DataStore, ItemKey, StoredDatum};
 use crate::encode::Encode;
 use crate::error::{ConsumeError, ErrorKind, ProduceError};
 use crate::history::{HistoryStore, MemoryHistory};
-use crate::join::{incoming_fits, Found, Guide, Incoming, Join};
+use crate::join::{incoming_fits, Fit, Found, Guide, Incoming, Join};
 use crate::join_list::JoinList;
 use crate::kind::{DataKind, SpaceConfig};
 use crate::log::CommRecord;
@@ -1719,9 +1719,9 @@ where
         // and asked before each continuation.
         let (mut skipped, mut skipped_elements) = (0u64, 0u64);
         let mut fits = |at: &[usize], w: &WaitingContinuation<P, K>| {
-            let (fits, checked, elements) =
+            let (fit, checked, elements) =
                 incoming_fits(&self.matcher, &w.patterns, at.iter().copied(), incoming);
-            if !fits {
+            let Some(fit) = fit else {
                 skipped += checked;
                 skipped_elements = skipped_elements.saturating_add(elements);
                 cap.spend(
@@ -1732,73 +1732,75 @@ where
                     },
                 );
                 return None;
-            }
-            Some((checked, elements))
+            };
+            Some((checked, elements, fit))
         };
-        let mut offer = |list: &[C],
-                         at: &[usize],
-                         join: &mut Option<Join<'v, A>>,
-                         w: &WaitingContinuation<P, K>,
-                         (checked, elements): (u64, u64)| {
-            let inc = Incoming {
-                cid: *at.first()?,
-                key,
-                datum: incoming,
-                alone: at.len() == 1,
-                head,
-                // `fits` above found it fits: the search need not check again.
-                fitted: true,
-            };
-            let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
-            let run = |guide: Option<Guide<'_, _>>| {
-                search(
-                    &self.matcher,
-                    join,
-                    &w.patterns,
-                    &w.peeks,
-                    Some(inc),
-                    guide,
-                    cap.budget(),
-                    PARALLEL_MIN_CANDIDATES,
-                    self.scan_on(),
-                )
-            };
-            let found = match replay.as_deref_mut() {
-                None => run(None),
-                Some(rig) => {
-                    let hash = rig.hash.consume;
-                    let consume = || match w.call() {
-                        Some(e) => e.consume_hash(),
-                        None => hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks),
-                    };
-                    let (found, record) =
-                        rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
-                    if record.is_some() {
-                        out.record = record;
+        let mut offer =
+            |list: &[C],
+             at: &[usize],
+             join: &mut Option<Join<'v, A>>,
+             w: &WaitingContinuation<P, K>,
+             (checked, elements, fit): (u64, u64, Fit<M::Output>)| {
+                let inc = Incoming {
+                    cid: *at.first()?,
+                    key,
+                    datum: incoming,
+                    alone: at.len() == 1,
+                    head,
+                    // `fits` above found it fits: the search need not check again.
+                    fitted: true,
+                };
+                let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
+                let run = |guide: Option<Guide<'_, _>>| {
+                    search(
+                        &self.matcher,
+                        join,
+                        &w.patterns,
+                        &w.peeks,
+                        Some(inc),
+                        Some(fit),
+                        guide,
+                        cap.budget(),
+                        PARALLEL_MIN_CANDIDATES,
+                        self.scan_on(),
+                    )
+                };
+                let found = match replay.as_deref_mut() {
+                    None => run(None),
+                    Some(rig) => {
+                        let hash = rig.hash.consume;
+                        let consume = || match w.call() {
+                            Some(e) => e.consume_hash(),
+                            None => hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks),
+                        };
+                        let (found, record) =
+                            rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
+                        if record.is_some() {
+                            out.record = record;
+                        }
+                        found
                     }
-                    found
+                };
+                out.examined += found.examined;
+                out.vector.add(found.vector);
+                out.rejected |= found.rejected;
+                cap.spend(found.examined, found.vector);
+                if found.found.is_none() {
+                    // The passing pre-check's calls: a search that fires nothing may have
+                    // stopped before the datum's positions; one that fires called the matcher
+                    // there itself (see `incoming_fits`).
+                    out.examined += checked;
+                    out.vector.add_elements(elements);
+                    cap.spend(
+                        checked,
+                        VectorWork {
+                            searches: 0,
+                            elements,
+                        },
+                    );
                 }
+                found.found
             };
-            out.examined += found.examined;
-            out.vector.add(found.vector);
-            out.rejected |= found.rejected;
-            cap.spend(found.examined, found.vector);
-            if found.found.is_none() {
-                // The passing pre-check's calls: a search that fires nothing may have
-                // stopped before the datum's positions; one that fires called the matcher
-                // there itself (see `incoming_fits`).
-                out.examined += checked;
-                out.vector.add_elements(elements);
-                cap.spend(
-                    checked,
-                    VectorWork {
-                        searches: 0,
-                        elements,
-                    },
-                );
-            }
-            found.found
-        };
         let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
             (0..list.len()).filter(|&i| list[i] == *channel).collect()
         };
@@ -2457,6 +2459,7 @@ where
             &join,
             patterns,
             peeks,
+            None,
             None,
             guide,
             budget,

@@ -60,6 +60,7 @@ fn reference_find(
                 &w.patterns,
                 &w.peeks,
                 Some(inc),
+                None,
                 guide,
                 None,
                 PARALLEL_MIN_CANDIDATES,
@@ -401,4 +402,44 @@ fn a_store_of_exact_keys_offers_a_produce_only_its_key() {
     s.consume([0u8], [lit(100)], 100, true, &[])
         .expect("consume");
     assert_eq!(search_for(&s, last), (1, true));
+}
+
+/// The pre-check's matcher result serves only the position it was made at: in a join `[1, 1]`
+/// of two binders, the produced datum fits the first position, but the walk gives that
+/// position the stored datum (oldest first) and the produced one the second; each position
+/// reports its own bindings. Also with several continuations, and on 1 and 4 shards.
+#[test]
+fn the_pre_checks_result_serves_only_its_own_position() {
+    for shards in [1, 4] {
+        let s: S = Space::with_shards(StructuralMatch, SpaceConfig::new(), shards);
+        s.produce(1, Term::int(7), false).expect("produce");
+        let pats = [Pattern::bind("a"), Pattern::bind("b")];
+        let waits = s.consume([1u8, 1], pats, 0, false, &[]).expect("consume");
+        assert!(waits.is_none());
+        let comm = s
+            .produce(1, Term::int(5), false)
+            .expect("produce")
+            .expect("fires");
+        // Each position's (position, datum, its one binding).
+        let got: Vec<_> = comm
+            .matches
+            .iter()
+            .map(|m| {
+                let b: Vec<_> = m
+                    .result
+                    .iter()
+                    .map(|(n, t)| (n.to_owned(), t.clone()))
+                    .collect();
+                (m.position, m.datum.clone(), b)
+            })
+            .collect();
+        let one = |name: &str, v: i64| vec![(name.to_owned(), Term::int(v))];
+        assert_eq!(
+            got,
+            [
+                (0, Term::int(7), one("a", 7)),
+                (1, Term::int(5), one("b", 5)),
+            ]
+        );
+    }
 }
