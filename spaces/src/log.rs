@@ -148,7 +148,8 @@ impl<C: Encode, P: Encode, K: Encode + ?Sized> LoggedCall<'_, C, P, K> {
 /// when empty); a `COMM` record without `fresh` comes right after a `CONSUME` record. While
 /// `last` is `PRODUCE`, `produced` is where that record's produce part lay in the tape's
 /// tail when it was written (the tail then ended there; it still does unless it was sealed
-/// since). Cloning is O(1) (the tape's chunks are shared).
+/// since), or empty when that record came in by [`extend_from`](Self::extend_from). Cloning
+/// is O(1) (the tape's chunks are shared).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Log {
     tape: Tape,
@@ -261,8 +262,9 @@ impl Log {
         let after_produce = self.last == Some(PRODUCE);
         let part = self.produced.clone();
         let out = self.tape.record();
-        // A tail sealed since the produce is a fresh, empty one (`part` is never empty).
-        let produced = if after_produce && out.len() == part.end {
+        // A tail sealed since the produce is a fresh, empty one; a written part is never
+        // empty, and `extend_from` leaves an empty range (the part lies in another chunk).
+        let produced = if after_produce && !part.is_empty() && out.len() == part.end {
             produced
         } else {
             0
@@ -294,6 +296,8 @@ impl Log {
         self.tape.extend_from(&other.tape);
         self.len += other.len;
         self.last = other.last;
+        // Its last produce part, if any, lies in a chunk of `other`'s: none to copy here.
+        self.produced = 0..0;
     }
 }
 
@@ -873,6 +877,40 @@ mod log_tests {
             let (plain, copied) = (build(0), build(0b10));
             assert_eq!(copied.len(), plain.len(), "{case}");
             assert_eq!(tape_bytes(&copied), tape_bytes(&plain), "{case}");
+        }
+    }
+
+    /// A log whose last record came from another by `extend_from` (a reroute) has no produce
+    /// part of its own to copy: a marked datum is encoded (found by review).
+    #[test]
+    fn a_comm_after_extend_from_encodes_the_produce() {
+        let (chans, pats, k) = (
+            [String::from("chan")],
+            [String::from("p")],
+            String::from("k"),
+        );
+        let c = Call {
+            channels: &chans[..],
+            patterns: &pats[..],
+            continuation: &k,
+            persist: true,
+            peeks: &[],
+        };
+        let d = String::from("datum");
+        let mut other = Log::default();
+        other.push_produce(&chans[0], &d, false);
+        for earlier in [false, true] {
+            let build = |mark: u64| {
+                let mut log = Log::default();
+                if earlier {
+                    log.push_produce(&d, &d, true);
+                }
+                log.extend_from(&other);
+                assert_eq!(log.last, Some(PRODUCE));
+                log.push_comm(Some(LoggedCall::Parts(c)), [(&chans[0], &d, false)], mark);
+                log
+            };
+            assert_eq!(tape_bytes(&build(1)), tape_bytes(&build(0)), "{earlier}");
         }
     }
 
