@@ -221,7 +221,7 @@ impl Log {
     }
 
     /// Appends a consume call.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_consume<C: Encode, P: Encode, K: Encode + ?Sized>(
         &mut self,
         call: LoggedCall<'_, C, P, K>,
@@ -246,7 +246,7 @@ impl Log {
     /// its part is then copied from that record rather than encoded again (the same bytes).
     /// The caller sets a bit only for such a datum, and only when that produce's record is
     /// the last one; the copy is made only while it is still at the end of the tail.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_comm<'d, C, P, A, K>(
         &mut self,
         call: Option<LoggedCall<'_, C, P, K>>,
@@ -259,16 +259,11 @@ impl Log {
         K: Encode + ?Sized,
     {
         debug_assert!(call.is_some() || self.ends_with_consume());
-        let after_produce = self.last == Some(PRODUCE);
-        let part = self.produced.clone();
+        let part = (produced != 0 && self.last == Some(PRODUCE)).then(|| self.produced.clone());
         let out = self.tape.record();
         // A tail sealed since the produce is a fresh, empty one; a written part is never
         // empty, and `extend_from` leaves an empty range (the part lies in another chunk).
-        let produced = if after_produce && !part.is_empty() && out.len() == part.end {
-            produced
-        } else {
-            0
-        };
+        let part = part.filter(|p| !p.is_empty() && out.len() == p.end);
         out.push(COMM);
         out.push(u8::from(call.is_some()));
         if let Some(call) = call {
@@ -276,11 +271,10 @@ impl Log {
         }
         let count = reserve_len(out);
         let mut n = 0;
-        for (i, (channel, datum, persist)) in data.into_iter().enumerate() {
-            if i < 64 && produced >> i & 1 == 1 {
-                out.extend_from_within(part.clone());
-            } else {
-                write_produce(out, channel, datum, persist);
+        for (channel, datum, persist) in data {
+            match &part {
+                Some(p) if n < 64 && produced >> n & 1 == 1 => out.extend_from_within(p.clone()),
+                _ => write_produce(out, channel, datum, persist),
             }
             n += 1;
         }
