@@ -54,6 +54,29 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Times `iters` runs of `call` (given its index within its chunk), in chunks of `chunk`,
+/// running `reset` after each chunk outside the timing.
+fn timed_in_chunks(
+    iters: u64,
+    chunk: u64,
+    mut call: impl FnMut(u64),
+    mut reset: impl FnMut(),
+) -> Duration {
+    let mut spent = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(chunk);
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            call(i);
+        }
+        spent += t.elapsed();
+        left -= n;
+        reset();
+    }
+    spent
+}
+
 fn checkpoint_operations(c: &mut Criterion) {
     let mut g = c.benchmark_group("checkpoint_operations");
     for &n in &[10u64, 1_000, 100_000] {
@@ -350,23 +373,18 @@ fn contract_call(c: &mut Criterion) {
         const CHUNK: u64 = 1_000;
         g.bench_with_input(BenchmarkId::new("fire", steps), &steps, |b, _| {
             b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(CHUNK);
-                    let t = std::time::Instant::now();
-                    for _ in 0..n {
+                timed_in_chunks(
+                    iters,
+                    CHUNK,
+                    |_| {
                         let comm = space
                             .produce(channel.clone(), datum.clone(), false)
                             .expect("bag produce")
                             .expect("the contract fires");
                         black_box(comm);
-                    }
-                    spent += t.elapsed();
-                    left -= n;
-                    space.revert_to_soft_checkpoint(&start);
-                }
-                spent
+                    },
+                    || space.revert_to_soft_checkpoint(&start),
+                )
             })
         });
         g.bench_with_input(
@@ -504,22 +522,17 @@ fn join_partner(c: &mut Criterion) {
         };
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(CHUNK);
-                    let t = std::time::Instant::now();
-                    for i in 0..n as i64 {
+                timed_in_chunks(
+                    iters,
+                    CHUNK,
+                    |i| {
                         let r = space
-                            .produce(2, msg(STORED + i), false)
+                            .produce(2, msg(STORED + i as i64), false)
                             .expect("bag produce");
                         debug_assert!(r.is_none());
-                    }
-                    spent += t.elapsed();
-                    left -= n;
-                    space.revert_to_soft_checkpoint(&start);
-                }
-                spent
+                    },
+                    || space.revert_to_soft_checkpoint(&start),
+                )
             })
         });
         assert_eq!(space.data(&2).len(), STORED as usize + 1);

@@ -838,21 +838,40 @@ mod log_tests {
         out
     }
 
+    /// The parts of a persistent one-channel call of strings.
+    struct StringCall {
+        chans: [String; 1],
+        pats: [String; 1],
+        k: String,
+    }
+
+    impl StringCall {
+        fn new() -> Self {
+            Self {
+                chans: [String::from("chan")],
+                pats: [String::from("p")],
+                k: String::from("k"),
+            }
+        }
+
+        fn call(&self) -> Call<'_, String, String, String> {
+            Call {
+                channels: &self.chans,
+                patterns: &self.pats,
+                continuation: &self.k,
+                persist: true,
+                peeks: &[],
+            }
+        }
+    }
+
     /// A COMM datum marked as the produce just logged is copied from that record, and the
     /// log's bytes are those of encoding it: with the tail still open, with the tail sealed
     /// by a clone in between (encoded again), and after another record (the mark ignored).
     #[test]
     fn a_comm_copies_the_produce_just_logged_as_its_encoding() {
-        let chans = [String::from("chan")];
-        let pats = [String::from("p")];
-        let k = String::from("k");
-        let c = Call {
-            channels: &chans[..],
-            patterns: &pats[..],
-            continuation: &k,
-            persist: true,
-            peeks: &[],
-        };
+        let parts = StringCall::new();
+        let (c, chans) = (parts.call(), &parts.chans);
         let (d, other) = (String::from("datum"), String::from("other"));
         for case in ["open", "sealed", "after another record"] {
             let build = |mark: u64| {
@@ -878,18 +897,8 @@ mod log_tests {
     /// part of its own to copy: a marked datum is encoded (found by review).
     #[test]
     fn a_comm_after_extend_from_encodes_the_produce() {
-        let (chans, pats, k) = (
-            [String::from("chan")],
-            [String::from("p")],
-            String::from("k"),
-        );
-        let c = Call {
-            channels: &chans[..],
-            patterns: &pats[..],
-            continuation: &k,
-            persist: true,
-            peeks: &[],
-        };
+        let parts = StringCall::new();
+        let (c, chans) = (parts.call(), &parts.chans);
         let d = String::from("datum");
         let mut other = Log::default();
         other.push_produce(&chans[0], &d, false);
