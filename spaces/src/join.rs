@@ -112,10 +112,6 @@ pub(crate) struct Incoming<'a, A> {
     /// Whether it may be taken when it is the only item of its channel used (see
     /// [`DataStore::new_item_is_head`]).
     pub(crate) head: bool,
-    /// Whether the caller has already found, with [`incoming_fits`], that it fits some position
-    /// on its channel: [`search`] then skips that check (the same matcher calls, which the
-    /// caller counts as `search` would: see [`incoming_fits`]).
-    pub(crate) fitted: bool,
 }
 
 impl<A> Clone for Incoming<'_, A> {
@@ -1262,7 +1258,9 @@ pub(crate) struct Fit<R> {
 }
 
 /// Searches for the first assignment of data to `patterns` over `join`, using `incoming` when
-/// given (`fit`: what the caller's pre-check found, when `incoming.fitted`; see [`Fit`]).
+/// given. `fit` is what the caller's pre-check ([`incoming_fits`]) found for it, if the
+/// caller ran one: the search then skips that check (the same matcher calls, which the caller
+/// counts as the search would) and uses the result (see [`Fit`]).
 /// With a `guide` (replay), the first assignment the guide accepts. With `par`, a
 /// position with many candidates consults its pre-check (see [`crate::parallel::search`],
 /// which the space calls); the result is the same as without. With a `budget`, the search
@@ -1290,7 +1288,7 @@ where
     };
     // A passing pre-check's calls, counted below if the search fires nothing.
     let mut pre = (0u64, 0u64);
-    if let Some(inc) = incoming.filter(|inc| !inc.fitted) {
+    if let Some(inc) = incoming.filter(|_| fit.is_none()) {
         let on_channel = join.cids.iter().enumerate().filter(|(_, c)| **c == inc.cid);
         let (found, checked, elements) =
             incoming_fits(matcher, patterns, on_channel.map(|(pos, _)| pos), inc.datum);

@@ -232,11 +232,12 @@ fn one_case_in(seed: u64, crowded: bool) {
             datum: &inc_datum,
             alone: cids.iter().filter(|c| **c == cid).count() == 1,
             head: st.is_none_or(|s| s.new_item_is_head(key)),
-            fitted: r.chance(30),
         })
     } else {
         None
     };
+    // Whether the caller runs the pre-check and hands its result to the search.
+    let fitted = incoming.is_some() && r.chance(30);
     let par_t = r.below(4) as usize;
     let use_par = r.chance(40);
     let scan = SerialScan(&patterns, par_t);
@@ -268,8 +269,12 @@ fn one_case_in(seed: u64, crowded: bool) {
             }
         };
         let guide: Option<Guide<'_, D>> = if guide_kind == 0 { None } else { Some(&mut g) };
+        let fit = incoming.filter(|_| fitted).and_then(|inc| {
+            let on_channel = (0..npos).filter(|&p| cids[p] == inc.cid);
+            incoming_fits(&M, &patterns, on_channel, inc.datum).0
+        });
         let o = search(
-            &M, &join, &patterns, &peeks, incoming, None, guide, None, par,
+            &M, &join, &patterns, &peeks, incoming, fit, guide, None, par,
         );
         NO_PRUNING.with(|c| c.set(false));
         o
@@ -280,7 +285,7 @@ fn one_case_in(seed: u64, crowded: bool) {
     let ctx = || {
         format!(
             "seed {seed}: chans {chans:?} pats {patterns:?} peeks {peeks:?} inc {:?} stores {:?} ranker {} par {use_par}/{par_t}",
-            incoming.map(|i| (i.cid, i.datum.value.value, i.datum.persist, i.key, i.alone, i.head, i.fitted)),
+            incoming.map(|i| (i.cid, i.datum.value.value, i.datum.persist, i.key, i.alone, i.head, fitted)),
             stores.iter().map(|s| s.as_ref().map(|s| (s.kind(), s.has_index(), s.ordered().iter().map(|d| (d.value.value, d.value.embedding[0], d.persist, d.priority)).collect::<Vec<_>>()))).collect::<Vec<_>>(),
             join.ranker.is_some(),
         )

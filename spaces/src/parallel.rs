@@ -453,7 +453,6 @@ mod tests {
                     datum: d,
                     alone: c.positions.iter().filter(|&&(x, _)| x == ch).count() == 1,
                     head: true,
-                    fitted: false,
                 })
             }
             _ => None,

@@ -202,6 +202,10 @@ struct InstalledEntry<C, P, K> {
     w: WaitingContinuation<P, K>,
 }
 
+/// A produce's passing pre-check of a continuation: its matcher calls, the vector elements
+/// they scored, and where the datum fits (see [`incoming_fits`]).
+type Passed<R> = (u64, u64, Fit<R>);
+
 /// A COMM's matches, as [`Comm::matches`] holds them.
 type Matches<A, R> = SmallVec<[MatchedDatum<A, R>; 2]>;
 
@@ -1735,72 +1739,70 @@ where
             };
             Some((checked, elements, fit))
         };
-        let mut offer =
-            |list: &[C],
-             at: &[usize],
-             join: &mut Option<Join<'v, A>>,
-             w: &WaitingContinuation<P, K>,
-             (checked, elements, fit): (u64, u64, Fit<M::Output>)| {
-                let inc = Incoming {
-                    cid: *at.first()?,
-                    key,
-                    datum: incoming,
-                    alone: at.len() == 1,
-                    head,
-                    // `fits` above found it fits: the search need not check again.
-                    fitted: true,
-                };
-                let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
-                let run = |guide: Option<Guide<'_, _>>| {
-                    search(
-                        &self.matcher,
-                        join,
-                        &w.patterns,
-                        &w.peeks,
-                        Some(inc),
-                        Some(fit),
-                        guide,
-                        cap.budget(),
-                        PARALLEL_MIN_CANDIDATES,
-                        self.scan_on(),
-                    )
-                };
-                let found = match replay.as_deref_mut() {
-                    None => run(None),
-                    Some(rig) => {
-                        let hash = rig.hash.consume;
-                        let consume = || match w.call() {
-                            Some(e) => e.consume_hash(),
-                            None => hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks),
-                        };
-                        let (found, record) =
-                            rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
-                        if record.is_some() {
-                            out.record = record;
-                        }
-                        found
-                    }
-                };
-                out.examined += found.examined;
-                out.vector.add(found.vector);
-                out.rejected |= found.rejected;
-                cap.spend(found.examined, found.vector);
-                if found.found.is_none() {
-                    // The passing pre-check's calls: a search that fires nothing may have
-                    // stopped before the datum's positions; one that fires called the matcher
-                    // there itself (see `incoming_fits`).
-                    out.examined += checked;
-                    out.vector.add_elements(elements);
-                    cap.spend(
-                        checked,
-                        VectorWork {
-                            searches: 0,
-                            elements,
-                        },
-                    );
-                }
-                found.found
+        let mut offer = |list: &[C],
+                         at: &[usize],
+                         join: &mut Option<Join<'v, A>>,
+                         w: &WaitingContinuation<P, K>,
+                         (checked, elements, fit): Passed<M::Output>| {
+            let inc = Incoming {
+                cid: *at.first()?,
+                key,
+                datum: incoming,
+                alone: at.len() == 1,
+                head,
             };
+            let join = &*join.get_or_insert_with(|| resolve(view, list, self.data_ranker()));
+            let run = |guide: Option<Guide<'_, _>>| {
+                search(
+                    &self.matcher,
+                    join,
+                    &w.patterns,
+                    &w.peeks,
+                    Some(inc),
+                    // `fits` above found it fits: the search need not check again.
+                    Some(fit),
+                    guide,
+                    cap.budget(),
+                    PARALLEL_MIN_CANDIDATES,
+                    self.scan_on(),
+                )
+            };
+            let found = match replay.as_deref_mut() {
+                None => run(None),
+                Some(rig) => {
+                    let hash = rig.hash.consume;
+                    let consume = || match w.call() {
+                        Some(e) => e.consume_hash(),
+                        None => hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks),
+                    };
+                    let (found, record) =
+                        rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
+                    if record.is_some() {
+                        out.record = record;
+                    }
+                    found
+                }
+            };
+            out.examined += found.examined;
+            out.vector.add(found.vector);
+            out.rejected |= found.rejected;
+            cap.spend(found.examined, found.vector);
+            if found.found.is_none() {
+                // The passing pre-check's calls: a search that fires nothing may have
+                // stopped before the datum's positions; one that fires called the matcher
+                // there itself (see `incoming_fits`).
+                out.examined += checked;
+                out.vector.add_elements(elements);
+                cap.spend(
+                    checked,
+                    VectorWork {
+                        searches: 0,
+                        elements,
+                    },
+                );
+            }
+            found.found
+        };
         let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
             (0..list.len()).filter(|&i| list[i] == *channel).collect()
         };

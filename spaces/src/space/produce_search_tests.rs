@@ -51,7 +51,6 @@ fn reference_find(
             datum: incoming,
             alone,
             head,
-            fitted: false,
         };
         let run = |guide: Option<Guide<'_, _>>| {
             search(
