@@ -85,11 +85,11 @@ pub type Peeks = SmallVec<[usize; 2]>;
 ///
 /// Equality, hashing and `Debug` cover the four public fields only. A persistent continuation
 /// waiting in a space that logs events also keeps its call's log encoding (a private field),
-/// made once when it is stored, so that each COMM it fires copies the
-/// encoding instead of encoding its patterns and continuation again: a contract (a
-/// persistent continuation) fires on every call, and its body may be large. That costs the
-/// encoding's bytes of memory per persistent continuation; one that is not persistent fires
-/// once and keeps none.
+/// made once when it is stored, installed or loaded from history, so that each COMM it fires
+/// copies the encoding instead of encoding its patterns and continuation again: a contract
+/// (a persistent continuation) fires on every call, and its body may be large. That costs
+/// the encoding's bytes of memory per persistent continuation; one that is not persistent
+/// fires once and keeps none.
 #[derive(Clone)]
 pub struct WaitingContinuation<P, K> {
     /// One pattern per channel, in the consume's order.

@@ -244,8 +244,9 @@ impl Log {
     /// and its persist flag. Bit `i` of `produced` says that datum `i` (below 64) is the one
     /// the produce appended just before brought in, on its channel with its persist flag:
     /// its part is then copied from that record rather than encoded again (the same bytes).
-    /// The caller sets a bit only for such a datum, and only when that produce's record is
-    /// the last one; the copy is made only while it is still at the end of the tail.
+    /// The caller sets a bit only for such a datum. The copy is made only while that
+    /// produce's record is the last one and still ends the tail; otherwise (a replay logged
+    /// the produce's hash, a clone sealed the tail) the datum is encoded.
     #[inline(always)]
     pub(crate) fn push_comm<'d, C, P, A, K>(
         &mut self,
