@@ -145,7 +145,13 @@ pub(crate) struct Join<'a, A: Clone + Hash + Eq> {
 /// `picks[i]` / `results[i]` is the (first, best) datum of position `i`. A top-k position
 /// takes `k` data: the best is in `picks`, the other `k - 1` are in `more` as
 /// `(position, pick, result)`, by position and then best first. Use
-/// [`entries`](Self::entries) for every datum in COMM order.
+/// [`drain_entries`](Self::drain_entries) for every datum in COMM order.
+///
+/// **A slot the caller owns.** A [`search`] fills the `Found` it is lent (empty when it finds
+/// nothing), and the firing drains it; nothing moves it whole. A match result can be large
+/// (a structural matcher's bindings hold four inline, 168 bytes), and a `Found` passed up
+/// by value through the search, the continuation walk and the firing was copied a dozen
+/// times per COMM: 3,260 of a contract call's 13,580 instructions were `memcpy`.
 pub(crate) struct Found<R> {
     pub(crate) picks: SmallVec<[Pick; 4]>,
     pub(crate) results: SmallVec<[R; 2]>,
@@ -153,40 +159,75 @@ pub(crate) struct Found<R> {
 }
 
 impl<R> Found<R> {
-    /// Every picked datum as `(position, pick, result)`, in COMM order: positions ascending,
-    /// and within a top-k position best first: the order of a COMM's `matches`.
-    pub(crate) fn entries(self) -> SmallVec<[(usize, Pick, R); 2]> {
-        // Inline for up to 2 entries (as a COMM's `matches`): a COMM of one or two positions
-        // allocates nothing here.
-        let mut out: SmallVec<[(usize, Pick, R); 2]> = SmallVec::new();
-        let mut more = self.more.into_iter().peekable();
-        for (pos, (pick, r)) in self.picks.into_iter().zip(self.results).enumerate() {
-            out.push((pos, pick, r));
-            while let Some(e) = more.next_if(|(q, _, _)| *q == pos) {
-                out.push(e);
-            }
+    /// An empty slot (allocates nothing).
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Found {
+            picks: SmallVec::new(),
+            results: SmallVec::new(),
+            more: Vec::new(),
         }
-        out
+    }
+
+    /// Empties the slot, keeping any capacity.
+    #[inline]
+    fn clear(&mut self) {
+        self.picks.clear();
+        self.results.clear();
+        self.more.clear();
+    }
+
+    /// How many data the assignment picked (one per position, plus a top-k position's
+    /// further picks).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.picks.len() + self.more.len()
+    }
+
+    /// Takes every picked datum out as `(position, pick, result)`, in COMM order: positions
+    /// ascending, and within a top-k position best first: the order of a COMM's `matches`.
+    /// The slot is empty afterwards (also when the iterator is dropped early).
+    pub(crate) fn drain_entries(&mut self) -> impl Iterator<Item = (usize, Pick, R)> + '_ {
+        let mut more = self.more.drain(..).peekable();
+        let mut firsts = self.picks.drain(..).zip(self.results.drain(..)).enumerate();
+        let mut at = None;
+        std::iter::from_fn(move || {
+            if let Some(pos) = at {
+                if let Some(e) = more.next_if(|(q, _, _)| *q == pos) {
+                    return Some(e);
+                }
+            }
+            let (pos, (pick, r)) = firsts.next()?;
+            at = Some(pos);
+            Some((pos, pick, r))
+        })
     }
 
     /// Every picked datum as `(position, pick)` in COMM order, borrowing.
     pub(crate) fn entry_picks(&self) -> impl Iterator<Item = (usize, Pick)> + '_ {
-        entry_order(&self.picks, &self.more).into_iter()
+        entry_order(&self.picks, &self.more)
     }
 }
 
 /// `(position, pick)` for every picked datum in COMM order: positions ascending, and within a
-/// top-k position best first.
-fn entry_order<R>(picks: &[Pick], more: &[(usize, Pick, R)]) -> SmallVec<[(usize, Pick); 8]> {
-    let mut out: SmallVec<[(usize, Pick); 8]> = SmallVec::new();
+/// top-k position best first. Lazy: nothing is collected (as [`Found::drain_entries`]).
+fn entry_order<'f, R>(
+    picks: &'f [Pick],
+    more: &'f [(usize, Pick, R)],
+) -> impl Iterator<Item = (usize, Pick)> + 'f {
     let mut more = more.iter().peekable();
-    for (pos, pick) in picks.iter().enumerate() {
-        out.push((pos, *pick));
-        while let Some((_, p, _)) = more.next_if(|(q, _, _)| *q == pos) {
-            out.push((pos, *p));
+    let mut firsts = picks.iter().copied().enumerate();
+    let mut at = None;
+    std::iter::from_fn(move || {
+        if let Some(pos) = at {
+            if let Some((_, p, _)) = more.next_if(|(q, _, _)| *q == pos) {
+                return Some((pos, *p));
+            }
         }
-    }
-    out
+        let (pos, pick) = firsts.next()?;
+        at = Some(pos);
+        Some((pos, pick))
+    })
 }
 
 /// A replay's say over complete assignments: given every picked datum as `(position, datum)`
@@ -195,9 +236,10 @@ fn entry_order<R>(picks: &[Pick], more: &[(usize, Pick, R)]) -> SmallVec<[(usize
 pub(crate) type Guide<'g, A> = &'g mut dyn FnMut(&[(usize, &StoredDatum<A>)]) -> bool;
 
 /// What a [`search`] returns.
-pub(crate) struct Outcome<R> {
-    /// The first (accepted, when guided) assignment.
-    pub(crate) found: Option<Found<R>>,
+pub(crate) struct Outcome {
+    /// Whether an assignment was found (and accepted, when guided): it is then in the
+    /// [`Found`] slot the search was lent.
+    pub(crate) found: bool,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
     /// Similarity rankings run and vector elements scored (for metering).
@@ -206,7 +248,34 @@ pub(crate) struct Outcome<R> {
     pub(crate) rejected: bool,
 }
 
-struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
+/// Tests: an [`Outcome`] with its assignment taken out of the slot (`found` is `Some`
+/// exactly when the search found one); derefs to the outcome.
+#[cfg(test)]
+pub(crate) struct Searched<R> {
+    pub(crate) found: Option<Found<R>>,
+    pub(crate) outcome: Outcome,
+}
+
+#[cfg(test)]
+impl<R> std::ops::Deref for Searched<R> {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.outcome
+    }
+}
+
+#[cfg(test)]
+impl Outcome {
+    /// This outcome with the slot `found` its search filled (see [`Searched`]).
+    pub(crate) fn with<R>(self, found: Found<R>) -> Searched<R> {
+        Searched {
+            found: self.found.then_some(found),
+            outcome: self,
+        }
+    }
+}
+
+struct Dfs<'j, 'a, 'm, 'g, 'b, 'f, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     matcher: &'m M,
     /// Replay only: accepts or rejects each complete assignment.
     guide: Option<Guide<'g, A>>,
@@ -235,10 +304,11 @@ struct Dfs<'j, 'a, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>> {
     fit: Option<Fit<M::Output>>,
     /// Last position on the incoming datum's channel; past it, an unused incoming fails.
     last_incoming_pos: usize,
-    picks: SmallVec<[Pick; 4]>,
-    results: SmallVec<[M::Output; 2]>,
+    /// The fields of the caller's [`Found`] slot: the search builds its assignment there.
+    picks: &'f mut SmallVec<[Pick; 4]>,
+    results: &'f mut SmallVec<[M::Output; 2]>,
     /// Further picks of top-k positions, `(position, pick, result)`, positions ascending.
-    more: Vec<(usize, Pick, M::Output)>,
+    more: &'f mut Vec<(usize, Pick, M::Output)>,
     /// Matcher calls made (matching work, for metering).
     pub(crate) examined: u64,
     /// Similarity rankings run and vector elements scored (for metering).
@@ -347,8 +417,8 @@ impl<'j, A> PreChecked<'j, A> {
     }
 }
 
-impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
-    Dfs<'j, 'a, 'm, 'g, 'b, A, P, M>
+impl<'j, 'a: 'j, 'm, 'g, 'b, 'f, A: Clone + Hash + Eq, P, M: Match<P, A>>
+    Dfs<'j, 'a, 'm, 'g, 'b, 'f, A, P, M>
 {
     #[inline]
     fn peeks_at(&self, pos: usize) -> bool {
@@ -380,7 +450,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
                 consuming |= !self.peeks_at(q);
             }
         }
-        for (q, p, _) in &self.more {
+        for (q, p, _) in self.more.iter() {
             if *q < pos && self.join.cids[*q] == cid && *p == pick {
                 any = true;
                 consuming |= !self.peeks_at(*q);
@@ -1100,7 +1170,7 @@ impl<'j, 'a: 'j, 'm, 'g, 'b, A: Clone + Hash + Eq, P, M: Match<P, A>>
         let join: &'j Join<'a, A> = self.join;
         let incoming = self.incoming;
         let mut entries: SmallVec<[(usize, &'j StoredDatum<A>); 8]> = SmallVec::new();
-        for (pos, pick) in entry_order(&self.picks, &self.more) {
+        for (pos, pick) in entry_order(self.picks, self.more) {
             let datum = if pick.incoming {
                 incoming.map(|inc| inc.datum)
             } else {
@@ -1261,6 +1331,8 @@ pub(crate) struct Fit<R> {
 /// given. `fit` is what the caller's pre-check ([`incoming_fits`]) found for it, if the
 /// caller ran one: the search then skips that check (the same matcher calls, which the caller
 /// counts as the search would) and uses the result (see [`Fit`]).
+/// The assignment is built in `found`, the caller's slot (see [`Found`]): it holds the
+/// assignment when the outcome says one was found, and is empty otherwise.
 /// With a `guide` (replay), the first assignment the guide accepts. With `par`, a
 /// position with many candidates consults its pre-check (see [`crate::parallel::search`],
 /// which the space calls); the result is the same as without. With a `budget`, the search
@@ -1277,11 +1349,13 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     guide: Option<Guide<'_, A>>,
     budget: Option<&Budget<'_>>,
     par: Option<&'j dyn ParScan<A>>,
-) -> Outcome<M::Output>
+    found: &mut Found<M::Output>,
+) -> Outcome
 where
     A: Clone + Hash + Eq,
     M: Match<P, A>,
 {
+    found.clear();
     let last_incoming_pos = match incoming {
         Some(inc) => join.cids.iter().rposition(|c| *c == inc.cid).unwrap_or(0),
         None => usize::MAX,
@@ -1296,7 +1370,7 @@ where
             let mut vector = VectorWork::default();
             vector.add_elements(elements);
             return Outcome {
-                found: None,
+                found: false,
                 examined: checked,
                 vector,
                 rejected: false,
@@ -1305,50 +1379,53 @@ where
         pre = (checked, elements);
         fit = Some(found);
     }
-    let mut dfs = Dfs {
-        matcher,
-        guide,
-        budget,
-        stopped: false,
-        // With a budget, the first matcher call asks it.
-        limit: if budget.is_some() { 0 } else { u64::MAX },
-        limit_vector: VectorWork::default(),
-        rejections: 0,
-        join,
-        patterns,
-        peeks,
-        incoming,
-        fit: fit.filter(|_| incoming.is_some()),
-        last_incoming_pos,
-        picks: SmallVec::new(),
-        results: SmallVec::new(),
-        more: Vec::new(),
-        examined: 0,
-        vector: VectorWork::default(),
-        par,
-        pre: SmallVec::new(),
-        hopeless: false,
-        matched: false,
-        match_cost: None,
-        hall: None,
-        next_check: 0,
-        unwind_to: None,
-        walk: Walk::default(),
-        failed: None,
-        uses: (pruning() && (join.cids.len() > LINEAR_USES || eager_matching())).then(Vec::new),
+    // The search state is dropped in place at the end of this block (a `drop(dfs)` call
+    // moved all of it first).
+    let (hit, mut examined, mut vector, rejected) = {
+        let mut dfs = Dfs {
+            matcher,
+            guide,
+            budget,
+            stopped: false,
+            // With a budget, the first matcher call asks it.
+            limit: if budget.is_some() { 0 } else { u64::MAX },
+            limit_vector: VectorWork::default(),
+            rejections: 0,
+            join,
+            patterns,
+            peeks,
+            incoming,
+            fit: fit.filter(|_| incoming.is_some()),
+            last_incoming_pos,
+            picks: &mut found.picks,
+            results: &mut found.results,
+            more: &mut found.more,
+            examined: 0,
+            vector: VectorWork::default(),
+            par,
+            pre: SmallVec::new(),
+            hopeless: false,
+            matched: false,
+            match_cost: None,
+            hall: None,
+            next_check: 0,
+            unwind_to: None,
+            walk: Walk::default(),
+            failed: None,
+            uses: (pruning() && (join.cids.len() > LINEAR_USES || eager_matching())).then(Vec::new),
+        };
+        let hit = dfs.go(0);
+        (hit, dfs.examined, dfs.vector, dfs.rejections > 0)
     };
-    let found = dfs.go(0);
-    let (mut examined, mut vector, rejected) = (dfs.examined, dfs.vector, dfs.rejections > 0);
-    if !found {
+    if !hit {
         examined += pre.0;
         vector.add_elements(pre.1);
+        // The walk undoes its picks as it unwinds; clearing keeps the slot's contract (empty
+        // when nothing was found) whatever way it unwound.
+        found.clear();
     }
     Outcome {
-        found: found.then(|| Found {
-            picks: dfs.picks,
-            results: dfs.results,
-            more: dfs.more,
-        }),
+        found: hit,
         examined,
         vector,
         rejected,

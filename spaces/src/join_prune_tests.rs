@@ -94,7 +94,7 @@ fn datum(r: &mut Rng, vals: u64) -> D {
 }
 
 /// What a search chose, as text to compare.
-fn show(o: &Outcome<(u8, Option<u32>)>) -> String {
+fn show(o: &Searched<(u8, Option<u32>)>) -> String {
     match &o.found {
         None => format!("none rej={}", o.rejected),
         Some(f) => format!(
@@ -273,9 +273,11 @@ fn one_case_in(seed: u64, crowded: bool) {
             let on_channel = (0..npos).filter(|&p| cids[p] == inc.cid);
             incoming_fits(&M, &patterns, on_channel, inc.datum).0
         });
+        let mut slot = Found::new();
         let o = search(
-            &M, &join, &patterns, &peeks, incoming, fit, guide, None, par,
-        );
+            &M, &join, &patterns, &peeks, incoming, fit, guide, None, par, &mut slot,
+        )
+        .with(slot);
         NO_PRUNING.with(|c| c.set(false));
         o
     };

@@ -46,7 +46,7 @@ use rhospace_matchers::Match;
 
 use crate::budget::Budget;
 use crate::data::StoredDatum;
-use crate::join::{search as join_search, Fit, Guide, Incoming, Join, Outcome};
+use crate::join::{search as join_search, Fit, Found, Guide, Incoming, Join, Outcome};
 
 /// Candidate count from which a join position's candidates are pre-checked in parallel.
 ///
@@ -276,8 +276,9 @@ where
 /// [`crate::join::search`] with the parallel pre-check for positions holding at least
 /// `threshold` candidates ([`PARALLEL_MIN_CANDIDATES`] in production), run `on` ([`ScanOn`]:
 /// the space, which holds shard locks, passes [`ScanOn::Dedicated`]; the tests run
-/// [`ScanOn::Current`] on pools of several sizes). Chooses the same assignment, with the same
-/// results and the same `examined`, as the serial search.
+/// [`ScanOn::Current`] on pools of several sizes), building the assignment in `found` (see
+/// [`Found`]). Chooses the same assignment, with the same results and the same `examined`,
+/// as the serial search.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     matcher: &M,
@@ -290,7 +291,8 @@ pub(crate) fn search<'j, 'a: 'j, A, P, M>(
     budget: Option<&Budget<'_>>,
     threshold: usize,
     on: ScanOn<'_>,
-) -> Outcome<M::Output>
+    found: &mut Found<M::Output>,
+) -> Outcome
 where
     A: Clone + std::hash::Hash + Eq + Sync,
     P: Sync,
@@ -312,6 +314,7 @@ where
         guide,
         budget,
         Some(&scanner),
+        found,
     )
 }
 
@@ -468,6 +471,7 @@ mod tests {
                 false
             }
         };
+        let mut slot = Found::new();
         let out = match threshold {
             None => serial_search(
                 &StructuralMatch,
@@ -479,6 +483,7 @@ mod tests {
                 Some(&mut guide),
                 None,
                 None,
+                &mut slot,
             ),
             Some(t) => search(
                 &StructuralMatch,
@@ -491,12 +496,13 @@ mod tests {
                 None,
                 t,
                 ScanOn::Current,
+                &mut slot,
             ),
         };
-        let found = out.found.map(|f| {
-            let mut picks = f.picks.clone();
-            picks.extend(f.more.iter().map(|(_, p, _)| *p));
-            let results = f.entries().into_iter().map(|(_, _, r)| Some(r)).collect();
+        let found = out.found.then(|| {
+            let mut picks = slot.picks.clone();
+            picks.extend(slot.more.iter().map(|(_, p, _)| *p));
+            let results = slot.drain_entries().map(|(_, _, r)| Some(r)).collect();
             (picks, results)
         });
         (found, out.examined, out.rejected, seen)

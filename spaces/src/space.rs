@@ -232,14 +232,14 @@ pub(crate) type StateRef<C, P, A, K> = triomphe::Arc<State<C, P, A, K>>;
 /// The shard locks of a space, in shard order.
 type ShardLocks<C, P, A, K> = Box<[Padded<Mutex<Shard<C, P, A, K>>>]>;
 
-/// A produce's search.
-struct ProduceSearch<C, P, K, R> {
+/// A produce's search. The assignment is in the [`Found`] slot the search was lent.
+struct ProduceSearch<C, P, K> {
     /// Matcher calls made (matching work, for metering).
     examined: u64,
     /// Similarity rankings run and vector elements scored (for metering).
     vector: VectorWork,
-    /// The continuation to fire and its assignment.
-    hit: Option<ProduceHit<C, P, K, R>>,
+    /// The continuation to fire (its assignment is in the search's [`Found`] slot).
+    hit: Option<Source<C, P, K>>,
     /// Replay: a guide rejected an assignment (play would have fired a COMM).
     rejected: bool,
     /// Replay: the logged COMM the hit fires, with its slot in the rig's expectations.
@@ -357,9 +357,6 @@ fn strike<C, P, A, K>(
         }
     }
 }
-
-/// What a produce's search found: the continuation to fire and the assignment.
-type ProduceHit<C, P, K, R> = (Source<C, P, K>, Found<R>);
 
 /// Installed continuations on one shard's channels: outside checkpointed state, so revert,
 /// reset and clear keep them.
@@ -1361,6 +1358,7 @@ where
         self.index_partners(view, &channel, &mut built);
         let guide = rig_of(&mut replay);
         let budget = admit.allowance().map(Budget::new);
+        let mut found = Found::new();
         let ProduceSearch {
             examined,
             vector,
@@ -1368,8 +1366,10 @@ where
             rejected,
             record,
         } = match &budget {
-            None => self.find_for_produce(view, &channel, kind, &incoming, guide, NoCap),
-            Some(b) => self.find_for_produce(view, &channel, kind, &incoming, guide, b),
+            None => {
+                self.find_for_produce(view, &channel, kind, &incoming, guide, NoCap, &mut found)
+            }
+            Some(b) => self.find_for_produce(view, &channel, kind, &incoming, guide, b, &mut found),
         };
         if let Some(e) = budget.and_then(|b| b.refused()) {
             // The search's work alone outgrew the meter: refused as the gate would refuse it.
@@ -1379,7 +1379,7 @@ where
                 incoming.value,
             ));
         }
-        let Some((source, found)) = hit else {
+        let Some(source) = hit else {
             if let (true, Some((hash, _))) = (rejected, event) {
                 view.settle_partners(&built, false);
                 let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash });
@@ -1424,7 +1424,8 @@ where
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
         self.record_produce(view, &channel, &incoming.value, persist, event);
-        let (comm, reuse) = self.fire_produce(view, incoming, source, found);
+        let mut reuse = LogReuse::default();
+        let comm = self.fire_produce(view, incoming, source, &mut found, &mut reuse);
         let home = view.state_mut(&channel);
         self.record_comm(home, &comm, record.map(|r| r.0), &reuse);
         Ok(Some(comm))
@@ -1687,7 +1688,9 @@ where
     /// only an assignment whose COMM the log holds is taken (looked up through the cursor of
     /// the channel's stream). With a [`Budget`] as `cap`, the walk stops (finding nothing) once
     /// the work it has counted costs more than the meter holds, before the next continuation
-    /// or inside a search; the budget then holds the refusal (see [`crate::budget`]).
+    /// or inside a search; the budget then holds the refusal (see [`crate::budget`]). The
+    /// assignment of the continuation found is left in `found`.
+    #[allow(clippy::too_many_arguments)]
     fn find_for_produce<'v, B: Cap>(
         &self,
         view: &'v View<'_, C, P, A, K>,
@@ -1696,7 +1699,8 @@ where
         incoming: &StoredDatum<A>,
         mut replay: Option<&mut Rig<C, P, A, K>>,
         cap: B,
-    ) -> ProduceSearch<C, P, K, M::Output> {
+        found: &mut Found<M::Output>,
+    ) -> ProduceSearch<C, P, K> {
         // Replay: the produce's stream (see `Cursor`), where the COMM it fires is logged.
         let stream = replay.as_ref().map_or(0, |_| self.router.shard_of(channel));
         let mut out = ProduceSearch {
@@ -1744,8 +1748,11 @@ where
                          join: &mut Option<Join<'v, A>>,
                          w: &WaitingContinuation<P, K>,
                          (checked, elements, fit): Passed<M::Output>| {
+            let Some(&cid) = at.first() else {
+                return false;
+            };
             let inc = Incoming {
-                cid: *at.first()?,
+                cid,
                 key,
                 datum: incoming,
                 alone: at.len() == 1,
@@ -1765,9 +1772,10 @@ where
                     cap.budget(),
                     PARALLEL_MIN_CANDIDATES,
                     self.scan_on(),
+                    &mut *found,
                 )
             };
-            let found = match replay.as_deref_mut() {
+            let outcome = match replay.as_deref_mut() {
                 None => run(None),
                 Some(rig) => {
                     let hash = rig.hash.consume;
@@ -1775,19 +1783,19 @@ where
                         Some(e) => e.consume_hash(),
                         None => hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks),
                     };
-                    let (found, record) =
+                    let (outcome, record) =
                         rig.guided(stream, consume, list, &w.peeks, |guide| run(Some(guide)));
                     if record.is_some() {
                         out.record = record;
                     }
-                    found
+                    outcome
                 }
             };
-            out.examined += found.examined;
-            out.vector.add(found.vector);
-            out.rejected |= found.rejected;
-            cap.spend(found.examined, found.vector);
-            if found.found.is_none() {
+            out.examined += outcome.examined;
+            out.vector.add(outcome.vector);
+            out.rejected |= outcome.rejected;
+            cap.spend(outcome.examined, outcome.vector);
+            if !outcome.found {
                 // The passing pre-check's calls: a search that fires nothing may have
                 // stopped before the datum's positions; one that fires called the matcher
                 // there itself (see `incoming_fits`).
@@ -1801,7 +1809,7 @@ where
                     },
                 );
             }
-            found.found
+            outcome.found
         };
         let positions = |list: &[C]| -> SmallVec<[usize; 4]> {
             (0..list.len()).filter(|&i| list[i] == *channel).collect()
@@ -1816,8 +1824,8 @@ where
                 let Some(pre) = fits(&at, &e.w) else {
                     continue;
                 };
-                if let Some(found) = offer(&e.list, &at, &mut None, &e.w, pre) {
-                    hit = Some((Source::Installed(e.clone()), found));
+                if offer(&e.list, &at, &mut None, &e.w, pre) {
+                    hit = Some(Source::Installed(e.clone()));
                     break;
                 }
             }
@@ -1828,7 +1836,7 @@ where
                 let conts = view.join(jk)?;
                 let at = positions(jk);
                 let mut join = None;
-                let mut found = None;
+                let mut fired = None;
                 // By key, where the store walks so: the others cannot accept the datum.
                 let _ = conts.for_each_for(
                     cont_ranker.as_ref(),
@@ -1841,16 +1849,15 @@ where
                         let Some(pre) = fits(&at, w) else {
                             return ControlFlow::Continue(());
                         };
-                        match offer(jk, &at, &mut join, w, pre) {
-                            Some(f) => {
-                                found = Some((seq, f));
-                                ControlFlow::Break(())
-                            }
-                            None => ControlFlow::Continue(()),
+                        if offer(jk, &at, &mut join, w, pre) {
+                            fired = Some(seq);
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
                         }
                     },
                 );
-                found.map(|(seq, f)| (Source::Stored(jk.clone(), seq), f))
+                fired.map(|seq| Source::Stored(jk.clone(), seq))
             };
             match self.order_key {
                 None => hit = cs.joins.iter().find_map(&mut try_group),
@@ -1874,14 +1881,16 @@ where
     }
 
     /// Fires `source`'s continuation with what `found` picked and the produce's `incoming`
-    /// datum; returns the COMM and what its log record can reuse.
+    /// datum (draining `found`); returns the COMM, and sets in `reuse` what its log record
+    /// can reuse (an out-parameter: a returned pair was one more copy of the whole COMM).
     fn fire_produce(
         &self,
         view: &mut View<'_, C, P, A, K>,
         incoming: StoredDatum<A>,
         source: Source<C, P, K>,
-        found: Found<M::Output>,
-    ) -> (Comm<C, P, A, K, M::Output>, LogReuse) {
+        found: &mut Found<M::Output>,
+        reuse: &mut LogReuse,
+    ) -> Comm<C, P, A, K, M::Output> {
         let (list, mut w) = match source {
             Source::Installed(e) => (e.list.clone(), e.w.clone()),
             Source::Stored(jk, seq) => {
@@ -1898,61 +1907,83 @@ where
                 .any(|(pos, p)| p.incoming && !w.peeks.contains(&pos));
         let mut incoming = Some(incoming);
         let mut left = uses;
-        let (matches, from_incoming) = Self::collect_matches(view, &list, &w.peeks, found, |_| {
-            left -= 1;
-            let d = if left == 0 {
-                incoming.take()
-            } else {
-                incoming.clone()
-            };
-            d.map(|d| (d.value, d.persist))
-        });
-        let reuse = LogReuse {
-            call: w.take_call(),
-            produced: from_incoming,
-        };
-        let comm = Comm {
+        let call = w.take_call();
+        // Built first, and its reports filled in place: a report can be large (a structural
+        // matcher's bindings), and the reports are then not moved into the COMM.
+        let mut comm = Comm {
             continuation: w.continuation,
             channels: list.into(),
             patterns: w.patterns.into(),
             persistent: w.persist,
             peeks: w.peeks,
-            matches,
+            matches: SmallVec::new(),
             reissue: !consumed_here,
         };
-        (comm, reuse)
+        let from_incoming = Self::collect_matches(
+            view,
+            &comm.channels,
+            &comm.peeks,
+            found,
+            &mut comm.matches,
+            |_| {
+                left -= 1;
+                let d = if left == 0 {
+                    incoming.take()
+                } else {
+                    incoming.clone()
+                };
+                d.map(|d| (d.value, d.persist))
+            },
+        );
+        *reuse = LogReuse {
+            call,
+            produced: from_incoming,
+        };
+        comm
     }
 
-    /// Builds each position's report, taking consumed data out of their stores; also returns
-    /// which reports (bit `i` for report `i`, below 64) hold a datum `incoming` gave.
+    /// Appends each position's report to `out` (empty), from `found` (draining it), taking
+    /// consumed data out of their stores; returns which reports (bit `i` for report `i`,
+    /// below 64) hold a datum `incoming` gave.
     fn collect_matches(
         view: &mut View<'_, C, P, A, K>,
         list: &[C],
         peeks: &Peeks,
-        found: Found<M::Output>,
+        found: &mut Found<M::Output>,
+        out: &mut Matches<A, M::Output>,
         mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
-    ) -> (Matches<A, M::Output>, u64) {
-        let mut out = SmallVec::with_capacity(list.len());
+    ) -> u64 {
+        out.reserve(found.len());
         // Bit `i`: match `i` (below 64) is a datum `incoming` gave.
         let mut from_incoming = 0u64;
         // First position of each channel that gave up an item and is not tidied yet.
         let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
-        let entries = found.entries();
         // Compaction renumbers items, so a channel is tidied only after its last entry has
-        // taken what it picked. A top-k position has up to k entries, so whether an entry is
-        // its channel's last is found in one backward pass (O(entries + positions²), positions
-        // at most `MAX_JOIN`), not by a scan of the later entries per entry (O(k²)).
-        let mut last_on_channel: SmallVec<[bool; 4]> = SmallVec::from_elem(false, entries.len());
-        let mut seen: SmallVec<[usize; 4]> = SmallVec::new();
-        for (e, (pos, _, _)) in entries.iter().enumerate().rev() {
-            // A channel is named by its first position in the list.
-            let first = list.iter().position(|c| *c == list[*pos]).unwrap_or(*pos);
-            if !seen.contains(&first) {
-                seen.push(first);
-                last_on_channel[e] = true;
+        // taken what it picked. A top-k position has up to k consecutive entries, so whether
+        // an entry is its channel's last is found in one pass that looks a channel up once per
+        // position (O(entries + positions²), positions at most `MAX_JOIN`), not by a scan of
+        // the later entries per entry (O(k²)).
+        let mut last_on_channel: SmallVec<[bool; 4]> = SmallVec::from_elem(false, found.len());
+        // Per channel, named by its first position in the list: its last entry so far.
+        let mut last: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+        let (mut run_pos, mut slot) = (usize::MAX, 0);
+        for (e, (pos, _)) in found.entry_picks().enumerate() {
+            if pos != run_pos {
+                run_pos = pos;
+                let first = list.iter().position(|c| *c == list[pos]).unwrap_or(pos);
+                slot = last.iter().position(|l| l.0 == first).unwrap_or_else(|| {
+                    last.push((first, e));
+                    last.len() - 1
+                });
+            }
+            if let Some(l) = last.get_mut(slot) {
+                l.1 = e;
             }
         }
-        for (e, (pos, pick, result)) in entries.into_iter().enumerate() {
+        for &(_, e) in &last {
+            last_on_channel[e] = true;
+        }
+        for (e, (pos, pick, result)) in found.drain_entries().enumerate() {
             let taken = if pick.incoming {
                 incoming(pos)
             } else {
@@ -2002,7 +2033,7 @@ where
         for pos in untidy {
             Self::tidy_channel(view, &list[pos], true);
         }
-        (out, from_incoming)
+        from_incoming
     }
 
     /// Compacts the channel's data (their layout only: contents and order stay) and drops the
@@ -2240,8 +2271,11 @@ where
             _ => self.find_single(view, &channels, &patterns, None),
         };
         // The general search's cap, when the gate charges a meter (the single-channel walk has
-        // none: see `crate::budget`), built only for that search.
-        let (examined, vector, found, refused) = match (single, rig_of(&mut replay), event) {
+        // none: see `crate::budget`), built only for that search; its assignment, if any, is
+        // left in `found` (made only where the general search runs: the fast path that
+        // fires returns first).
+        let mut found;
+        let (examined, vector, hit, refused) = match (single, rig_of(&mut replay), event) {
             (Some((examined, Some(hit), _, built)), _, _) => {
                 let replayed = Replayed {
                     guard: &mut replay,
@@ -2264,12 +2298,14 @@ where
             }
             (Some((examined, None, _, walk_built)), _, _) => {
                 built = Built::first(walk_built);
-                (examined, VectorWork::default(), None, None)
+                found = Found::new();
+                (examined, VectorWork::default(), false, None)
             }
             (None, Some(rig), Some((h, _))) => {
                 let budget = admit.allowance().map(Budget::new);
+                found = Found::new();
                 let stream = self.router.shard_of(&channels[0]);
-                let ((examined, vector, found, rejected), accepted) = rig.guided(
+                let ((examined, vector, hit, rejected), accepted) = rig.guided(
                     stream,
                     || h,
                     &channels,
@@ -2283,22 +2319,24 @@ where
                             Some(guide),
                             budget.as_ref(),
                             &mut built,
+                            &mut found,
                         )
                     },
                 );
                 // A search the budget stopped is refused below, with `OutOfPhlogiston`.
                 let refused = budget.and_then(|b| b.refused());
-                if rejected && found.is_none() && refused.is_none() {
+                if rejected && !hit && refused.is_none() {
                     view.settle_built(&channels, built, false);
                     let e = ErrorKind::Replay(ReplayError::CommNotInLog { hash: h });
                     return Err(ConsumeError::new(e, continuation));
                 }
                 record = accepted;
-                (examined, vector, found, refused)
+                (examined, vector, hit, refused)
             }
             _ => {
                 let budget = admit.allowance().map(Budget::new);
-                let (examined, vector, found, _) = self.find_for_consume(
+                found = Found::new();
+                let (examined, vector, hit, _) = self.find_for_consume(
                     view,
                     &channels,
                     &patterns,
@@ -2306,8 +2344,9 @@ where
                     None,
                     budget.as_ref(),
                     &mut built,
+                    &mut found,
                 );
-                (examined, vector, found, budget.and_then(|b| b.refused()))
+                (examined, vector, hit, budget.and_then(|b| b.refused()))
             }
         };
         if let Some(e) = refused {
@@ -2318,96 +2357,101 @@ where
                 continuation,
             ));
         }
-        match found {
-            Some(found) => {
-                let verdict = admit.admit(|| {
-                    Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
-                        .with_vector(vector)
-                });
-                view.settle_built(&channels, built, verdict.is_ok());
-                if let Err(e) = view.admitted(&channels[0], verdict) {
-                    return Err(ConsumeError::new(
-                        ErrorKind::OutOfPhlogiston(e),
-                        continuation,
-                    ));
-                }
-                strike(&mut replay, event, record.as_ref().map(|r| r.1));
-                self.record_consume(
-                    view.state_mut(&channels[0]),
-                    &channels,
-                    &patterns,
-                    &continuation,
-                    persist,
-                    &peeks,
-                    event,
-                );
-                let (matches, _) = Self::collect_matches(view, &channels, &peeks, found, |_| None);
-                let comm = Comm {
+        if hit {
+            let verdict = admit.admit(|| {
+                Self::firing(view, OpKind::Consume, examined, &channels, &peeks, &found)
+                    .with_vector(vector)
+            });
+            view.settle_built(&channels, built, verdict.is_ok());
+            if let Err(e) = view.admitted(&channels[0], verdict) {
+                return Err(ConsumeError::new(
+                    ErrorKind::OutOfPhlogiston(e),
                     continuation,
-                    channels,
-                    patterns,
-                    persistent: persist,
-                    peeks,
-                    matches,
-                    reissue: persist,
-                };
-                let home = view.state_mut(&comm.channels[0]);
-                self.record_comm(home, &comm, record.map(|r| r.0), &LogReuse::default());
-                Ok(Some(comm))
+                ));
             }
-            None => {
-                let mut w =
-                    WaitingContinuation::new(patterns.into_shared(), continuation, persist, peeks);
-                // A new join group stores it; an existing one unless it is a Set holding an
-                // equal one (the check's work is kept for the store below).
-                let vetted = match view.join(&channels) {
-                    Some(store) => store.vet(&w),
-                    None => Some(Vetted::default()),
-                };
-                let stores = vetted.is_some();
-                let verdict = admit.admit(|| {
-                    Admission::storing(OpKind::Consume, examined, stores).with_vector(vector)
-                });
-                view.settle_built(&channels, built, verdict.is_ok());
-                if let Err(e) = view.admitted(&channels[0], verdict) {
-                    return Err(ConsumeError::new(
-                        ErrorKind::OutOfPhlogiston(e),
-                        w.continuation,
-                    ));
-                }
-                strike(&mut replay, event, None);
-                // Only a logging space writes the shard here (a consume a continuation store
-                // drops as a duplicate changes nothing else).
-                // A persistent continuation that stays in a logging space: its call is
-                // encoded once, for this event and for every COMM it fires.
-                let encoded = vetted
-                    .as_ref()
-                    .and_then(|_| self.encoded_call(&channels, &w));
-                if self.log_events {
-                    let state = view.state_mut(&channels[0]);
-                    match &encoded {
-                        Some(e) if event.is_none() => {
-                            state.log.push_consume(LoggedCall::<C, P, K>::Encoded(e));
-                        }
-                        _ => self.record_consume(
-                            state,
-                            &channels,
-                            &w.patterns,
-                            &w.continuation,
-                            persist,
-                            &w.peeks,
-                            event,
-                        ),
+            strike(&mut replay, event, record.as_ref().map(|r| r.1));
+            self.record_consume(
+                view.state_mut(&channels[0]),
+                &channels,
+                &patterns,
+                &continuation,
+                persist,
+                &peeks,
+                event,
+            );
+            // Built first, and its reports filled in place (as `fire_produce`).
+            let mut comm = Comm {
+                continuation,
+                channels,
+                patterns,
+                persistent: persist,
+                peeks,
+                matches: SmallVec::new(),
+                reissue: persist,
+            };
+            Self::collect_matches(
+                view,
+                &comm.channels,
+                &comm.peeks,
+                &mut found,
+                &mut comm.matches,
+                |_| None,
+            );
+            let home = view.state_mut(&comm.channels[0]);
+            self.record_comm(home, &comm, record.map(|r| r.0), &LogReuse::default());
+            Ok(Some(comm))
+        } else {
+            let mut w =
+                WaitingContinuation::new(patterns.into_shared(), continuation, persist, peeks);
+            // A new join group stores it; an existing one unless it is a Set holding an
+            // equal one (the check's work is kept for the store below).
+            let vetted = match view.join(&channels) {
+                Some(store) => store.vet(&w),
+                None => Some(Vetted::default()),
+            };
+            let stores = vetted.is_some();
+            let verdict = admit.admit(|| {
+                Admission::storing(OpKind::Consume, examined, stores).with_vector(vector)
+            });
+            view.settle_built(&channels, built, verdict.is_ok());
+            if let Err(e) = view.admitted(&channels[0], verdict) {
+                return Err(ConsumeError::new(
+                    ErrorKind::OutOfPhlogiston(e),
+                    w.continuation,
+                ));
+            }
+            strike(&mut replay, event, None);
+            // Only a logging space writes the shard here (a consume a continuation store
+            // drops as a duplicate changes nothing else).
+            // A persistent continuation that stays in a logging space: its call is
+            // encoded once, for this event and for every COMM it fires.
+            let encoded = vetted
+                .as_ref()
+                .and_then(|_| self.encoded_call(&channels, &w));
+            if self.log_events {
+                let state = view.state_mut(&channels[0]);
+                match &encoded {
+                    Some(e) if event.is_none() => {
+                        state.log.push_consume(LoggedCall::<C, P, K>::Encoded(e));
                     }
+                    _ => self.record_consume(
+                        state,
+                        &channels,
+                        &w.patterns,
+                        &w.continuation,
+                        persist,
+                        &w.peeks,
+                        event,
+                    ),
                 }
-                if let Some(e) = encoded {
-                    w.keep_call(e);
-                }
-                if let Some(vetted) = vetted {
-                    self.store_continuation(view, channels.into_shared(), w, vetted);
-                }
-                Ok(None)
             }
+            if let Some(e) = encoded {
+                w.keep_call(e);
+            }
+            if let Some(vetted) = vetted {
+                self.store_continuation(view, channels.into_shared(), w, vetted);
+            }
+            Ok(None)
         }
     }
 
@@ -2422,9 +2466,10 @@ where
     }
 
     /// The first assignment for a consume (or install), in candidate order; with a `guide`
-    /// (replay), the first one it accepts. Also says whether the guide rejected one. Notes
-    /// the exact indexes it builds in `built` (see [`Built`]). With a `budget`, the search
-    /// stops once its work costs more than the meter holds (see [`crate::budget`]).
+    /// (replay), the first one it accepts. Returns the matching work, whether it found one
+    /// (then in `found`), and whether the guide rejected one. Notes the exact indexes it
+    /// builds in `built` (see [`Built`]). With a `budget`, the search stops once its work
+    /// costs more than the meter holds (see [`crate::budget`]).
     #[allow(clippy::too_many_arguments)]
     fn find_for_consume(
         &self,
@@ -2435,7 +2480,8 @@ where
         guide: Option<Guide<'_, A>>,
         budget: Option<&Budget<'_>>,
         built: &mut Built,
-    ) -> (u64, VectorWork, Option<Found<M::Output>>, bool) {
+        found: &mut Found<M::Output>,
+    ) -> (u64, VectorWork, bool, bool) {
         // One position: the oldest item answering the key spares the index (as `find_single`).
         // A join builds it whatever the oldest item is: its search backtracks past that item
         // (a later position fails, or a second position wants the same key), and every datum
@@ -2467,6 +2513,7 @@ where
             budget,
             PARALLEL_MIN_CANDIDATES,
             self.scan_on(),
+            found,
         );
         (out.examined, out.vector, out.found, out.rejected)
     }
@@ -2565,9 +2612,18 @@ where
         }
         let mut view = self.lock_channels(&channels);
         let mut built = Built::default();
-        let (examined, vector, found, _) =
-            self.find_for_consume(&mut view, &channels, &patterns, &[], None, None, &mut built);
-        let refused = if found.is_some() {
+        let mut found = Found::new();
+        let (examined, vector, hit, _) = self.find_for_consume(
+            &mut view,
+            &channels,
+            &patterns,
+            &[],
+            None,
+            None,
+            &mut built,
+            &mut found,
+        );
+        let refused = if hit {
             Some(ErrorKind::InstallWouldMatch)
         } else {
             admit(&Admission::storing(OpKind::Install, examined, true).with_vector(vector))

@@ -18,7 +18,8 @@ use crate::merkle::EMPTY_ROOT;
 type S = Space<u8, Pattern, Term, u8, StructuralMatch>;
 type R = rhospace_matchers::Bindings;
 
-/// The search as it was before the shortcuts: every continuation goes through `search`.
+/// The search as it was before the shortcuts: every continuation goes through `search`. The
+/// assignment is left in `found`.
 fn reference_find(
     space: &S,
     view: &View<'_, u8, Pattern, Term, u8>,
@@ -26,7 +27,8 @@ fn reference_find(
     kind: DataKind,
     incoming: &StoredDatum<Term>,
     mut replay: Option<&mut Rig<u8, Pattern, Term, u8>>,
-) -> ProduceSearch<u8, Pattern, u8, R> {
+    found: &mut Found<R>,
+) -> ProduceSearch<u8, Pattern, u8> {
     let stream = space.router.shard_of(channel);
     let mut out = ProduceSearch {
         examined: 0,
@@ -43,7 +45,9 @@ fn reference_find(
     let head = store.is_none_or(|s| s.new_item_is_head(key));
     let mut offer = |list: &[u8], w: &WaitingContinuation<Pattern, u8>| {
         let join = resolve(view, list, None);
-        let cid = list.iter().position(|c| c == channel)?;
+        let Some(cid) = list.iter().position(|c| c == channel) else {
+            return false;
+        };
         let alone = list.iter().filter(|c| *c == channel).count() == 1;
         let inc = Incoming {
             cid,
@@ -52,7 +56,7 @@ fn reference_find(
             alone,
             head,
         };
-        let run = |guide: Option<Guide<'_, _>>| {
+        let mut run = |guide: Option<Guide<'_, _>>| {
             search(
                 &space.matcher,
                 &join,
@@ -64,29 +68,31 @@ fn reference_find(
                 None,
                 PARALLEL_MIN_CANDIDATES,
                 space.scan_on(),
+                &mut *found,
             )
         };
-        let found = match replay.as_deref_mut() {
+        let outcome = match replay.as_deref_mut() {
             None => run(None),
             Some(rig) => {
                 let hash = rig.hash.consume;
                 let consume = || hash(list, &w.patterns, &w.continuation, w.persist, &w.peeks);
-                let (found, record) = rig.guided(stream, consume, list, &w.peeks, |g| run(Some(g)));
+                let (outcome, record) =
+                    rig.guided(stream, consume, list, &w.peeks, |g| run(Some(g)));
                 if record.is_some() {
                     out.record = record;
                 }
-                found
+                outcome
             }
         };
-        out.examined += found.examined;
-        out.vector.add(found.vector);
-        out.rejected |= found.rejected;
-        found.found
+        out.examined += outcome.examined;
+        out.vector.add(outcome.vector);
+        out.rejected |= outcome.rejected;
+        outcome.found
     };
     if let Some(entries) = view.installed_on(channel) {
         for e in entries {
-            if let Some(found) = offer(&e.list, &e.w) {
-                out.hit = Some((Source::Installed(e.clone()), found));
+            if offer(&e.list, &e.w) {
+                out.hit = Some(Source::Installed(e.clone()));
                 return out;
             }
         }
@@ -115,16 +121,15 @@ fn reference_find(
             if by_key && key(w) != Some(&incoming.value) {
                 return ControlFlow::Continue(());
             }
-            match offer(jk, w) {
-                Some(found) => {
-                    hit = Some((seq, found));
-                    ControlFlow::Break(())
-                }
-                None => ControlFlow::Continue(()),
+            if offer(jk, w) {
+                hit = Some(seq);
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
         });
-        if let Some((seq, found)) = hit {
-            out.hit = Some((Source::Stored(jk.clone(), seq), found));
+        if let Some(seq) = hit {
+            out.hit = Some(Source::Stored(jk.clone(), seq));
             return out;
         }
     }
@@ -200,14 +205,22 @@ fn config(cont: u8, data1: u8) -> SpaceConfig<u8> {
     SpaceConfig::new().cont_kind(cont).channel_kind(1, data1)
 }
 
-fn same_search(a: &ProduceSearch<u8, Pattern, u8, R>, b: &ProduceSearch<u8, Pattern, u8, R>) {
+/// Compares two searches and the assignments they left in their slots.
+fn same_search(
+    (a, fa): (&ProduceSearch<u8, Pattern, u8>, &Found<R>),
+    (b, fb): (&ProduceSearch<u8, Pattern, u8>, &Found<R>),
+) {
     assert_eq!(a.examined, b.examined, "examined");
     assert_eq!(a.vector, b.vector, "vector work");
     assert_eq!(a.rejected, b.rejected, "rejected");
     assert_eq!(a.record, b.record, "replay record");
     match (&a.hit, &b.hit) {
-        (None, None) => {}
-        (Some((sa, fa)), Some((sb, fb))) => {
+        (None, None) => {
+            // A search that fires nothing leaves its slot empty.
+            assert!(fa.picks.is_empty() && fa.results.is_empty() && fa.more.is_empty());
+            assert!(fb.picks.is_empty() && fb.results.is_empty() && fb.more.is_empty());
+        }
+        (Some(sa), Some(sb)) => {
             match (sa, sb) {
                 (Source::Installed(x), Source::Installed(y)) => assert!(Arc::ptr_eq(x, y)),
                 (Source::Stored(jx, qx), Source::Stored(jy, qy)) => {
@@ -243,9 +256,26 @@ fn compare(s: &S, channel: u8, value: i64, persist: bool, rigged: bool) -> bool 
     };
     let mut replay = s.replay.lock();
     assert_eq!(replay.rig.is_some(), rigged);
-    let new = s.find_for_produce(&view, &channel, kind, &incoming, replay.rig.as_mut(), NoCap);
-    let old = reference_find(s, &view, &channel, kind, &incoming, replay.rig.as_mut());
-    same_search(&new, &old);
+    let (mut fnew, mut fold) = (Found::new(), Found::new());
+    let new = s.find_for_produce(
+        &view,
+        &channel,
+        kind,
+        &incoming,
+        replay.rig.as_mut(),
+        NoCap,
+        &mut fnew,
+    );
+    let old = reference_find(
+        s,
+        &view,
+        &channel,
+        kind,
+        &incoming,
+        replay.rig.as_mut(),
+        &mut fold,
+    );
+    same_search((&new, &fnew), (&old, &fold));
     new.hit.is_some()
 }
 
@@ -342,7 +372,8 @@ fn search_for(s: &S, value: i64) -> (u64, bool) {
         persist: false,
         priority: 0,
     };
-    let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None, NoCap);
+    let mut found = Found::new();
+    let got = s.find_for_produce(&view, &0, DataKind::Bag, &incoming, None, NoCap, &mut found);
     assert_eq!(got.hit.is_some(), fired);
     (got.examined, fired)
 }
