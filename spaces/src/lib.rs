@@ -6,7 +6,8 @@
 //! Processes `produce` data on channels and `consume` it with patterns, joining several
 //! channels at once; when a consume's patterns are all met the space fires one COMM: the
 //! continuation together with the data that satisfied it. The behaviour contract is the
-//! project's SPEC (§1–§5, §6 soft checkpoints, §9's `Send + Sync` shape).
+//! project's SPEC: §1–§7 and §9 here; §8's metering through [`ChargingSpace`], which wraps a
+//! space.
 //!
 //! ```
 //! use rhospace_spaces::{Space, SpaceConfig};
@@ -26,7 +27,8 @@
 //!   items (but see *Limits*). Joins are matched completely: if any assignment of data meets
 //!   the patterns, one is found (a depth-first search, not greedy first-fit).
 //! - **Determinism**: candidates are tried oldest first (data and continuations), join groups in
-//!   creation order, installed continuations first; the first assignment in that order wins.
+//!   creation order (a hard checkpoint canonicalises Bags and Sets: see *Limits*), installed
+//!   continuations first; the first assignment in that order wins.
 //!   Hash maps are only looked up, never iterated into a result. An opt-in seeded shuffle
 //!   ([`CandidateOrder::Shuffled`], through [`SpaceConfig::candidate_order`]) tries Bag and Set
 //!   data, Bag and Set continuations and a channel's join groups by a rank keyed on the seed
@@ -73,7 +75,7 @@
 //! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store); O(log n) more for a join group's key index |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused; once after a revert to another space's soft checkpoint or a `with_history` switch, also O(channels + join groups + what the store lacks) |
-//! | `reset(root)` | O(shards) for a root this space recorded; O(state size) to load one from the history store |
+//! | `reset(root)` | O(shards) for one of the last [`SNAPSHOT_CACHE`] roots this space recorded (by when it last recorded them); O(state size) to load any other from the history store |
 //! | `produce_batch`, `consume_batch` | as the single calls in input order; one lock acquisition per run of consecutive items the held locks cover |
 //! | `rig(root, log)` | a `reset`, plus O(log length) to index the log |
 //! | a call while rigged | its play cost, plus hashing the call and, per assignment met, its COMM record |
@@ -94,6 +96,14 @@
 //!   join, a produce on another of its channels with this channel's head); the datum waits
 //!   for a consume or a produce-fired continuation that takes it. So SPEC §1's invariant
 //!   holds only with Bag, Set or Cell data and Bag or Set continuations.
+//! - **A hard checkpoint puts changed Bags and Sets into canonical order.** `create_checkpoint`
+//!   sorts each changed Bag or Set (data or waiting continuations), and each changed channel's
+//!   list of join groups, by canonical encoding: so a space that goes on after a checkpoint and
+//!   one that `reset`s to its root (in memory or from disk, in another process) hold the same
+//!   state and make the same choices from then on. "Oldest first" and "creation order" (SPEC
+//!   §3) hold between hard checkpoints; across one, the canonical items come first, in that
+//!   order, then the newer ones oldest first. Queue, Stack, Cell and PriorityQueue keep their
+//!   order.
 //! - Joins have at most [`MAX_JOIN`] channels.
 #![deny(unsafe_code)]
 

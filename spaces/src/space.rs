@@ -1065,14 +1065,18 @@ where
     }
 
     /// Sends `datum` on `channel` (priority 0). Fires at most one COMM (SPEC §1): the first
-    /// waiting continuation, in join-creation order and then the continuation kind's order,
-    /// whose patterns are all met using this datum. Installed continuations are offered first,
-    /// in install order. Otherwise the datum is stored. On a Set channel that already stores
+    /// waiting continuation, in join-creation order and then the continuation kind's order
+    /// (both canonicalised by a hard checkpoint: see the crate's *Limits*), whose patterns are
+    /// all met using this datum. Installed continuations are offered first, in install order.
+    /// Otherwise the datum is stored. On a Set channel that already stores
     /// an equal datum, the produce is ignored before any continuation is offered it: it
     /// returns `Ok(None)` like a stored datum and is logged as a produce (SPEC §7), and
     /// changes nothing else.
     ///
-    /// Errors: `CellFull` on a Cell channel that holds a datum. Nothing changes on error.
+    /// Errors (nothing changes): `CellFull` on a Cell channel that holds a datum; on a
+    /// VectorDB channel, `MissingEmbedding` or `Embedding` for a datum without a valid
+    /// embedding; `Replay` while a replay is rigged and the log does not hold the call (or
+    /// the COMM it would fire).
     ///
     /// Time: O(1) expected with no waiting continuation; otherwise the join search (see
     /// the crate's complexity table).
@@ -2123,7 +2127,9 @@ where
     /// A persistent consume that fires at once is not stored: the COMM's `reissue` says so.
     ///
     /// Errors (nothing changes): `EmptyChannels`, `LengthMismatch`, `PeekOutOfRange`,
-    /// `TooManyChannels`.
+    /// `TooManyChannels`; `Query` for a similarity pattern that does not fit its VectorDB
+    /// channel; `Replay` while a replay is rigged and the log does not hold the call (or the
+    /// COMM it would fire).
     ///
     /// Time: O(arity) with an exact pattern on an indexed channel; the join search otherwise.
     ///
@@ -2670,7 +2676,9 @@ where
     M: Match<P, A>,
 {
     /// The data stored on `channel`, in the order its kind hands them out (oldest first for
-    /// Bag, Set and Queue; newest first for Stack; priority order for PriorityQueue).
+    /// Bag, Set and Queue; newest first for Stack; priority order for PriorityQueue). A hard
+    /// checkpoint puts a changed Bag or Set into canonical order first (see the crate's
+    /// *Limits*).
     ///
     /// Time: O(n) in the channel's data.
     ///
@@ -2693,7 +2701,9 @@ where
             .unwrap_or_default()
     }
 
-    /// The continuations waiting on exactly `channels` (installed ones first), oldest first.
+    /// The continuations waiting on exactly `channels` (installed ones first), oldest first
+    /// (a Bag or Set store in canonical order as of the last hard checkpoint that changed
+    /// it, as the crate's *Limits* say).
     ///
     /// ```
     /// # use rhospace_spaces::{Space, SpaceConfig};
@@ -2725,7 +2735,9 @@ where
     }
 
     /// The join groups (channel lists with waiting continuations) that `channel` takes part
-    /// in: installed ones in install order, then the others in creation order.
+    /// in: installed ones in install order, then the others in creation order (canonical
+    /// order as of the last hard checkpoint that changed the list, as the crate's *Limits*
+    /// say).
     ///
     /// ```
     /// # use rhospace_spaces::{Space, SpaceConfig};

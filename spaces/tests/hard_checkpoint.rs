@@ -747,16 +747,18 @@ fn a_store_switched_in_after_checkpoints_gets_everything_below_the_next_root() {
     assert_every_root_loads(store);
 }
 
-/// A store that counts look-ups and blobs committed.
+/// A store that counts reads, look-ups and blobs committed.
 #[derive(Default)]
 struct Counting {
     inner: MemoryHistory,
+    gets: AtomicUsize,
     lookups: AtomicUsize,
     committed: AtomicUsize,
 }
 
 impl HistoryStore for Counting {
     fn get(&self, hash: &Digest) -> Result<Option<Vec<u8>>, HistoryError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(hash)
     }
     fn contains(&self, hash: &Digest) -> Result<bool, HistoryError> {
@@ -774,6 +776,40 @@ impl HistoryStore for Counting {
     fn roots(&self) -> Result<Vec<Digest>, HistoryError> {
         self.inner.roots()
     }
+}
+
+/// A root recorded again counts as recent from then on: the cache of recorded states keeps the
+/// last [`SNAPSHOT_CACHE`] roots by when they were last recorded, so a reset to the second most
+/// recent reads nothing from the store (a root recorded again once kept its first place, and
+/// was evicted while still recent).
+#[test]
+fn a_root_recorded_again_stays_among_the_recent() {
+    let store = Arc::new(Counting::default());
+    let s = space(4).with_history(store.clone());
+    s.produce(1, 1, false).unwrap();
+    let r = s.create_checkpoint().unwrap().root;
+    let mut after_r = Vec::new();
+    for i in 0..(SNAPSHOT_CACHE as u32 - 1) {
+        s.produce(100 + i, 0, false).unwrap();
+        after_r.push(s.create_checkpoint().unwrap().root);
+    }
+    s.reset(&r).unwrap();
+    s.produce(2, 2, false).unwrap();
+    s.consume([2], [2], 0, false, &[]).unwrap();
+    assert_eq!(s.create_checkpoint().unwrap().root, r, "`r` recorded again");
+    s.produce(3, 3, false).unwrap();
+    let last = s.create_checkpoint().unwrap().root;
+    let before = store.gets.load(Ordering::SeqCst);
+    s.reset(&r).unwrap();
+    s.reset(&last).unwrap();
+    assert_eq!(
+        store.gets.load(Ordering::SeqCst),
+        before,
+        "a reset read the store"
+    );
+    // The least recently recorded root has left the cache: its reset reads the store.
+    s.reset(&after_r[0]).unwrap();
+    assert!(store.gets.load(Ordering::SeqCst) > before);
 }
 
 /// Bringing foreign leaves into the store costs work once; a checkpoint after it, or one with

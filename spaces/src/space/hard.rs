@@ -194,11 +194,16 @@ pub(crate) struct Hard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: 
 pub const SNAPSHOT_CACHE: usize = 8;
 
 impl<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> Hard<C, P, A, K> {
-    /// Keeps `snapshot` under `root`, dropping the oldest beyond [`SNAPSHOT_CACHE`].
+    /// Keeps `snapshot` under `root` as the most recent, dropping the least recent beyond
+    /// [`SNAPSHOT_CACHE`]. A root recorded again moves to the back: "recent" is by when a
+    /// root was last recorded, not first.
+    ///
+    /// Time: O([`SNAPSHOT_CACHE`]).
     fn remember(&mut self, root: Digest, snapshot: Snapshot<C, P, A, K>) {
-        if self.snapshots.insert(root, snapshot).is_none() {
-            self.recent.push_back(root);
+        if self.snapshots.insert(root, snapshot).is_some() {
+            self.recent.retain(|r| *r != root);
         }
+        self.recent.push_back(root);
         while self.recent.len() > SNAPSHOT_CACHE {
             if let Some(old) = self.recent.pop_front() {
                 self.snapshots.remove(&old);
@@ -593,10 +598,15 @@ where
     /// Takes a hard checkpoint (SPEC §6): returns the state root and the event log since the
     /// last checkpoint, clears the log, and records the root in memory and in the history
     /// store, together with every trie node and leaf blob below it that the store lacks (so
-    /// the store alone can [`reset`](Self::reset) to it).
+    /// the store alone can [`reset`](Self::reset) to it). It also puts each changed Bag or Set
+    /// and each changed list of join groups into canonical order (see the module docs), which
+    /// is the order later calls try them in.
     ///
-    /// All shards are locked for its duration (writers pause). Errors (the history store
-    /// failed): nothing changes, the log and the changes stay pending.
+    /// All shards are locked for its duration (writers pause). Errors, after which nothing
+    /// changes (the log and the changes stay pending): `History` when the history store
+    /// failed; `Corrupt` when a leaf the store lacks cannot be rebuilt from the live state
+    /// (the trie and the state disagree, which would be a bug); `Replay` while rigged with logged calls or COMMs left unused
+    /// ([`ReplayError::Unused`]).
     ///
     /// Time: O(changed entries × their size + changed paths × log₁₆ n), independent of the
     /// channels left unchanged. The first checkpoint after a revert to another space's soft
