@@ -383,7 +383,11 @@ fn contract_call(c: &mut Criterion) {
                             .expect("the contract fires");
                         black_box(comm);
                     },
-                    || space.revert_to_soft_checkpoint(&start),
+                    || {
+                        space
+                            .revert_to_soft_checkpoint(&start)
+                            .expect("a checkpoint of this space")
+                    },
                 )
             })
         });
@@ -531,7 +535,11 @@ fn join_partner(c: &mut Criterion) {
                             .expect("bag produce");
                         debug_assert!(r.is_none());
                     },
-                    || space.revert_to_soft_checkpoint(&start),
+                    || {
+                        space
+                            .revert_to_soft_checkpoint(&start)
+                            .expect("a checkpoint of this space")
+                    },
                 )
             })
         });

@@ -141,7 +141,9 @@ fn main() {
         "before revert: scratch holds {}",
         space.data(&"scratch").len()
     );
-    space.revert_to_soft_checkpoint(&cp);
+    space
+        .revert_to_soft_checkpoint(&cp)
+        .expect("a checkpoint of this space");
     println!(
         "after revert:  scratch holds {}",
         space.data(&"scratch").len()

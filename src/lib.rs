@@ -26,5 +26,5 @@ pub use rhospace_matchers::{
 pub use rhospace_spaces::{
     ChargingSpace, Checkpoint, CheckpointError, Comm, ConsumeRequest, ContKind, DataKind, Decode,
     Encode, ErrorKind, HistoryStore, LogEvent, MemoryHistory, RedbHistory, ReplayError,
-    SoftCheckpoint, Space, SpaceConfig, StoredDatum,
+    RevertError, SoftCheckpoint, Space, SpaceConfig, StoredDatum,
 };

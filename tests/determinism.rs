@@ -244,14 +244,14 @@ fn revert_restores_identical_views_and_behaviour() {
         let cp = s.create_soft_checkpoint();
         let (outs1, end1) = run(&s, &suffix, channels);
         assert_ne!(contents(&s, channels, &lists), before);
-        s.revert_to_soft_checkpoint(&cp);
+        s.revert_to_soft_checkpoint(&cp).unwrap();
         assert_eq!(contents(&s, channels, &lists), before);
         let (outs2, end2) = run(&s, &suffix, channels);
         assert_eq!(outs1, outs2);
         assert_eq!(end1, end2);
         // A checkpoint taken in one space restores the same views in a fresh one.
         let other: S = Space::new(PredMatch, config(mixed));
-        other.revert_to_soft_checkpoint(&cp);
+        other.revert_to_soft_checkpoint(&cp).unwrap();
         assert_eq!(contents(&other, channels, &lists), before);
         let (outs3, _) = run(&other, &suffix, channels);
         assert_eq!(outs1, outs3);
@@ -360,7 +360,7 @@ fn checkpoints_move_between_spaces_of_different_shard_counts() {
     let (rest_source, end_source) = run(&source, &seq[400..], channels);
     for shards in [1, 4, 64] {
         let target: S = Space::with_shards(PredMatch, config(true), shards);
-        target.revert_to_soft_checkpoint(&cp);
+        target.revert_to_soft_checkpoint(&cp).unwrap();
         assert_eq!(contents(&target, channels, &[]), contents_of(&end));
         let (rest, end_target) = run(&target, &seq[400..], channels);
         assert_eq!(

@@ -929,7 +929,7 @@ fn run_in(
             Action::Revert(ix) => {
                 if !checkpoints.is_empty() {
                     let (cp, st, installs, exposed) = &checkpoints[ix.index(checkpoints.len())];
-                    space.revert_to_soft_checkpoint(cp);
+                    space.revert_to_soft_checkpoint(cp).unwrap();
                     model.st = st.clone();
                     model.exposed = *exposed || model.installed.len() > *installs;
                 }

@@ -662,7 +662,7 @@ fn installed_survive_clear_and_revert() {
     let empty = s.create_soft_checkpoint();
     s.install(["a", "b"], [1, 2], "svc").unwrap();
     s.produce("a", 1, false).unwrap();
-    s.revert_to_soft_checkpoint(&empty);
+    s.revert_to_soft_checkpoint(&empty).unwrap();
     assert!(s.data(&"a").is_empty());
     assert_eq!(conts(&s, &["a", "b"]), vec!["svc"]);
     assert_eq!(s.joins(&"b").len(), 1);
@@ -689,7 +689,7 @@ fn documented_limit_revert_past_an_install_can_bring_back_matching_data() {
     let before_install = s.create_soft_checkpoint();
     s.consume(["a"], [1], "k", false, &[]).unwrap().unwrap();
     s.install(["a"], [1], "svc").unwrap();
-    s.revert_to_soft_checkpoint(&before_install);
+    s.revert_to_soft_checkpoint(&before_install).unwrap();
     assert_eq!(values(&s, "a"), vec![1]);
     assert_eq!(conts(&s, &["a"]), vec!["svc"]);
     let comm = s.produce("a", 1, false).unwrap().expect("svc fires");
@@ -1818,7 +1818,7 @@ fn soft_checkpoint_is_immutable_and_revertible_twice() {
     assert_ne!(later, at_cp);
     let cp2 = s.create_soft_checkpoint();
 
-    s.revert_to_soft_checkpoint(&cp);
+    s.revert_to_soft_checkpoint(&cp).unwrap();
     assert_eq!(views(&s, &chans, &lists), at_cp);
     // The reverted state behaves as the original: b fires the same join again.
     let comm2 = s.produce("b", 5, false).unwrap().unwrap();
@@ -1826,11 +1826,11 @@ fn soft_checkpoint_is_immutable_and_revertible_twice() {
     s.clear();
     assert!(s.is_empty());
 
-    s.revert_to_soft_checkpoint(&cp);
+    s.revert_to_soft_checkpoint(&cp).unwrap();
     assert_eq!(views(&s, &chans, &lists), at_cp, "second revert");
-    s.revert_to_soft_checkpoint(&cp2);
+    s.revert_to_soft_checkpoint(&cp2).unwrap();
     assert_eq!(views(&s, &chans, &lists), later);
-    s.revert_to_soft_checkpoint(&cp);
+    s.revert_to_soft_checkpoint(&cp).unwrap();
     assert_eq!(views(&s, &chans, &lists), at_cp, "back again");
 }
 
@@ -1842,10 +1842,10 @@ fn checkpoint_clone_is_independent_of_the_space() {
     for i in 0..100 {
         s.produce("a", i, false).unwrap();
     }
-    s.revert_to_soft_checkpoint(&cp_clone);
+    s.revert_to_soft_checkpoint(&cp_clone).unwrap();
     assert!(s.is_empty());
     s.produce("a", 1, false).unwrap();
-    s.revert_to_soft_checkpoint(&cp);
+    s.revert_to_soft_checkpoint(&cp).unwrap();
     assert!(s.is_empty());
 }
 
@@ -1864,7 +1864,7 @@ fn a_checkpoint_is_unchanged_by_in_place_writes_to_state_it_shared() {
         let first = s.create_soft_checkpoint();
         s.produce("b", 10, false).unwrap();
         let second = s.create_soft_checkpoint();
-        s.revert_to_soft_checkpoint(&first);
+        s.revert_to_soft_checkpoint(&first).unwrap();
         drop(first);
         for i in 0..3 {
             if consume {
@@ -1874,11 +1874,11 @@ fn a_checkpoint_is_unchanged_by_in_place_writes_to_state_it_shared() {
             }
         }
         let after = values(&s, "a");
-        s.revert_to_soft_checkpoint(&second);
+        s.revert_to_soft_checkpoint(&second).unwrap();
         assert_eq!(values(&s, "a"), vec![0, 1, 2, 3], "consume: {consume}");
         assert_eq!(values(&s, "b"), vec![10]);
         s.produce("a", 7, false).unwrap();
-        s.revert_to_soft_checkpoint(&second);
+        s.revert_to_soft_checkpoint(&second).unwrap();
         assert_eq!(values(&s, "a"), vec![0, 1, 2, 3], "second revert");
         assert_ne!(after, vec![0, 1, 2, 3]);
     }
@@ -2005,7 +2005,7 @@ fn big_channels_with_index_and_compaction_agree_with_a_vec() {
         }
         assert_eq!(values_u(&s, 0), model);
         let (cp, old) = cp.unwrap();
-        s.revert_to_soft_checkpoint(&cp);
+        s.revert_to_soft_checkpoint(&cp).unwrap();
         assert_eq!(values_u(&s, 0), old, "{kind:?} after revert");
         // Exact lookups still find each stored value (oldest first) after the revert.
         for v in old

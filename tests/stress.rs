@@ -685,7 +685,7 @@ fn concurrent_soft_checkpoints_are_consistent_cuts() {
     let scratch = S::new(PredMatch, config());
     let mut inside = 0;
     for (n, (inv, resp, cp)) in checkpoints.iter().enumerate() {
-        scratch.revert_to_soft_checkpoint(cp);
+        scratch.revert_to_soft_checkpoint(cp).unwrap();
         let cands: Vec<Vec<usize>> = (0..THREADS)
             .map(|t| {
                 prefixes[t]

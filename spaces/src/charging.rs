@@ -27,7 +27,7 @@ use crate::budget::Allowance;
 use crate::call_list::CallList;
 use crate::comm::Comm;
 use crate::encode::Encode;
-use crate::error::{ConsumeError, ProduceError};
+use crate::error::{ConsumeError, ProduceError, RevertError};
 use crate::space::{SoftCheckpoint, Space};
 
 /// A [`Space`] whose every operation is charged to a [`PhlogistonMeter`] from a [`CostTable`]
@@ -525,10 +525,12 @@ where
     /// paid for: no operation's price comes back, and storage charged for items the revert
     /// drops stays spent.
     ///
-    /// Errors: `OutOfPhlogiston` when the meter cannot pay the price and the charge-back
-    /// together; then nothing changes (neither the space nor the meter).
+    /// Errors, after which nothing changes (neither the space nor the meter):
+    /// [`RevertError::OutOfPhlogiston`] when the meter cannot pay the price and the
+    /// charge-back together; [`RevertError::KindMismatch`] as [`Space::revert_to_soft_checkpoint`]
+    /// (checked before anything is charged).
     ///
-    /// Time: O(shards), as [`Space::revert_to_soft_checkpoint`].
+    /// Time: as [`Space::revert_to_soft_checkpoint`].
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -554,7 +556,9 @@ where
     pub fn revert_to_soft_checkpoint(
         &self,
         checkpoint: &SoftCheckpoint<C, P, A, K>,
-    ) -> Result<(), OutOfPhlogiston> {
+    ) -> Result<(), RevertError> {
+        // Checked before anything is charged: a refused revert costs nothing.
+        self.space.check_kinds(checkpoint)?;
         let price = self.table.soft_checkpoint();
         self.space.revert_settled(checkpoint, |now, then| {
             // Both are the net storage this meter refunded, along the lineage of the state now

@@ -202,3 +202,60 @@ impl<K> fmt::Display for ConsumeError<K> {
 }
 
 impl<K: fmt::Debug> std::error::Error for ConsumeError<K> {}
+
+/// Why a revert to a soft checkpoint was refused. Nothing changed.
+///
+/// ```
+/// use rhospace_matchers::ExactMatch;
+/// use rhospace_spaces::{DataKind, RevertError, Space, SpaceConfig};
+/// let cell = SpaceConfig::new().channel_kind(1, DataKind::Cell);
+/// let a: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, cell);
+/// a.produce(1, 10, false).unwrap();
+/// let b: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
+/// let refused = b.revert_to_soft_checkpoint(&a.create_soft_checkpoint());
+/// assert_eq!(refused, Err(RevertError::KindMismatch { data: 1, continuations: 0 }));
+/// assert!(b.is_empty());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RevertError {
+    /// The checkpoint was taken by another space, whose configuration gave some of its stores
+    /// another kind than this space's configuration gives them: `data` channels and
+    /// `continuations` join groups (every such store is counted, so the numbers do not depend
+    /// on any iteration order). Reverting would leave those stores under rules they were not
+    /// built for (a Cell store taking a second datum, say), and the next hard checkpoint would
+    /// record a root that no space could reset to.
+    KindMismatch {
+        /// Channels whose data store is of another kind.
+        data: usize,
+        /// Join groups whose continuation store is of another kind.
+        continuations: usize,
+    },
+    /// [`ChargingSpace`](crate::ChargingSpace) only: the meter cannot pay for the revert (its
+    /// price, plus the refunds the checkpoint's lineage charges back).
+    OutOfPhlogiston(rhospace_phlogiston::OutOfPhlogiston),
+}
+
+impl fmt::Display for RevertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RevertError::KindMismatch {
+                data,
+                continuations,
+            } => write!(
+                f,
+                "another space's checkpoint: {data} data stores and {continuations} continuation \
+                 stores of another kind than this space's configuration gives them"
+            ),
+            RevertError::OutOfPhlogiston(e) => write!(f, "revert refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RevertError {}
+
+impl From<rhospace_phlogiston::OutOfPhlogiston> for RevertError {
+    fn from(e: rhospace_phlogiston::OutOfPhlogiston) -> Self {
+        RevertError::OutOfPhlogiston(e)
+    }
+}

@@ -71,7 +71,7 @@
 //! | `consume` that stores a persistent continuation, or `install` (a space that logs events) | plus one encoding of its call, kept with it; every COMM it fires copies those bytes into the log (and a replay hashes them) instead of encoding its patterns and continuation again |
 //! | `consume` that waits, Set continuations | plus the duplicate check: O(n) `Eq` below 16 waiting on its channel list, one encoding and hash of the continuation and O(1) expected `Eq` from 16 on (an index of fingerprints; see `ContKind::Set`) |
 //! | `consume` on one channel (no similarity pattern; in play and in replay) | as above for its one position, without the join search's set-up: the channel's candidates are walked directly and the pick taken in place |
-//! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items |
+//! | `create_soft_checkpoint`, `revert_to_soft_checkpoint` | O(shards): one pointer per shard, independent of channels and items; a revert to another space's checkpoint first checks its stores' kinds, O(channels + join groups) |
 //! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store); O(log n) more for a join group's key index |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused; once after a revert to another space's soft checkpoint or a `with_history` switch, also O(channels + join groups + what the store lacks) |
@@ -148,7 +148,7 @@ pub use conts::{Peeks, WaitingContinuation};
 pub use data::StoredDatum;
 pub use decode::{decode_exact, decode_varint, Decode, DecodeError};
 pub use encode::{encode_varint, varint_len, Encode};
-pub use error::{ConsumeError, ErrorKind, ProduceError};
+pub use error::{ConsumeError, ErrorKind, ProduceError, RevertError};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
 pub use log::{consume_hash, produce_hash, CommRecord, LogEvent};

@@ -27,7 +27,7 @@ use crate::comm::{Comm, MatchedDatum};
 use crate::conts::{ContStore, Peeks, Vetted, WaitingContinuation};
 use crate::data::{DataStore, ItemKey, StoredDatum};
 use crate::encode::Encode;
-use crate::error::{ConsumeError, ErrorKind, ProduceError};
+use crate::error::{ConsumeError, ErrorKind, ProduceError, RevertError};
 use crate::history::{HistoryStore, MemoryHistory};
 use crate::join::{incoming_fits, Fit, Found, Guide, Incoming, Join};
 use crate::join_list::JoinList;
@@ -594,7 +594,7 @@ impl<'a, C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: Clone> View<'a
 /// let cp = space.create_soft_checkpoint();
 /// space.consume([1], [10], 0, false, &[]).unwrap();
 /// assert!(space.data(&1).is_empty());
-/// space.revert_to_soft_checkpoint(&cp);
+/// space.revert_to_soft_checkpoint(&cp).unwrap();
 /// assert_eq!(space.data(&1).len(), 1);
 /// ```
 #[derive(Clone, Debug)]
@@ -2803,7 +2803,7 @@ where
     /// let s: Space<u8, u8, u8, u8, ExactMatch> = Space::new(ExactMatch, SpaceConfig::new());
     /// let empty = s.create_soft_checkpoint();
     /// s.produce(0, 0, false).unwrap();
-    /// s.revert_to_soft_checkpoint(&empty);
+    /// s.revert_to_soft_checkpoint(&empty).unwrap();
     /// assert!(s.is_empty());
     /// ```
     ///
@@ -2834,13 +2834,18 @@ where
 
     /// Restores the state captured by `checkpoint`, in O(1). Installed continuations stay. The
     /// checkpoint is not consumed and can be reverted to again. A checkpoint taken from another
-    /// space brings that space's stores, with their kinds; the next
-    /// [`create_checkpoint`](Self::create_checkpoint) stores in this space's history whatever it
-    /// lacks of them, so the root it records can be reset to from the store alone. Unmetered: a
-    /// [`ChargingSpace`](crate::ChargingSpace)'s revert also settles its storage refunds.
+    /// space brings that space's stores; the next [`create_checkpoint`](Self::create_checkpoint)
+    /// stores in this space's history whatever it lacks of them, so the root it records can be
+    /// reset to from the store alone. Unmetered: a [`ChargingSpace`](crate::ChargingSpace)'s
+    /// revert also settles its storage refunds.
     ///
-    /// Time: O(shards). A checkpoint from a space with a different shard count is re-routed
-    /// first, in O(channels + join groups).
+    /// Errors (nothing changes): [`RevertError::KindMismatch`] when the checkpoint is another
+    /// space's and some of its stores are of another kind than this space's configuration
+    /// gives them (a space whose configuration differs); never for a checkpoint of this space.
+    ///
+    /// Time: O(shards) for a checkpoint of this space. Another space's is checked first, in
+    /// O(channels + join groups), and re-routed when its shard count differs, in O(channels +
+    /// join groups) too.
     ///
     /// ```
     /// # use rhospace_spaces::{Space, SpaceConfig};
@@ -2850,13 +2855,50 @@ where
     /// let cp = s.create_soft_checkpoint();
     /// for _ in 0..2 {
     ///     s.consume([0], [1], 0, false, &[]).unwrap();
-    ///     s.revert_to_soft_checkpoint(&cp);
+    ///     s.revert_to_soft_checkpoint(&cp).unwrap();
     ///     assert_eq!(s.data(&0).len(), 1);
     /// }
     /// ```
-    pub fn revert_to_soft_checkpoint(&self, checkpoint: &SoftCheckpoint<C, P, A, K>) {
+    pub fn revert_to_soft_checkpoint(
+        &self,
+        checkpoint: &SoftCheckpoint<C, P, A, K>,
+    ) -> Result<(), RevertError> {
+        self.check_kinds(checkpoint)?;
         // Unsettled: the refund ledger stays as it is (see `revert_settled`).
         let Ok(()) = self.revert_settled(checkpoint, |current, _| Ok::<_, Infallible>(current));
+        Ok(())
+    }
+
+    /// Refuses another space's checkpoint holding stores of another kind than this space's
+    /// configuration gives them (see [`RevertError::KindMismatch`]). A checkpoint of this
+    /// space passes at once: its stores were made under this configuration.
+    ///
+    /// Time: O(1) for a checkpoint of this space; O(channels + join groups) otherwise.
+    pub(crate) fn check_kinds(
+        &self,
+        checkpoint: &SoftCheckpoint<C, P, A, K>,
+    ) -> Result<(), RevertError> {
+        if checkpoint.origin == self.origin {
+            return Ok(());
+        }
+        let conts = self.config.continuation_kind();
+        let (mut data, mut continuations) = (0, 0);
+        for st in checkpoint.shards.iter() {
+            for (c, cs) in st.channels.iter() {
+                data += usize::from(cs.data.kind() != self.config.kind_of(c));
+            }
+            for (_, store) in st.joins.iter() {
+                continuations += usize::from(store.kind() != conts);
+            }
+        }
+        if data == 0 && continuations == 0 {
+            Ok(())
+        } else {
+            Err(RevertError::KindMismatch {
+                data,
+                continuations,
+            })
+        }
     }
 
     /// [`revert_to_soft_checkpoint`](Self::revert_to_soft_checkpoint), settling the refund

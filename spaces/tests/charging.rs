@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use rhospace_matchers::ExactMatch;
 use rhospace_phlogiston::{CostTable, PhlogistonMeter};
 use rhospace_spaces::{
-    ChargingSpace, Encode, ErrorKind, Space, SpaceConfig, StoredDatum, WaitingContinuation,
+    ChargingSpace, Encode, ErrorKind, RevertError, Space, SpaceConfig, StoredDatum,
+    WaitingContinuation,
 };
 
 type S = ChargingSpace<u64, String, String, String, ExactMatch>;
@@ -446,7 +447,9 @@ fn a_charge_back_that_would_overdraw_refuses_the_revert_and_changes_nothing() {
     drain_to(&m, t.soft_checkpoint() + r - 1);
     let root = s.space().full_state_root();
     let (consumed, remaining) = (m.consumed(), m.remaining());
-    let err = s.revert_to_soft_checkpoint(&cp).unwrap_err();
+    let RevertError::OutOfPhlogiston(err) = s.revert_to_soft_checkpoint(&cp).unwrap_err() else {
+        panic!("refused for want of phlogiston");
+    };
     assert_eq!(err.requested, t.soft_checkpoint() + r);
     assert_eq!(s.space().full_state_root(), root);
     assert!(s.space().data(&1).is_empty());
@@ -515,7 +518,7 @@ fn a_plain_revert_of_the_wrapped_space_settles_nothing_and_the_next_settled_reve
     };
     take();
     // Unmetered: the space comes back, the refund does not (see the type's limits) ...
-    let d = delta(&m, || s.space().revert_to_soft_checkpoint(&cp));
+    let d = delta(&m, || s.space().revert_to_soft_checkpoint(&cp).unwrap());
     assert_eq!(d, 0);
     take();
     // ... but the ledger kept it: the settled revert charges back both refunds.

@@ -429,7 +429,7 @@ fn run(kind: DataKind, ck: ContKind, values: i64, actions: &[Action]) -> Result<
             Action::SoftRevert(ix) => {
                 if !softs.is_empty() {
                     let (cp, st) = &softs[ix.index(softs.len())];
-                    s.revert_to_soft_checkpoint(cp);
+                    s.revert_to_soft_checkpoint(cp).unwrap();
                     m.st = st.clone();
                 }
             }
@@ -483,7 +483,7 @@ fn run(kind: DataKind, ck: ContKind, values: i64, actions: &[Action]) -> Result<
     }
     // Every soft checkpoint still holds what it held when taken (later calls never alter it).
     for (cp, st) in &softs {
-        s.revert_to_soft_checkpoint(cp);
+        s.revert_to_soft_checkpoint(cp).unwrap();
         m.st = st.clone();
         prop_assert_eq!(data_of(&s), m.data_view(), "a soft checkpoint was altered");
         prop_assert_eq!(

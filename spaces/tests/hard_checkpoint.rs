@@ -10,7 +10,7 @@ use rhospace_matchers::ExactMatch;
 use rhospace_spaces::merkle::{Digest, EMPTY_ROOT};
 use rhospace_spaces::{
     CheckpointError, ContKind, DataKind, HistoryError, HistoryStore, LogEvent, MemoryHistory,
-    RedbHistory, SoftCheckpoint, Space, SpaceConfig, SNAPSHOT_CACHE,
+    RedbHistory, RevertError, SoftCheckpoint, Space, SpaceConfig, SNAPSHOT_CACHE,
 };
 
 type S = Space<u32, u32, u32, u32, ExactMatch>;
@@ -213,7 +213,7 @@ fn a_checkpoint_rerouted_to_another_shard_count_keeps_changes_and_log() {
         }
         let cp = a.create_soft_checkpoint();
         let b = space(to);
-        b.revert_to_soft_checkpoint(&cp);
+        b.revert_to_soft_checkpoint(&cp).unwrap();
         assert_eq!(contents(&b), contents(&a));
         let (ca, cb) = (
             a.create_checkpoint().unwrap(),
@@ -260,7 +260,7 @@ fn incremental_root_equals_a_full_rehash() {
                 0 => soft = Some(s.create_soft_checkpoint()),
                 1 => {
                     if let Some(cp) = &soft {
-                        s.revert_to_soft_checkpoint(cp);
+                        s.revert_to_soft_checkpoint(cp).unwrap();
                     }
                 }
                 _ => {}
@@ -355,7 +355,7 @@ fn event_log_names_calls_and_comms_and_counts_identical_produces() {
     s.produce(2, 1, false).unwrap();
     let soft = s.create_soft_checkpoint();
     s.produce(2, 2, false).unwrap();
-    s.revert_to_soft_checkpoint(&soft);
+    s.revert_to_soft_checkpoint(&soft).unwrap();
     assert_eq!(s.create_checkpoint().unwrap().log.len(), 1);
 }
 
@@ -568,17 +568,17 @@ fn soft_checkpoints_across_the_small_store_limit() {
     }
     assert!(s.data(&1).is_empty() && s.continuations(&[2]).is_empty());
     for _ in 0..3 {
-        s.revert_to_soft_checkpoint(&cp2);
+        s.revert_to_soft_checkpoint(&cp2).unwrap();
         assert_eq!(contents(&s), at2);
         assert_eq!(s.data(&1).len(), 70);
         assert_eq!(s.continuations(&[2]).len(), 70);
-        s.revert_to_soft_checkpoint(&cp1);
+        s.revert_to_soft_checkpoint(&cp1).unwrap();
         assert_eq!(contents(&s), at1);
         // Writes after a revert change neither checkpoint.
         s.produce(1, 999, false).unwrap();
         s.consume([1], [3], 0, false, &[]).unwrap();
     }
-    s.revert_to_soft_checkpoint(&cp1);
+    s.revert_to_soft_checkpoint(&cp1).unwrap();
     both(&|x| {
         for i in 20..50 {
             x.consume([2], [i], i, true, &[]).unwrap();
@@ -669,7 +669,7 @@ fn cross_space_revert_then_disk_reset_after_reopen() {
     let cp = settled_elsewhere(4);
     let (root, want) = {
         let b = space(4).with_history(Arc::new(RedbHistory::open(&path).unwrap()));
-        b.revert_to_soft_checkpoint(&cp);
+        b.revert_to_soft_checkpoint(&cp).unwrap();
         b.produce(2, 20, false).unwrap();
         let root = b.create_checkpoint().unwrap().root;
         assert_eq!(root, b.full_state_root());
@@ -688,6 +688,76 @@ fn cross_space_revert_then_disk_reset_after_reopen() {
     assert_every_root_loads(store);
 }
 
+/// A space refuses another space's soft checkpoint whose stores have other kinds than its own
+/// configuration gives them, and nothing changes: reverting would leave a Cell store under Bag
+/// rules (it took a second datum), and the next hard checkpoint recorded a root that neither a
+/// Cell- nor a Bag-configured space could reset to (found by review). Every mismatched store
+/// is counted, data and continuations apart; a space of the same configuration (another
+/// shard count too) is still reverted to.
+#[test]
+fn a_revert_to_another_spaces_checkpoint_of_other_kinds_is_refused() {
+    // Channel 104 is a Cell in `config()`, channel 100 a Queue; here both are Bags, and the
+    // continuation stores are Sets.
+    let other = |cont: ContKind| {
+        let a: S = Space::new(ExactMatch, SpaceConfig::new().cont_kind(cont));
+        a.produce(104, 5, false).unwrap();
+        a.produce(100, 6, false).unwrap();
+        a.produce(7, 7, false).unwrap();
+        a.consume([3, 4], [7, 8], 9, false, &[]).unwrap();
+        a.create_soft_checkpoint()
+    };
+    let store = Arc::new(MemoryHistory::new());
+    let b = space(4).with_history(store.clone());
+    b.produce(104, 1, false).unwrap();
+    b.consume([5], [7], 6, false, &[]).unwrap();
+    let root = b.full_state_root();
+    let want = contents(&b);
+    for (cont, continuations) in [(ContKind::Bag, 0), (ContKind::Set, 1)] {
+        assert_eq!(
+            b.revert_to_soft_checkpoint(&other(cont)),
+            Err(RevertError::KindMismatch {
+                data: 2,
+                continuations
+            })
+        );
+        assert_eq!(b.full_state_root(), root);
+        assert_eq!(contents(&b), want);
+    }
+    assert!(
+        b.produce(104, 2, false).is_err(),
+        "channel 104 is still a full Cell"
+    );
+    // Its log is the one it had: the refused reverts left no trace.
+    let cp = b.create_checkpoint().unwrap();
+    assert_eq!(cp.log.len(), 2, "a produce and a consume that waits");
+    assert_every_root_loads(store);
+    // The same configuration from another space, on another shard count: reverted to.
+    let same = settled_elsewhere(3);
+    b.revert_to_soft_checkpoint(&same).unwrap();
+    assert_eq!(b.data(&1).len(), 2);
+}
+
+/// A [`ChargingSpace`] checks the kinds before it charges: a refused revert costs nothing.
+#[test]
+fn a_charged_revert_refused_for_its_kinds_charges_nothing() {
+    use rhospace_phlogiston::{CostTable, PhlogistonMeter};
+    use rhospace_spaces::ChargingSpace;
+    let a: S = Space::new(ExactMatch, SpaceConfig::new());
+    a.produce(104, 5, false).unwrap();
+    let meter = Arc::new(PhlogistonMeter::new(1_000_000));
+    let s = ChargingSpace::new(space(4), meter.clone(), CostTable::default());
+    let before = meter.consumed();
+    assert_eq!(
+        s.revert_to_soft_checkpoint(&a.create_soft_checkpoint()),
+        Err(RevertError::KindMismatch {
+            data: 1,
+            continuations: 0
+        })
+    );
+    assert_eq!(meter.consumed(), before);
+    assert!(s.space().is_empty());
+}
+
 #[test]
 fn cross_space_revert_then_reset_after_snapshot_eviction() {
     // From another shard count too: the reverted state is rerouted, its entries still clean.
@@ -695,7 +765,7 @@ fn cross_space_revert_then_reset_after_snapshot_eviction() {
         let cp = settled_elsewhere(from_shards);
         let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::new());
         let b = space(8).with_history(store.clone());
-        b.revert_to_soft_checkpoint(&cp);
+        b.revert_to_soft_checkpoint(&cp).unwrap();
         b.produce(2, 20, false).unwrap();
         let root = b.create_checkpoint().unwrap().root;
         let want = contents(&b);
@@ -840,7 +910,7 @@ fn only_a_checkpoint_whose_store_lacks_leaves_pays_for_them() {
     b.produce(1, 1, false).unwrap();
     let (_, (lookups, committed)) = take(&b);
     assert!(lookups < 50 && committed < 10, "{lookups} {committed}");
-    b.revert_to_soft_checkpoint(&cp);
+    b.revert_to_soft_checkpoint(&cp).unwrap();
     b.produce(1, 1, false).unwrap();
     let (root, (_, committed)) = take(&b);
     // every foreign leaf's node and blob, and the branches above
@@ -1365,8 +1435,8 @@ fn every_call_keeps_the_incremental_root_exact_and_a_loaded_state_goes_on_alike(
                     0 => soft = Some((s.create_soft_checkpoint(), t.create_soft_checkpoint())),
                     1 => {
                         if let Some((a, b)) = &soft {
-                            s.revert_to_soft_checkpoint(a);
-                            t.revert_to_soft_checkpoint(b);
+                            s.revert_to_soft_checkpoint(a).unwrap();
+                            t.revert_to_soft_checkpoint(b).unwrap();
                         }
                     }
                     2 => {

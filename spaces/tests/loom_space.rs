@@ -120,7 +120,7 @@ fn checkpoint_racing_a_join_sees_all_or_nothing() {
         let cp = s.create_soft_checkpoint();
         assert!(t1.join().unwrap().is_some());
         assert!(s.is_empty());
-        s.revert_to_soft_checkpoint(&cp);
+        s.revert_to_soft_checkpoint(&cp).unwrap();
         let (na, nb) = (s.data(&a).len(), s.data(&b).len());
         assert_eq!(na, nb, "checkpoint caught half a COMM");
     });

@@ -321,7 +321,7 @@ proptest! {
         }
         let cp = r.create_soft_checkpoint();
         for _ in 0..2 {
-            r.revert_to_soft_checkpoint(&cp);
+            r.revert_to_soft_checkpoint(&cp).unwrap();
             for (o, expected) in block[cut..].iter().zip(&outcomes[cut..]) {
                 prop_assert_eq!(&apply(&r, o), expected, "op {:?}", o);
             }
@@ -609,7 +609,7 @@ fn soft_revert_during_replay_restores_the_expectations() {
     r.consume([0], [Pattern::wildcard()], 4, false, &[])
         .unwrap()
         .unwrap();
-    r.revert_to_soft_checkpoint(&cp);
+    r.revert_to_soft_checkpoint(&cp).unwrap();
     assert!(r.is_empty());
     r.produce(0, int(1), false).unwrap();
     r.consume([0], [Pattern::wildcard()], 4, false, &[])
@@ -679,8 +679,8 @@ fn a_soft_checkpoint_of_another_spaces_replay_keeps_this_replays_log() {
 
     let b = space();
     b.rig(&EMPTY_ROOT, &b_block.log).unwrap(); // b's first rig: the same number as a's
-    b.revert_to_soft_checkpoint(&a_cp); // a's (empty) state, taken mid-replay of a's log
-                                        // Not in b's log: refused, nothing changes.
+    b.revert_to_soft_checkpoint(&a_cp).unwrap(); // a's (empty) state, taken mid-replay of a's log
+                                                 // Not in b's log: refused, nothing changes.
     let err = b.produce(0, int(1), false).unwrap_err();
     assert!(matches!(
         err.kind(),

@@ -565,8 +565,8 @@ fn random_similarity_calls_keep_the_incremental_root_exact_and_a_loaded_state_go
             0 => soft = Some((s.create_soft_checkpoint(), t.create_soft_checkpoint())),
             1 => {
                 if let Some((a, b)) = &soft {
-                    s.revert_to_soft_checkpoint(a);
-                    t.revert_to_soft_checkpoint(b);
+                    s.revert_to_soft_checkpoint(a).unwrap();
+                    t.revert_to_soft_checkpoint(b).unwrap();
                 }
             }
             2 if !recorded.is_empty() => {

@@ -302,7 +302,7 @@ fn soft_checkpoints_restore_the_collection_and_stay_unchanged() {
     for i in 700..750u32 {
         s.produce("c", d(i, &[0.3, -0.2, 1.0, 0.5]), false).unwrap();
     }
-    s.revert_to_soft_checkpoint(&cp);
+    s.revert_to_soft_checkpoint(&cp).unwrap();
     assert_eq!(s.data(&"c").len(), 700);
     // The same consumes give the same data again, twice.
     for _ in 0..2 {
@@ -315,7 +315,7 @@ fn soft_checkpoints_restore_the_collection_and_stay_unchanged() {
             again.push(c.matches[0].datum.value);
         }
         assert_eq!(again, taken);
-        s.revert_to_soft_checkpoint(&cp);
+        s.revert_to_soft_checkpoint(&cp).unwrap();
     }
     // The order is the vectordb store's top-k order (store ids are insertion numbers).
     let store_ids: Vec<u32> = {

@@ -332,7 +332,7 @@ fn checkpoint_and_revert_around_top_k_and_refused_produces() {
         .map(|m| m.datum.value)
         .collect();
     assert_eq!(second, vec![5, 6, 7, 8, 9]);
-    s.revert_to_soft_checkpoint(&cp);
+    s.revert_to_soft_checkpoint(&cp).unwrap();
     assert_eq!(s.data(&"c").len(), 600);
     let again: Vec<u32> = s
         .consume(["c"], [q], "k", false, &[])
@@ -694,7 +694,7 @@ proptest! {
                 }
             } else {
                 prop_assert!(got.is_none());
-                s.revert_to_soft_checkpoint(&cp);
+                s.revert_to_soft_checkpoint(&cp).unwrap();
             }
             prop_assert_eq!(ids(&s, "c"), model.iter().map(|(id, _)| *id).collect::<Vec<_>>());
         }

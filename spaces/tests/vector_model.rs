@@ -273,7 +273,7 @@ proptest! {
                 Op::Save => soft = Some((s.create_soft_checkpoint(), m.clone())),
                 Op::Restore => {
                     if let Some((cp, saved)) = &soft {
-                        s.revert_to_soft_checkpoint(cp);
+                        s.revert_to_soft_checkpoint(cp).unwrap();
                         m = saved.clone();
                     }
                 }

@@ -287,7 +287,7 @@ fn top_k_on_head_only_kinds_stops_behind_a_persistent_head() {
         );
         assert_eq!(ids(s, 0), order, "{name}");
         // The head alone is still a top-1.
-        s.revert_to_soft_checkpoint(&before);
+        s.revert_to_soft_checkpoint(&before).unwrap();
         let c = s.consume([0u8], [topk1(0.5, 1)], 7, false, &[]).unwrap();
         assert_eq!(comm_ids(&c.unwrap()), [order[0]], "{name}");
     }

@@ -338,7 +338,7 @@ pub(super) fn apply(
         Op::Revert(i) => {
             if !cps.is_empty() {
                 let cp = &cps[*i % cps.len()];
-                s.revert_to_soft_checkpoint(cp);
+                s.revert_to_soft_checkpoint(cp).unwrap();
             }
             String::new()
         }
