@@ -104,6 +104,9 @@
 //!   §3) hold between hard checkpoints; across one, the canonical items come first, in that
 //!   order, then the newer ones oldest first. Queue, Stack, Cell and PriorityQueue keep their
 //!   order.
+//! - **A produce's priority is not in its event hash** (SPEC §7 hashes channel, datum and
+//!   persist), so a replay does not refuse a logged PriorityQueue produce made with another
+//!   priority; the root that ends the replay differs from play's (see [`Space::rig`]).
 //! - Joins have at most [`MAX_JOIN`] channels.
 #![deny(unsafe_code)]
 

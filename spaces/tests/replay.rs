@@ -691,3 +691,27 @@ fn a_soft_checkpoint_of_another_spaces_replay_keeps_this_replays_log() {
     b.produce(2, int(9), false).unwrap();
     assert_eq!(b.create_checkpoint().unwrap().root, b_block.root);
 }
+
+/// The documented limit of [`Space::rig`]: a produce's hash does not cover its priority, so a
+/// replay that makes a logged PriorityQueue produce with another priority is not refused, and
+/// the root that ends it differs from play's (found by review; what a caller comparing roots
+/// relies on). With play's priorities the same replay ends at play's root.
+#[test]
+fn a_replayed_produce_with_another_priority_ends_at_another_root() {
+    let cfg = || SpaceConfig::new().channel_kind(1, DataKind::PriorityQueue);
+    let play: S = Space::new(StructuralMatch, cfg());
+    let start = play.create_checkpoint().unwrap().root;
+    play.produce_with_priority(1, int(7), false, 1).unwrap();
+    play.produce_with_priority(1, int(8), false, 2).unwrap();
+    let block = play.create_checkpoint().unwrap();
+    for (first, same) in [(1, true), (5, false)] {
+        let replay: S = Space::new(StructuralMatch, cfg());
+        replay.rig(&start, &block.log).unwrap();
+        replay
+            .produce_with_priority(1, int(7), false, first)
+            .unwrap();
+        replay.produce_with_priority(1, int(8), false, 2).unwrap();
+        let root = replay.create_checkpoint().unwrap().root;
+        assert_eq!(root == block.root, same, "priority {first}");
+    }
+}

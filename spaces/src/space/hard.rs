@@ -791,6 +791,16 @@ where
     /// reverted to in the same replay. [`reset`](Self::reset) and [`clear`](Self::clear) end a
     /// replay.
     ///
+    /// Limits: a call is identified by its hash alone (SPEC §7), and
+    /// - a produce's hash covers its channel, datum and persist flag, not its priority: on a
+    ///   PriorityQueue channel, a logged produce made again with another priority is not
+    ///   refused. The replay's state, and the root of the checkpoint that ends it, then differ
+    ///   from play's; a caller that compares the root with play's (as a validator compares a
+    ///   block's) detects it;
+    /// - an event's kind (`Produce` or `Consume`) is not checked against the call: produce and
+    ///   consume hashes are domain-separated, so only a log no space wrote can mislabel one,
+    ///   and replaying against it writes a log with the true kinds.
+    ///
     /// Time: O(log size) to rig; then each call costs its play cost plus hashing the call, and
     /// for each assignment met, the COMM's hashes. Each lookup in the log is expected O(1);
     /// when the calls come in play's order on a space with play's shard count, nearly all are
