@@ -75,7 +75,7 @@
 //! | first write to a channel or join group after a soft checkpoint | O(1) more: its entry's state is copied (at most 32 item clones for a small store); O(log n) more for a join group's key index |
 //! | `data(c)`, `continuations(cs)`, `joins(c)` | O(items returned) |
 //! | `create_checkpoint` (hard) | O(entries changed since the last one × their size + changed trie paths), all shards paused; once after a revert to another space's soft checkpoint or a `with_history` switch, also O(channels + join groups + what the store lacks) |
-//! | `reset(root)` | O(shards) for one of the last [`SNAPSHOT_CACHE`] roots this space recorded (by when it last recorded them); O(state size) to load any other from the history store |
+//! | `reset(root)` | O(shards) for one of the last [`SNAPSHOT_CACHE`] roots this space recorded or loaded (by when it last did); O(state size) to load any other from the history store |
 //! | `produce_batch`, `consume_batch` | as the single calls in input order; one lock acquisition per run of consecutive items the held locks cover |
 //! | `rig(root, log)` | a `reset`, plus O(log length) to index the log |
 //! | a call while rigged | its play cost, plus hashing the call and, per assignment met, its COMM record |
@@ -106,7 +106,9 @@
 //!   order.
 //! - **A produce's priority is not in its event hash** (SPEC §7 hashes channel, datum and
 //!   persist), so a replay does not refuse a logged PriorityQueue produce made with another
-//!   priority; the root that ends the replay differs from play's (see [`Space::rig`]).
+//!   priority. The root differs from play's while such a datum is stored, but the COMMs that
+//!   consume such data can differ from play's without the root showing it (see
+//!   [`Space::rig`]).
 //! - Joins have at most [`MAX_JOIN`] channels.
 #![deny(unsafe_code)]
 

@@ -2561,8 +2561,8 @@ where
     /// when stored data already meet its patterns.
     ///
     /// Limit: the check is made at install time. Reverting to a checkpoint taken before the
-    /// install can bring back data it would match; such data stay stored until a call moves
-    /// them.
+    /// install, or to another space's checkpoint, can bring in data it would match; such data
+    /// stay stored until a call moves them.
     ///
     /// ```
     /// use rhospace_spaces::{ErrorKind, Space, SpaceConfig};

@@ -693,9 +693,10 @@ fn a_soft_checkpoint_of_another_spaces_replay_keeps_this_replays_log() {
 }
 
 /// The documented limit of [`Space::rig`]: a produce's hash does not cover its priority, so a
-/// replay that makes a logged PriorityQueue produce with another priority is not refused, and
-/// the root that ends it differs from play's (found by review; what a caller comparing roots
-/// relies on). With play's priorities the same replay ends at play's root.
+/// replay that makes a logged PriorityQueue produce with another priority is not refused;
+/// while the datum is stored, the root that ends the replay differs from play's (found by
+/// review). With play's priorities the same replay ends at play's root. (Once such data are
+/// consumed, the root no longer shows it: see the next test.)
 #[test]
 fn a_replayed_produce_with_another_priority_ends_at_another_root() {
     let cfg = || SpaceConfig::new().channel_kind(1, DataKind::PriorityQueue);
@@ -714,4 +715,32 @@ fn a_replayed_produce_with_another_priority_ends_at_another_root() {
         let root = replay.create_checkpoint().unwrap().root;
         assert_eq!(root == block.root, same, "priority {first}");
     }
+}
+
+/// The other half of that limit (found by review): swapped priorities make two identical
+/// consumes take the data in the other order. Both COMMs are in the log, so the replay fires
+/// them, uses the whole log, and ends at play's root, with its first COMM taking another datum
+/// than play's first did. The docs say so; this test pins it, so that the day priorities enter
+/// the hash, it fails and the docs get updated.
+#[test]
+fn swapped_priorities_can_reorder_a_replays_comms_under_the_same_root() {
+    let cfg = || SpaceConfig::new().channel_kind(1, DataKind::PriorityQueue);
+    let take = |s: &S| {
+        let c = s.consume([1], [Pattern::wildcard()], 9, false, &[]);
+        c.unwrap().unwrap().matches[0].datum.clone()
+    };
+    let play: S = Space::new(StructuralMatch, cfg());
+    let start = play.create_checkpoint().unwrap().root;
+    play.produce_with_priority(1, int(7), false, 2).unwrap();
+    play.produce_with_priority(1, int(8), false, 1).unwrap();
+    let played = [take(&play), take(&play)];
+    let block = play.create_checkpoint().unwrap();
+    let replay: S = Space::new(StructuralMatch, cfg());
+    replay.rig(&start, &block.log).unwrap();
+    replay.produce_with_priority(1, int(7), false, 1).unwrap();
+    replay.produce_with_priority(1, int(8), false, 2).unwrap();
+    let replayed = [take(&replay), take(&replay)];
+    assert_eq!(played, [int(7), int(8)]);
+    assert_eq!(replayed, [int(8), int(7)]);
+    assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
 }

@@ -183,7 +183,7 @@ pub(crate) struct Hard<C: Clone + Hash + Eq, P: Clone, A: Clone + Hash + Eq, K: 
     /// Recently recorded or loaded states, looked up by root, never iterated. Bounded to
     /// [`SNAPSHOT_CACHE`] roots: an older root is loaded from the history store again.
     pub(crate) snapshots: HashMap<Digest, Snapshot<C, P, A, K>>,
-    /// The roots in `snapshots`, oldest first.
+    /// The roots in `snapshots`, least recently recorded or loaded first.
     pub(crate) recent: VecDeque<Digest>,
 }
 
@@ -794,9 +794,11 @@ where
     /// Limits: a call is identified by its hash alone (SPEC §7), and
     /// - a produce's hash covers its channel, datum and persist flag, not its priority: on a
     ///   PriorityQueue channel, a logged produce made again with another priority is not
-    ///   refused. The replay's state, and the root of the checkpoint that ends it, then differ
-    ///   from play's; a caller that compares the root with play's (as a validator compares a
-    ///   block's) detects it;
+    ///   refused. While a datum so produced is stored, the replay's state, and the root of a
+    ///   checkpoint, differ from play's, which a caller comparing roots (as a validator
+    ///   compares a block's) detects. But the priority also decides which datum a later
+    ///   consume takes: the replay's COMMs can differ from play's (each one still in the log)
+    ///   and end at play's root, once those data are consumed;
     /// - an event's kind (`Produce` or `Consume`) is not checked against the call: produce and
     ///   consume hashes are domain-separated, so only a log no space wrote can mislabel one,
     ///   and replaying against it writes a log with the true kinds.
