@@ -67,6 +67,12 @@ pub(crate) struct ItemKey {
 }
 
 impl ItemKey {
+    /// The priority of the item it names (0 except on a PriorityQueue).
+    #[inline]
+    pub(crate) fn priority(self) -> i64 {
+        self.prio.0
+    }
+
     #[inline]
     fn seq(seq: u64) -> Self {
         Self {

@@ -104,11 +104,6 @@
 //!   §3) hold between hard checkpoints; across one, the canonical items come first, in that
 //!   order, then the newer ones oldest first. Queue, Stack, Cell and PriorityQueue keep their
 //!   order.
-//! - **A produce's priority is not in its event hash** (SPEC §7 hashes channel, datum and
-//!   persist), so a replay does not refuse a logged PriorityQueue produce made with another
-//!   priority. The root differs from play's while such a datum is stored, but the COMMs that
-//!   consume such data can differ from play's without the root showing it (see
-//!   [`Space::rig`]).
 //! - Joins have at most [`MAX_JOIN`] channels.
 #![deny(unsafe_code)]
 
@@ -156,7 +151,7 @@ pub use encode::{encode_varint, varint_len, Encode};
 pub use error::{ConsumeError, ErrorKind, ProduceError, RevertError};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, RedbHistory};
 pub use kind::{ContKind, DataKind, SpaceConfig};
-pub use log::{consume_hash, produce_hash, CommRecord, LogEvent};
+pub use log::{consume_hash, produce_hash, produce_hash_with_priority, CommRecord, LogEvent};
 pub use order::CandidateOrder;
 pub use parallel::{first_match, first_match_from, MAX_SCAN_THREADS, PARALLEL_MIN_CANDIDATES};
 pub use replay::ReplayError;

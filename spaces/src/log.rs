@@ -13,19 +13,23 @@
 //! apart.
 //!
 //! # Hashes
-//! - produce: `hash_ordered(["rhospace/produce", channel, datum, persist])`;
+//! - produce: `hash_ordered(["rhospace/produce", channel, datum, persist])`, and with a fifth
+//!   part, the priority as 8 little-endian bytes, when the priority is not 0 (a PriorityQueue
+//!   produce: other kinds' priorities are 0), so a replay tells produces of one datum with
+//!   different priorities apart;
 //! - consume: `hash_ordered(["rhospace/consume", channels, patterns, continuation, persist,
 //!   peeks])`;
 //! - a COMM names its consume's hash, the produce hash of the datum at each position (channel,
-//!   datum, persist flag: what a produce of that datum hashed to), and the peeking positions.
+//!   datum, persist flag, priority: what a produce of that datum hashed to), and the peeking
+//!   positions.
 //!
 //! Each part is the value's canonical [`Encode`]ing, so equal values give equal hashes on every
 //! machine.
 //!
 //! # Records
 //! A record is a tag byte and its body. Lengths are 8-byte little-endian. A *produce part* is
-//! the persist flag (one byte), the channel's and the datum's encoded lengths, then the two
-//! encodings. A *call* is the persist flag, four lengths, then the encodings of the channel
+//! a flags byte (bit 0: persist; bit 1: a priority follows), the channel's and the datum's
+//! encoded lengths, the two encodings, then the priority (8 bytes little-endian) if not 0. A *call* is the persist flag, four lengths, then the encodings of the channel
 //! list, the pattern list and the continuation, and the peeks (LEB128 count and positions).
 //!
 //! | tag | body |
@@ -177,18 +181,19 @@ impl Log {
         self.last = Some(tag);
     }
 
-    /// Appends a produce of `datum` on `channel`.
+    /// Appends a produce of `datum` on `channel` (`priority` 0 except on a PriorityQueue).
     #[inline(always)]
     pub(crate) fn push_produce<C: Encode + ?Sized, A: Encode + ?Sized>(
         &mut self,
         channel: &C,
         datum: &A,
         persist: bool,
+        priority: i64,
     ) {
         let out = self.tape.record();
         out.push(PRODUCE);
         let start = out.len();
-        write_produce(out, channel, datum, persist);
+        write_produce(out, channel, datum, persist, priority);
         self.produced = start..out.len();
         self.pushed(PRODUCE);
     }
@@ -240,8 +245,8 @@ impl Log {
 
     /// Appends a COMM of `call` (a continuation that waited), or, with `None`, of the consume
     /// appended just before (the caller checks [`ends_with_consume`](Self::ends_with_consume);
-    /// it fired at once). `data` is each datum in COMM order with the channel of its position
-    /// and its persist flag. Bit `i` of `produced` says that datum `i` (below 64) is the one
+    /// it fired at once). `data` is each datum in COMM order with the channel of its position,
+    /// its persist flag and its priority. Bit `i` of `produced` says that datum `i` (below 64) is the one
     /// the produce appended just before brought in, on its channel with its persist flag:
     /// its part is then copied from that record rather than encoded again (the same bytes).
     /// The caller sets a bit only for such a datum. The copy is made only while that
@@ -251,7 +256,7 @@ impl Log {
     pub(crate) fn push_comm<'d, C, P, A, K>(
         &mut self,
         call: Option<LoggedCall<'_, C, P, K>>,
-        data: impl IntoIterator<Item = (&'d C, &'d A, bool)>,
+        data: impl IntoIterator<Item = (&'d C, &'d A, bool, i64)>,
         produced: u64,
     ) where
         C: Encode + 'd,
@@ -272,10 +277,10 @@ impl Log {
         }
         let count = reserve_len(out);
         let mut n = 0;
-        for (channel, datum, persist) in data {
+        for (channel, datum, persist, priority) in data {
             match &part {
                 Some(p) if n < 64 && produced >> n & 1 == 1 => out.extend_from_within(p.clone()),
-                _ => write_produce(out, channel, datum, persist),
+                _ => write_produce(out, channel, datum, persist, priority),
             }
             n += 1;
         }
@@ -317,10 +322,40 @@ fn write_produce<C: Encode + ?Sized, A: Encode + ?Sized>(
     channel: &C,
     datum: &A,
     persist: bool,
+    priority: i64,
+) {
+    // Priority 0 (every kind but PriorityQueue) is the one path inline.
+    if priority != 0 {
+        return write_prioritized(out, channel, datum, persist, priority);
+    }
+    write_part(out, channel, datum, u8::from(persist));
+}
+
+/// [`write_produce`] of a non-zero priority.
+#[cold]
+#[inline(never)]
+fn write_prioritized<C: Encode + ?Sized, A: Encode + ?Sized>(
+    out: &mut Vec<u8>,
+    channel: &C,
+    datum: &A,
+    persist: bool,
+    priority: i64,
+) {
+    write_part(out, channel, datum, u8::from(persist) | 2);
+    out.extend_from_slice(&priority.to_le_bytes());
+}
+
+/// Appends a produce part's flags byte, lengths and encodings.
+#[inline(always)]
+fn write_part<C: Encode + ?Sized, A: Encode + ?Sized>(
+    out: &mut Vec<u8>,
+    channel: &C,
+    datum: &A,
+    flags: u8,
 ) {
     let lens = out.len() + 1;
     let mut head = [0u8; 17];
-    head[0] = u8::from(persist);
+    head[0] = flags;
     out.extend_from_slice(&head);
     let start = out.len();
     channel.encode(out);
@@ -392,11 +427,18 @@ fn take_bytes<'a>(r: &mut &'a [u8], n: usize) -> &'a [u8] {
 
 /// Reads a produce part; returns its hash.
 fn take_produce(r: &mut &[u8]) -> Digest {
-    let persist = take_u8(r) != 0;
+    let flags = take_u8(r);
     let (c, d) = (take_len(r), take_len(r));
     let channel = take_bytes(r, c);
     let datum = take_bytes(r, d);
-    produce_hash_encoded(channel, datum, persist)
+    let priority = match flags & 2 {
+        0 => 0,
+        _ => match take_bytes(r, 8).try_into() {
+            Ok(b) => i64::from_le_bytes(b),
+            Err(_) => broken_log(),
+        },
+    };
+    produce_hash_encoded(channel, datum, flags & 1 != 0, priority)
 }
 
 /// Reads a call; returns its hash and its peeks' encoding.
@@ -493,7 +535,8 @@ pub enum LogEvent {
     Comm(CommRecord),
 }
 
-/// The stable hash of a produce of `datum` on `channel`.
+/// The stable hash of a produce of `datum` on `channel` with priority 0 (every produce on a
+/// kind other than PriorityQueue; see [`produce_hash_with_priority`]).
 ///
 /// ```
 /// use rhospace_spaces::produce_hash;
@@ -505,12 +548,33 @@ pub fn produce_hash<C: Encode + ?Sized, A: Encode + ?Sized>(
     datum: &A,
     persist: bool,
 ) -> Digest {
+    produce_hash_with_priority(channel, datum, persist, 0)
+}
+
+/// The stable hash of a produce of `datum` on `channel` with `priority` (a PriorityQueue
+/// produce; every other kind's produces have priority 0). A priority of 0 hashes as
+/// [`produce_hash`].
+///
+/// ```
+/// use rhospace_spaces::{produce_hash, produce_hash_with_priority};
+/// assert_eq!(produce_hash_with_priority(&"a", &1u32, false, 0), produce_hash(&"a", &1u32, false));
+/// assert_ne!(
+///     produce_hash_with_priority(&"a", &1u32, false, 5),
+///     produce_hash_with_priority(&"a", &1u32, false, 1)
+/// );
+/// ```
+pub fn produce_hash_with_priority<C: Encode + ?Sized, A: Encode + ?Sized>(
+    channel: &C,
+    datum: &A,
+    persist: bool,
+    priority: i64,
+) -> Digest {
     with_scratch(|buf| {
         channel.encode(buf);
         let split = buf.len();
         datum.encode(buf);
         let (c, d) = buf.split_at(split);
-        produce_hash_encoded(c, d, persist)
+        produce_hash_encoded(c, d, persist, priority)
     })
 }
 
@@ -540,14 +604,20 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-/// [`produce_hash`] from the channel's and the datum's encodings.
-fn produce_hash_encoded(channel: &[u8], datum: &[u8], persist: bool) -> Digest {
-    hash_ordered([
+/// [`produce_hash_with_priority`] from the channel's and the datum's encodings.
+fn produce_hash_encoded(channel: &[u8], datum: &[u8], persist: bool, priority: i64) -> Digest {
+    let head = [
         &b"rhospace/produce"[..],
         channel,
         datum,
         &[u8::from(persist)],
-    ])
+    ];
+    if priority == 0 {
+        hash_ordered(head)
+    } else {
+        let [tag, channel, datum, persist] = head;
+        hash_ordered([tag, channel, datum, persist, &priority.to_le_bytes()])
+    }
 }
 
 /// The stable hash of a consume (or an installed continuation).
@@ -877,13 +947,13 @@ mod log_tests {
         for case in ["open", "sealed", "after another record"] {
             let build = |mark: u64| {
                 let mut log = Log::default();
-                log.push_produce(&other, &other, false);
-                log.push_produce(&chans[0], &d, true);
+                log.push_produce(&other, &other, false, 0);
+                log.push_produce(&chans[0], &d, true, 0);
                 let clone = (case == "sealed").then(|| log.clone());
                 if case == "after another record" {
                     log.push_hashed_consume(&[3; 32]);
                 }
-                let data = [(&chans[0], &other, false), (&chans[0], &d, true)];
+                let data = [(&chans[0], &other, false, 0), (&chans[0], &d, true, 0)];
                 log.push_comm(Some(LoggedCall::Parts(c)), data, mark);
                 drop(clone);
                 log
@@ -902,16 +972,20 @@ mod log_tests {
         let (c, chans) = (parts.call(), &parts.chans);
         let d = String::from("datum");
         let mut other = Log::default();
-        other.push_produce(&chans[0], &d, false);
+        other.push_produce(&chans[0], &d, false, 0);
         for earlier in [false, true] {
             let build = |mark: u64| {
                 let mut log = Log::default();
                 if earlier {
-                    log.push_produce(&d, &d, true);
+                    log.push_produce(&d, &d, true, 0);
                 }
                 log.extend_from(&other);
                 assert_eq!(log.last, Some(PRODUCE));
-                log.push_comm(Some(LoggedCall::Parts(c)), [(&chans[0], &d, false)], mark);
+                log.push_comm(
+                    Some(LoggedCall::Parts(c)),
+                    [(&chans[0], &d, false, 0)],
+                    mark,
+                );
                 log
             };
             assert_eq!(tape_bytes(&build(1)), tape_bytes(&build(0)), "{earlier}");
@@ -922,7 +996,7 @@ mod log_tests {
     #[test]
     fn a_produce_of_word_sized_types_logs_34_bytes() {
         let mut log = Log::default();
-        log.push_produce(&1u64, &2u64, false);
+        log.push_produce(&1u64, &2u64, false, 0);
         assert_eq!(log.tape.bytes(), 34);
     }
 
@@ -949,13 +1023,13 @@ mod log_tests {
                 hash: h,
                 counter: count(&mut consumes, h),
             });
-            let data = [(&2u64, &i, false)];
+            let data = [(&2u64, &i, false, 0)];
             let produce = produce_hash(&2u64, &i, false);
             let other = k + 100;
             if at_once {
                 log.push_comm(None::<LoggedCall<'_, u64, u64, u64>>, data, 0);
             } else {
-                log.push_produce(&2u64, &i, false);
+                log.push_produce(&2u64, &i, false, 0);
                 expected.push(LogEvent::Produce {
                     hash: produce,
                     counter: count(&mut produces, produce),
@@ -1025,8 +1099,8 @@ mod log_tests {
             let logs = [LoggedCall::Parts(c), LoggedCall::Encoded(&encoded)].map(|call| {
                 let mut log = Log::default();
                 log.push_consume(call);
-                log.push_produce(&chans[0], &d, false);
-                log.push_comm(Some(call), [(&chans[0], &d, false)], 0);
+                log.push_produce(&chans[0], &d, false, 0);
+                log.push_comm(Some(call), [(&chans[0], &d, false, 0)], 0);
                 log
             });
             assert_eq!(logs[1].len(), 3);
@@ -1051,7 +1125,7 @@ mod log_tests {
         }
         let mut expected = Vec::new();
         Nested.encode(&mut expected);
-        let direct = produce_hash_encoded(&expected, &[5], false);
+        let direct = produce_hash_encoded(&expected, &[5], false, 0);
         assert_eq!(produce_hash(&Nested, &5u8, false), direct);
         let big = vec![7u8; 3 * SCRATCH_KEEP];
         let first = produce_hash(&big, &1u8, true);
@@ -1080,7 +1154,7 @@ mod log_tests {
         log.push_consume(LoggedCall::Parts(c));
         log.push_comm(
             None::<LoggedCall<'_, String, String, String>>,
-            [(&chans[0], &d1, true), (&chans[1], &d2, false)],
+            [(&chans[0], &d1, true, 0), (&chans[1], &d2, false, 0)],
             0,
         );
         let replayed = CommRecord {
@@ -1093,7 +1167,7 @@ mod log_tests {
         log.push_hashed_comm(&replayed);
         log.push_comm(
             Some(LoggedCall::Parts(c)),
-            std::iter::empty::<(&String, &String, bool)>(),
+            std::iter::empty::<(&String, &String, bool, i64)>(),
             0,
         );
         let ch = consume_hash(&chans, &pats, &k, true, &peeks);

@@ -758,7 +758,7 @@ impl Builder {
 /// The hash functions of a space's value types, captured where they are `Encode` (in
 /// [`Space::rig`](crate::Space::rig)) so the call paths need no such bound.
 pub(crate) struct Hashers<C, P, A, K> {
-    pub(crate) produce: fn(&C, &A, bool) -> Digest,
+    pub(crate) produce: fn(&C, &A, bool, i64) -> Digest,
     pub(crate) consume: ConsumeHasher<C, P, K>,
 }
 
@@ -855,7 +855,7 @@ pub(crate) struct Recorder<'r, C, A, F> {
     consume_hash: Option<Digest>,
     list: &'r [C],
     peeks: &'r [usize],
-    produce: fn(&C, &A, bool) -> Digest,
+    produce: fn(&C, &A, bool, i64) -> Digest,
     /// `(datum address, persist, hash)` of data hashed in this search.
     seen: SmallVec<[(*const A, bool, Digest); 8]>,
     /// The assignment [`accept`](Self::accept) took: its record and slot in the expectations.
@@ -867,7 +867,7 @@ impl<'r, C, A, F: FnMut() -> Digest> Recorder<'r, C, A, F> {
         consume: F,
         list: &'r [C],
         peeks: &'r [usize],
-        produce: fn(&C, &A, bool) -> Digest,
+        produce: fn(&C, &A, bool, i64) -> Digest,
     ) -> Self {
         Self {
             consume,
@@ -916,7 +916,7 @@ impl<'r, C, A, F: FnMut() -> Digest> Recorder<'r, C, A, F> {
             let h = match (known, self.list.get(*pos)) {
                 (Some(h), _) => h,
                 (None, Some(c)) => {
-                    let h = (self.produce)(c, &d.value, d.persist);
+                    let h = (self.produce)(c, &d.value, d.persist, d.priority);
                     self.seen.push((at, d.persist, h));
                     h
                 }

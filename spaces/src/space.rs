@@ -209,7 +209,8 @@ type Passed<R> = (u64, u64, Fit<R>);
 /// A COMM's matches, as [`Comm::matches`] holds them.
 type Matches<A, R> = SmallVec<[MatchedDatum<A, R>; 2]>;
 
-/// What a COMM's log record may copy instead of encoding again (see `Log::push_comm`).
+/// What a COMM's log record needs besides the COMM, and what it may copy instead of encoding
+/// again (see `Log::push_comm`).
 #[derive(Default)]
 struct LogReuse {
     /// The call encoding its continuation kept (a persistent one; see [`WaitingContinuation`]).
@@ -217,7 +218,14 @@ struct LogReuse {
     /// Bit `i`: the COMM's match `i` (below 64) is the datum of the produce that fired it
     /// (logged just before, in the same shard's log, unless a replay hashed it).
     produced: u64,
+    /// The COMM's data with a priority other than 0 (PriorityQueue data), as `(match index,
+    /// priority)`: their produce hashes cover it (a COMM does not report priorities).
+    priorities: Priorities,
 }
+
+/// `(match index, priority)` of a COMM's data whose priority is not 0, ascending: empty
+/// unless the COMM took PriorityQueue data (inline for one).
+type Priorities = SmallVec<[(u32, i64); 1]>;
 
 /// The installed continuations on one channel, in install order.
 type InstalledList<C, P, K> = SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>;
@@ -279,11 +287,12 @@ fn log_produce<C: Encode, A: Encode>(
     channel: &C,
     datum: &A,
     persist: bool,
+    priority: i64,
     hashed: Option<Logged>,
 ) {
     match hashed {
         Some((h, _)) => log.push_hashed_produce(&h),
-        None => log.push_produce(channel, datum, persist),
+        None => log.push_produce(channel, datum, persist, priority),
     }
 }
 
@@ -1100,7 +1109,9 @@ where
 
     /// Sends `datum` on `channel` with a priority (used by PriorityQueue channels: higher is
     /// taken first, FIFO within a level; ignored by other kinds, which store 0). Otherwise as
-    /// [`produce`](Self::produce).
+    /// [`produce`](Self::produce). The event log's hash of the call covers a priority other
+    /// than 0 ([`produce_hash_with_priority`](crate::produce_hash_with_priority)), so a replay
+    /// refuses the call made with another priority.
     ///
     /// ```
     /// use rhospace_spaces::{DataKind, Space, SpaceConfig};
@@ -1228,7 +1239,7 @@ where
             let replaying = shard.replaying;
             let check = |datum: &A| {
                 self.expect_call(replaying, &channel, |h| {
-                    (h.produce)(&channel, datum, persist)
+                    (h.produce)(&channel, datum, persist, priority)
                 })
             };
             match state.channels.get_mut(&channel) {
@@ -1250,7 +1261,7 @@ where
                     }
                     strike(&mut replay, event, None);
                     if self.log_events {
-                        log_produce(&mut state.log, &channel, &datum, persist, event);
+                        log_produce(&mut state.log, &channel, &datum, persist, priority, event);
                     }
                     let newly_dirty = stores && !cs.dirty;
                     if stores {
@@ -1285,7 +1296,7 @@ where
                     }
                     strike(&mut replay, event, None);
                     if self.log_events {
-                        log_produce(&mut state.log, &channel, &datum, persist, event);
+                        log_produce(&mut state.log, &channel, &datum, persist, priority, event);
                     }
                     let mut data = DataStore::new(kind);
                     data.push_embedded(
@@ -1338,7 +1349,7 @@ where
         // Replay: the call must be one the log expects (SPEC §7).
         let replaying = view.replaying(&channel);
         let (mut replay, event) = match self.expect_call(replaying, &channel, |h| {
-            (h.produce)(&channel, &datum, persist)
+            (h.produce)(&channel, &datum, persist, priority)
         }) {
             Ok(r) => r,
             Err(e) => return Err(ProduceError::new(e, datum)),
@@ -1350,7 +1361,7 @@ where
                 return Err(ProduceError::new(ErrorKind::OutOfPhlogiston(e), datum));
             }
             strike(&mut replay, event, None);
-            self.record_produce(view, &channel, &datum, persist, event);
+            self.record_produce(view, &channel, &datum, persist, priority, event);
             return Ok(None);
         }
         let incoming = StoredDatum {
@@ -1399,7 +1410,7 @@ where
                 ));
             }
             strike(&mut replay, event, None);
-            self.record_produce(view, &channel, &incoming.value, persist, event);
+            self.record_produce(view, &channel, &incoming.value, persist, priority, event);
             Self::channel_or_new(view, &self.config, &channel, true)
                 .data
                 .push_embedded(incoming, |a| self.matcher.embedding(a));
@@ -1427,7 +1438,7 @@ where
             ));
         }
         strike(&mut replay, event, record.as_ref().map(|r| r.1));
-        self.record_produce(view, &channel, &incoming.value, persist, event);
+        self.record_produce(view, &channel, &incoming.value, persist, priority, event);
         let mut reuse = LogReuse::default();
         let comm = self.fire_produce(view, incoming, source, &mut found, &mut reuse);
         let home = view.state_mut(&channel);
@@ -1437,16 +1448,25 @@ where
 
     /// Logs a produce call in its channel's shard; `hashed` is its hash when a replay has
     /// already computed it.
+    #[allow(clippy::too_many_arguments)]
     fn record_produce(
         &self,
         view: &mut View<'_, C, P, A, K>,
         channel: &C,
         datum: &A,
         persist: bool,
+        priority: i64,
         hashed: Option<Logged>,
     ) {
         if self.log_events {
-            log_produce(view.log_mut(channel), channel, datum, persist, hashed);
+            log_produce(
+                view.log_mut(channel),
+                channel,
+                datum,
+                persist,
+                priority,
+                hashed,
+            );
         }
     }
 
@@ -1566,12 +1586,25 @@ where
             }),
         });
         // A position is always within the channel list; each datum is logged with the
-        // channel of its position.
-        let data = comm.matches.iter().filter_map(|m| {
-            let channel = comm.channels.get(m.position as usize)?;
-            Some((channel, &m.datum, m.persistent))
-        });
-        state.log.push_comm(call, data, reuse.produced);
+        // channel of its position, and its priority (0 unless `reuse` lists one).
+        let priorities = &reuse.priorities;
+        if priorities.is_empty() {
+            let data = comm.matches.iter().filter_map(|m| {
+                let channel = comm.channels.get(m.position as usize)?;
+                Some((channel, &m.datum, m.persistent, 0))
+            });
+            state.log.push_comm(call, data, reuse.produced);
+        } else {
+            let data = comm.matches.iter().enumerate().filter_map(|(i, m)| {
+                let channel = comm.channels.get(m.position as usize)?;
+                let priority = priorities
+                    .iter()
+                    .find(|p| p.0 as usize == i)
+                    .map_or(0, |p| p.1);
+                Some((channel, &m.datum, m.persistent, priority))
+            });
+            state.log.push_comm(call, data, reuse.produced);
+        }
     }
 
     /// The admission of a firing: the stored data it consumes.
@@ -1923,12 +1956,14 @@ where
             matches: SmallVec::new(),
             reissue: !consumed_here,
         };
+        let mut priorities = Priorities::new();
         let from_incoming = Self::collect_matches(
             view,
             &comm.channels,
             &comm.peeks,
             found,
             &mut comm.matches,
+            &mut priorities,
             |_| {
                 left -= 1;
                 let d = if left == 0 {
@@ -1942,19 +1977,22 @@ where
         *reuse = LogReuse {
             call,
             produced: from_incoming,
+            priorities,
         };
         comm
     }
 
     /// Appends each position's report to `out` (empty), from `found` (draining it), taking
-    /// consumed data out of their stores; returns which reports (bit `i` for report `i`,
-    /// below 64) hold a datum `incoming` gave.
+    /// consumed data out of their stores, and to `priorities` the reports' non-zero
+    /// priorities (for the log); returns which reports (bit `i` for report `i`, below 64)
+    /// hold a datum `incoming` gave.
     fn collect_matches(
         view: &mut View<'_, C, P, A, K>,
         list: &[C],
         peeks: &Peeks,
         found: &mut Found<M::Output>,
         out: &mut Matches<A, M::Output>,
+        priorities: &mut Priorities,
         mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
     ) -> u64 {
         out.reserve(found.len());
@@ -2024,6 +2062,11 @@ where
             if let Some((datum, persistent)) = taken {
                 if pick.incoming && out.len() < 64 {
                     from_incoming |= 1 << out.len();
+                }
+                let priority = pick.key.priority();
+                if priority != 0 {
+                    // A report's index is below `MAX_JOIN` times a top-k's `k`: it fits.
+                    priorities.push((out.len() as u32, priority));
                 }
                 out.push(MatchedDatum {
                     // A position is below `MAX_JOIN` (validated), so it fits.
@@ -2386,6 +2429,7 @@ where
                 event,
             );
             // Built first, and its reports filled in place (as `fire_produce`).
+            let mut reuse = LogReuse::default();
             let mut comm = Comm {
                 continuation,
                 channels,
@@ -2401,10 +2445,11 @@ where
                 &comm.peeks,
                 &mut found,
                 &mut comm.matches,
+                &mut reuse.priorities,
                 |_| None,
             );
             let home = view.state_mut(&comm.channels[0]);
-            self.record_comm(home, &comm, record.map(|r| r.0), &LogReuse::default());
+            self.record_comm(home, &comm, record.map(|r| r.0), &reuse);
             Ok(Some(comm))
         } else {
             let mut w =

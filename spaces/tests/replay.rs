@@ -692,38 +692,13 @@ fn a_soft_checkpoint_of_another_spaces_replay_keeps_this_replays_log() {
     assert_eq!(b.create_checkpoint().unwrap().root, b_block.root);
 }
 
-/// The documented limit of [`Space::rig`]: a produce's hash does not cover its priority, so a
-/// replay that makes a logged PriorityQueue produce with another priority is not refused;
-/// while the datum is stored, the root that ends the replay differs from play's (found by
-/// review). With play's priorities the same replay ends at play's root. (Once such data are
-/// consumed, the root no longer shows it: see the next test.)
+/// A produce's hash covers its priority (found by review: it did not, and a replay took a
+/// PriorityQueue produce made with another priority, ending at another root, or, once two
+/// identical consumes had taken the data in the other order, at play's root with other
+/// COMMs). Now the replay refuses it and nothing changes; with play's priorities the replay
+/// fires play's COMMs, uses the whole log and ends at play's root.
 #[test]
-fn a_replayed_produce_with_another_priority_ends_at_another_root() {
-    let cfg = || SpaceConfig::new().channel_kind(1, DataKind::PriorityQueue);
-    let play: S = Space::new(StructuralMatch, cfg());
-    let start = play.create_checkpoint().unwrap().root;
-    play.produce_with_priority(1, int(7), false, 1).unwrap();
-    play.produce_with_priority(1, int(8), false, 2).unwrap();
-    let block = play.create_checkpoint().unwrap();
-    for (first, same) in [(1, true), (5, false)] {
-        let replay: S = Space::new(StructuralMatch, cfg());
-        replay.rig(&start, &block.log).unwrap();
-        replay
-            .produce_with_priority(1, int(7), false, first)
-            .unwrap();
-        replay.produce_with_priority(1, int(8), false, 2).unwrap();
-        let root = replay.create_checkpoint().unwrap().root;
-        assert_eq!(root == block.root, same, "priority {first}");
-    }
-}
-
-/// The other half of that limit (found by review): swapped priorities make two identical
-/// consumes take the data in the other order. Both COMMs are in the log, so the replay fires
-/// them, uses the whole log, and ends at play's root, with its first COMM taking another datum
-/// than play's first did. The docs say so; this test pins it, so that the day priorities enter
-/// the hash, it fails and the docs get updated.
-#[test]
-fn swapped_priorities_can_reorder_a_replays_comms_under_the_same_root() {
+fn a_replay_refuses_a_produce_with_another_priority() {
     let cfg = || SpaceConfig::new().channel_kind(1, DataKind::PriorityQueue);
     let take = |s: &S| {
         let c = s.consume([1], [Pattern::wildcard()], 9, false, &[]);
@@ -734,13 +709,72 @@ fn swapped_priorities_can_reorder_a_replays_comms_under_the_same_root() {
     play.produce_with_priority(1, int(7), false, 2).unwrap();
     play.produce_with_priority(1, int(8), false, 1).unwrap();
     let played = [take(&play), take(&play)];
+    assert_eq!(played, [int(7), int(8)]);
+    let block = play.create_checkpoint().unwrap();
+
+    let replay: S = Space::new(StructuralMatch, cfg());
+    replay.rig(&start, &block.log).unwrap();
+    for wrong in [1, 0, 5] {
+        let root = replay.full_state_root();
+        let e = replay
+            .produce_with_priority(1, int(7), false, wrong)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::Replay(ReplayError::EventNotInLog { .. })
+            ),
+            "priority {wrong}: {e:?}"
+        );
+        assert_eq!(replay.full_state_root(), root);
+    }
+    replay.produce_with_priority(1, int(7), false, 2).unwrap();
+    replay.produce_with_priority(1, int(8), false, 1).unwrap();
+    assert_eq!([take(&replay), take(&replay)], played);
+    assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
+}
+
+/// A PriorityQueue datum with a priority in every kind of COMM, played and replayed: a produce
+/// that fires a join (the produced datum and a stored one, both with priorities), a consume
+/// that fires at once, a peek and a persistent datum. The replay's COMM records must name the
+/// same produce hashes play's log did (priorities included), or it is refused; it uses the
+/// whole log and ends at play's root.
+#[test]
+fn priorities_replay_through_every_kind_of_comm() {
+    let cfg = || {
+        SpaceConfig::new()
+            .channel_kind(1, DataKind::PriorityQueue)
+            .channel_kind(2, DataKind::PriorityQueue)
+    };
+    let calls = |s: &S| {
+        let any = || Pattern::wildcard();
+        s.produce_with_priority(1, int(1), false, 3).unwrap();
+        s.produce_with_priority(1, int(2), true, -4).unwrap();
+        // Waits on both channels; fired by the produce on 2, taking 1's best (priority 3).
+        assert!(s
+            .consume([1, 2], [any(), any()], 5, false, &[])
+            .unwrap()
+            .is_none());
+        let c = s
+            .produce_with_priority(2, int(3), false, 7)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.matches.len(), 2);
+        // Fires at once on the persistent datum (priority -4), peeking.
+        s.consume([1], [any()], 6, false, &[0]).unwrap().unwrap();
+        s.produce_with_priority(2, int(4), false, 9).unwrap();
+        s.consume([2, 1], [any(), any()], 7, false, &[])
+            .unwrap()
+            .unwrap();
+    };
+    let play: S = Space::new(StructuralMatch, cfg());
+    let start = play.create_checkpoint().unwrap().root;
+    calls(&play);
     let block = play.create_checkpoint().unwrap();
     let replay: S = Space::new(StructuralMatch, cfg());
     replay.rig(&start, &block.log).unwrap();
-    replay.produce_with_priority(1, int(7), false, 1).unwrap();
-    replay.produce_with_priority(1, int(8), false, 2).unwrap();
-    let replayed = [take(&replay), take(&replay)];
-    assert_eq!(played, [int(7), int(8)]);
-    assert_eq!(replayed, [int(8), int(7)]);
-    assert_eq!(replay.create_checkpoint().unwrap().root, block.root);
+    calls(&replay);
+    let end = replay.create_checkpoint().unwrap();
+    assert_eq!(end.root, block.root);
+    assert_eq!(end.log, block.log);
 }

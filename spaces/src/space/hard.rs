@@ -63,7 +63,7 @@ use crate::decode::{decode_varint, Decode, DecodeError};
 use crate::encode::{encode_varint, Encode};
 use crate::history::{HistoryError, HistoryStore};
 use crate::kind::{ContKind, DataKind};
-use crate::log::{consume_hash, hash_events, produce_hash, Log, LogEvent};
+use crate::log::{consume_hash, hash_events, produce_hash_with_priority, Log, LogEvent};
 use crate::merkle::{
     hash_multiset, hash_ordered, trie_key, Digest, KeyDomain, LoadError, MerkleMap, EMPTY_ROOT,
 };
@@ -791,17 +791,11 @@ where
     /// reverted to in the same replay. [`reset`](Self::reset) and [`clear`](Self::clear) end a
     /// replay.
     ///
-    /// Limits: a call is identified by its hash alone (SPEC §7), and
-    /// - a produce's hash covers its channel, datum and persist flag, not its priority: on a
-    ///   PriorityQueue channel, a logged produce made again with another priority is not
-    ///   refused. While a datum so produced is stored, the replay's state, and the root of a
-    ///   checkpoint, differ from play's, which a caller comparing roots (as a validator
-    ///   compares a block's) detects. But the priority also decides which datum a later
-    ///   consume takes: the replay's COMMs can differ from play's (each one still in the log)
-    ///   and end at play's root, once those data are consumed;
-    /// - an event's kind (`Produce` or `Consume`) is not checked against the call: produce and
-    ///   consume hashes are domain-separated, so only a log no space wrote can mislabel one,
-    ///   and replaying against it writes a log with the true kinds.
+    /// A produce's hash covers its priority (on a PriorityQueue channel), so a logged produce
+    /// made again with another priority is refused too. Limit: a call is identified by its
+    /// hash alone; an event's kind (`Produce` or `Consume`) is not checked against the call.
+    /// Produce and consume hashes are domain-separated, so only a log no space wrote can
+    /// mislabel one, and replaying against it writes a log with the true kinds.
     ///
     /// Time: O(log size) to rig; then each call costs its play cost plus hashing the call, and
     /// for each assignment met, the COMM's hashes. Each lookup in the log is expected O(1);
@@ -836,7 +830,7 @@ where
     ) -> Result<(), CheckpointError> {
         let expect = Expect::from_log(log.into()).map_err(CheckpointError::Replay)?;
         let hash = Hashers {
-            produce: produce_hash::<C, A>,
+            produce: produce_hash_with_priority::<C, A>,
             consume: consume_hash::<C, P, K>,
         };
         self.reset_to(start, Some((expect, hash)))

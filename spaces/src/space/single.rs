@@ -229,7 +229,12 @@ where
             matches,
             reissue: persist,
         };
-        self.record_comm(state, &comm, record.map(|r| r.0), &LogReuse::default());
+        // A PriorityQueue datum's produce hash covers its priority (see `LogReuse`).
+        let mut reuse = LogReuse::default();
+        if key.priority() != 0 {
+            reuse.priorities.push((0, key.priority()));
+        }
+        self.record_comm(state, &comm, record.map(|r| r.0), &reuse);
         Ok(Some(comm))
     }
 }
