@@ -188,19 +188,9 @@ impl<R> Found<R> {
     /// ascending, and within a top-k position best first: the order of a COMM's `matches`.
     /// The slot is empty afterwards (also when the iterator is dropped early).
     pub(crate) fn drain_entries(&mut self) -> impl Iterator<Item = (usize, Pick, R)> + '_ {
-        let mut more = self.more.drain(..).peekable();
-        let mut firsts = self.picks.drain(..).zip(self.results.drain(..)).enumerate();
-        let mut at = None;
-        std::iter::from_fn(move || {
-            if let Some(pos) = at {
-                if let Some(e) = more.next_if(|(q, _, _)| *q == pos) {
-                    return Some(e);
-                }
-            }
-            let (pos, (pick, r)) = firsts.next()?;
-            at = Some(pos);
-            Some((pos, pick, r))
-        })
+        let firsts = self.picks.drain(..).zip(self.results.drain(..));
+        let more = self.more.drain(..).map(|(q, pick, r)| (q, (pick, r)));
+        comm_order(firsts, more).map(|(pos, (pick, r))| (pos, pick, r))
     }
 
     /// Every picked datum as `(position, pick)` in COMM order, borrowing.
@@ -210,23 +200,33 @@ impl<R> Found<R> {
 }
 
 /// `(position, pick)` for every picked datum in COMM order: positions ascending, and within a
-/// top-k position best first. Lazy: nothing is collected (as [`Found::drain_entries`]).
+/// top-k position best first. Lazy: nothing is collected.
 fn entry_order<'f, R>(
     picks: &'f [Pick],
     more: &'f [(usize, Pick, R)],
 ) -> impl Iterator<Item = (usize, Pick)> + 'f {
-    let mut more = more.iter().peekable();
-    let mut firsts = picks.iter().copied().enumerate();
+    comm_order(picks.iter().copied(), more.iter().map(|(q, p, _)| (*q, *p)))
+}
+
+/// COMM order: each position's first item (`firsts`, one per position in order), followed by
+/// that position's further items (`more`, `(position, item)` by position ascending; a top-k
+/// position's, best first), as `(position, item)`.
+fn comm_order<T>(
+    firsts: impl Iterator<Item = T>,
+    more: impl Iterator<Item = (usize, T)>,
+) -> impl Iterator<Item = (usize, T)> {
+    let mut more = more.peekable();
+    let mut firsts = firsts.enumerate();
     let mut at = None;
     std::iter::from_fn(move || {
         if let Some(pos) = at {
-            if let Some((_, p, _)) = more.next_if(|(q, _, _)| *q == pos) {
-                return Some((pos, *p));
+            if let Some((_, item)) = more.next_if(|(q, _)| *q == pos) {
+                return Some((pos, item));
             }
         }
-        let (pos, pick) = firsts.next()?;
+        let (pos, item) = firsts.next()?;
         at = Some(pos);
-        Some((pos, pick))
+        Some((pos, item))
     })
 }
 
@@ -1379,8 +1379,8 @@ where
         pre = (checked, elements);
         fit = Some(found);
     }
-    // The search state is dropped in place at the end of this block (a `drop(dfs)` call
-    // moved all of it first).
+    // The search state is dropped in place at the end of this block (`drop(dfs)` would
+    // move all of it first).
     let (hit, mut examined, mut vector, rejected) = {
         let mut dfs = Dfs {
             matcher,

@@ -29,8 +29,9 @@
 //! # Records
 //! A record is a tag byte and its body. Lengths are 8-byte little-endian. A *produce part* is
 //! a flags byte (bit 0: persist; bit 1: a priority follows), the channel's and the datum's
-//! encoded lengths, the two encodings, then the priority (8 bytes little-endian) if not 0. A *call* is the persist flag, four lengths, then the encodings of the channel
-//! list, the pattern list and the continuation, and the peeks (LEB128 count and positions).
+//! encoded lengths, the two encodings, then the priority (8 bytes little-endian) if not 0. A
+//! *call* is the persist flag, four lengths, then the encodings of the channel list, the
+//! pattern list and the continuation, and the peeks (LEB128 count and positions).
 //!
 //! | tag | body |
 //! |---|---|
@@ -246,9 +247,10 @@ impl Log {
     /// Appends a COMM of `call` (a continuation that waited), or, with `None`, of the consume
     /// appended just before (the caller checks [`ends_with_consume`](Self::ends_with_consume);
     /// it fired at once). `data` is each datum in COMM order with the channel of its position,
-    /// its persist flag and its priority. Bit `i` of `produced` says that datum `i` (below 64) is the one
-    /// the produce appended just before brought in, on its channel with its persist flag:
-    /// its part is then copied from that record rather than encoded again (the same bytes).
+    /// its persist flag and its priority. Bit `i` of `produced` says that datum `i` (below
+    /// 64) is the one the produce appended just before brought in, on its channel with its
+    /// persist flag and priority: its part is then copied from that record rather than
+    /// encoded again (the same bytes).
     /// The caller sets a bit only for such a datum. The copy is made only while that
     /// produce's record is the last one and still ends the tail; otherwise (a replay logged
     /// the produce's hash, a clone sealed the tail) the datum is encoded.
@@ -404,14 +406,20 @@ fn take_u8(r: &mut &[u8]) -> u8 {
     b
 }
 
-/// Reads a length of a record.
+/// Reads 8 little-endian bytes of a record.
 #[inline]
-fn take_len(r: &mut &[u8]) -> usize {
+fn take_u64(r: &mut &[u8]) -> u64 {
     let Some((n, rest)) = r.split_first_chunk::<8>() else {
         broken_log()
     };
     *r = rest;
-    usize::try_from(u64::from_le_bytes(*n)).unwrap_or_else(|_| broken_log())
+    u64::from_le_bytes(*n)
+}
+
+/// Reads a length of a record.
+#[inline]
+fn take_len(r: &mut &[u8]) -> usize {
+    usize::try_from(take_u64(r)).unwrap_or_else(|_| broken_log())
 }
 
 /// Reads `n` bytes of a record.
@@ -431,12 +439,11 @@ fn take_produce(r: &mut &[u8]) -> Digest {
     let (c, d) = (take_len(r), take_len(r));
     let channel = take_bytes(r, c);
     let datum = take_bytes(r, d);
-    let priority = match flags & 2 {
-        0 => 0,
-        _ => match take_bytes(r, 8).try_into() {
-            Ok(b) => i64::from_le_bytes(b),
-            Err(_) => broken_log(),
-        },
+    // The same 8 bytes `write_prioritized` wrote, as the same two's-complement value.
+    let priority = if flags & 2 == 0 {
+        0
+    } else {
+        take_u64(r) as i64
     };
     produce_hash_encoded(channel, datum, flags & 1 != 0, priority)
 }
@@ -606,18 +613,16 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 
 /// [`produce_hash_with_priority`] from the channel's and the datum's encodings.
 fn produce_hash_encoded(channel: &[u8], datum: &[u8], persist: bool, priority: i64) -> Digest {
-    let head = [
-        &b"rhospace/produce"[..],
+    let (persist, priority_bytes) = ([u8::from(persist)], priority.to_le_bytes());
+    let parts: [&[u8]; 5] = [
+        b"rhospace/produce",
         channel,
         datum,
-        &[u8::from(persist)],
+        &persist,
+        &priority_bytes,
     ];
-    if priority == 0 {
-        hash_ordered(head)
-    } else {
-        let [tag, channel, datum, persist] = head;
-        hash_ordered([tag, channel, datum, persist, &priority.to_le_bytes()])
-    }
+    // Priority 0 (every kind but PriorityQueue) hashes the four parts it always did.
+    hash_ordered(&parts[..if priority == 0 { 4 } else { 5 }])
 }
 
 /// The stable hash of a consume (or an installed continuation).
@@ -948,12 +953,12 @@ mod log_tests {
             let build = |mark: u64| {
                 let mut log = Log::default();
                 log.push_produce(&other, &other, false, 0);
-                log.push_produce(&chans[0], &d, true, 0);
+                log.push_produce(&chans[0], &d, true, -3);
                 let clone = (case == "sealed").then(|| log.clone());
                 if case == "after another record" {
                     log.push_hashed_consume(&[3; 32]);
                 }
-                let data = [(&chans[0], &other, false, 0), (&chans[0], &d, true, 0)];
+                let data = [(&chans[0], &other, false, 0), (&chans[0], &d, true, -3)];
                 log.push_comm(Some(LoggedCall::Parts(c)), data, mark);
                 drop(clone);
                 log
@@ -961,6 +966,23 @@ mod log_tests {
             let (plain, copied) = (build(0), build(0b10));
             assert_eq!(copied.len(), plain.len(), "{case}");
             assert_eq!(tape_bytes(&copied), tape_bytes(&plain), "{case}");
+            // The COMM names the produce by the hash its own event has, priority included.
+            let events = hash_events([&copied], copied.len());
+            let d_hash = produce_hash_with_priority(&chans[0], &d, true, -3);
+            assert_eq!(
+                events[1],
+                LogEvent::Produce {
+                    hash: d_hash,
+                    counter: 0
+                }
+            );
+            let Some(LogEvent::Comm(comm)) = events.last() else {
+                panic!("{case}: a COMM last");
+            };
+            assert_eq!(
+                comm.produces,
+                [produce_hash(&chans[0], &other, false), d_hash]
+            );
         }
     }
 

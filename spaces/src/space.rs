@@ -227,6 +227,18 @@ struct LogReuse {
 /// unless the COMM took PriorityQueue data (inline for one).
 type Priorities = SmallVec<[(u32, i64); 1]>;
 
+impl LogReuse {
+    /// Notes the priority of match `index`, the item `key` names, unless it is 0.
+    #[inline]
+    fn note_priority(&mut self, index: usize, key: ItemKey) {
+        let priority = key.priority();
+        if priority != 0 {
+            // A match's index is below `MAX_JOIN` times a top-k's `k`: it fits.
+            self.priorities.push((index as u32, priority));
+        }
+    }
+}
+
 /// The installed continuations on one channel, in install order.
 type InstalledList<C, P, K> = SmallVec<[Arc<InstalledEntry<C, P, K>>; 1]>;
 
@@ -1540,18 +1552,19 @@ where
         }
     }
 
-    /// The log encoding a persistent continuation keeps while it waits on `list` in a space
-    /// that logs events (see [`WaitingContinuation`]); `None` for any other.
-    fn encoded_call(&self, list: &[C], w: &WaitingContinuation<P, K>) -> Option<EncodedCall> {
-        (self.log_events && w.persist).then(|| {
-            EncodedCall::new(Call {
+    /// Gives `w`, about to wait on `list`, the log encoding of its call that a persistent
+    /// continuation keeps in a space that logs events (see [`WaitingContinuation`]); any
+    /// other keeps none.
+    fn keep_encoded_call(&self, list: &[C], w: &mut WaitingContinuation<P, K>) {
+        if self.log_events && w.persist {
+            w.keep_call(EncodedCall::new(Call {
                 channels: list,
                 patterns: &w.patterns,
                 continuation: &w.continuation,
                 persist: w.persist,
                 peeks: &w.peeks,
-            })
-        })
+            }));
+        }
     }
 
     /// Logs a COMM in `state`, the shard state of the call that fired it; `hashed` is its
@@ -1561,10 +1574,10 @@ where
     /// event comes last, or a replay hashed the consume) the COMM logs the call's parts. It
     /// copies what `reuse` offers instead of encoding it again (the same bytes).
     #[inline]
-    fn record_comm(
+    fn record_comm<'c>(
         &self,
         state: &mut State<C, P, A, K>,
-        comm: &Comm<C, P, A, K, M::Output>,
+        comm: &'c Comm<C, P, A, K, M::Output>,
         hashed: Option<CommRecord>,
         reuse: &LogReuse,
     ) {
@@ -1587,22 +1600,25 @@ where
         });
         // A position is always within the channel list; each datum is logged with the
         // channel of its position, and its priority (0 unless `reuse` lists one).
+        let report = |m: &'c MatchedDatum<A, M::Output>, priority: i64| {
+            let channel = comm.channels.get(m.position as usize)?;
+            Some((channel, &m.datum, m.persistent, priority))
+        };
         let priorities = &reuse.priorities;
+        // Without priorities (every kind but PriorityQueue), no per-datum look-up: a single
+        // path that looked each index up cost every COMM ~25 instructions (callgrind).
         if priorities.is_empty() {
-            let data = comm.matches.iter().filter_map(|m| {
-                let channel = comm.channels.get(m.position as usize)?;
-                Some((channel, &m.datum, m.persistent, 0))
-            });
+            let data = comm.matches.iter().filter_map(|m| report(m, 0));
             state.log.push_comm(call, data, reuse.produced);
         } else {
-            let data = comm.matches.iter().enumerate().filter_map(|(i, m)| {
-                let channel = comm.channels.get(m.position as usize)?;
-                let priority = priorities
+            let priority = |i: usize| {
+                priorities
                     .iter()
                     .find(|p| p.0 as usize == i)
-                    .map_or(0, |p| p.1);
-                Some((channel, &m.datum, m.persistent, priority))
-            });
+                    .map_or(0, |p| p.1)
+            };
+            let data = comm.matches.iter().enumerate();
+            let data = data.filter_map(|(i, m)| report(m, priority(i)));
             state.log.push_comm(call, data, reuse.produced);
         }
     }
@@ -1918,8 +1934,9 @@ where
     }
 
     /// Fires `source`'s continuation with what `found` picked and the produce's `incoming`
-    /// datum (draining `found`); returns the COMM, and sets in `reuse` what its log record
-    /// can reuse (an out-parameter: a returned pair was one more copy of the whole COMM).
+    /// datum (draining `found`); returns the COMM, and fills `reuse` (empty) with what its log
+    /// record needs and can reuse (an out-parameter: a returned pair was one more copy of the
+    /// whole COMM).
     fn fire_produce(
         &self,
         view: &mut View<'_, C, P, A, K>,
@@ -1956,14 +1973,14 @@ where
             matches: SmallVec::new(),
             reissue: !consumed_here,
         };
-        let mut priorities = Priorities::new();
-        let from_incoming = Self::collect_matches(
+        reuse.call = call;
+        Self::collect_matches(
             view,
             &comm.channels,
             &comm.peeks,
             found,
             &mut comm.matches,
-            &mut priorities,
+            reuse,
             |_| {
                 left -= 1;
                 let d = if left == 0 {
@@ -1974,30 +1991,23 @@ where
                 d.map(|d| (d.value, d.persist))
             },
         );
-        *reuse = LogReuse {
-            call,
-            produced: from_incoming,
-            priorities,
-        };
         comm
     }
 
     /// Appends each position's report to `out` (empty), from `found` (draining it), taking
-    /// consumed data out of their stores, and to `priorities` the reports' non-zero
-    /// priorities (for the log); returns which reports (bit `i` for report `i`, below 64)
-    /// hold a datum `incoming` gave.
+    /// consumed data out of their stores. Notes in `reuse` (its `produced` and `priorities`
+    /// empty) which reports hold a datum `incoming` gave and the reports' non-zero
+    /// priorities, for the log.
     fn collect_matches(
         view: &mut View<'_, C, P, A, K>,
         list: &[C],
         peeks: &Peeks,
         found: &mut Found<M::Output>,
         out: &mut Matches<A, M::Output>,
-        priorities: &mut Priorities,
+        reuse: &mut LogReuse,
         mut incoming: impl FnMut(usize) -> Option<(A, bool)>,
-    ) -> u64 {
+    ) {
         out.reserve(found.len());
-        // Bit `i`: match `i` (below 64) is a datum `incoming` gave.
-        let mut from_incoming = 0u64;
         // First position of each channel that gave up an item and is not tidied yet.
         let mut untidy: SmallVec<[usize; 4]> = SmallVec::new();
         // Compaction renumbers items, so a channel is tidied only after its last entry has
@@ -2061,13 +2071,9 @@ where
             // missing one would be a bug, and is skipped rather than panicking.
             if let Some((datum, persistent)) = taken {
                 if pick.incoming && out.len() < 64 {
-                    from_incoming |= 1 << out.len();
+                    reuse.produced |= 1 << out.len();
                 }
-                let priority = pick.key.priority();
-                if priority != 0 {
-                    // A report's index is below `MAX_JOIN` times a top-k's `k`: it fits.
-                    priorities.push((out.len() as u32, priority));
-                }
+                reuse.note_priority(out.len(), pick.key);
                 out.push(MatchedDatum {
                     // A position is below `MAX_JOIN` (validated), so it fits.
                     position: pos as u32,
@@ -2080,7 +2086,6 @@ where
         for pos in untidy {
             Self::tidy_channel(view, &list[pos], true);
         }
-        from_incoming
     }
 
     /// Compacts the channel's data (their layout only: contents and order stay) and drops the
@@ -2445,7 +2450,7 @@ where
                 &comm.peeks,
                 &mut found,
                 &mut comm.matches,
-                &mut reuse.priorities,
+                &mut reuse,
                 |_| None,
             );
             let home = view.state_mut(&comm.channels[0]);
@@ -2472,16 +2477,16 @@ where
                 ));
             }
             strike(&mut replay, event, None);
+            // A persistent continuation that stays in a logging space: its call is encoded
+            // once, for this event and for every COMM it fires.
+            if vetted.is_some() {
+                self.keep_encoded_call(&channels, &mut w);
+            }
             // Only a logging space writes the shard here (a consume a continuation store
             // drops as a duplicate changes nothing else).
-            // A persistent continuation that stays in a logging space: its call is
-            // encoded once, for this event and for every COMM it fires.
-            let encoded = vetted
-                .as_ref()
-                .and_then(|_| self.encoded_call(&channels, &w));
             if self.log_events {
                 let state = view.state_mut(&channels[0]);
-                match &encoded {
+                match w.call() {
                     Some(e) if event.is_none() => {
                         state.log.push_consume(LoggedCall::<C, P, K>::Encoded(e));
                     }
@@ -2495,9 +2500,6 @@ where
                         event,
                     ),
                 }
-            }
-            if let Some(e) = encoded {
-                w.keep_call(e);
             }
             if let Some(vetted) = vetted {
                 self.store_continuation(view, channels.into_shared(), w, vetted);
@@ -2689,9 +2691,7 @@ where
             list: channels.clone(),
             w: {
                 let mut w = WaitingContinuation::new(patterns, continuation, true, Peeks::new());
-                if let Some(e) = self.encoded_call(&channels, &w) {
-                    w.keep_call(e);
-                }
+                self.keep_encoded_call(&channels, &mut w);
                 w
             },
         });

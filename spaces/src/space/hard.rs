@@ -605,8 +605,8 @@ where
     /// All shards are locked for its duration (writers pause). Errors, after which nothing
     /// changes (the log and the changes stay pending): `History` when the history store
     /// failed; `Corrupt` when a leaf the store lacks cannot be rebuilt from the live state
-    /// (the trie and the state disagree, which would be a bug); `Replay` while rigged with logged calls or COMMs left unused
-    /// ([`ReplayError::Unused`]).
+    /// (the trie and the state disagree, which would be a bug); `Replay` while rigged with
+    /// logged calls or COMMs left unused ([`ReplayError::Unused`]).
     ///
     /// Time: O(changed entries × their size + changed paths × log₁₆ n), independent of the
     /// channels left unchanged. The first checkpoint after a revert to another space's soft
@@ -1023,9 +1023,7 @@ where
                         if !i.is_empty() || !valid {
                             return Err(corrupt(DecodeError::Invalid("continuation")));
                         }
-                        if let Some(e) = self.encoded_call(&jk, &w) {
-                            w.keep_call(e);
-                        }
+                        self.keep_encoded_call(&jk, &mut w);
                         // A Set store never holds two equal continuations.
                         if !store.push(w, &self.matcher) {
                             return Err(corrupt(DecodeError::Invalid("duplicate continuation")));

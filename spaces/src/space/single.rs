@@ -231,9 +231,7 @@ where
         };
         // A PriorityQueue datum's produce hash covers its priority (see `LogReuse`).
         let mut reuse = LogReuse::default();
-        if key.priority() != 0 {
-            reuse.priorities.push((0, key.priority()));
-        }
+        reuse.note_priority(0, key);
         self.record_comm(state, &comm, record.map(|r| r.0), &reuse);
         Ok(Some(comm))
     }
